@@ -1,0 +1,231 @@
+"""Settings: one typed object, ``PAVE_*`` environment variables, one optional TOML file.
+
+Precedence, highest first:
+
+1. arguments passed in code (``Settings(port=9000)``; the CLI's ``--port`` uses this);
+2. environment variables ``PAVE_<FIELD>`` (``PAVE_DATABASE_URL``, ``PAVE_PORT``...);
+3. the config file: ``PAVE_CONFIG`` if set, else ``$PAVE_HOME/config.toml`` if it exists;
+4. the defaults below.
+
+Paths that depend on ``home`` (the database, the artifact root) are derived after the other
+sources are merged, so setting only ``PAVE_HOME`` moves everything.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from pave.errors import ConfigError
+
+DEFAULT_HOME = Path("~/.pave")
+SECRET_FIELDS = frozenset({"database_url", "mlflow_database_url"})
+
+
+class _TomlFile(PydanticBaseSettingsSource):
+    """Reads the config file, turning a syntax error into a ConfigError with its line."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        if self.path is None or not self.path.is_file():
+            return {}
+        try:
+            data = tomllib.loads(self.path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"config file {self.path} is not valid TOML: {exc}",
+                hint=f"fix that line, or move the file away (mv {self.path} {self.path}.bak)",
+            ) from exc
+        section = data.get("pave", data)
+        if not isinstance(section, dict):
+            raise ConfigError(f"config file {self.path}: [pave] must be a table", hint="see docs/config.md")
+        unknown = sorted(set(section) - set(self.settings_cls.model_fields))
+        if unknown:
+            raise ConfigError(
+                f"config file {self.path} has unknown setting(s): {', '.join(unknown)}",
+                hint="run `pave config show` for the valid names",
+            )
+        return section
+
+
+def config_file_path() -> Path | None:
+    """Where the config file is looked for: ``PAVE_CONFIG``, else ``$PAVE_HOME/config.toml``."""
+    explicit = os.environ.get("PAVE_CONFIG")
+    if explicit:
+        return Path(explicit).expanduser()
+    home = Path(os.environ.get("PAVE_HOME") or DEFAULT_HOME).expanduser()
+    return home / "config.toml"
+
+
+class Settings(BaseSettings):
+    """The effective configuration of one Pave installation."""
+
+    model_config = SettingsConfigDict(env_prefix="PAVE_", extra="forbid", validate_default=True)
+
+    home: Path = Field(default=DEFAULT_HOME, description="Where Pave keeps its state.")
+    database_url: str | None = Field(
+        default=None, description="Pave's metadata database; default: SQLite file in home."
+    )
+    mlflow_database_url: str | None = Field(
+        default=None,
+        description="MLflow's backend store; default: beside Pave's (own SQLite file, or own schema).",
+    )
+    artifact_root: str | None = Field(default=None, description="Artifacts; default: home/artifacts.")
+    host: str = Field(default="127.0.0.1", description="Interface the control plane binds to.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Control-plane port.")
+    gateway_host: str = Field(default="127.0.0.1", description="Interface the inference gateway binds to.")
+    gateway_port: int = Field(default=8080, ge=1, le=65535, description="Inference gateway port.")
+    gateway_workers: int = Field(default=0, ge=0, le=64, description="Gateway processes; 0 = one per core.")
+    environment: Literal["development", "production"] = Field(
+        default="development", description="production refuses insecure settings."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="Request body limit.")
+    allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "localhost", "[::1]", "testserver"],
+        description="Host header allow-list ('*' allows any).",
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _TomlFile(settings_cls, config_file_path())
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("database_url", "mlflow_database_url", mode="after")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if not (scheme.startswith("sqlite") or scheme.startswith("postgresql")):
+            raise ValueError(
+                "must look like sqlite:////path/to/file.db or postgresql+psycopg://user@host:5432/dbname"
+            )
+        return value
+
+    # --- derived -------------------------------------------------------------------------------
+
+    @cached_property
+    def db_url(self) -> str:
+        """Pave's metadata database URL, defaults applied."""
+        return self.database_url or f"sqlite:///{self.home / 'pave.db'}"
+
+    @cached_property
+    def mlflow_db_url(self) -> str:
+        """MLflow's backend store: its own SQLite file, or its own schema on the same server."""
+        if self.mlflow_database_url:
+            return self.mlflow_database_url
+        if self.db_url.startswith("sqlite"):
+            return f"sqlite:///{self.home / 'mlflow.db'}"
+        return with_search_path(self.db_url, f"{postgres_schema(self.db_url) or 'pave'}_mlflow")
+
+    @cached_property
+    def artifacts(self) -> str:
+        """The artifact root (a local path or an object-store URI)."""
+        return self.artifact_root or str(self.home / "artifacts")
+
+    @property
+    def credentials_path(self) -> Path:
+        return self.home / "credentials.json"
+
+    @property
+    def run_dir(self) -> Path:
+        """Pid and state files of running processes."""
+        return self.home / "run"
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
+
+    @property
+    def gateway_url(self) -> str:
+        host = "127.0.0.1" if self.gateway_host in ("0.0.0.0", "::") else self.gateway_host  # noqa: S104
+        return f"http://{host}:{self.gateway_port}"
+
+    def ensure_home(self) -> None:
+        """Create the home and its private folders (mode 0700)."""
+        for path in (self.home, self.run_dir, self.home / "tmp"):
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not self.artifacts.partition("://")[1]:
+            Path(self.artifacts).mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def shown(self) -> dict[str, str]:
+        """Every effective value as text, secrets (passwords in URLs) masked."""
+        values: dict[str, Any] = self.model_dump()
+        values["database_url"] = self.db_url
+        values["mlflow_database_url"] = self.mlflow_db_url
+        values["artifact_root"] = self.artifacts
+        out: dict[str, str] = {}
+        for key, value in values.items():
+            text = ", ".join(value) if isinstance(value, list) else str(value)
+            out[key] = mask_url(text) if key in SECRET_FIELDS else text
+        return out
+
+
+def mask_url(url: str) -> str:
+    """``postgresql://bob:secret@db/x`` -> ``postgresql://bob:***@db/x``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def postgres_schema(url: str) -> str | None:
+    """The schema named by ``options=-csearch_path=X`` in a PostgreSQL URL, if any."""
+    query = urlsplit(url).query
+    for item in query.split("&"):
+        key, _, value = item.partition("=")
+        if key == "options":
+            value = value.replace("%3D", "=").replace("%3d", "=")
+            if value.startswith("-csearch_path="):
+                return value.removeprefix("-csearch_path=").split(",")[0]
+    return None
+
+
+def with_search_path(url: str, schema: str) -> str:
+    """The same PostgreSQL URL with its search_path set to ``schema``."""
+    parts = urlsplit(url)
+    query = [q for q in parts.query.split("&") if q and not q.startswith("options=")]
+    query.append(f"options=-csearch_path%3D{schema}")
+    return urlunsplit(parts._replace(query="&".join(query)))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning validation errors into one readable ConfigError."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            problems.append(f"{name}: {err['msg']}")
+        raise ConfigError(
+            "invalid setting " + "; ".join(problems),
+            hint="check the PAVE_* environment variables and the config file (`pave config show`)",
+        ) from exc

@@ -1,0 +1,1 @@
+"""Pave portal."""

@@ -1,0 +1,1 @@
+"""Pave's metadata store: tables, engines and sessions, migrations."""
