@@ -1,0 +1,503 @@
+"""The project spec: ``pave.yaml``, as typed pydantic models, and :func:`load_spec`.
+
+A project is a folder with a ``pave.yaml``; every path and ``module:attr`` reference in it is
+relative to that folder. The full reference is ``docs/spec.md``; editors can validate against
+``src/pave/pipelines/pave.schema.json`` (generated from these models by :func:`write_json_schema`).
+
+The step function contract, in short:
+
+* a step is a plain Python function named by ``function: module:function``; the module is the
+  file ``module.py`` (dots for sub-folders) in the project folder;
+* its arguments are filled by name, first from ``inputs`` (``data.<source>`` gives that source as a
+  ``pandas.DataFrame``; ``<step>`` gives that step's return value), then from ``params``;
+* an argument named ``ctx`` receives a :class:`pave.pipelines.StepContext` (``seed``,
+  ``project_dir``, ``step``, ``logger``, ``log_metric(name, value)``);
+* the return value must be picklable (it is cached with joblib); the ``metrics`` step returns a
+  ``dict[str, float]``; the ``model`` step returns the model object of the declared flavor.
+
+:func:`load_spec` turns every problem into one :class:`~pave.errors.InvalidInput` whose message
+names the field and its line in ``pave.yaml`` and whose hint says how to fix it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from pave.errors import InvalidInput, NotFound
+
+SPEC_FILE = "pave.yaml"
+SCHEMA_FILE = Path(__file__).with_name("pave.schema.json")
+
+PROJECT_NAME = r"^[a-z0-9][a-z0-9-]{1,62}$"
+STEP_NAME = r"^[a-z_][a-z0-9_-]{0,62}$"
+SOURCE_NAME = r"^[a-z_][a-z0-9_]{0,62}$"
+REFERENCE = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+DATA_PREFIX = "data."
+
+_REFERENCE_HELP = "write it as module:name, e.g. steps:train for the function train in steps.py"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def check_relative_path(value: str) -> str:
+    """Refuse paths that could leave the project folder: absolute, ``..``, NUL, backslashes."""
+    if not value or "\x00" in value:
+        raise ValueError("must be a non-empty path without NUL characters")
+    if "\\" in value:
+        raise ValueError("use forward slashes ('/') in paths")
+    path = PurePosixPath(value)
+    if path.is_absolute() or re.match(r"^[A-Za-z]:", value):
+        raise ValueError("must be relative to the project folder, not absolute")
+    if ".." in path.parts:
+        raise ValueError("must not contain '..': data files live inside the project folder")
+    return value
+
+
+class TemplateRef(_Model):
+    """The template a project was created from (written by ``pave new``)."""
+
+    name: str = Field(min_length=1, description="Template name, e.g. tabular-classification.")
+    version: str = Field(min_length=1, description="Template version, e.g. 0.1.0.")
+
+
+class SourceSpec(_Model):
+    """One data file: CSV or Parquet, relative to the project folder."""
+
+    path: str = Field(description="File path relative to the project folder (no '..', not absolute).")
+    format: Literal["csv", "parquet"] | None = Field(
+        default=None, description="csv or parquet; default: from the file suffix."
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _safe_path(cls, value: str) -> str:
+        return check_relative_path(value)
+
+    @model_validator(mode="after")
+    def _known_format(self) -> SourceSpec:
+        if self.format is None and self.file_format is None:
+            raise ValueError("cannot tell the format from the suffix; name a .csv or .parquet file")
+        return self
+
+    @property
+    def file_format(self) -> Literal["csv", "parquet"] | None:
+        """The effective format: explicit, else from the suffix."""
+        if self.format is not None:
+            return self.format
+        suffix = PurePosixPath(self.path).suffix.lower()
+        if suffix in (".csv", ".tsv", ".txt") or self.path.lower().endswith(".csv.gz"):
+            return "csv"
+        if suffix in (".parquet", ".pq"):
+            return "parquet"
+        return None
+
+
+class DataSpec(_Model):
+    """The project's data sources, their schema and which of them are validated."""
+
+    sources: dict[str, SourceSpec] = Field(
+        default_factory=dict, description="Source name -> file. Steps use a source as data.<name>."
+    )
+    schema_ref: str | None = Field(
+        default=None,
+        alias="schema",
+        pattern=REFERENCE,
+        description="module:attr naming a pandera DataFrameModel (module relative to the project).",
+    )
+    validate_sources: list[str] | None = Field(
+        default=None,
+        alias="validate",
+        description="Sources validated against the schema (default: all sources).",
+    )
+
+    @field_validator("sources")
+    @classmethod
+    def _source_names(cls, value: dict[str, SourceSpec]) -> dict[str, SourceSpec]:
+        for name in value:
+            if not re.match(SOURCE_NAME, name):
+                raise ValueError(f"source name {name!r} must match {SOURCE_NAME} (lowercase, digits, _)")
+        return value
+
+    @property
+    def validated(self) -> list[str]:
+        """The sources to validate, default applied (none when there is no schema)."""
+        if self.schema_ref is None:
+            return []
+        if self.validate_sources is None:
+            return list(self.sources)
+        return list(self.validate_sources)
+
+
+class StepSpec(_Model):
+    """One step of the pipeline: a plain Python function."""
+
+    name: str = Field(pattern=STEP_NAME, description="Unique step name.")
+    function: str = Field(pattern=REFERENCE, description="module:function, module relative to the project.")
+    inputs: dict[str, str] = Field(
+        default_factory=dict,
+        description="Argument name -> data.<source> or the name of an earlier step (its return value).",
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="Argument name -> constant value.")
+    retries: int = Field(default=0, ge=0, le=10, description="Extra attempts when the step raises.")
+    cache: bool = Field(
+        default=True, description="Reuse the cached output when nothing it depends on changed."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _not_data(cls, value: str) -> str:
+        if value == "data":
+            raise ValueError("'data' is reserved for data sources (data.<source>); pick another name")
+        return value
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> StepSpec:
+        both = sorted(set(self.inputs) & set(self.params))
+        if both:
+            raise ValueError(f"argument(s) {', '.join(both)} given both in inputs and in params")
+        if "ctx" in self.inputs or "ctx" in self.params:
+            raise ValueError("'ctx' is reserved for the StepContext; rename that argument")
+        return self
+
+    @property
+    def upstream(self) -> list[str]:
+        """Names of the steps whose outputs this step reads."""
+        return [ref for ref in self.inputs.values() if not ref.startswith(DATA_PREFIX)]
+
+
+class ModelSpec(_Model):
+    """Which step's output is the model, and how it is logged and registered."""
+
+    step: str = Field(description="The step whose return value is the model.")
+    flavor: Literal["sklearn", "lightgbm", "pyfunc"] = Field(
+        default="sklearn", description="MLflow flavor used to log the model."
+    )
+    name: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+        description="Registered model name (default: the project name).",
+    )
+    input_example_from: str | None = Field(
+        default=None,
+        description=(
+            "A step whose output holds example model inputs: a DataFrame, or an object/dict with "
+            "X_test, X_valid, X_val, X_train or X (first found). Used for the signature and input example."
+        ),
+    )
+
+
+class MetricsSpec(_Model):
+    """Which step returns the metrics and which metric ranks models."""
+
+    step: str = Field(description="The step returning dict[str, float].")
+    primary: str = Field(min_length=1, description="The metric that ranks runs and models.")
+    direction: Literal["maximize", "minimize"] = Field(
+        default="maximize", description="Better is higher or lower."
+    )
+
+
+class GateSpec(_Model):
+    """A promotion gate: absolute bounds, or no worse than the ``champion`` by ``max_drop``."""
+
+    metric: str = Field(min_length=1, description="Metric name (from the metrics step or ctx.log_metric).")
+    min: float | None = Field(default=None, description="Fail when the metric is below.")
+    max: float | None = Field(default=None, description="Fail when the metric is above.")
+    compare_to: Literal["champion"] | None = Field(
+        default=None, description="Compare to the version with alias champion (skipped when none)."
+    )
+    max_drop: float | None = Field(
+        default=None, ge=0, description="With compare_to: the largest allowed worsening (default 0)."
+    )
+    direction: Literal["maximize", "minimize"] | None = Field(
+        default=None, description="For compare_to: which way is better (default: metrics.direction)."
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> GateSpec:
+        absolute = self.min is not None or self.max is not None
+        if absolute and self.compare_to is not None:
+            raise ValueError("a gate is either absolute (min/max) or relative (compare_to), split it in two")
+        if not absolute and self.compare_to is None:
+            raise ValueError("a gate needs min, max, or compare_to: champion")
+        if self.max_drop is not None and self.compare_to is None:
+            raise ValueError("max_drop needs compare_to: champion")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min is greater than max")
+        return self
+
+
+class ProjectSpec(_Model):
+    """A whole ``pave.yaml``."""
+
+    name: str = Field(pattern=PROJECT_NAME, description="Project name: lowercase letters, digits and '-'.")
+    owner: str | None = Field(default=None, description="Who owns the project.")
+    description: str = Field(default="", description="One line about the project.")
+    template: TemplateRef | None = Field(default=None, description="Set by pave new.")
+    seed: int = Field(default=42, description="Seed given to every step (ctx.seed) and set for random/numpy.")
+    data: DataSpec = Field(default_factory=DataSpec, description="Data sources and their validation.")
+    steps: list[StepSpec] = Field(min_length=1, description="The pipeline steps.")
+    model: ModelSpec | None = Field(default=None, description="The model to log and register.")
+    metrics: MetricsSpec | None = Field(default=None, description="The metrics step and primary metric.")
+    gates: list[GateSpec] = Field(default_factory=list, description="Promotion gates, all must pass.")
+    deploy: dict[str, Any] = Field(
+        default_factory=dict, description="Deployment settings (free-form for now)."
+    )
+    monitor: dict[str, Any] = Field(
+        default_factory=dict, description="Monitoring settings (free-form for now)."
+    )
+
+    @model_validator(mode="after")
+    def _references(self, info: ValidationInfo) -> ProjectSpec:
+        if info.context and info.context.get("defer_references"):
+            return self
+        problems = reference_problems(self)
+        if problems:
+            raise ValueError("; ".join(f"{_dotted(loc)}: {msg}" for loc, msg, _ in problems))
+        return self
+
+    def step(self, name: str) -> StepSpec:
+        """The step called ``name``."""
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise NotFound(f"project {self.name} has no step {name!r}", hint=f"steps: {self.step_names()}")
+
+    def step_names(self) -> str:
+        return ", ".join(s.name for s in self.steps)
+
+    @property
+    def model_name(self) -> str:
+        """The registered model name, default applied."""
+        return (self.model.name if self.model else None) or self.name
+
+
+Loc = tuple[str | int, ...]
+
+
+def reference_problems(spec: ProjectSpec) -> list[tuple[Loc, str, str]]:
+    """Cross-field problems: unknown step or source names, duplicates. Each is (loc, message, fix)."""
+    problems: list[tuple[Loc, str, str]] = []
+    names = [s.name for s in spec.steps]
+    known = ", ".join(names)
+    sources = ", ".join(spec.data.sources) or "none declared"
+    seen: set[str] = set()
+    for i, step in enumerate(spec.steps):
+        if step.name in seen:
+            problems.append(((("steps", i, "name")), f"duplicate step name {step.name!r}", "rename one"))
+        seen.add(step.name)
+        for arg, ref in step.inputs.items():
+            loc: Loc = ("steps", i, "inputs", arg)
+            if ref.startswith(DATA_PREFIX):
+                source = ref.removeprefix(DATA_PREFIX)
+                if source not in spec.data.sources:
+                    problems.append(
+                        (loc, f"unknown data source {source!r}", f"declare it under data.sources ({sources})")
+                    )
+            elif ref == step.name:
+                problems.append((loc, "a step cannot read its own output", "use an earlier step's name"))
+            elif ref not in names:
+                problems.append(
+                    (loc, f"unknown input {ref!r}", f"use data.<source> ({sources}) or a step name ({known})")
+                )
+    checks: list[tuple[Loc, str | None]] = []
+    if spec.model is not None:
+        checks += [
+            (("model", "step"), spec.model.step),
+            (("model", "input_example_from"), spec.model.input_example_from),
+        ]
+    if spec.metrics is not None:
+        checks.append((("metrics", "step"), spec.metrics.step))
+    for where, target in checks:
+        if target is not None and target not in names:
+            problems.append((where, f"unknown step {target!r}", f"use one of: {known}"))
+    for i, name in enumerate(spec.data.validate_sources or []):
+        if name not in spec.data.sources:
+            problems.append(
+                (("data", "validate", i), f"unknown data source {name!r}", f"use one of: {sources}")
+            )
+    if spec.data.validate_sources and spec.data.schema_ref is None:
+        problems.append(
+            (("data", "validate"), "sources to validate but no schema", "add data.schema: module:Model")
+        )
+    return problems
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+def load_spec(path: str | Path) -> ProjectSpec:
+    """Read and validate a ``pave.yaml`` (or the ``pave.yaml`` in a project folder).
+
+    Raises:
+        NotFound: there is no such file.
+        InvalidInput: YAML syntax, a field of the wrong shape, or a reference to an unknown step or
+            source. The message names each field with its line; the hint says how to fix the first.
+            ``details`` lists every problem as ``{"field", "line", "message", "fix"}``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / SPEC_FILE
+    if not path.is_file():
+        raise NotFound(
+            f"no project spec at {path}",
+            hint="run `pave new NAME --template tabular-classification`, or cd into a project folder",
+        )
+    text = path.read_text(encoding="utf-8")
+    return parse_spec(text, source=str(path))
+
+
+def parse_spec(text: str, *, source: str = SPEC_FILE) -> ProjectSpec:
+    """Validate the text of a ``pave.yaml``; see :func:`load_spec`."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InvalidInput(
+            f"{source}{line}: not valid YAML: {problem}",
+            hint="fix the indentation or quoting on that line (values with ':' or '#' need quotes)",
+            details=[{"field": None, "line": mark.line + 1 if mark else None, "message": str(problem)}],
+        ) from exc
+    if not isinstance(data, dict) or node is None:
+        raise InvalidInput(
+            f"{source}: must be a mapping of settings (name:, steps:, ...)",
+            hint="see docs/spec.md for a complete example",
+        )
+    problems: list[dict[str, Any]] = _duplicate_keys(node)
+    if not problems:
+        try:
+            spec = ProjectSpec.model_validate(data, context={"defer_references": True})
+        except ValidationError as exc:
+            problems = [_pydantic_problem(err, node) for err in exc.errors()]
+        else:
+            problems = [
+                {"field": _dotted(loc), "line": line_of(node, loc), "message": msg, "fix": fix}
+                for loc, msg, fix in reference_problems(spec)
+            ]
+            if not problems:
+                return spec
+    lines = [
+        f"line {p['line']}, {p['field']}: {p['message']}" if p["line"] else f"{p['field']}: {p['message']}"
+        for p in problems
+    ]
+    head = f"{source} has {len(problems)} problem(s): " + "; ".join(lines)
+    raise InvalidInput(head, hint=problems[0]["fix"], details=problems)
+
+
+def _duplicate_keys(node: yaml.Node, path: Loc = ()) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            name = str(key.value)
+            if name in seen:
+                found.append(
+                    {
+                        "field": _dotted((*path, name)),
+                        "line": key.start_mark.line + 1,
+                        "message": f"key {name!r} appears twice",
+                        "fix": "keep one of them: YAML would silently use the last",
+                    }
+                )
+            seen.add(name)
+            found += _duplicate_keys(value, (*path, name))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            found += _duplicate_keys(item, (*path, i))
+    return found
+
+
+def line_of(node: yaml.Node, loc: Loc) -> int | None:
+    """The 1-based line in the YAML text of the field at ``loc`` (or of its nearest parent)."""
+    line = node.start_mark.line + 1
+    current: yaml.Node | None = node
+    for part in loc:
+        if isinstance(current, yaml.MappingNode):
+            match = next(((k, v) for k, v in current.value if str(k.value) == str(part)), None)
+            if match is None:
+                return line
+            line = match[0].start_mark.line + 1
+            current = match[1]
+        elif isinstance(current, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(current.value):
+                return line
+            current = current.value[part]
+            line = current.start_mark.line + 1
+        else:
+            # a pydantic-internal location part (union member, validator name): skip it
+            continue
+    return line
+
+
+def _dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "pave.yaml"
+
+
+def _pydantic_problem(err: Any, node: yaml.Node) -> dict[str, Any]:
+    loc: Loc = tuple(err["loc"])
+    kind = err["type"]
+    message = str(err["msg"]).removeprefix("Value error, ")
+    field = str(loc[-1]) if loc else ""
+    ctx = err.get("ctx") or {}
+    if kind == "missing":
+        fix = f"add `{field}:` under {_dotted(loc[:-1]) if loc[:-1] else 'the top level'}"
+    elif kind == "extra_forbidden":
+        fix = f"remove `{field}` or fix its spelling (see docs/spec.md for the allowed fields)"
+    elif kind == "string_pattern_mismatch":
+        pattern = ctx.get("pattern", "")
+        fix = _REFERENCE_HELP if pattern == REFERENCE else f"the value must match {pattern}"
+    elif kind == "literal_error":
+        fix = f"use one of {ctx.get('expected', '')}"
+    elif kind.endswith("_type") or kind.endswith("_parsing"):
+        fix = f"`{field}` {message.lower()}"
+    else:
+        fix = f"fix `{_dotted(loc)}`: {message}"
+    return {"field": _dotted(loc), "line": line_of(node, loc), "message": message, "fix": fix}
+
+
+# --- JSON schema for editors ------------------------------------------------------------------------
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON schema of ``pave.yaml`` (by alias, as written in the file)."""
+    schema = ProjectSpec.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "pave.yaml"
+    return schema
+
+
+def write_json_schema(path: Path = SCHEMA_FILE) -> bool:
+    """Write :func:`json_schema` to ``path``; returns True when the file changed."""
+    text = json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return False
+    path.write_text(text, encoding="utf-8")
+    return True
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m pave.pipelines.spec` refreshes the file
+    print("updated" if write_json_schema() else "up to date", SCHEMA_FILE)
