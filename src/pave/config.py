@@ -229,3 +229,42 @@ def load_settings(**overrides: Any) -> Settings:
             "invalid setting " + "; ".join(problems),
             hint="check the PAVE_* environment variables and the config file (`pave config show`)",
         ) from exc
+
+
+# --- credentials file ------------------------------------------------------------------------------
+
+
+def write_credentials(path: Path, url: str, token: str) -> None:
+    """Write ``{"url", "token"}`` to ``path`` with mode 0600, atomically."""
+    import json
+
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump({"url": url, "token": token}, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def read_credentials(path: Path) -> dict[str, str] | None:
+    """The credentials file's content, None if there is none; ConfigError if it is corrupt."""
+    import json
+
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"credentials file {path} is corrupt ({exc.__class__.__name__}: {exc})",
+            hint=f"set PAVE_TOKEN instead, or write a new admin token with `pave token bootstrap` "
+            f"(it replaces {path.name})",
+        ) from exc
+    if not isinstance(data, dict) or not isinstance(data.get("token"), str):
+        raise ConfigError(
+            f"credentials file {path} has no 'token' string",
+            hint="set PAVE_TOKEN instead, or run `pave token bootstrap`",
+        )
+    return {k: v for k, v in data.items() if isinstance(v, str)}

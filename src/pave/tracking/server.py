@@ -41,7 +41,10 @@ def configure(settings: Settings) -> None:
             "_MLFLOW_SERVER_ARTIFACT_DESTINATION": settings.artifacts,
             "_MLFLOW_SERVER_SERVE_ARTIFACTS": "true",
             "_MLFLOW_STATIC_PREFIX": MOUNT,
-            "MLFLOW_SERVER_ALLOWED_HOSTS": ",".join(settings.allowed_hosts),
+            # Pave checks the Host header first; MLflow's own check stays on as a second line.
+            "MLFLOW_SERVER_ALLOWED_HOSTS": ",".join(
+                pattern for host in settings.allowed_hosts for pattern in (host, f"{host}:*")
+            ),
             # Pave's own middleware enforces CORS/Origin rules in front of MLflow.
             "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS": "",
         }
@@ -58,6 +61,7 @@ def init_stores() -> None:
 
 def mlflow_app() -> Any:
     """MLflow's ASGI application (FastAPI wrapping the Flask server), routes under ``/mlflow``."""
-    from mlflow.server.fastapi_app import create_fastapi_app
+    # Importing the module builds the app from the environment set by configure().
+    from mlflow.server.fastapi_app import app
 
-    return create_fastapi_app()
+    return app

@@ -1,0 +1,118 @@
+"""The control plane's ASGI application: Pave's API, the embedded MLflow, probes and metrics.
+
+::
+
+    SecurityMiddleware            Host, body limit, Origin, token, permission table
+      └─ dispatch by path
+           ├─ /mlflow/...         MLflow's own ASGI app (tracking, registry, artifacts, UI)
+           └─ everything else     Pave's FastAPI app (/api/v1, /healthz, /readyz, /metrics)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from pave import __version__
+from pave.api.platform import Platform
+from pave.api.routes import health, projects, tokens, whoami
+from pave.api.security import SecurityMiddleware
+from pave.errors import InvalidInput, NotFound, PaveError
+from pave.tracking.server import MOUNT, mlflow_app
+
+
+class Metrics:
+    """The control plane's Prometheus registry (one per app, so tests can run several)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "pave_http_requests", "Requests answered", ["area", "method", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "pave_http_request_duration_seconds", "Request latency", ["area"], registry=self.registry
+        )
+
+    def observe(self, method: str, path: str, status: int, seconds: float) -> None:
+        area = "/".join(path.split("/", 4)[:4]) if path.startswith("/api/") else "/" + path.split("/")[1]
+        self.requests.labels(area, method, str(status)).inc()
+        self.latency.labels(area).observe(seconds)
+
+
+def _error_response(error: PaveError) -> JSONResponse:
+    return JSONResponse(error.to_dict(), status_code=error.status_code)
+
+
+def _pave_api(platform: Platform, metrics: Metrics) -> FastAPI:
+    api = FastAPI(
+        title="Pave control plane",
+        version=__version__,
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+    )
+    api.state.platform = platform
+    api.state.metrics = metrics
+
+    @api.exception_handler(PaveError)
+    async def _pave_error(_: Request, exc: PaveError) -> JSONResponse:
+        return _error_response(exc)
+
+    @api.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"field": ".".join(str(p) for p in err["loc"]), "problem": err["msg"]} for err in exc.errors()
+        ]
+        first = problems[0] if problems else {"field": "body", "problem": "invalid"}
+        return _error_response(
+            InvalidInput(
+                f"invalid request: {first['field']}: {first['problem']}",
+                hint="see /api/v1/docs for the expected shape",
+                details=problems,
+            )
+        )
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            return _error_response(NotFound("no such route", hint="see /api/v1/docs"))
+        error = PaveError(str(exc.detail))
+        return JSONResponse(error.to_dict() | {"status": exc.status_code}, status_code=exc.status_code)
+
+    for module in (health, whoami, tokens, projects):
+        api.include_router(module.router)
+    return api
+
+
+class _Dispatch:
+    """Send ``/mlflow`` traffic to MLflow with the full path (MLflow is built with that prefix)."""
+
+    def __init__(self, pave: ASGIApp, mlflow: ASGIApp) -> None:
+        self.pave = pave
+        self.mlflow = mlflow
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] == "http" and (path == MOUNT or path.startswith(MOUNT + "/")):
+            await self.mlflow(scope, receive, send)
+        else:
+            await self.pave(scope, receive, send)
+
+
+def create_app(platform: Platform) -> Any:
+    """The whole control plane as one ASGI app."""
+    metrics = Metrics()
+    pave = _pave_api(platform, metrics)
+    return SecurityMiddleware(
+        _Dispatch(pave, mlflow_app()),
+        sessions=platform.sessions,
+        allowed_hosts=platform.settings.allowed_hosts,
+        max_body=platform.settings.max_request_bytes,
+        on_request=metrics.observe,
+    )

@@ -1,0 +1,34 @@
+"""Shared route dependencies, as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from pave.api.platform import Platform
+from pave.api.security import principal_of
+from pave.governance.tokens import Principal
+
+
+def get_platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """A session committed when the route returns, rolled back when it raises."""
+    platform = get_platform(request)
+    with platform.sessions() as session, session.begin():
+        yield session
+
+
+def get_principal(request: Request) -> Principal:
+    return principal_of(request)
+
+
+PlatformDep = Annotated[Platform, Depends(get_platform)]
+SessionDep = Annotated[Session, Depends(get_session)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -1,0 +1,107 @@
+"""The ``pave`` command: one Typer app, one module per command group.
+
+Every PaveError ends as two lines (the headline and the hint) and a non-zero exit code; the
+traceback appears only under ``pave --debug``.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib import import_module
+
+import typer
+
+from pave import __version__
+from pave.cli.console import err_console, state
+from pave.errors import PaveError, UserError
+
+app = typer.Typer(
+    name="pave",
+    help="Pave: the paved road from a notebook to a monitored production model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# (module, attribute, group name or None to merge its commands at the top level)
+COMMAND_GROUPS: tuple[tuple[str, str, str | None], ...] = (
+    ("pave.cli.platform", "app", None),
+    ("pave.cli.config", "app", "config"),
+    ("pave.cli.tokens", "app", "token"),
+    ("pave.cli.projects", "app", None),
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"pave {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    state.debug = debug
+
+
+for _module, _attr, _group in COMMAND_GROUPS:
+    try:
+        _sub = getattr(import_module(_module), _attr)
+    except ModuleNotFoundError as _exc:  # a group whose optional dependencies are missing
+        if _exc.name and _exc.name.startswith("pave."):
+            raise
+        continue
+    if _group is None:
+        app.registered_commands.extend(_sub.registered_commands)
+        app.registered_groups.extend(_sub.registered_groups)
+    else:
+        app.add_typer(_sub, name=_group)
+
+
+def _quiet_libraries() -> None:
+    """Keep third-party chatter (MLflow's INFO lines, deprecation notices) off the user's screen."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*deprecated.*")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("mlflow", "alembic", "alembic.runtime.migration"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _quiet_libraries()
+    try:
+        app(standalone_mode=False)
+    except PaveError as error:
+        if state.debug:
+            err_console.print_exception()
+        err_console.print(f"[bold red]error:[/] {error.message}", highlight=False, markup=True)
+        if error.hint:
+            err_console.print(f"[bold]hint:[/] {error.hint}", highlight=False)
+        sys.exit(1 if isinstance(error, UserError) else 2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except typer.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(1)
+    except Exception as exc:  # a click usage error, or a bug in Pave
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if state.debug:
+            err_console.print_exception()
+        err_console.print(f"[bold red]internal error:[/] {exc.__class__.__name__}: {exc}", highlight=False)
+        err_console.print("[bold]hint:[/] run again with `pave --debug ...` and report the traceback")
+        sys.exit(70)

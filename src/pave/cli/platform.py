@@ -1,0 +1,169 @@
+"""``pave up``, ``pave down``, ``pave status``: the platform's lifecycle on one machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import typer
+from rich.table import Table
+
+from pave.cli.console import console, err_console
+from pave.config import Settings, load_settings, mask_url, write_credentials
+from pave.errors import ConfigError, Conflict
+
+app = typer.Typer()
+
+CONTROL_PLANE = "control-plane"
+
+
+def _pidfile(settings: Settings, component: str) -> Path:
+    return settings.run_dir / f"{component}.json"
+
+
+def read_pidfile(settings: Settings, component: str) -> dict[str, Any] | None:
+    """The pid file of a running component, None if absent, stale or unreadable."""
+    path = _pidfile(settings, component)
+    try:
+        info: dict[str, Any] = json.loads(path.read_text())
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return info
+
+
+def _write_pidfile(settings: Settings, component: str, url: str) -> None:
+    path = _pidfile(settings, component)
+    path.write_text(json.dumps({"pid": os.getpid(), "url": url, "started": time.time()}))
+
+
+def ensure_port_free(host: str, port: int, flag: str) -> None:
+    """Fail fast, before any slow start-up work, when the port is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                hint=f"stop what uses it, or pick another port: `pave up {flag} {port + 1}`",
+            ) from exc
+
+
+@app.command("up")
+def up(
+    host: str | None = typer.Option(None, "--host", help="Interface to bind (default 127.0.0.1)."),
+    port: int | None = typer.Option(None, "--port", help="Control-plane port (default 8000)."),
+    demo: bool = typer.Option(False, "--demo", help="Also seed a small demo project."),
+) -> None:
+    """Start the platform: migrate the store, then serve the API, the portal and MLflow."""
+    import uvicorn
+
+    from pave.api.app import create_app
+    from pave.api.platform import open_platform
+
+    settings = load_settings(host=host, port=port)
+    running = read_pidfile(settings, CONTROL_PLANE)
+    if running:
+        raise Conflict(
+            f"Pave is already running for {settings.home} (pid {running['pid']}, {running['url']})",
+            hint="`pave status` to inspect it, `pave down` to stop it",
+        )
+    ensure_port_free(settings.host, settings.port, "--port")
+    if settings.host not in ("127.0.0.1", "localhost", "::1"):
+        err_console.print(f"[yellow]warning:[/] listening on {settings.host}: reachable from other machines")
+
+    with console.status("opening the store and applying migrations..."):
+        platform = open_platform(settings)
+    for revision in platform.applied_migrations:
+        err_console.print(f"applied migration {revision}")
+    if platform.bootstrap_token:
+        write_credentials(settings.credentials_path, settings.url, platform.bootstrap_token)
+        err_console.print(
+            "[bold]First start: an admin token was created.[/] It is shown only this once and was "
+            f"written to {settings.credentials_path} (mode 0600):"
+        )
+        console.print(platform.bootstrap_token)
+
+    application = create_app(platform)
+    config = uvicorn.Config(
+        application,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    _write_pidfile(settings, CONTROL_PLANE, settings.url)
+    if demo:
+        from pave.cli.demo import seed_in_background
+
+        seed_in_background(settings, platform)
+    err_console.print(
+        f"Pave {settings.url}  (API {settings.url}/api/v1, MLflow {settings.url}/mlflow); Ctrl-C stops"
+    )
+    try:
+        server.run()
+    finally:
+        _pidfile(settings, CONTROL_PLANE).unlink(missing_ok=True)
+        platform.engine.dispose()
+    if not server.started:
+        raise ConfigError(
+            f"the control plane could not start on {settings.host}:{settings.port}",
+            hint="see the messages above; `pave status` shows what runs",
+        )
+
+
+@app.command("down")
+def down(timeout: float = typer.Option(15.0, "--timeout", help="Seconds to wait before killing.")) -> None:
+    """Stop the platform started by `pave up` for this PAVE_HOME."""
+    settings = load_settings()
+    info = read_pidfile(settings, CONTROL_PLANE)
+    if info is None:
+        console.print("Pave is not running for " + str(settings.home))
+        return
+    pid = int(info["pid"])
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            console.print(f"stopped (pid {pid})")
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    console.print(f"killed (pid {pid}) after {timeout:.0f}s")
+
+
+@app.command("status")
+def status() -> None:
+    """Show what runs where and whether it is healthy."""
+    settings = load_settings()
+    table = Table(title=f"Pave at {settings.home}")
+    for column in ("component", "state", "pid", "url", "detail"):
+        table.add_column(column)
+    info = read_pidfile(settings, CONTROL_PLANE)
+    if info is None:
+        table.add_row("control plane", "[red]stopped[/]", "-", settings.url, "start it with `pave up`")
+    else:
+        try:
+            ready = httpx.get(f"{info['url']}/readyz", timeout=3.0)
+            state = "[green]ready[/]" if ready.status_code == 200 else f"[yellow]{ready.status_code}[/]"
+            detail = "" if ready.status_code == 200 else ready.text[:80]
+        except httpx.HTTPError as exc:
+            state, detail = "[red]not answering[/]", exc.__class__.__name__
+        table.add_row("control plane", state, str(info["pid"]), info["url"], detail)
+    table.add_row("metadata store", "", "", mask_url(settings.db_url), "")
+    table.add_row("MLflow store", "", "", mask_url(settings.mlflow_db_url), "")
+    table.add_row("artifacts", "", "", settings.artifacts, "")
+    console.print(table)

@@ -1,0 +1,156 @@
+"""The typed Python SDK: ``pave.Client()`` finds the platform and the token by itself.
+
+Resolution, first match wins: the arguments; ``PAVE_URL`` / ``PAVE_TOKEN``; the credentials file
+that ``pave up`` writes (``$PAVE_HOME/credentials.json``); for the URL, the configured host/port.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from pave.config import Settings, load_settings, read_credentials
+from pave.errors import (
+    Conflict,
+    ConfigError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PaveError,
+    PayloadTooLarge,
+    QuotaExceeded,
+    Unauthenticated,
+    Unavailable,
+)
+
+_BY_STATUS: dict[int, type[PaveError]] = {
+    400: InvalidInput,
+    401: Unauthenticated,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    413: PayloadTooLarge,
+    429: QuotaExceeded,
+    503: Unavailable,
+}
+
+
+class Client:
+    """A client for the control plane's REST API.
+
+    Args:
+        url: the control plane, e.g. ``http://127.0.0.1:8000``.
+        token: a Pave API token.
+        settings: settings to read defaults from (default: the environment).
+        timeout: seconds per request.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        settings: Settings | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        settings = settings or load_settings()
+        url = url or os.environ.get("PAVE_URL")
+        token = token or os.environ.get("PAVE_TOKEN")
+        if not (url and token):
+            creds = read_credentials(settings.credentials_path) or {}
+            url = url or creds.get("url")
+            token = token or creds.get("token")
+        self.url = (url or settings.url).rstrip("/")
+        if not token:
+            raise ConfigError(
+                "no Pave token found",
+                hint=f"set PAVE_TOKEN, or run `pave up` once (it writes {settings.credentials_path})",
+            )
+        self.token = token
+        self._http = httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        """Give this to ``mlflow.set_tracking_uri`` (with ``MLFLOW_TRACKING_TOKEN`` = the token)."""
+        return f"{self.url}/mlflow"
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Call the API; answer the decoded JSON or raise the matching PaveError."""
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise Unavailable(
+                f"no Pave control plane answers at {self.url} ({exc.__class__.__name__})",
+                hint="start it with `pave up`, or set PAVE_URL",
+            ) from exc
+        if response.is_success:
+            return response.json() if response.content else None
+        try:
+            body = response.json()["error"]
+            message, hint, details = body.get("message", ""), body.get("hint"), body.get("details")
+        except (ValueError, KeyError, TypeError):
+            message, hint, details = response.text[:500] or response.reason_phrase, None, None
+        error_class = _BY_STATUS.get(response.status_code, PaveError)
+        raise error_class(message, hint=hint, details=details)
+
+    # --- identity and tokens -------------------------------------------------------------------
+
+    def whoami(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", "/api/v1/whoami")
+        return result
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request("GET", "/api/v1/tokens")
+        return result
+
+    def create_token(
+        self,
+        identity: str,
+        name: str,
+        *,
+        role: str = "developer",
+        project: str | None = None,
+        expires_in_days: int | None = None,
+        kind: str = "user",
+    ) -> dict[str, Any]:
+        body = {
+            "identity": identity,
+            "name": name,
+            "role": role,
+            "project": project,
+            "expires_in_days": expires_in_days,
+            "kind": kind,
+        }
+        result: dict[str, Any] = self.request("POST", "/api/v1/tokens", json=body)
+        return result
+
+    def revoke_token(self, token_id: int) -> None:
+        self.request("DELETE", f"/api/v1/tokens/{token_id}")
+
+    # --- projects ------------------------------------------------------------------------------
+
+    def list_projects(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request("GET", "/api/v1/projects")
+        return result
+
+    def get_project(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", f"/api/v1/projects/{quote(name, safe='')}")
+        return result
+
+    def create_project(self, name: str, **fields: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("POST", "/api/v1/projects", json={"name": name, **fields})
+        return result

@@ -1,0 +1,76 @@
+"""The one permission table: every route of the control plane maps to the action it needs.
+
+The first rule whose method and path pattern match decides. A request that no rule covers is
+denied: adding a route without adding its rule here fails closed (and a test enumerates every
+route of the running app, MLflow's included, to catch it before users do).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pave.errors import Forbidden
+from pave.governance.roles import role_allows
+from pave.governance.tokens import Principal
+
+PUBLIC = "public"  # no token needed
+
+
+@dataclass(frozen=True)
+class Rule:
+    methods: frozenset[str]
+    pattern: re.Pattern[str]
+    action: str
+
+    def matches(self, method: str, path: str) -> bool:
+        return method in self.methods and self.pattern.fullmatch(path) is not None
+
+
+def _rule(methods: str, pattern: str, action: str) -> Rule:
+    return Rule(frozenset(methods.split()), re.compile(pattern), action)
+
+
+_READ = "GET HEAD"
+_WRITE = "POST PUT PATCH DELETE"
+
+RULES: tuple[Rule, ...] = (
+    # --- probes ---------------------------------------------------------------------------------
+    _rule(_READ, r"/healthz|/readyz", PUBLIC),
+    _rule(_READ, r"/metrics", "read"),
+    # --- Pave API -------------------------------------------------------------------------------
+    _rule(_READ, r"/api/v1/openapi\.json|/api/v1/docs(/.*)?", "read"),
+    _rule(_READ, r"/api/v1/whoami", "read"),
+    _rule(_READ + " " + _WRITE, r"/api/v1/tokens(/\d+)?", "admin"),
+    _rule(_READ, r"/api/v1/projects(/[^/]+)?", "read"),
+    _rule("POST", r"/api/v1/projects", "write"),
+    _rule("DELETE", r"/api/v1/projects/[^/]+", "admin"),
+    # --- embedded MLflow ------------------------------------------------------------------------
+    # Features Pave does not expose through MLflow: the AI gateway, jobs, the assistant.
+    _rule(_READ + " " + _WRITE, r"/mlflow/(ajax-api/[23]\.0/)?(gateway|jobs|mlflow/assistant)(/.*)?", "admin"),
+    _rule(_READ + " " + _WRITE, r"/mlflow/ajax-api/2\.0/mlflow/gateway-proxy", "admin"),
+    # Searches are POSTs in MLflow's API but read nothing but what the caller may see.
+    _rule("POST", r"/mlflow/(ajax-)?api/[23]\.0/mlflow/([a-z-]+/)*search(-[a-z]+)?", "read"),
+    _rule("POST", r"/mlflow/ajax-api/2\.0/mlflow/experiments/search-datasets", "read"),
+    _rule(_READ, r"/mlflow(/.*)?", "read"),
+    _rule(_WRITE, r"/mlflow/(ajax-)?api/[23]\.0/.+", "write"),
+    _rule("POST", r"/mlflow/v1/traces", "write"),
+)
+
+
+def required_action(method: str, path: str) -> str | None:
+    """The action a request needs, or None when no rule covers it (deny)."""
+    for rule in RULES:
+        if rule.matches(method, path):
+            return rule.action
+    return None
+
+
+def authorize(principal: Principal, action: str, method: str, path: str) -> None:
+    """Raise Forbidden unless ``principal`` may take ``action``."""
+    if principal.is_admin or role_allows(principal.role, action):
+        return
+    raise Forbidden(
+        f"{principal.identity} ({principal.role}) may not {method} {path}: it needs '{action}'",
+        hint="ask a platform admin for a token with a role that allows it",
+    )
