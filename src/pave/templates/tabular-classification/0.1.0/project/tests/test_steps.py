@@ -1,11 +1,12 @@
 """Tests of the steps on the project's own data: run them with `pytest` before `pave run`."""
 
+import logging
 from pathlib import Path
-from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 import yaml
+from pave.pipelines import StepContext
 
 import steps
 from schema import TrainSchema
@@ -20,7 +21,7 @@ def params(step: str) -> dict:
 
 @pytest.fixture
 def ctx():
-    return SimpleNamespace(seed=SPEC["seed"])
+    return StepContext(seed=SPEC["seed"], project_dir=ROOT, step="test", logger=logging.getLogger("steps"))
 
 
 @pytest.fixture
@@ -41,8 +42,8 @@ def test_the_data_matches_the_schema(data):
 
 def test_prepare_holds_out_rows_the_model_never_sees(data, ctx):
     split = steps.prepare(data, ctx, **params("prepare"))
-    assert not set(split["x_train"].index) & set(split["x_test"].index)
-    assert len(split["x_train"]) + len(split["x_test"]) == len(data)
+    assert not set(split["X_train"].index) & set(split["X_test"].index)
+    assert len(split["X_train"]) + len(split["X_test"]) == len(data)
 
 
 def test_the_model_passes_the_gates_in_pave_yaml(data, ctx):
