@@ -57,8 +57,16 @@ class StepCache:
         assert path is not None
         return joblib.load(path)
 
-    def store(self, step: str, key: str, value: Any) -> bool:
-        """Store ``value``; returns False (and logs why) when it cannot be pickled."""
+    def metrics(self, step: str, key: str) -> dict[str, float]:
+        """The metrics the step logged (``ctx.log_metric``) when its cached output was made."""
+        path = self.path(step, key)
+        sidecar = None if path is None else path.with_suffix(".metrics.json")
+        if sidecar is None or not sidecar.is_file():
+            return {}
+        return {str(k): float(v) for k, v in json.loads(sidecar.read_text(encoding="utf-8")).items()}
+
+    def store(self, step: str, key: str, value: Any, metrics: dict[str, float] | None = None) -> bool:
+        """Store ``value`` (and the step's logged metrics); False (logged why) when it cannot be pickled."""
         import joblib
 
         path = self.path(step, key)
@@ -69,6 +77,8 @@ class StepCache:
         os.close(fd)
         try:
             joblib.dump(value, tmp)
+            if metrics:
+                path.with_suffix(".metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
             os.replace(tmp, path)
         except Exception as exc:
             Path(tmp).unlink(missing_ok=True)

@@ -134,6 +134,7 @@ def run_pipeline(
             if reason is None:
                 record = StepRecord(step.name, "cached", key, log_path=None)
                 result.steps.append(record)
+                result.metrics.update(cache.metrics(step.name, key))
                 display.done(record)
                 continue
             display.start(step.name)
@@ -170,7 +171,11 @@ def run_pipeline(
                 error.result = result
                 raise error from outcome.error
             result._values[step.name] = outcome.value
-            if step.cache and cache.root is not None and not cache.store(step.name, key, outcome.value):
+            if (
+                step.cache
+                and cache.root is not None
+                and not cache.store(step.name, key, outcome.value, outcome.metrics)
+            ):
                 record.reason += " (output not cacheable)"
     return result
 

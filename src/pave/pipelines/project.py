@@ -1,0 +1,653 @@
+"""Running a whole project: data, steps, MLflow run with lineage, model version, gates, alias.
+
+:func:`execute_project` is what ``pave run`` and the API call; :func:`reproduce` re-executes a past
+run from what it recorded. One call is one MLflow run in the experiment named after the project:
+
+1. lineage tags (git commit and dirty flag, environment hash and lock, seed, template, Pave version);
+2. each data source is read, versioned in the content-addressed store, validated, profiled;
+3. the steps run (cached ones are skipped) with their logs captured;
+4. metrics are logged; the model is logged with signature, input example and pinned requirements;
+5. gates are evaluated; the model is registered as a new version tagged back to the run;
+   all gates pass -> alias ``candidate`` moves to it, otherwise no alias moves.
+
+Any failure (invalid data, a raising step, a missing file) ends the run FAILED with tag
+``pave.error`` and artifact ``error.json``; nothing is registered and no alias moves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import traceback
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import pave
+from pave.config import Settings
+from pave.data.errors import DataFileMissing
+from pave.data.paths import project_path
+from pave.data.profile import profile_frame
+from pave.data.validation import check, validate_frame
+from pave.data.versioning import DatasetVersion, read_frame, stored_file, version_file
+from pave.errors import InvalidInput, NotFound, PaveError
+from pave.pipelines.dag import build_dag
+from pave.pipelines.engine import PipelineResult, StepRecord, run_pipeline
+from pave.pipelines.errors import PipelineStepFailed
+from pave.pipelines.modules import local_top_level_names, project_imports, resolve
+from pave.pipelines.spec import ProjectSpec, load_spec
+from pave.registry import flavors
+from pave.registry.gates import GateResult, all_passed, evaluate_gates
+from pave.registry.versions import CANDIDATE, champion_metrics, register_version
+from pave.tracking import lineage as L
+
+SPEC_ARTIFACT = "pave/spec.json"
+PROFILE_ARTIFACT = "data/profile.json"
+VALIDATION_ARTIFACT = "data/validation.json"
+VERSIONS_ARTIFACT = "data/versions.json"
+GATES_ARTIFACT = "gates.json"
+ERROR_ARTIFACT = "error.json"
+
+
+@dataclass
+class RunResult:
+    """What one ``pave run`` did. ``gates_passed`` is True when there are no gates."""
+
+    run_id: str
+    experiment_id: str
+    project: str
+    status: str
+    metrics: dict[str, float]
+    params: dict[str, str]
+    steps: list[StepRecord]
+    data_versions: dict[str, str]
+    validation: list[dict[str, Any]]
+    model_name: str | None
+    model_version: str | None
+    model_uri: str | None
+    gates: list[GateResult]
+    gates_passed: bool
+    alias: str | None
+    git_commit: str | None
+    git_dirty: bool | None
+    env_hash: str
+    artifact_uri: str
+    log_dir: Path
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def cached_steps(self) -> list[str]:
+        return [s.name for s in self.steps if s.status == "cached"]
+
+    @property
+    def ran_steps(self) -> list[str]:
+        return [s.name for s in self.steps if s.status == "ran"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (for the API and ``--json`` output)."""
+        out = {k: v for k, v in self.__dict__.items() if k not in ("steps", "gates", "log_dir")}
+        out["log_dir"] = str(self.log_dir)
+        out["gates"] = [g.to_dict() for g in self.gates]
+        out["steps"] = [
+            {
+                "name": s.name,
+                "status": s.status,
+                "seconds": s.seconds,
+                "attempts": s.attempts,
+                "reason": s.reason,
+                "key": s.key,
+            }
+            for s in self.steps
+        ]
+        return out
+
+
+@dataclass
+class MetricDiff:
+    original: float | None
+    reproduced: float | None
+
+    @property
+    def diff(self) -> float | None:
+        if self.original is None or self.reproduced is None:
+            return None
+        return self.reproduced - self.original
+
+
+@dataclass
+class ReproduceResult:
+    """A reproduction: the new run and how its metrics compare with the original's."""
+
+    original_run_id: str
+    run: RunResult
+    metrics: dict[str, MetricDiff]
+    identical: bool
+    code: str  # "git commit <sha> (worktree)" or "current code in <dir>"
+    warnings: list[str] = field(default_factory=list)
+
+
+def execute_project(
+    project_dir: str | Path,
+    *,
+    tracking_uri: str,
+    settings: Settings,
+    from_step: str | None = None,
+    params_override: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    cache: bool = True,
+) -> RunResult:
+    """Run the project in ``project_dir`` end to end, as one MLflow run.
+
+    Args:
+        project_dir: the folder with ``pave.yaml``.
+        tracking_uri: the MLflow tracking (and registry) URI, e.g. ``http://127.0.0.1:8000/mlflow``
+            or ``sqlite:////path/mlflow.db``.
+        settings: Pave settings (``home`` holds the step cache and logs, ``artifacts`` the datasets).
+        from_step: re-run this step and everything downstream, reusing the cache above it.
+        params_override: ``{"step.param": value}``; string values are parsed as YAML (``"0.5"`` -> 0.5).
+        progress: show the live progress display (turn off for tests and non-terminals).
+        cache: False runs every step and stores nothing.
+
+    Raises:
+        NotFound / InvalidInput: no or invalid ``pave.yaml``, unknown ``from_step`` or override
+            (before any MLflow run exists).
+        DataFileMissing, DataValidationError, PipelineStepFailed, PaveError: the run failed; it is
+            recorded FAILED in MLflow and the error carries ``run_id``.
+    """
+    project = Path(project_dir).resolve()
+    spec = apply_overrides(load_spec(project), params_override or {})
+    return _execute(
+        project,
+        spec,
+        tracking_uri=tracking_uri,
+        settings=settings,
+        from_step=from_step,
+        progress=progress,
+        cache=cache,
+    )
+
+
+def apply_overrides(spec: ProjectSpec, overrides: Mapping[str, Any]) -> ProjectSpec:
+    """A copy of ``spec`` with ``{"step.param": value}`` applied (``seed`` overrides the seed)."""
+    if not overrides:
+        return spec
+    data = spec.model_dump(by_alias=True)
+    names = {s["name"]: s for s in data["steps"]}
+    for target, raw in overrides.items():
+        value = yaml.safe_load(raw) if isinstance(raw, str) else raw
+        if target == "seed":
+            data["seed"] = int(value)
+            continue
+        step, dot, param = target.partition(".")
+        if not dot or not param or step not in names:
+            raise InvalidInput(
+                f"cannot override {target!r}: expected <step>.<param> with a step of {spec.name}",
+                hint=f"steps: {spec.step_names()}, e.g. --param {spec.steps[-1].name}.<param>=<value>",
+            )
+        names[step]["params"][param] = value
+    return ProjectSpec.model_validate(data)
+
+
+def _execute(
+    project: Path,
+    spec: ProjectSpec,
+    *,
+    tracking_uri: str,
+    settings: Settings,
+    from_step: str | None,
+    progress: bool,
+    cache: bool,
+    data_files: Mapping[str, Path] | None = None,
+    extra_tags: Mapping[str, str] | None = None,
+    register: bool = True,
+    notes: list[str] | None = None,
+) -> RunResult:
+    import mlflow
+
+    dag = build_dag(spec.steps, spec.data.sources)  # definition errors come before any run exists
+    if from_step is not None and from_step not in dag.upstream:
+        raise InvalidInput(f"--from-step {from_step}: no such step", hint=f"steps: {spec.step_names()}")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    experiment_id = _experiment(client, spec, tracking_uri, settings)
+
+    git = L.git_info(project)
+    lock = L.environment_lock()
+    env_hash = L.environment_hash(lock)
+    tags = {
+        L.TAG_PROJECT: spec.name,
+        L.TAG_PROJECT_DIR: str(project),
+        L.TAG_ENV_HASH: env_hash,
+        L.TAG_SEED: str(spec.seed),
+        L.TAG_VERSION: pave.__version__,
+        **({L.TAG_TEMPLATE: f"{spec.template.name}=={spec.template.version}"} if spec.template else {}),
+        **({L.TAG_FROM_STEP: from_step} if from_step else {}),
+        **(
+            {L.TAG_GIT_COMMIT: git.commit, L.TAG_GIT_DIRTY: str(git.dirty).lower(), L.TAG_GIT_PATH: git.path}
+            if git
+            else {}
+        ),
+        **(extra_tags or {}),
+    }
+    params = flatten_params(spec)
+    run = mlflow.start_run(experiment_id=experiment_id, tags=tags)
+    run_id = run.info.run_id
+    log_dir = settings.home / "logs" / spec.name / run_id
+    result = RunResult(
+        run_id=run_id,
+        experiment_id=experiment_id,
+        project=spec.name,
+        status="RUNNING",
+        metrics={},
+        params=params,
+        steps=[],
+        data_versions={},
+        validation=[],
+        model_name=None,
+        model_version=None,
+        model_uri=None,
+        gates=[],
+        gates_passed=False,
+        alias=None,
+        git_commit=git.commit if git else None,
+        git_dirty=git.dirty if git else None,
+        env_hash=env_hash,
+        artifact_uri=run.info.artifact_uri,
+        log_dir=log_dir,
+        warnings=list(notes or []),
+    )
+    try:
+        mlflow.log_text("\n".join(lock) + "\n", L.ENV_LOCK_ARTIFACT)
+        mlflow.log_dict(spec.model_dump(mode="json", by_alias=True), SPEC_ARTIFACT)
+        if params:
+            mlflow.log_params(params)
+        frames = _load_data(spec, project, settings, data_files, result)
+        mlflow.set_tags({f"{L.TAG_DATA_PREFIX}{k}": v for k, v in result.data_versions.items()})
+        _validate(spec, project, frames, result)
+        if frames:
+            mlflow.log_dict({name: profile_frame(df) for name, df in frames.items()}, PROFILE_ARTIFACT)
+        pipeline = _run_steps(spec, project, frames, result, settings, from_step, progress, cache, log_dir)
+        result.metrics = _metrics(spec, pipeline)
+        if result.metrics:
+            mlflow.log_metrics(result.metrics)
+        mlflow.set_tag(L.TAG_CACHED_STEPS, ",".join(pipeline.cached))
+        _model_and_gates(spec, pipeline, client, result, register, project)
+    except BaseException as exc:
+        _fail(client, run_id, exc, log_dir)
+        if isinstance(exc, PaveError):
+            exc.run_id = run_id  # type: ignore[attr-defined]
+            if isinstance(exc.details, dict):
+                exc.details.setdefault("run_id", run_id)
+            elif exc.details is None:
+                exc.details = {"run_id": run_id}
+        raise
+    _log_dir_artifacts(client, run_id, log_dir)
+    mlflow.end_run("FINISHED")
+    result.status = "FINISHED"
+    return result
+
+
+def flatten_params(spec: ProjectSpec) -> dict[str, str]:
+    """Step params as MLflow params ``<step>.<param>`` (values as text), plus ``seed``."""
+    out = {"seed": str(spec.seed)}
+    for step in spec.steps:
+        for key, value in step.params.items():
+            text = value if isinstance(value, str) else json.dumps(value, default=repr)
+            out[f"{step.name}.{key}"] = text[:6000]
+    return out
+
+
+def _experiment(client: Any, spec: ProjectSpec, tracking_uri: str, settings: Settings) -> str:
+    experiment = client.get_experiment_by_name(spec.name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    location = None
+    if not tracking_uri.startswith(("http://", "https://")):
+        # A direct database URI has no artifact proxy: keep artifacts under Pave's artifact root.
+        root = settings.artifacts
+        location = (
+            root.rstrip("/") + f"/mlflow/{spec.name}"
+            if "://" in root
+            else ((Path(root).expanduser().resolve() / "mlflow" / spec.name).as_uri())
+        )
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(
+            client.create_experiment(spec.name, artifact_location=location, tags={L.TAG_PROJECT: spec.name})
+        )
+    except MlflowException:  # created meanwhile by a concurrent run
+        return str(client.get_experiment_by_name(spec.name).experiment_id)
+
+
+def _load_data(
+    spec: ProjectSpec,
+    project: Path,
+    settings: Settings,
+    data_files: Mapping[str, Path] | None,
+    result: RunResult,
+) -> dict[str, Any]:
+    import mlflow
+
+    frames: dict[str, Any] = {}
+    versions: list[DatasetVersion] = []
+    for name, source in spec.data.sources.items():
+        path = data_files[name] if data_files else project_path(project, source.path)
+        file_format = source.file_format or "csv"
+        try:
+            frame = read_frame(path, file_format)
+        except Exception as exc:
+            raise InvalidInput(
+                f"data source {name} ({source.path}) cannot be read as {file_format}: "
+                f"{type(exc).__name__}: {exc}",
+                hint=f"check the file, or set data.sources.{name}.format in pave.yaml",
+            ) from exc
+        version = version_file(
+            name, path, artifact_root=settings.artifacts, file_format=file_format, frame=frame
+        )
+        versions.append(version)
+        frames[name] = frame
+        result.data_versions[name] = version.sha256
+    if versions:
+        mlflow.log_dict({v.name: v.to_dict() for v in versions}, VERSIONS_ARTIFACT)
+    return frames
+
+
+def _validate(spec: ProjectSpec, project: Path, frames: Mapping[str, Any], result: RunResult) -> None:
+    import mlflow
+
+    if spec.data.schema_ref is None or not spec.data.validated:
+        return
+    with project_imports(project):
+        schema = resolve(spec.data.schema_ref, project, what="data.schema")
+    result.validation = [validate_frame(frames[name], schema, source=name) for name in spec.data.validated]
+    mlflow.log_dict({r["source"]: r for r in result.validation}, VALIDATION_ARTIFACT)
+    for report in result.validation:
+        check(report)
+
+
+def _run_steps(
+    spec: ProjectSpec,
+    project: Path,
+    frames: Mapping[str, Any],
+    result: RunResult,
+    settings: Settings,
+    from_step: str | None,
+    progress: bool,
+    cache: bool,
+    log_dir: Path,
+) -> PipelineResult:
+    try:
+        pipeline = run_pipeline(
+            spec,
+            project,
+            sources=frames,
+            source_hashes=result.data_versions,
+            cache_dir=settings.home / "cache" / spec.name if cache else None,
+            log_dir=log_dir,
+            from_step=from_step,
+            progress=progress,
+        )
+    except PipelineStepFailed as exc:
+        if exc.result is not None:
+            result.steps = exc.result.steps
+        raise
+    result.steps = pipeline.steps
+    return pipeline
+
+
+def _metrics(spec: ProjectSpec, pipeline: PipelineResult) -> dict[str, float]:
+    metrics = dict(pipeline.metrics)
+    if spec.metrics is None:
+        return metrics
+    returned = pipeline.output(spec.metrics.step)
+    if not isinstance(returned, Mapping):
+        raise InvalidInput(
+            f"metrics step {spec.metrics.step} returned a {type(returned).__name__}, not a dict of numbers",
+            hint=f"make {spec.metrics.step} return e.g. {{'{spec.metrics.primary}': 0.91}}",
+        )
+    for key, value in returned.items():
+        try:
+            metrics[str(key)] = float(value)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(
+                f"metrics step {spec.metrics.step}: metric {key} is {value!r}, not a number",
+                hint="return only numbers in the metrics dict; log other things with ctx.logger",
+            ) from exc
+    if spec.metrics.primary not in metrics:
+        raise InvalidInput(
+            f"the primary metric {spec.metrics.primary} was not logged "
+            f"(got: {', '.join(sorted(metrics)) or 'none'})",
+            hint=f"return it from {spec.metrics.step}, or fix metrics.primary in pave.yaml",
+        )
+    return metrics
+
+
+def _model_and_gates(
+    spec: ProjectSpec, pipeline: PipelineResult, client: Any, result: RunResult, register: bool, project: Path
+) -> None:
+    import mlflow
+
+    if spec.model is None:
+        result.gates_passed = True
+        return
+    model = pipeline.output(spec.model.step)
+    example = None
+    if spec.model.input_example_from:
+        example = flavors.input_example(pipeline.output(spec.model.input_example_from))
+        if example is None:
+            result.warnings.append(
+                f"no input example found in the output of {spec.model.input_example_from} (see docs/spec.md)"
+            )
+    with _pickle_project_by_value(project):
+        info = flavors.log_model(spec.model.flavor, model, example=example)
+    result.model_uri = info.model_uri
+    name = spec.model_name
+    champion = champion_metrics(client, name) if any(g.compare_to for g in spec.gates) else None
+    direction = spec.metrics.direction if spec.metrics else "maximize"
+    result.gates = evaluate_gates(
+        spec.gates,
+        result.metrics,
+        direction=direction,
+        champion=champion[1] if champion else None,
+        champion_version=champion[0] if champion else None,
+    )
+    result.gates_passed = all_passed(result.gates)
+    mlflow.log_dict(
+        {"passed": result.gates_passed, "gates": [g.to_dict() for g in result.gates]}, GATES_ARTIFACT
+    )
+    mlflow.set_tag(L.TAG_GATES, "passed" if result.gates_passed else "failed")
+    if not register:
+        return
+    run_id = result.run_id
+    tags = {
+        "pave.run_id": run_id,
+        L.TAG_PROJECT: spec.name,
+        L.TAG_ENV_HASH: result.env_hash,
+        L.TAG_GATES: "passed" if result.gates_passed else "failed",
+        "pave.profile": f"runs:/{run_id}/{PROFILE_ARTIFACT}",
+        **{f"{L.TAG_DATA_PREFIX}{k}": v for k, v in result.data_versions.items()},
+        **({L.TAG_GIT_COMMIT: result.git_commit} if result.git_commit else {}),
+        **({L.TAG_GIT_DIRTY: str(result.git_dirty).lower()} if result.git_dirty is not None else {}),
+    }
+    version = register_version(
+        client, name=name, model_uri=info.model_uri, run_id=run_id, model_id=info.model_id, tags=tags
+    )
+    result.model_name, result.model_version = name, str(version.version)
+    mlflow.set_tags({L.TAG_MODEL_NAME: name, L.TAG_MODEL_VERSION: str(version.version)})
+    if result.gates_passed:
+        client.set_registered_model_alias(name, CANDIDATE, str(version.version))
+        result.alias = CANDIDATE
+
+
+@contextmanager
+def _pickle_project_by_value(project: Path) -> Iterator[None]:
+    """Pickle the project's own classes (a PythonModel in steps.py) into the model, not by reference."""
+    import sys
+
+    import cloudpickle
+
+    local = local_top_level_names(project)
+    modules = [m for n, m in list(sys.modules.items()) if n.partition(".")[0] in local and m is not None]
+    registered = []
+    for module in modules:
+        try:
+            cloudpickle.register_pickle_by_value(module)
+            registered.append(module)
+        except ValueError:
+            continue
+    try:
+        yield
+    finally:
+        for module in registered:
+            cloudpickle.unregister_pickle_by_value(module)
+
+
+def _fail(client: Any, run_id: str, exc: BaseException, log_dir: Path) -> None:
+    """Record the cause on the run and end it FAILED; never hide the original error."""
+    import mlflow
+
+    try:
+        body: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
+        if isinstance(exc, PaveError):
+            body.update({"message": exc.message, "hint": exc.hint, "code": exc.code, "details": exc.details})
+        body["traceback"] = "".join(traceback.format_exception(exc))
+        client.log_text(run_id, json.dumps(body, indent=2, default=str), ERROR_ARTIFACT)
+        client.set_tag(run_id, L.TAG_ERROR, (body["message"] or type(exc).__name__)[:4000])
+        client.set_tag(run_id, L.TAG_ERROR_CODE, body.get("code", "internal"))
+        if isinstance(exc, PipelineStepFailed):
+            client.set_tag(run_id, L.TAG_FAILED_STEP, exc.step)
+        _log_dir_artifacts(client, run_id, log_dir)
+    finally:
+        mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+
+
+def _log_dir_artifacts(client: Any, run_id: str, log_dir: Path) -> None:
+    if log_dir.is_dir() and any(log_dir.iterdir()):
+        client.log_artifacts(run_id, str(log_dir), "logs")
+
+
+# --- reproduce --------------------------------------------------------------------------------------
+
+
+def reproduce(
+    run_id: str,
+    *,
+    tracking_uri: str,
+    settings: Settings,
+    project_dir: str | Path | None = None,
+    progress: bool = False,
+) -> ReproduceResult:
+    """Re-execute run ``run_id`` from its recorded spec, params, seed and data versions.
+
+    The code is the recorded git commit, checked out in a temporary ``git worktree``, when the run
+    was made in a git repository that still has that commit; otherwise the current code (with a
+    warning). Steps all run (no cache); nothing is registered; the new run is tagged
+    ``pave.reproduces=<run_id>``.
+
+    Args:
+        run_id: the run to reproduce.
+        tracking_uri: MLflow tracking URI.
+        settings: Pave settings (the dataset store is under ``settings.artifacts``).
+        project_dir: where the project is now (default: the folder recorded on the run).
+        progress: show the live progress display.
+
+    Raises:
+        NotFound: no such run, or its project folder is gone.
+        DataFileMissing: a recorded data version is not in the dataset store.
+    """
+    import mlflow
+
+    original = L.get_run(run_id, tracking_uri=tracking_uri)
+    tags = dict(original.data.tags)
+    project = Path(project_dir or tags.get(L.TAG_PROJECT_DIR, "")).resolve()
+    if not tags.get(L.TAG_PROJECT_DIR) and project_dir is None:
+        raise NotFound(f"run {run_id} was not made by pave run", hint="reproduce a run listed by `pave runs`")
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    with tempfile.TemporaryDirectory(prefix="pave-reproduce-") as tmp:
+        spec_file = client.download_artifacts(run_id, SPEC_ARTIFACT, tmp)
+        spec = ProjectSpec.model_validate(json.loads(Path(spec_file).read_text(encoding="utf-8")))
+        data_files: dict[str, Path] = {}
+        for name in spec.data.sources:
+            sha = tags.get(f"{L.TAG_DATA_PREFIX}{name}")
+            if sha is None:
+                raise DataFileMissing(f"run {run_id} recorded no version of data source {name}")
+            data_files[name] = stored_file(sha, artifact_root=settings.artifacts)
+        notes: list[str] = []
+        with _code_at(project, tags, Path(tmp), notes) as (code_dir, code):
+            run = _execute(
+                code_dir,
+                spec,
+                tracking_uri=tracking_uri,
+                settings=settings,
+                from_step=None,
+                progress=progress,
+                cache=False,
+                data_files=data_files,
+                extra_tags={L.TAG_REPRODUCES: run_id, L.TAG_PROJECT_DIR: str(project)},
+                register=False,
+                notes=notes,
+            )
+    before = dict(original.data.metrics)
+    diffs = {k: MetricDiff(before.get(k), run.metrics.get(k)) for k in sorted(set(before) | set(run.metrics))}
+    identical = all(d.diff == 0 for d in diffs.values())
+    return ReproduceResult(
+        original_run_id=run_id, run=run, metrics=diffs, identical=identical, code=code, warnings=notes
+    )
+
+
+@contextmanager
+def _code_at(
+    project: Path, tags: Mapping[str, str], tmp: Path, notes: list[str]
+) -> Iterator[tuple[Path, str]]:
+    commit = tags.get(L.TAG_GIT_COMMIT)
+    git = L.git_info(project) if project.is_dir() else None
+    if commit and git and _has_commit(git.root, commit):
+        worktree = tmp / "worktree"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(worktree), commit],
+            cwd=git.root,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        if tags.get(L.TAG_GIT_DIRTY) == "true":
+            notes.append(f"the original run had uncommitted changes: the code at {commit[:12]} may differ")
+        try:
+            yield worktree / tags.get(L.TAG_GIT_PATH, "."), f"git commit {commit} (worktree)"
+        finally:
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(worktree)],
+                cwd=git.root,
+                capture_output=True,
+                timeout=120,
+            )
+            shutil.rmtree(worktree, ignore_errors=True)
+        return
+    if not project.is_dir():
+        raise NotFound(
+            f"the project folder {project} of this run is gone",
+            hint="pass the project folder: pave reproduce RUN_ID --project-dir PATH",
+        )
+    why = "the run has no git commit" if not commit else f"commit {commit[:12]} is not available here"
+    notes.append(f"{why}: reproducing with the current code in {project}")
+    warnings.warn(notes[-1], stacklevel=3)
+    yield project, f"current code in {project}"
+
+
+def _has_commit(root: Path, commit: str) -> bool:
+    done = subprocess.run(
+        ["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=root, capture_output=True, timeout=30
+    )
+    return done.returncode == 0
