@@ -26,7 +26,7 @@ from pave.templates.repo import git, template_repo
 ANSWERS_FILE = ".copier-answers.yml"
 QUESTIONS = ("project_name", "owner", "description")
 PROJECT_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
-_MAX_NAME = 63  # Backstage's limit for metadata.name
+_NAME_LENGTH = range(2, 64)  # pave.yaml wants 2+ characters; Backstage's metadata.name at most 63
 _OWNER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$")
 
 
@@ -71,12 +71,12 @@ def check_answers(answers: Mapping[str, Any]) -> dict[str, str]:
             hint="the questions are: " + ", ".join(QUESTIONS),
         )
     name = str(answers.get("project_name") or "")
-    if not PROJECT_NAME.fullmatch(name) or len(name) > _MAX_NAME:
+    if not PROJECT_NAME.fullmatch(name) or len(name) not in _NAME_LENGTH:
         raise InvalidInput(
             f"project name {name!r} is not valid",
             hint=(
                 "use lower-case letters, digits and single hyphens, starting with a letter, "
-                f"at most {_MAX_NAME} characters (e.g. churn-model)"
+                f"{_NAME_LENGTH.start} to {_NAME_LENGTH.stop - 1} characters (e.g. churn-model)"
             ),
         )
     owner = str(answers.get("owner") or "")
