@@ -62,3 +62,12 @@ def test_a_stale_repository_is_rebuilt(tmp_path: Path) -> None:
     (repo / ".git" / "pave-fingerprint").write_text("an older Pave")
     subprocess.run(["git", "tag", "-d", info.version], cwd=repo, check=True, capture_output=True)
     assert info.version in tag_commits(template_repo(info, tmp_path))
+
+
+def test_no_template_file_is_a_dot_file_that_packaging_would_drop() -> None:
+    tracked = subprocess.run(
+        ["git", "ls-files", "."], cwd=TEMPLATES[0].source.parent, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert tracked, "the templates are not tracked by git"
+    hidden = [path for path in tracked if any(part.startswith(".") for part in Path(path).parts)]
+    assert hidden == []

@@ -25,7 +25,6 @@ from pave.templates.catalog import TemplateInfo
 
 REMOVED_LIST = "REMOVED.txt"
 _FINGERPRINT = "pave-fingerprint"  # kept inside .git/, so it is no part of any commit
-_SKIPPED = {"__pycache__", ".pytest_cache"}
 _FIXED_DATE = "2026-01-01T00:00:00+00:00"
 _GIT_ENV = {
     "GIT_CONFIG_GLOBAL": os.devnull,
@@ -58,11 +57,17 @@ def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
 
 
 def _version_files(folder: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and not _SKIPPED & set(p.relative_to(folder).parts) and p.suffix != ".pyc"
-    )
+    """The files of a version folder, less caches that tools leave in a source checkout.
+
+    Templates ship no file or folder whose name starts with a dot: package-data globs skip them, so
+    they would go missing from the wheel. A dot-file in a project is named ``{{'.github'}}`` instead.
+    """
+
+    def shipped(path: Path) -> bool:
+        parts = path.relative_to(folder).parts
+        return path.is_file() and "__pycache__" not in parts and not any(p.startswith(".") for p in parts)
+
+    return sorted(p for p in folder.rglob("*") if shipped(p))
 
 
 def fingerprint(info: TemplateInfo) -> str:
