@@ -8,6 +8,9 @@ optional ``REMOVED.txt`` naming files the new version deletes, one path a line, 
 version folder. :mod:`pave.templates.repo` replays the versions as git commits with one tag each,
 which is what lets ``copier update`` merge a new version into a project its owner has edited.
 
+No file or folder in a template may start with a dot (package-data globs would drop it from the
+wheel): a project's ``.github`` or ``.gitignore`` is shipped as ``{{'.github'}}``, which copier renders.
+
 To release a new version of a template: add the folder, put the changed files in it, bump the
 ``template.version`` in its ``pave.yaml.jinja``, and append the version to the table below.
 Never change a released version's folder: projects generated from it name its commit.
