@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -85,9 +86,36 @@ def _pave_api(platform: Platform, metrics: Metrics) -> FastAPI:
         error = PaveError(str(exc.detail))
         return JSONResponse(error.to_dict() | {"status": exc.status_code}, status_code=exc.status_code)
 
-    for module in (health, whoami, tokens, projects):
-        api.include_router(module.router)
+    for router in ROUTERS:
+        api.include_router(router)
     return api
+
+
+ROUTERS = (health.router, whoami.router, tokens.router, projects.router)
+_PARAM = re.compile(r"\{[^}]+\}|<[^>]+>")
+
+
+def route_inventory() -> list[tuple[str, str]]:
+    """Every (method, concrete path) the control plane serves, MLflow's included.
+
+    Path parameters are filled with ``1``. Used by the tests that prove every route requires a
+    token and is covered by the permission table.
+    """
+    from fastapi.routing import APIRoute
+    from mlflow.server import app as mlflow_flask
+
+    found: set[tuple[str, str]] = {("GET", "/api/v1/openapi.json"), ("GET", "/api/v1/docs")}
+    for router in ROUTERS:
+        for route in router.routes:
+            if isinstance(route, APIRoute):
+                found.update((m, route.path) for m in route.methods)
+    for route in mlflow_app().routes:
+        if isinstance(route, APIRoute) and route.path.startswith(MOUNT):
+            found.update((m, route.path) for m in route.methods)
+    for rule in mlflow_flask.url_map.iter_rules():
+        if rule.rule.startswith(MOUNT):
+            found.update((m, rule.rule) for m in (rule.methods or set()) - {"HEAD", "OPTIONS"})
+    return sorted((method, _PARAM.sub("1", path)) for method, path in found)
 
 
 class _Dispatch:

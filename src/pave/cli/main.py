@@ -94,12 +94,14 @@ def main() -> None:
     except typer.Abort:
         err_console.print("aborted")
         sys.exit(1)
-    except Exception as exc:  # a click usage error, or a bug in Pave
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except typer.TyperException as exc:  # usage errors: wrong option, bad value
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            err_console.print(f"error: {exc}")
+        sys.exit(getattr(exc, "exit_code", 2))
+    except Exception as exc:  # a bug in Pave
         if state.debug:
             err_console.print_exception()
         err_console.print(f"[bold red]internal error:[/] {exc.__class__.__name__}: {exc}", highlight=False)

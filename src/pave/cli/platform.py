@@ -57,6 +57,20 @@ def ensure_port_free(host: str, port: int, flag: str) -> None:
             ) from exc
 
 
+def _graceful_server_class() -> type:
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        """Stop cleanly on SIGTERM/SIGINT and exit 0, instead of re-raising the signal afterwards."""
+
+        def handle_exit(self, sig: int, frame: object) -> None:
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True
+            self.should_exit = True
+
+    return GracefulServer
+
+
 @app.command("up")
 def up(
     host: str | None = typer.Option(None, "--host", help="Interface to bind (default 127.0.0.1)."),
@@ -67,6 +81,8 @@ def up(
     import uvicorn
 
     from pave.api.app import create_app
+
+    GracefulServer = _graceful_server_class()  # noqa: N806
     from pave.api.platform import open_platform
 
     settings = load_settings(host=host, port=port)
@@ -102,7 +118,7 @@ def up(
         lifespan="on",
         timeout_graceful_shutdown=10,
     )
-    server = uvicorn.Server(config)
+    server = GracefulServer(config)
     _write_pidfile(settings, CONTROL_PLANE, settings.url)
     if demo:
         from pave.cli.demo import seed_in_background

@@ -51,7 +51,10 @@ RULES: tuple[Rule, ...] = (
     _rule(_READ + " " + _WRITE, r"/mlflow/ajax-api/2\.0/mlflow/gateway-proxy", "admin"),
     # Searches are POSTs in MLflow's API but read nothing but what the caller may see.
     _rule("POST", r"/mlflow/(ajax-)?api/[23]\.0/mlflow/([a-z-]+/)*search(-[a-z]+)?", "read"),
-    _rule("POST", r"/mlflow/ajax-api/2\.0/mlflow/experiments/search-datasets", "read"),
+    # (MLflow also registers this one without the slash after "2.0".)
+    _rule("POST", r"/mlflow/(ajax-)?api/2\.0/?mlflow/experiments/search-datasets", "read"),
+    # MLflow's GraphQL schema only has queries and search "mutations"; the UI reads through it.
+    _rule("POST", r"/mlflow/graphql", "read"),
     _rule(_READ, r"/mlflow(/.*)?", "read"),
     _rule(_WRITE, r"/mlflow/(ajax-)?api/[23]\.0/.+", "write"),
     _rule("POST", r"/mlflow/v1/traces", "write"),

@@ -1,0 +1,188 @@
+"""Shared fixtures: real services (PostgreSQL, Redis), a real `pave up` in a subprocess.
+
+Tests that need a service skip with a reason that says how to run them; under `.ci/run`
+(``PAVE_REQUIRE_SERVICES=1``) a missing service fails the run instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+
+POSTGRES_URL = os.environ.get("PAVE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("PAVE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REQUIRE_SERVICES = os.environ.get("PAVE_REQUIRE_SERVICES") == "1"
+
+
+def need_service(name: str, how: str, check: Callable[[], None]) -> None:
+    """Skip (or, under .ci/run, fail) when a real service is not reachable."""
+    try:
+        check()
+    except Exception as exc:
+        message = f"{name} is not reachable ({exc.__class__.__name__}: {str(exc)[:120]}); {how}"
+        if REQUIRE_SERVICES:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------------
+
+
+def _check_postgres() -> None:
+    engine = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A PAVE_DATABASE_URL on the real PostgreSQL, in a fresh schema dropped afterwards."""
+    need_service(
+        "PostgreSQL",
+        "start it, or point PAVE_TEST_POSTGRES_URL at one (postgresql+psycopg://user@host:5432/db)",
+        _check_postgres,
+    )
+    schema = f"pave_t{secrets.token_hex(4)}"
+    yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    engine = create_engine(POSTGRES_URL)
+    with engine.begin() as conn:
+        for name in (schema, f"{schema}_mlflow"):
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+    engine.dispose()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    def check() -> None:
+        import redis
+
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+
+    need_service("Redis", "start redis-server on 127.0.0.1:6379 or set PAVE_TEST_REDIS_URL", check)
+    return REDIS_URL
+
+
+# --- a real control plane --------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def pave_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAVE_", "MLFLOW_"))}
+    env["PAVE_HOME"] = str(home)
+    env.update(extra)
+    return env
+
+
+def run_pave(*args: str, env: dict[str, str], timeout: float = 120, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pave", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **kwargs,
+    )
+
+
+@dataclass
+class PaveServer:
+    home: Path
+    port: int
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    log: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = self.home / "up.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def token(self) -> str:
+        token: str = json.loads((self.home / "credentials.json").read_text())["token"]
+        return token
+
+    def start(self, *extra: str, timeout: float = 120) -> PaveServer:
+        self.home.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "pave", "up", "--port", str(self.port), *extra],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"pave up exited with {self.process.returncode}:\n{self.log.read_text()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self
+            time.sleep(0.1)
+        raise RuntimeError(f"pave up not ready after {timeout}s:\n{self.log.read_text()}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {token or self.token}"}, timeout=30
+        )
+
+
+@pytest.fixture
+def pave_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., PaveServer]]:
+    """Start real `pave up` processes; every one is stopped at the end of the test."""
+    servers: list[PaveServer] = []
+
+    def start(database_url: str | None = None, home: Path | None = None, *extra: str) -> PaveServer:
+        home = home or tmp_path_factory.mktemp("pave-home")
+        env = pave_env(home, **({"PAVE_DATABASE_URL": database_url} if database_url else {}))
+        server = PaveServer(home=home, port=free_port(), env=env).start(*extra)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaveServer]:
+    """One `pave up` on SQLite shared by the tests that only read or add their own objects."""
+    home = tmp_path_factory.mktemp("pave-shared")
+    server = PaveServer(home=home, port=free_port(), env=pave_env(home)).start()
+    yield server
+    server.stop()

@@ -1,0 +1,67 @@
+"""Unmodified MLflow code works against `pave up`, on SQLite and on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import PaveServer
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "mlflow_quickstart.py"
+pytestmark = pytest.mark.slow
+
+
+def _run_client(server: PaveServer, workdir: Path, model: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PAVE_"))}
+    env |= {"MLFLOW_TRACKING_URI": f"{server.url}/mlflow", "MLFLOW_TRACKING_TOKEN": server.token}
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLE), model], cwd=workdir, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def _check(server: PaveServer, workdir: Path, model: str) -> None:
+    stdout = _run_client(server, workdir, model)
+    assert "predictions=" in stdout
+    # The artifacts went through the server into the platform's artifact root...
+    assert list((server.home / "artifacts").rglob("MLmodel")), "model stored under PAVE_HOME/artifacts"
+    # ...and nothing landed in the client's working directory.
+    assert not any(p.name in ("mlruns", "mlartifacts") for p in workdir.iterdir())
+    with server.client() as admin:
+        alias = admin.get(
+            "/mlflow/api/2.0/mlflow/registered-models/alias", params={"name": model, "alias": "champion"}
+        )
+        assert alias.status_code == 200, alias.text
+        assert alias.json()["model_version"]["version"] == "1"
+
+
+def test_mlflow_client_against_sqlite(shared_server: PaveServer, tmp_path: Path) -> None:
+    _check(shared_server, tmp_path, "quickstart-sqlite")
+
+
+@pytest.mark.postgres
+def test_mlflow_client_against_postgres(
+    pave_server_factory: Callable[..., PaveServer], postgres_url: str, tmp_path: Path
+) -> None:
+    server = pave_server_factory(postgres_url)
+    _check(server, tmp_path, "quickstart-postgres")
+    assert not (server.home / "pave.db").exists(), "the metadata lives in PostgreSQL"
+
+
+def test_mlflow_client_without_token_is_refused(shared_server: PaveServer, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PAVE_"))}
+    env |= {"MLFLOW_TRACKING_URI": f"{shared_server.url}/mlflow", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLE), "never-registered"], cwd=tmp_path, env=env, capture_output=True,
+        text=True, timeout=300,
+    )
+    assert out.returncode != 0
+    assert "this request needs a token" in out.stderr
+    assert httpx.get(f"{shared_server.url}/healthz").status_code == 200

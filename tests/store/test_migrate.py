@@ -1,0 +1,79 @@
+"""Migrations apply exactly once, even when several `pave up` start at the same moment."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import inspect, select, text
+
+from pave.store import migrate
+from pave.store.db import make_engine, session_factory
+from pave.store.tables import Identity
+
+
+def _open(home: str, database_url: str | None, queue: Any) -> None:
+    """Child process: what `pave up` does before it serves."""
+    import os
+
+    os.environ["PAVE_HOME"] = home
+    if database_url:
+        os.environ["PAVE_DATABASE_URL"] = database_url
+    from pave.api.platform import open_platform
+    from pave.config import load_settings
+
+    platform = open_platform(load_settings())
+    queue.put((platform.applied_migrations, platform.bootstrap_token is not None))
+
+
+def _race(home: Path, database_url: str | None, n: int = 2) -> list[tuple[list[str], bool]]:
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_open, args=(str(home), database_url, queue)) for _ in range(n)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=180)
+        assert proc.exitcode == 0
+    return [queue.get(timeout=5) for _ in procs]
+
+
+def _assert_once(results: list[tuple[list[str], bool]], url: str) -> None:
+    applied = [r[0] for r in results if r[0]]
+    assert applied == [["0001"]], results
+    assert sum(1 for r in results if r[1]) == 1, "exactly one admin token is bootstrapped"
+    engine = make_engine(url)
+    assert migrate.current_revision(engine) == migrate.head_revision()
+    with session_factory(engine)() as session:
+        assert session.scalars(select(Identity.name)).all() == ["admin"]
+    engine.dispose()
+
+
+def test_two_processes_on_a_fresh_sqlite_home_migrate_exactly_once(tmp_path: Path) -> None:
+    results = _race(tmp_path, None)
+    _assert_once(results, f"sqlite:///{tmp_path / 'pave.db'}")
+    # MLflow's own store was created once and is usable
+    mlflow_engine = make_engine(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert "experiments" in inspect(mlflow_engine).get_table_names()
+
+
+@pytest.mark.postgres
+def test_two_processes_on_fresh_postgres_migrate_exactly_once(tmp_path: Path, postgres_url: str) -> None:
+    results = _race(tmp_path, postgres_url)
+    _assert_once(results, postgres_url)
+
+
+def test_sqlite_runs_in_wal_with_full_sync(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30_000
+
+
+def test_upgrade_twice_is_a_no_op(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    assert migrate.upgrade(engine, tmp_path) == ["0001"]
+    assert migrate.upgrade(engine, tmp_path) == []
