@@ -248,3 +248,11 @@ def test_a_missing_module_is_explained(make_project: ProjectFactory) -> None:
     root = make_project({"pave.yaml": YAML})
     with pytest.raises(PipelineDefinitionError, match="module steps not found"):
         run(root)
+
+
+def test_the_progress_display_says_what_was_skipped(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run(demo, progress=True)
+    run(demo, progress=True)
+    err = capsys.readouterr().err
+    assert "a: ran in" in err
+    assert "a: unchanged, skipped (cached)" in err

@@ -31,7 +31,6 @@ from typing import Any
 
 import yaml
 
-import pave
 from pave.config import Settings
 from pave.data.errors import DataFileMissing
 from pave.data.paths import project_path
@@ -230,7 +229,7 @@ def _execute(
         L.TAG_PROJECT_DIR: str(project),
         L.TAG_ENV_HASH: env_hash,
         L.TAG_SEED: str(spec.seed),
-        L.TAG_VERSION: pave.__version__,
+        L.TAG_VERSION: L.installed_version("pave") or "unknown",
         **({L.TAG_TEMPLATE: f"{spec.template.name}=={spec.template.version}"} if spec.template else {}),
         **({L.TAG_FROM_STEP: from_step} if from_step else {}),
         **(
