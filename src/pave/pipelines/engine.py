@@ -138,9 +138,10 @@ def run_pipeline(
                 display.done(record)
                 continue
             display.start(step.name)
-            kwargs = _arguments(step, functions[step.name], sources, result, project_dir)
+            signature = inspect.signature(functions[step.name])
+            kwargs = _arguments(step, signature, sources, result)
             context = None
-            if "ctx" in inspect.signature(functions[step.name]).parameters:
+            if "ctx" in signature.parameters:
                 logger = logging.getLogger(f"pave.step.{step.name}")
                 logger.setLevel(logging.INFO)
                 context = StepContext(seed=spec.seed, project_dir=project_dir, step=step.name, logger=logger)
@@ -191,7 +192,7 @@ def _why_run(step: StepSpec, key: str, cache: StepCache, forced: set[str]) -> st
 
 
 def _arguments(
-    step: StepSpec, function: Any, sources: Mapping[str, Any], result: PipelineResult, project_dir: Path
+    step: StepSpec, signature: inspect.Signature, sources: Mapping[str, Any], result: PipelineResult
 ) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
     for arg, ref in step.inputs.items():
@@ -199,7 +200,6 @@ def _arguments(
             sources[ref.removeprefix(DATA_PREFIX)] if ref.startswith(DATA_PREFIX) else result.output(ref)
         )
     kwargs.update(step.params)
-    signature = inspect.signature(function)
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
     if not accepts_any:
         unknown = sorted(set(kwargs) - set(signature.parameters))
