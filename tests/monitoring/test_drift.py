@@ -124,6 +124,18 @@ def test_nan_inf_and_strings_are_counted_not_fatal(reference: Reference) -> None
     assert report.drifted_features == []
 
 
+def test_a_categorical_column_whose_type_changed_is_matched_by_text_and_flagged() -> None:
+    rng = np.random.default_rng(15)
+    ref = build_reference(pd.DataFrame({"segment": rng.integers(0, 3, 5_000)}), categorical=["segment"])
+    window = {"segment": rng.integers(0, 3, 2_000).astype(str)}  # "0", "1", "2" instead of 0, 1, 2
+
+    (segment,) = compute_drift(ref, window).features
+
+    assert not segment.drifted
+    assert segment.note is not None
+    assert "2000 values matched training categories only as text" in segment.note
+
+
 def test_all_invalid_column_is_insufficient_data(reference: Reference) -> None:
     window = traffic(1_000, seed=8)
     window["score"] = "oops"
@@ -207,6 +219,7 @@ def test_per_feature_rules_override_the_defaults(reference: Reference) -> None:
         (lambda: DriftRule("psi", float("nan")), "not a finite number"),
         (lambda: DriftConfig(min_samples=0), "min_samples must be a positive integer"),
         (lambda: DriftConfig(drift_share=0.0), "drift_share must be in"),
+        (lambda: DriftConfig(features={"age": {"method": "ks"}}), "are not DriftRule objects"),
         (lambda: DriftConfig(categorical=DriftRule("ks")), "cannot be the categorical rule"),
         (lambda: DriftConfig.from_dict({"numeric": {"threshold": 0.1}}), "needs a 'method'"),
         (lambda: DriftConfig.from_dict({"threshhold": 0.1}), "unknown drift config keys \\['threshhold'\\]"),

@@ -36,7 +36,7 @@ and is never drifting.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -68,7 +68,9 @@ class FeatureDrift:
     """The verdict for one feature.
 
     ``statistic`` is ``None`` when the feature could not be tested (see ``status``);
-    ``p_value`` is set only for ``ks`` and ``chi2``.
+    ``p_value`` is set only for ``ks`` and ``chi2``. ``n_missing`` counts NaN/None
+    in the window, ``n_invalid`` infinities and values that are not numbers (for a
+    numeric feature); both are left out of ``n_current`` and of the statistic.
     """
 
     feature: str
@@ -82,6 +84,7 @@ class FeatureDrift:
     status: str = OK
     n_missing: int = 0
     n_invalid: int = 0
+    note: str | None = None  # a data problem worth a look, e.g. a column whose type changed
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types."""
@@ -164,6 +167,8 @@ def _numeric_drift(
     values, n_missing, n_invalid = numeric_values(column)
     if ref.count < min_samples or len(values) < min_samples:
         return _untested(name, rule, ref.count, len(values), INSUFFICIENT_DATA, n_missing, n_invalid)
+    # Sorted once for every method: histogramming sorted values is O(bins log n),
+    # and the sort costs less than binning the unsorted values would.
     current = np.sort(values)
     p_value: float | None = None
     if rule.method == "ks":
@@ -187,6 +192,20 @@ def _categorical_drift(
     series = column if isinstance(column, pd.Series) else pd.Series(np.asarray(column))
     missing = series.isna().to_numpy()
     codes = pd.Categorical(series, categories=list(ref.categories)).codes
+    note = None
+    unknown = int(((codes < 0) & ~missing).sum())
+    if ref.categories and unknown > (len(series) - missing.sum()) / 2:
+        # Mostly unknown values: often the column's type changed ("0" vs 0,
+        # "True" vs True). Match by text before calling it drift, and say so.
+        text = pd.Categorical(series.astype(str), categories=[str(c) for c in ref.categories]).codes.copy()
+        text[missing] = -1
+        recovered = int((text >= 0).sum() - (codes >= 0).sum())
+        if recovered > 0:
+            codes = text
+            note = (
+                f"{recovered} values matched training categories only as text: the column's type "
+                f"({series.dtype}) differs from training's ({type(ref.categories[0]).__name__})"
+            )
     # Code -1 is "not a known category": unseen values (the "other" bucket) and NaN.
     known = np.bincount(codes.astype(np.int64) + 1, minlength=len(ref.categories) + 1)
     n_missing = int(missing.sum())
@@ -195,7 +214,7 @@ def _categorical_drift(
     if ref.count < min_samples or n_current < min_samples:
         return _untested(name, rule, ref.count, n_current, INSUFFICIENT_DATA, n_missing, 0)
     statistic, p_value = _binned(rule.method, ref.counts, counts)
-    return _verdict(name, rule, statistic, p_value, ref.count, n_current, n_missing, 0)
+    return replace(_verdict(name, rule, statistic, p_value, ref.count, n_current, n_missing, 0), note=note)
 
 
 def _binned(

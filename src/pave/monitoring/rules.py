@@ -117,6 +117,12 @@ class DriftConfig:
             raise InvalidInput(
                 f"min_samples must be a positive integer, got {self.min_samples!r}", hint="e.g. 100"
             )
+        wrong = sorted(name for name, rule in self.features.items() if not isinstance(rule, DriftRule))
+        if wrong:
+            raise InvalidInput(
+                f"drift rules for {wrong} are not DriftRule objects",
+                hint="use DriftRule(method, threshold), or DriftConfig.from_dict for plain dicts",
+            )
         if not 0.0 < self.drift_share <= 1.0:
             raise InvalidInput(f"drift_share must be in (0, 1], got {self.drift_share!r}", hint="e.g. 0.5")
         if self.categorical.method in NUMERIC_ONLY_METHODS:
