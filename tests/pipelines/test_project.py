@@ -267,3 +267,26 @@ def test_reproduce_checks_out_the_recorded_commit(
     assert all(d.diff == 0 for d in again.metrics.values())
     worktrees = subprocess.run(["git", "worktree", "list"], cwd=root, capture_output=True, text=True).stdout
     assert len(worktrees.strip().splitlines()) == 1  # the temporary worktree is gone
+
+
+def test_unknown_runs_and_projects(tracking_uri: str, settings: Settings) -> None:
+    from pave.errors import NotFound
+
+    assert list_runs("never-ran", tracking_uri=tracking_uri) == []
+    with pytest.raises(NotFound, match="run 0123 not found"):
+        reproduce("0123", tracking_uri=tracking_uri, settings=settings)
+
+
+def test_from_step_reruns_downstream_and_is_tagged(
+    churn_project: ProjectFactory, tracking_uri: str, settings: Settings
+) -> None:
+    root = churn_project(gates="  []")
+    execute_project(root, tracking_uri=tracking_uri, settings=settings, progress=False)
+    again = execute_project(
+        root, tracking_uri=tracking_uri, settings=settings, progress=False, from_step="train"
+    )
+    assert again.cached_steps == ["prepare"]
+    assert again.ran_steps == ["train", "evaluate"]
+    assert client(tracking_uri).get_run(again.run_id).data.tags["pave.from_step"] == "train"
+    with pytest.raises(InvalidInput, match="no such step"):
+        execute_project(root, tracking_uri=tracking_uri, settings=settings, from_step="nope")

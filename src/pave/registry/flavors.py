@@ -6,6 +6,7 @@ skips its slow requirement inference, which imports the model in a subprocess.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pave.errors import InvalidInput
@@ -82,7 +83,15 @@ def log_model(flavor: str, model: Any, *, example: Any = None, name: str = "mode
     }
     if flavor == "sklearn":
         kwargs["serialization_format"] = "cloudpickle"
-        return module.log_model(model, **kwargs)
+        # MLflow warns on every cloudpickle save; the choice is deliberate (skops cannot load
+        # arbitrary pipelines) and documented, so keep the user's terminal quiet.
+        quiet = logging.getLogger("mlflow.sklearn")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            return module.log_model(model, **kwargs)
+        finally:
+            quiet.setLevel(level)
     if flavor == "lightgbm":
         return module.log_model(model, **kwargs)
     import mlflow.pyfunc
