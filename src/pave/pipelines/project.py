@@ -31,13 +31,13 @@ from typing import Any
 
 import yaml
 
-from pave.config import Settings
+from pave.config import Settings, mask_url
 from pave.data.errors import DataFileMissing
 from pave.data.paths import project_path
 from pave.data.profile import profile_frame
 from pave.data.validation import check, validate_frame
 from pave.data.versioning import DatasetVersion, read_frame, stored_file, version_file
-from pave.errors import InvalidInput, NotFound, PaveError
+from pave.errors import InvalidInput, NotFound, PaveError, Unavailable
 from pave.pipelines.dag import build_dag
 from pave.pipelines.engine import PipelineResult, StepRecord, run_pipeline
 from pave.pipelines.errors import PipelineStepFailed
@@ -219,7 +219,15 @@ def _execute(
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    experiment_id = _experiment(client, spec, tracking_uri, settings)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        experiment_id = _experiment(client, spec, tracking_uri, settings)
+    except MlflowException as exc:
+        raise Unavailable(
+            f"MLflow tracking at {mask_url(tracking_uri)} did not answer: {exc.message[:300]}",
+            hint="start the control plane: `pave up` (or check the tracking URI and MLFLOW_TRACKING_TOKEN)",
+        ) from exc
 
     git = L.git_info(project)
     lock = L.environment_lock()
