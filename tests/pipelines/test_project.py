@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -290,3 +291,60 @@ def test_from_step_reruns_downstream_and_is_tagged(
     assert client(tracking_uri).get_run(again.run_id).data.tags["pave.from_step"] == "train"
     with pytest.raises(InvalidInput, match="no such step"):
         execute_project(root, tracking_uri=tracking_uri, settings=settings, from_step="nope")
+
+
+PYFUNC_STEPS = """
+import mlflow.pyfunc
+import pandas as pd
+
+
+class Doubler(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return model_input[["age"]] * 2
+
+
+def train(df: pd.DataFrame) -> Doubler:
+    return Doubler()
+
+
+def split(df: pd.DataFrame) -> dict:
+    return {"X": df[["age"]]}
+
+
+def evaluate(model: Doubler) -> dict:
+    return {"score": 1.0}
+"""
+
+
+def test_a_pyfunc_model_from_the_project_loads_without_the_project(
+    churn_project: ProjectFactory, tracking_uri: str, settings: Settings, tmp_path: Path
+) -> None:
+    root = churn_project(gates="  []")
+    name = root.name
+    (root / "steps.py").write_text(PYFUNC_STEPS)
+    (root / "pave.yaml").write_text(
+        f"""
+name: {name}
+data: {{sources: {{train: {{path: data/train.csv}}}}}}
+steps:
+  - {{name: split, function: steps:split, inputs: {{df: data.train}}}}
+  - {{name: train, function: steps:train, inputs: {{df: data.train}}}}
+  - {{name: evaluate, function: steps:evaluate, inputs: {{model: train}}}}
+model: {{step: train, flavor: pyfunc, input_example_from: split}}
+metrics: {{step: evaluate, primary: score}}
+"""
+    )
+    result = execute_project(root, tracking_uri=tracking_uri, settings=settings, progress=False)
+    assert result.alias == "candidate"
+    # a fresh interpreter, elsewhere, without the project folder on sys.path (like the gateway)
+    script = (
+        "import mlflow, pandas as pd\n"
+        f"mlflow.set_registry_uri({tracking_uri!r})\n"
+        f"m = mlflow.pyfunc.load_model('models:/{name}@candidate')\n"
+        "print(m.predict(pd.DataFrame({'age': [21]})).iloc[0, 0])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "42"
