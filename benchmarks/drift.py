@@ -202,7 +202,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=120)
+    console = Console(width=140)
     with console.status(f"writing {args.rows:,} x {args.features} reference and current parquet files"):
         data = make_data(args.rows, args.features)
     with console.status("Pave, full size"):
@@ -215,8 +215,8 @@ def main() -> None:
         "rows",
         "phase",
         "time (s)",
-        "RSS peak MB over data",
-        "traced peak MB",
+        "RSS peak over data (MB)",
+        "traced peak (MB)",
         "drifted",
     ):
         table.add_column(column, justify="left" if column in ("engine", "phase") else "right", no_wrap=True)

@@ -8,6 +8,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as sps
+from scipy.spatial.distance import jensenshannon
 
 from pave.errors import InvalidInput
 from pave.monitoring.drift import (
@@ -18,6 +20,7 @@ from pave.monitoring.drift import (
     build_reference,
     compute_drift,
 )
+from pave.monitoring.reference import NumericReference
 
 NUMERIC = ["age", "income", "balance", "tenure", "score"]
 ALL_METHODS = ["psi", "js", "wasserstein", "ks", "chi2"]
@@ -254,3 +257,52 @@ def test_config_round_trips_through_plain_dicts() -> None:
 
     assert again == config
     assert again.categorical.threshold == 0.1  # the default was filled in
+
+
+def test_compute_drift_reports_scipys_statistics_for_an_exact_reference() -> None:
+    rng = np.random.default_rng(16)
+    train = pd.DataFrame({"x": rng.normal(size=3_000), "c": rng.choice(list("abcd"), 3_000)})
+    window = pd.DataFrame({"x": rng.normal(0.1, 1.2, 2_000), "c": rng.choice(list("abcde"), 2_000)})
+    ref = build_reference(train, sketch_size=5_000)  # keeps every value: the exact path
+    x = ref.features["x"]
+    assert isinstance(x, NumericReference)
+    assert x.sketch_exact
+
+    def run(numeric: str, categorical: str = "psi") -> tuple[FeatureDrift, FeatureDrift]:
+        config = DriftConfig(numeric=DriftRule(numeric), categorical=DriftRule(categorical))
+        first, second = compute_drift(ref, window, config).features
+        return first, second
+
+    ks, chi2 = run("ks", "chi2")
+    expected_ks = sps.ks_2samp(train["x"], window["x"], method="asymp")
+    assert ks.statistic == pytest.approx(expected_ks.statistic, abs=1e-12)
+    assert ks.p_value == pytest.approx(expected_ks.pvalue, rel=1e-9)
+    # "e" is unseen in training: it lands in the "other" bucket, empty in training.
+    table = pd.crosstab(
+        np.r_[np.zeros(3_000), np.ones(2_000)], np.r_[train["c"], window["c"].to_numpy()]
+    ).to_numpy()
+    expected_chi2 = sps.chi2_contingency(table, correction=False)
+    assert chi2.statistic == pytest.approx(expected_chi2.statistic, rel=1e-9)
+    assert chi2.p_value == pytest.approx(expected_chi2.pvalue, rel=1e-9, abs=1e-300)
+
+    wasserstein, _ = run("wasserstein")
+    expected_w = sps.wasserstein_distance(train["x"], window["x"]) / train["x"].std(ddof=0)
+    assert wasserstein.statistic == pytest.approx(expected_w, rel=1e-9)
+
+    js, _ = run("js")
+    bins = np.searchsorted(x.edges, window["x"], side="right")
+    current_counts = np.bincount(bins, minlength=len(x.edges) + 1)
+    assert js.statistic == pytest.approx(jensenshannon(x.bin_counts, current_counts, base=2), abs=1e-9)
+
+
+def test_a_pandas_categorical_window_is_compared_by_value() -> None:
+    rng = np.random.default_rng(17)
+    ref = build_reference(pd.DataFrame({"c": rng.choice(["a", "b", "c"], 3_000)}))
+    values = rng.choice(["c", "b", "a"], 1_000)
+    window = pd.DataFrame({"c": pd.Categorical(values, categories=["z", "c", "b", "a"])})
+
+    (c,) = compute_drift(ref, window).features
+    (plain,) = compute_drift(ref, {"c": values}).features
+
+    assert c.statistic == pytest.approx(plain.statistic)
+    assert not c.drifted
