@@ -1,7 +1,7 @@
 """Plain MLflow code, unmodified, against Pave.
 
     export MLFLOW_TRACKING_URI=http://127.0.0.1:8000/mlflow
-    export MLFLOW_TRACKING_TOKEN=$(python -c "import json,os;print(json.load(open(os.path.expanduser('~/.pave/credentials.json')))['token'])")
+    export MLFLOW_TRACKING_TOKEN=<a Pave token, e.g. the one `pave up` printed on first start>
     python examples/mlflow_quickstart.py
 
 Nothing here knows about Pave: experiments, params, metrics, a logged and registered model, an

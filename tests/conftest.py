@@ -97,7 +97,9 @@ def pave_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_pave(*args: str, env: dict[str, str], timeout: float = 120, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+def run_pave(
+    *args: str, env: dict[str, str], timeout: float = 120, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pave", *args],
         env=env,

@@ -14,8 +14,8 @@ import httpx
 
 from pave.config import Settings, load_settings, read_credentials
 from pave.errors import (
-    Conflict,
     ConfigError,
+    Conflict,
     Forbidden,
     InvalidInput,
     NotFound,

@@ -33,7 +33,9 @@ def inventory(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, str]]
     return routes  # type: ignore[return-value]
 
 
-def _status_of_all(server: PaveServer, routes: list[tuple[str, str]], headers: dict[str, str]) -> dict[str, int]:
+def _status_of_all(
+    server: PaveServer, routes: list[tuple[str, str]], headers: dict[str, str]
+) -> dict[str, int]:
     seen: dict[str, int] = {}
     with httpx.Client(base_url=server.url, timeout=30) as client:
         for method, path in routes:
@@ -53,7 +55,9 @@ def test_every_route_needs_a_token(shared_server: PaveServer, inventory: list[tu
     assert {k: v for k, v in basic.items() if v != 401} == {}
 
 
-def test_revoked_token_is_refused_everywhere(shared_server: PaveServer, inventory: list[tuple[str, str]]) -> None:
+def test_revoked_token_is_refused_everywhere(
+    shared_server: PaveServer, inventory: list[tuple[str, str]]
+) -> None:
     with shared_server.client() as admin:
         created = admin.post("/api/v1/tokens", json={"identity": "bob", "name": "soon-revoked"}).json()
         with shared_server.client(created["secret"]) as bob:
@@ -95,14 +99,18 @@ def test_roles_limit_what_a_token_can_do(shared_server: PaveServer) -> None:
         assert client.post(create, json={"name": "dev-exp"}).status_code == 200
         assert client.get("/api/v1/tokens").status_code == 403
     with shared_server.client() as admin:
-        search = admin.get("/mlflow/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": "viewer-exp"})
+        search = admin.get(
+            "/mlflow/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": "viewer-exp"}
+        )
         assert search.status_code == 404, "the denied call created nothing"
 
 
 def test_host_origin_and_size_limits(shared_server: PaveServer) -> None:
     with shared_server.client() as admin:
         assert admin.get("/api/v1/whoami", headers={"Host": "evil.example"}).status_code == 400
-        cross = admin.post("/api/v1/projects", json={"name": "xorigin"}, headers={"Origin": "https://evil.example"})
+        cross = admin.post(
+            "/api/v1/projects", json={"name": "xorigin"}, headers={"Origin": "https://evil.example"}
+        )
         assert cross.status_code == 403
         assert admin.get("/api/v1/projects/xorigin").status_code == 404
     # A declared body over the limit is refused before a byte of it is read.

@@ -21,7 +21,12 @@ def _run_client(server: PaveServer, workdir: Path, model: str) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PAVE_"))}
     env |= {"MLFLOW_TRACKING_URI": f"{server.url}/mlflow", "MLFLOW_TRACKING_TOKEN": server.token}
     out = subprocess.run(
-        [sys.executable, str(EXAMPLE), model], cwd=workdir, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, str(EXAMPLE), model],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
@@ -59,8 +64,12 @@ def test_mlflow_client_without_token_is_refused(shared_server: PaveServer, tmp_p
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PAVE_"))}
     env |= {"MLFLOW_TRACKING_URI": f"{shared_server.url}/mlflow", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
     out = subprocess.run(
-        [sys.executable, str(EXAMPLE), "never-registered"], cwd=tmp_path, env=env, capture_output=True,
-        text=True, timeout=300,
+        [sys.executable, str(EXAMPLE), "never-registered"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode != 0
     assert "this request needs a token" in out.stderr

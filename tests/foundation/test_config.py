@@ -61,7 +61,9 @@ def test_unknown_setting_and_bad_values_are_named(home: Path, monkeypatch: pytes
 
 
 def test_postgres_mlflow_store_gets_its_own_schema(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PAVE_DATABASE_URL", "postgresql+psycopg://bob:secret@db:5432/pave?options=-csearch_path%3Dteam")
+    monkeypatch.setenv(
+        "PAVE_DATABASE_URL", "postgresql+psycopg://bob:secret@db:5432/pave?options=-csearch_path%3Dteam"
+    )
     settings = load_settings()
     assert "search_path%3Dteam_mlflow" in settings.mlflow_db_url
     shown = settings.shown()

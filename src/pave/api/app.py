@@ -108,10 +108,10 @@ def route_inventory() -> list[tuple[str, str]]:
     for router in ROUTERS:
         for route in router.routes:
             if isinstance(route, APIRoute):
-                found.update((m, route.path) for m in route.methods)
+                found.update((m, route.path) for m in route.methods or ())
     for route in mlflow_app().routes:
         if isinstance(route, APIRoute) and route.path.startswith(MOUNT):
-            found.update((m, route.path) for m in route.methods)
+            found.update((m, route.path) for m in route.methods or ())
     for rule in mlflow_flask.url_map.iter_rules():
         if rule.rule.startswith(MOUNT):
             found.update((m, rule.rule) for m in (rule.methods or set()) - {"HEAD", "OPTIONS"})

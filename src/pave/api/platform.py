@@ -55,9 +55,11 @@ def open_platform(settings: Settings, *, bootstrap_admin: bool = True) -> Platfo
 
 def _bootstrap(platform: Platform) -> str | None:
     """On a brand-new home, create the admin identity and its token (under the migration lock)."""
-    with migrate.migration_lock(platform.engine, platform.settings.run_dir):
-        with transaction(platform.sessions) as session:
-            if has_any_identity(session):
-                return None
-            _, secret = create_token(session, identity="admin", name="bootstrap", role="admin")
-            return secret
+    with (
+        migrate.migration_lock(platform.engine, platform.settings.run_dir),
+        transaction(platform.sessions) as session,
+    ):
+        if has_any_identity(session):
+            return None
+        _, secret = create_token(session, identity="admin", name="bootstrap", role="admin")
+        return secret

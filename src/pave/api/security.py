@@ -136,8 +136,10 @@ class SecurityMiddleware:
             return
 
         origin = headers.get("origin")
-        if method in _STATE_CHANGING and origin and not _host_allowed(
-            origin.split("://", 1)[-1], self.allowed_hosts
+        if (
+            method in _STATE_CHANGING
+            and origin
+            and not _host_allowed(origin.split("://", 1)[-1], self.allowed_hosts)
         ):
             await send_error(
                 send,
@@ -155,7 +157,9 @@ class SecurityMiddleware:
             principal = await anyio.to_thread.run_sync(self._authenticate, token)
             authorize(principal, action, method, path)
         except PaveError as error:
-            extra = [(b"www-authenticate", b'Bearer realm="pave"')] if isinstance(error, Unauthenticated) else []
+            extra = (
+                [(b"www-authenticate", b'Bearer realm="pave"')] if isinstance(error, Unauthenticated) else []
+            )
             await send_error(send, error, extra)
             return
 

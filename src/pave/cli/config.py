@@ -29,4 +29,6 @@ def show(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> N
     console.print(table)
     described = {k: f.description for k, f in Settings.model_fields.items() if f.description}
     if described:
-        console.print("[dim]`pave config show --json` for machine-readable output; docs/config.md lists them all[/]")
+        console.print(
+            "[dim]`pave config show --json` for machine-readable output; docs/config.md lists them all[/]"
+        )

@@ -25,7 +25,9 @@ DEMO_MODEL = "demo-iris"
 
 def seed_in_background(settings: Settings, platform: Platform) -> threading.Thread:
     with transaction(platform.sessions) as session:
-        _, secret = create_token(session, identity="demo-seeder", name="demo", role="developer", kind="service")
+        _, secret = create_token(
+            session, identity="demo-seeder", name="demo", role="developer", kind="service"
+        )
 
     def run() -> None:
         for _ in range(600):
@@ -71,7 +73,7 @@ def _seed() -> None:
         )
     version = info.registered_model_version
     mlflow.MlflowClient().set_registered_model_alias(DEMO_MODEL, "champion", str(version))
-    print(f"demo: registered {DEMO_MODEL} version {version} as champion")  # noqa: T201
+    print(f"demo: registered {DEMO_MODEL} version {version} as champion")
 
 
 if __name__ == "__main__":

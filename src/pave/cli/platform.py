@@ -82,7 +82,7 @@ def up(
 
     from pave.api.app import create_app
 
-    GracefulServer = _graceful_server_class()  # noqa: N806
+    GracefulServer = _graceful_server_class()
     from pave.api.platform import open_platform
 
     settings = load_settings(host=host, port=port)

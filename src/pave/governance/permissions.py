@@ -47,7 +47,9 @@ RULES: tuple[Rule, ...] = (
     _rule("DELETE", r"/api/v1/projects/[^/]+", "admin"),
     # --- embedded MLflow ------------------------------------------------------------------------
     # Features Pave does not expose through MLflow: the AI gateway, jobs, the assistant.
-    _rule(_READ + " " + _WRITE, r"/mlflow/(ajax-api/[23]\.0/)?(gateway|jobs|mlflow/assistant)(/.*)?", "admin"),
+    _rule(
+        _READ + " " + _WRITE, r"/mlflow/(ajax-api/[23]\.0/)?(gateway|jobs|mlflow/assistant)(/.*)?", "admin"
+    ),
     _rule(_READ + " " + _WRITE, r"/mlflow/ajax-api/2\.0/mlflow/gateway-proxy", "admin"),
     # Searches are POSTs in MLflow's API but read nothing but what the caller may see.
     _rule("POST", r"/mlflow/(ajax-)?api/[23]\.0/mlflow/([a-z-]+/)*search(-[a-z]+)?", "read"),

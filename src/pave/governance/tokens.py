@@ -19,7 +19,7 @@ from pave.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from pave.governance.roles import ROLES
 from pave.store.tables import Identity, Token, utcnow
 
-TOKEN_PREFIX = "pave_"
+TOKEN_PREFIX = "pave_"  # noqa: S105 - a prefix, not a secret
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,8 @@ def authenticate(session: Session, secret: str | None) -> Principal:
     """Resolve a bearer secret to a Principal, or raise Unauthenticated (never says which check failed)."""
     if not secret:
         raise Unauthenticated(
-            "this request needs a token", hint="send 'Authorization: Bearer <token>' (see `pave token create`)"
+            "this request needs a token",
+            hint="send 'Authorization: Bearer <token>' (see `pave token create`)",
         )
     row = session.execute(
         select(Token, Identity)
@@ -98,16 +99,16 @@ def authenticate(session: Session, secret: str | None) -> Principal:
     ).first()
     now = utcnow()
     if row is None:
-        raise Unauthenticated("the token is not valid", hint="check PAVE_TOKEN, or create one: `pave token create`")
+        raise Unauthenticated(
+            "the token is not valid", hint="check PAVE_TOKEN, or create one: `pave token create`"
+        )
     token, identity = row
     if (
         token.revoked_at is not None
         or identity.disabled
         or (token.expires_at is not None and _aware(token.expires_at) <= now)
     ):
-        raise Unauthenticated(
-            "the token is revoked or expired", hint="create a new one: `pave token create`"
-        )
+        raise Unauthenticated("the token is revoked or expired", hint="create a new one: `pave token create`")
     return Principal(
         identity=identity.name,
         token_id=token.id,

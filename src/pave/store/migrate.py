@@ -63,9 +63,7 @@ def migration_lock(engine: Engine, lock_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def upgrade(
-    engine: Engine, lock_dir: Path, *, also: Callable[[], None] | None = None
-) -> list[str]:
+def upgrade(engine: Engine, lock_dir: Path, *, also: Callable[[], None] | None = None) -> list[str]:
     """Bring the schema to head under the migration lock; return the revisions applied.
 
     ``also`` runs under the same lock (the embedded MLflow's own schema setup uses it).

@@ -30,7 +30,9 @@ class ProjectCreate(BaseModel):
     @classmethod
     def _slug(cls, value: str) -> str:
         if not NAME.fullmatch(value):
-            raise ValueError("use 2-63 lower-case letters, digits and dashes, starting with a letter or digit")
+            raise ValueError(
+                "use 2-63 lower-case letters, digits and dashes, starting with a letter or digit"
+            )
         return value
 
 
