@@ -1,0 +1,331 @@
+"""Loading an MLflow model for serving, with native predict paths for sklearn and LightGBM.
+
+``load_model`` resolves the URI to a local directory (``models:/NAME/VERSION`` and ``runs:/``
+URIs are downloaded once into a cache), reads the MLmodel file, and picks a predict path:
+
+- sklearn: the estimator itself (``mlflow.sklearn.load_model``); ``predict`` and, for
+  classifiers, ``predict_proba`` on a numpy matrix in the estimator's feature order;
+- lightgbm: likewise (the sklearn API model, or a ``Booster``);
+- anything else: ``mlflow.pyfunc.load_model(...).predict`` on a DataFrame or tensors.
+
+Everything a request needs (column order, dtypes, output names and shapes, whether batching is
+safe, whether predict is fast enough to run on the event loop) is computed here, once, by probing
+the model with its input example.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pave.errors import Unavailable
+from pave.serving.protocol import TensorMeta, datatype_of
+from pave.serving.schema import Features, InputSchema, schema_from_signature
+
+log = logging.getLogger(__name__)
+
+Outputs = dict[str, np.ndarray]
+# Predict on the event loop when a 32-row batch takes less than this (seconds); otherwise in a thread.
+# sklearn's per-call overhead is Python code holding the GIL: a thread would not free the loop anyway.
+INLINE_BUDGET = 0.005
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to predict, with everything precomputed."""
+
+    uri: str
+    flavor: str  # "sklearn", "lightgbm" or "pyfunc"
+    schema: InputSchema
+    predict: Callable[[Features], Outputs]
+    outputs: list[TensorMeta] = field(default_factory=list)
+    batchable: bool = True  # every output has one row per input row
+    inline: bool = False  # predict is fast enough to run on the event loop
+    check: Callable[[Features], Outputs] | None = None  # the reference predict of a shortcut
+
+
+def resolve(uri: str, *, tracking_uri: str | None, cache_dir: Path) -> Path:
+    """The local directory of a model URI, downloading remote artifacts into the cache once."""
+    if uri.startswith("models:"):
+        uri = _registry_location(uri, tracking_uri)
+    local = _local_path(uri)
+    if local is not None:
+        if not (local / "MLmodel").is_file():
+            raise Unavailable(f"no MLflow model at {local}: MLmodel is missing")
+        return local
+    digest = hashlib.blake2b(f"{tracking_uri}|{uri}".encode(), digest_size=10).hexdigest()
+    target = cache_dir / digest
+    if (target / "MLmodel").is_file():
+        return target
+    import mlflow.artifacts
+
+    staging = cache_dir / f"{digest}.partial-{time.monotonic_ns()}"
+    staging.mkdir(parents=True, exist_ok=True)
+    path = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(staging), tracking_uri=tracking_uri))
+    # atomic: a crash never leaves a half-written model in the cache; OSError: another process won
+    with contextlib.suppress(OSError):
+        path.rename(target)
+    _rmtree(staging)
+    return target
+
+
+def _local_path(uri: str) -> Path | None:
+    if uri.startswith("file://"):
+        return Path(uri.removeprefix("file://"))
+    if "://" in uri or uri.startswith(("runs:", "models:")):
+        return None
+    return Path(uri).expanduser()
+
+
+def _registry_location(uri: str, tracking_uri: str | None) -> str:
+    """Where a ``models:/NAME/VERSION``, ``models:/NAME@ALIAS`` or ``models:/MODEL_ID`` URI points.
+
+    Resolved here with an explicit client: MLflow's own resolution reads the process-wide registry
+    URI, and a gateway must not depend on global state.
+    """
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    path = uri.removeprefix("models:").lstrip("/")
+    if "/" in path:
+        name, version = path.rsplit("/", 1)
+        return str(client.get_model_version_download_uri(name, version))
+    if "@" in path:
+        name, alias = path.split("@", 1)
+        version = client.get_model_version_by_alias(name, alias).version
+        return str(client.get_model_version_download_uri(name, version))
+    return str(client.get_logged_model(path).artifact_location)
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def load_model(uri: str, *, tracking_uri: str | None, cache_dir: Path) -> LoadedModel:
+    """Load the model at ``uri`` and probe it.
+
+    Raises:
+        Unavailable: the model cannot be found, downloaded or loaded; the message says why.
+    """
+    try:
+        path = resolve(uri, tracking_uri=tracking_uri, cache_dir=cache_dir)
+        from mlflow.models import Model
+
+        meta = Model.load(str(path))
+        flavors = meta.flavors
+        if "sklearn" in flavors:
+            model = _native(uri, path, meta, "sklearn")
+        elif "lightgbm" in flavors:
+            model = _native(uri, path, meta, "lightgbm")
+        else:
+            model = _pyfunc(uri, path, meta)
+        _probe(model, path, meta)
+    except Unavailable:
+        raise
+    except Exception as exc:
+        raise Unavailable(
+            f"model {uri} could not be loaded: {type(exc).__name__}: {exc}",
+            hint="check the URI with `mlflow models predict -m URI` or look at the gateway log",
+        ) from exc
+    return model
+
+
+def _native(uri: str, path: Path, meta: Any, flavor: str) -> LoadedModel:
+    if flavor == "sklearn":
+        import mlflow.sklearn
+
+        estimator = mlflow.sklearn.load_model(str(path))
+    else:
+        import mlflow.lightgbm
+
+        estimator = mlflow.lightgbm.load_model(str(path))
+    order = getattr(estimator, "feature_names_in_", None)
+    feature_order = [str(n) for n in order] if order is not None else None
+    schema = schema_from_signature(meta.signature, native=True, feature_order=feature_order)
+    if schema.kind == "matrix":
+        # The matrix is built in the estimator's own column order, so the warning sklearn gives
+        # for a nameless array is noise; silencing it also saves its cost on every call.
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+    out_name = _output_name(meta.signature)
+    predict_fn = estimator.predict
+    if not _is_classifier(estimator):
+
+        def predict(features: Features) -> Outputs:
+            return {out_name: np.asarray(predict_fn(features))}
+
+        return LoadedModel(uri=uri, flavor=flavor, schema=schema, predict=predict)
+
+    proba_fn = estimator.predict_proba
+    classes = np.asarray(estimator.classes_)
+
+    def predict_both(features: Features) -> Outputs:
+        return {out_name: np.asarray(predict_fn(features)), "predict_proba": np.asarray(proba_fn(features))}
+
+    def predict_from_proba(features: Features) -> Outputs:
+        # sklearn's own predict is classes_[argmax(proba)] for these estimators: one call, not two
+        proba = np.asarray(proba_fn(features))
+        return {out_name: classes[proba.argmax(axis=1)], "predict_proba": proba}
+
+    model = LoadedModel(uri=uri, flavor=flavor, schema=schema, predict=predict_both)
+    if _final_step(estimator) in ARGMAX_CLASSIFIERS:
+        model.predict = predict_from_proba
+        model.check = predict_both  # _probe compares the two and keeps predict_both on a mismatch
+    return model
+
+
+# Classifiers whose predict() is exactly classes_[argmax(predict_proba())].
+ARGMAX_CLASSIFIERS = frozenset(
+    {
+        "LogisticRegression",
+        "RandomForestClassifier",
+        "ExtraTreesClassifier",
+        "DecisionTreeClassifier",
+        "GradientBoostingClassifier",
+        "HistGradientBoostingClassifier",
+        "KNeighborsClassifier",
+        "GaussianNB",
+        "MLPClassifier",
+        "LGBMClassifier",
+    }
+)
+
+
+def _final_step(estimator: Any) -> str:
+    steps = getattr(estimator, "steps", None)
+    final = steps[-1][1] if steps else estimator
+    return type(final).__name__
+
+
+def _is_classifier(estimator: Any) -> bool:
+    return hasattr(estimator, "classes_") and callable(getattr(estimator, "predict_proba", None))
+
+
+def _pyfunc(uri: str, path: Path, meta: Any) -> LoadedModel:
+    import mlflow.pyfunc
+
+    pyfunc = mlflow.pyfunc.load_model(str(path))
+    schema = schema_from_signature(meta.signature, native=False, feature_order=None)
+    out_name = _output_name(meta.signature)
+    predict_fn = pyfunc.predict
+
+    def predict(features: Features) -> Outputs:
+        return _as_outputs(predict_fn(features), out_name)
+
+    return LoadedModel(uri=uri, flavor="pyfunc", schema=schema, predict=predict)
+
+
+def _as_outputs(result: Any, default_name: str) -> Outputs:
+    if isinstance(result, pd.DataFrame):
+        if result.shape[1] == 1:
+            return {default_name: result.iloc[:, 0].to_numpy()}
+        return {str(c): result[c].to_numpy() for c in result.columns}
+    if isinstance(result, pd.Series):
+        return {default_name: result.to_numpy()}
+    if isinstance(result, dict):
+        return {str(k): np.asarray(v) for k, v in result.items()}
+    return {default_name: np.asarray(result)}
+
+
+def _output_name(signature: Any) -> str:
+    outputs = getattr(signature, "outputs", None)
+    if outputs is not None and len(outputs.inputs) == 1 and outputs.inputs[0].name:
+        return str(outputs.inputs[0].name)
+    return "predict"
+
+
+def _probe(model: LoadedModel, path: Path, meta: Any) -> None:
+    """Call the model once on its example: output metadata, batch safety, inline budget."""
+    example = _example(model.schema, path, meta)
+    if example is None:
+        return
+    from pave.serving.batching import concat
+
+    features, n_rows, synthesized = example
+    try:
+        outputs = model.predict(features)  # also the warm-up
+    except Exception:
+        if not synthesized:  # the model fails on its own example: refuse to serve it
+            raise
+        log.warning("model %s failed on a synthesized row of zeros; serving it unprobed", model.uri)
+        return
+    start = time.perf_counter()
+    outputs = model.predict(features)
+    single = time.perf_counter() - start
+    if model.check is not None:
+        reference = model.check(features)
+        if not all(np.array_equal(reference[k], outputs[k]) for k in reference):
+            model.predict = model.check
+        model.check = None
+    model.batchable = all(a.ndim >= 1 and a.shape[0] == n_rows for a in outputs.values())
+    batch_time = single
+    if model.batchable:
+        batch = concat([features] * 32)
+        batch_time = _timed(model.predict, batch)
+        single = min(single, _timed(model.predict, features))
+    model.inline = max(single, batch_time) < INLINE_BUDGET
+    model.outputs = [
+        TensorMeta(name, datatype_of(a), (-1, *a.shape[1:]) if model.batchable else a.shape)
+        for name, a in outputs.items()
+    ]
+
+
+def _timed(predict: Callable[[Features], Outputs], features: Features) -> float:
+    best = float("inf")
+    for _ in range(3):  # the best of three: a busy machine should not push a model off the loop
+        start = time.perf_counter()
+        predict(features)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _example(schema: InputSchema, path: Path, meta: Any) -> tuple[Features, int, bool] | None:
+    """The model's input example as model input, else a row of zeros built from the schema."""
+    frame: pd.DataFrame | None = None
+    if schema.columns:
+        try:
+            loaded = meta.load_input_example(str(path))
+        except Exception:  # an example that does not load is only a lost probe
+            loaded = None
+        synthesized = not (
+            isinstance(loaded, pd.DataFrame) and all(c.name in loaded.columns for c in schema.columns)
+        )
+        if not synthesized:
+            frame = loaded
+        else:
+            frame = pd.DataFrame(
+                {c.name: np.zeros(1, dtype=c.dtype) if c.dtype.kind != "O" else [""] for c in schema.columns}
+            )
+        inputs = [
+            {
+                "name": c.name,
+                "datatype": c.datatype,
+                "shape": [len(frame)],
+                "data": frame[c.name].astype(c.dtype).tolist(),
+            }
+            for c in schema.columns
+        ]
+        features, n_rows = schema.bind(inputs)
+        return features, n_rows, synthesized
+    if schema.tensors and all(-1 not in t.shape[1:] for t in schema.tensors):
+        from pave.serving.protocol import DATATYPES
+
+        arrays = {
+            t.name: np.zeros((1, *t.shape[1:]) if t.shape else (), dtype=DATATYPES[t.datatype])
+            for t in schema.tensors
+        }
+        if schema.kind == "tensor":
+            return arrays[schema.tensors[0].name], 1, True
+        return arrays, 1, True
+    return None

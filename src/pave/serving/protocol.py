@@ -1,0 +1,231 @@
+"""Open Inference Protocol v2 (REST) codec: request parsing, tensor decoding, response encoding.
+
+The wire format is the one of the KServe/Triton/MLServer "v2" protocol::
+
+    request  = {"id"?, "parameters"?, "inputs": [{"name", "shape", "datatype", "parameters"?, "data"}],
+                "outputs"?: [{"name", "parameters"?}]}
+    response = {"model_name", "model_version", "id", "parameters"?,
+                "outputs": [{"name", "shape", "datatype", "data"}]}
+    error    = {"error": "message"}
+
+Tensor data is row-major, flat or nested. Only JSON is accepted: the body is parsed with orjson
+and numbers become numpy arrays with ``np.asarray``; nothing from a request is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from pave.errors import InvalidInput
+
+# OIP datatype -> numpy dtype. BYTES tensors are object arrays of str.
+DATATYPES: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(object),
+}
+# Which numpy kinds the JSON data of a datatype may come in (before the cast to the datatype).
+_DATA_KINDS = {"b": "b", "u": "iu", "i": "iu", "f": "iuf"}
+
+NUMPY_OPTS = orjson.OPT_SERIALIZE_NUMPY
+
+
+@dataclass(frozen=True, slots=True)
+class TensorMeta:
+    """One input or output in model metadata; -1 marks a variable dimension."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+
+@dataclass(slots=True)
+class InferenceRequest:
+    """A parsed, structurally valid inference request (tensors not yet decoded)."""
+
+    id: str
+    inputs: list[dict[str, Any]]
+    parameters: dict[str, Any]
+    outputs: list[str] | None
+    id_given: bool
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def parse_request(body: bytes) -> InferenceRequest:
+    """Parse and check the structure of an inference request body.
+
+    Raises:
+        InvalidInput: the body is not JSON, or not an OIP inference request.
+    """
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidInput("request body must be a JSON object with an 'inputs' list")
+    inputs = doc.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise InvalidInput("request needs a non-empty 'inputs' list")
+    for position, item in enumerate(inputs):
+        _check_input(item, position)
+    request_id = doc.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidInput("'id' must be a string")
+    parameters = doc.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise InvalidInput("'parameters' must be an object")
+    outputs: list[str] | None = None
+    requested = doc.get("outputs")
+    if requested is not None:
+        if not isinstance(requested, list) or not all(
+            isinstance(o, dict) and isinstance(o.get("name"), str) for o in requested
+        ):
+            raise InvalidInput("'outputs' must be a list of objects with a 'name'")
+        outputs = [o["name"] for o in requested] or None
+    return InferenceRequest(
+        id=request_id or new_id(),
+        inputs=inputs,
+        parameters=parameters,
+        outputs=outputs,
+        id_given=request_id is not None,
+    )
+
+
+def _check_input(item: Any, position: int) -> None:
+    if not isinstance(item, dict):
+        raise InvalidInput(f"inputs[{position}] must be an object")
+    name = item.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidInput(f"inputs[{position}] needs a 'name'")
+    shape = item.get("shape")
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise InvalidInput(f"input '{name}': 'shape' must be a list of non-negative integers")
+    datatype = item.get("datatype")
+    if datatype not in DATATYPES:
+        raise InvalidInput(
+            f"input '{name}': unknown datatype {datatype!r}; use one of {', '.join(DATATYPES)}"
+        )
+    if "data" not in item:
+        raise InvalidInput(f"input '{name}' has no 'data'")
+    params = item.get("parameters")
+    if params is not None and not isinstance(params, dict):
+        raise InvalidInput(f"input '{name}': 'parameters' must be an object")
+
+
+def decode_tensor(item: dict[str, Any]) -> np.ndarray:
+    """The numpy array of a request input, checked against its datatype and shape.
+
+    Raises:
+        InvalidInput: data of the wrong type, out of range, or not matching the shape.
+    """
+    name: str = item["name"]
+    datatype: str = item["datatype"]
+    shape: list[int] = item["shape"]
+    data = item["data"]
+    if not isinstance(data, list):
+        data = [data]
+    dtype = DATATYPES[datatype]
+    try:
+        raw = np.asarray(data) if datatype != "BYTES" else np.asarray(data, dtype=object)
+    except (ValueError, TypeError):
+        raise InvalidInput(f"input '{name}': 'data' is not a regular (non-ragged) array") from None
+    expected = math.prod(shape)
+    if raw.size != expected:
+        raise InvalidInput(
+            f"input '{name}': shape {shape} needs {expected} values, 'data' has {raw.size}"
+        )
+    if datatype == "BYTES":
+        if not all(isinstance(v, str) for v in raw.flat):
+            raise InvalidInput(f"input '{name}': BYTES data must be strings")
+        return raw.reshape(shape)
+    if raw.size and raw.dtype.kind not in _DATA_KINDS[dtype.kind]:
+        raise InvalidInput(f"input '{name}': 'data' does not hold {datatype} values")
+    if dtype.kind in "iu" and raw.size and raw.dtype != dtype:
+        info = np.iinfo(dtype)
+        if raw.min() < info.min or raw.max() > info.max:
+            raise InvalidInput(f"input '{name}': a value is out of the {datatype} range")
+    return raw.astype(dtype, copy=False).reshape(shape)
+
+
+def datatype_of(array: np.ndarray) -> str:
+    """The OIP datatype of a numpy array (strings and objects are BYTES)."""
+    kind = array.dtype.kind
+    if kind == "b":
+        return "BOOL"
+    if kind == "f":
+        return f"FP{array.dtype.itemsize * 8}"
+    if kind == "i":
+        return f"INT{array.dtype.itemsize * 8}"
+    if kind == "u":
+        return f"UINT{array.dtype.itemsize * 8}"
+    return "BYTES"
+
+
+def encode_output(name: str, array: np.ndarray) -> dict[str, Any]:
+    """One response output; numeric data stays a numpy array for orjson to serialise fast."""
+    datatype = datatype_of(array)
+    if datatype == "BYTES":
+        data: Any = [v if isinstance(v, str) else str(v) for v in array.ravel().tolist()]
+    elif datatype == "FP16":
+        data = array.astype(np.float32).ravel()
+    else:
+        data = np.ascontiguousarray(array).ravel()
+    return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": data}
+
+
+def encode_response(
+    model_name: str,
+    model_version: str,
+    request_id: str,
+    outputs: dict[str, np.ndarray],
+    requested: list[str] | None,
+) -> bytes:
+    """The JSON body of an inference response.
+
+    Raises:
+        InvalidInput: the request asked for an output the model does not produce.
+    """
+    if requested is not None:
+        unknown = [n for n in requested if n not in outputs]
+        if unknown:
+            raise InvalidInput(
+                f"unknown output '{unknown[0]}'; model '{model_name}' produces {', '.join(outputs)}"
+            )
+        names = requested
+    else:
+        names = list(outputs)
+    body = {
+        "model_name": model_name,
+        "model_version": model_version,
+        "id": request_id,
+        "outputs": [encode_output(n, outputs[n]) for n in names],
+    }
+    return orjson.dumps(body, option=NUMPY_OPTS)
+
+
+def error_body(message: str) -> bytes:
+    return orjson.dumps({"error": message})

@@ -1,0 +1,61 @@
+"""Running the gateway: uvicorn with uvloop and httptools, one or several worker processes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pave.config import Settings, load_settings
+from pave.serving.deployments import DeploymentSource, JsonFileDeployments
+from pave.serving.gateway import Gateway, GatewayOptions, create_gateway
+
+# How worker processes find their deployments file (uvicorn builds the app again in each worker).
+DEPLOYMENTS_ENV = "PAVE_SERVING_DEPLOYMENTS"
+
+
+def app_from_env() -> Gateway:
+    """The app factory uvicorn calls in each worker process."""
+    path = os.environ.get(DEPLOYMENTS_ENV)
+    if not path:
+        raise RuntimeError(f"{DEPLOYMENTS_ENV} is not set; start the gateway with run_gateway()")
+    return create_gateway(load_settings(), JsonFileDeployments(Path(path)))
+
+
+def run_gateway(
+    settings: Settings,
+    source: DeploymentSource | Path,
+    options: GatewayOptions | None = None,
+    *,
+    workers: int | None = None,
+) -> None:
+    """Serve the gateway on ``settings.gateway_host:gateway_port`` until interrupted.
+
+    Args:
+        settings: Pave's settings.
+        source: a DeploymentSource, or the path of a deployments JSON file.
+        options: gateway tuning (single-process mode only; workers use the defaults).
+        workers: processes; default ``settings.gateway_workers`` (0: one per core). Several workers
+            need a file source, since each process reads the deployments on its own.
+    """
+    import uvicorn
+
+    count = settings.gateway_workers if workers is None else workers
+    if count == 0:
+        count = os.cpu_count() or 1
+    common = {
+        "host": settings.gateway_host,
+        "port": settings.gateway_port,
+        "log_level": "warning",
+        "access_log": False,
+        "loop": "uvloop",
+        "http": "httptools",
+        "lifespan": "on",
+    }
+    if count > 1:
+        if not isinstance(source, Path):
+            raise ValueError("several gateway workers need a deployments file (a Path source)")
+        os.environ[DEPLOYMENTS_ENV] = str(source.resolve())
+        uvicorn.run("pave.serving.server:app_from_env", factory=True, workers=count, **common)  # type: ignore[arg-type]
+        return
+    real_source = JsonFileDeployments(source) if isinstance(source, Path) else source
+    uvicorn.run(create_gateway(settings, real_source, options), **common)  # type: ignore[arg-type]

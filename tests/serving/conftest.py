@@ -1,0 +1,194 @@
+"""Fixtures: real models trained here and logged to a real MLflow store, and gateway factories."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import uvicorn
+from mlflow.models import infer_signature
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from starlette.testclient import TestClient
+
+from pave.config import Settings
+from pave.serving.deployments import Deployment, ModelRef, StaticDeployments
+from pave.serving.gateway import Gateway, GatewayOptions, create_gateway
+
+
+class Exploding(mlflow.pyfunc.PythonModel):
+    """A model that loads fine and fails on every prediction (a broken shadow)."""
+
+    def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+        raise RuntimeError("shadow model exploded")
+
+
+@dataclass
+class Models:
+    tracking_uri: str
+    X: pd.DataFrame
+    y: pd.Series
+    estimators: dict[str, Any]  # registered version -> the estimator that was logged
+    exploding_uri: str
+    tensor_uri: str
+    tensor_estimator: Any
+
+    def uri(self, version: str) -> str:
+        return f"models:/cancer/{version}"
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
+    root = tmp_path_factory.mktemp("mlflow")
+    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment("serving-tests")
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    estimators = {
+        "1": make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y),
+        "2": make_pipeline(StandardScaler(), LogisticRegression(C=0.0005, max_iter=1000)).fit(X, y),
+    }
+    for estimator in estimators.values():
+        with mlflow.start_run():
+            mlflow.sklearn.log_model(
+                estimator, name="model", input_example=X.head(3), registered_model_name="cancer"
+            )
+    signature = infer_signature(X.head(3), np.array([0, 1, 0]))
+    with mlflow.start_run():
+        exploding = mlflow.pyfunc.log_model(name="model", python_model=Exploding(), signature=signature)
+    # a tensor model: float32 matrix in, no column names
+    Xt = X.to_numpy(dtype=np.float32)
+    tensor_estimator = LogisticRegression(max_iter=2000).fit(Xt, y)
+    with mlflow.start_run():
+        tensor = mlflow.sklearn.log_model(
+            tensor_estimator,
+            name="model",
+            signature=infer_signature(Xt[:3], tensor_estimator.predict(Xt[:3])),
+        )
+    mlflow.set_tracking_uri(None)  # the gateway must get the URI from its options, not a global
+    return Models(
+        tracking_uri=tracking_uri,
+        X=X,
+        y=y,
+        estimators=estimators,
+        exploding_uri=exploding.model_uri,
+        tensor_uri=tensor.model_uri,
+        tensor_estimator=tensor_estimator,
+    )
+
+
+def deployment(name: str = "cancer", versions: dict[str, float] | None = None, **kw: Any) -> Deployment:
+    """A deployment of the registered 'cancer' model versions, with weights."""
+    versions = versions or {"1": 1.0}
+    refs = tuple(ModelRef(v, f"models:/cancer/{v}", w) for v, w in versions.items())
+    return Deployment(name=name, versions=refs, **kw)
+
+
+GatewayFactory = Callable[..., tuple[Gateway, StaticDeployments]]
+
+
+@pytest.fixture
+def make_gateway(models: Models, tmp_path: Path) -> GatewayFactory:
+    """Build a gateway over in-memory deployments, on a fresh PAVE_HOME."""
+
+    def make(
+        *deployments: Deployment, settings: dict[str, Any] | None = None, **options: Any
+    ) -> tuple[Gateway, StaticDeployments]:
+        source = StaticDeployments(deployments or [deployment()])
+        options.setdefault("tracking_uri", models.tracking_uri)
+        options.setdefault("model_cache", tmp_path.parent / "model-cache")  # shared across tests
+        options.setdefault("poll_interval", 0.05)
+        gateway = create_gateway(
+            Settings(home=tmp_path / "home", **(settings or {})), source, GatewayOptions(**options)
+        )
+        return gateway, source
+
+    return make
+
+
+@pytest.fixture
+def make_client(make_gateway: GatewayFactory) -> Iterator[Callable[..., tuple[TestClient, Gateway, Any]]]:
+    """A Starlette TestClient over a new gateway (lifespan run, so models are loaded)."""
+    clients: list[TestClient] = []
+
+    def make(*deployments: Deployment, **kw: Any) -> tuple[TestClient, Gateway, StaticDeployments]:
+        gateway, source = make_gateway(*deployments, **kw)
+        client = TestClient(gateway)
+        client.__enter__()
+        clients.append(client)
+        return client, gateway, source
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@dataclass
+class LiveServer:
+    url: str
+    gateway: Gateway
+    source: StaticDeployments
+
+
+@pytest.fixture
+def live_server(make_gateway: GatewayFactory) -> Iterator[Callable[..., LiveServer]]:
+    """A real uvicorn server on a free loopback port, in a thread."""
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(*deployments: Deployment, **kw: Any) -> LiveServer:
+        gateway, source = make_gateway(*deployments, **kw)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        config = uvicorn.Config(gateway, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError("the gateway did not start")
+            time.sleep(0.01)
+        servers.append((server, thread))
+        return LiveServer(f"http://127.0.0.1:{port}", gateway, source)
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def columns_request(X: pd.DataFrame, **extra: Any) -> dict[str, Any]:
+    """An OIP request with one input per column."""
+    return {
+        "inputs": [
+            {"name": c, "datatype": "FP64", "shape": [len(X)], "data": X[c].tolist()} for c in X.columns
+        ],
+        **extra,
+    }
+
+
+def table_request(X: pd.DataFrame, **extra: Any) -> dict[str, Any]:
+    """An OIP request with one [n, n_columns] input, as generic OIP clients send."""
+    return {
+        "inputs": [
+            {
+                "name": "input-0",
+                "datatype": "FP64",
+                "shape": list(X.shape),
+                "data": X.to_numpy().ravel().tolist(),
+            }
+        ],
+        **extra,
+    }

@@ -1,0 +1,66 @@
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from pave.serving.inference_log import InferenceLog, Record, explode_rows, read_inference_log
+
+
+def record(i, ts, deployment="m", shadow=False):
+    return Record(
+        id=f"r{i}",
+        deployment=deployment,
+        version="1",
+        ts=ts,
+        latency=0.001,
+        inputs=np.array([[float(i), 1.0]]),
+        columns=("a", "b"),
+        outputs={"predict": np.array([i % 2])},
+        shadow=shadow,
+    )
+
+
+def test_records_are_written_and_read_back_by_time_window(tmp_path):
+    log = InferenceLog(tmp_path, max_bytes=400)  # tiny files: rotation by size is exercised
+    log.start()
+    base = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    for i in range(20):
+        log.record(record(i, base + i))
+    log.record(record(99, base + 5, shadow=True))
+    log.record(record(98, base + 5, deployment="other"))
+    log.close()
+    assert len(list(tmp_path.glob("inference-*.jsonl"))) > 1
+
+    start = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=5)
+    frame = read_inference_log(tmp_path, start, start + timedelta(seconds=10), deployment="m")
+    assert frame["id"].tolist() == [f"r{i}" for i in range(5, 15)]
+    assert frame["timestamp"].iloc[0] == start
+    assert frame["inputs"].iloc[0] == {"a": [5.0], "b": [1.0]}
+    assert frame["outputs"].iloc[0] == {"predict": [1]}
+
+    with_shadow = read_inference_log(tmp_path, start, start + timedelta(seconds=1), include_shadow=True)
+    assert sorted(with_shadow["id"]) == ["r5", "r98", "r99"]
+
+    rows = explode_rows(frame)
+    assert list(rows.columns) == ["id", "deployment", "version", "timestamp", "a", "b", "predict"]
+    assert rows["a"].tolist() == [float(i) for i in range(5, 15)]
+
+
+def test_sampling_rate_zero_logs_nothing_and_an_empty_log_reads_as_empty(tmp_path):
+    log = InferenceLog(tmp_path, sample_rate=0.0)
+    assert not any(log.sampled() for _ in range(100))
+    frame = read_inference_log(tmp_path)
+    assert frame.empty
+    assert "timestamp" in frame.columns
+
+
+def test_sampling_rate_is_roughly_honoured(tmp_path):
+    log = InferenceLog(tmp_path, sample_rate=0.25)
+    share = sum(log.sampled() for _ in range(4000)) / 4000
+    assert 0.2 < share < 0.3
+
+
+def test_a_full_queue_drops_instead_of_blocking(tmp_path):
+    log = InferenceLog(tmp_path, max_queue=5)  # not started: nothing drains the queue
+    for i in range(8):
+        log.record(record(i, 0.0))
+    assert log.dropped == 3
