@@ -306,3 +306,10 @@ def test_a_pandas_categorical_window_is_compared_by_value() -> None:
 
     assert c.statistic == pytest.approx(plain.statistic)
     assert not c.drifted
+
+
+def test_numpy_thresholds_become_plain_floats() -> None:
+    rule = DriftRule("psi", np.float32(0.25))
+
+    assert type(rule.threshold) is float
+    assert json.loads(json.dumps(DriftConfig(numeric=rule).to_dict()))["numeric"]["threshold"] == 0.25

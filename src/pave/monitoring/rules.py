@@ -8,6 +8,7 @@ construction and raise :class:`~pave.errors.InvalidInput` naming the bad value.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -48,11 +49,13 @@ class DriftRule:
         if self.threshold is None:
             object.__setattr__(self, "threshold", DEFAULT_THRESHOLDS[self.method])
         value = self.threshold
-        if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
             raise InvalidInput(
                 f"drift threshold {value!r} for method {self.method!r} is not a finite number",
                 hint=f"the default is {DEFAULT_THRESHOLDS[self.method]}",
             )
+        value = float(value)  # numpy scalars in, plain JSON floats out
+        object.__setattr__(self, "threshold", value)
         if self.method in P_VALUE_METHODS and not 0.0 < value < 1.0:
             raise InvalidInput(
                 f"drift threshold {value} for {self.method!r} is a p-value: it must lie strictly in (0, 1)",
