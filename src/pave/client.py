@@ -154,3 +154,19 @@ class Client:
     def create_project(self, name: str, **fields: Any) -> dict[str, Any]:
         result: dict[str, Any] = self.request("POST", "/api/v1/projects", json={"name": name, **fields})
         return result
+
+    # --- runs and models -----------------------------------------------------------------------
+
+    def list_runs(self, project: str, *, limit: int = 50) -> list[dict[str, Any]]:
+        """The project's pipeline runs, newest first."""
+        result: list[dict[str, Any]] = self.request(
+            "GET", f"/api/v1/projects/{quote(project, safe='')}/runs", params={"limit": limit}
+        )
+        return result
+
+    def list_model_versions(self, project: str) -> list[dict[str, Any]]:
+        """The versions of the project's registered model, newest first."""
+        result: list[dict[str, Any]] = self.request(
+            "GET", f"/api/v1/projects/{quote(project, safe='')}/models"
+        )
+        return result

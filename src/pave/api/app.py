@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pave import __version__
 from pave.api.platform import Platform
-from pave.api.routes import health, projects, tokens, whoami
+from pave.api.routes import approvals, audit, health, members, projects, runs, tokens, whoami
 from pave.api.security import SecurityMiddleware
 from pave.errors import InvalidInput, NotFound, PaveError
 from pave.tracking.server import MOUNT, mlflow_app
@@ -91,7 +91,16 @@ def _pave_api(platform: Platform, metrics: Metrics) -> FastAPI:
     return api
 
 
-ROUTERS = (health.router, whoami.router, tokens.router, projects.router)
+ROUTERS = (
+    health.router,
+    whoami.router,
+    tokens.router,
+    projects.router,
+    runs.router,
+    audit.router,
+    members.router,
+    approvals.router,
+)
 _PARAM = re.compile(r"\{[^}]+\}|<[^>]+>")
 
 
@@ -143,4 +152,5 @@ def create_app(platform: Platform) -> Any:
         allowed_hosts=platform.settings.allowed_hosts,
         max_body=platform.settings.max_request_bytes,
         on_request=metrics.observe,
+        artifact_root=platform.settings.artifacts,
     )

@@ -29,6 +29,7 @@ COMMAND_GROUPS: tuple[tuple[str, str, str | None], ...] = (
     ("pave.cli.config", "app", "config"),
     ("pave.cli.tokens", "app", "token"),
     ("pave.cli.projects", "app", None),
+    ("pave.cli.golden", "app", None),
 )
 
 
@@ -65,7 +66,10 @@ for _module, _attr, _group in COMMAND_GROUPS:
 def _quiet_libraries() -> None:
     """Keep third-party chatter (MLflow's INFO lines, deprecation notices) off the user's screen."""
     import logging
+    import os
     import warnings
+
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*deprecated.*")

@@ -3,6 +3,11 @@
 The first rule whose method and path pattern match decides. A request that no rule covers is
 denied: adding a route without adding its rule here fails closed (and a test enumerates every
 route of the running app, MLflow's included, to catch it before users do).
+
+The action a rule names is checked against the caller's effective actions on the project the
+request concerns (:mod:`pave.governance.access`, :mod:`pave.governance.scope`). One override
+lives in the middleware: setting or moving the ``champion`` alias (or MLflow's legacy stage
+``Production``) needs ``approve``, because that is what puts a version in production.
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ import re
 from dataclasses import dataclass
 
 from pave.errors import Forbidden
-from pave.governance.roles import role_allows
 from pave.governance.tokens import Principal
 
 PUBLIC = "public"  # no token needed
@@ -42,7 +46,13 @@ RULES: tuple[Rule, ...] = (
     _rule(_READ, r"/api/v1/openapi\.json|/api/v1/docs(/.*)?", "read"),
     _rule(_READ, r"/api/v1/whoami", "read"),
     _rule(_READ + " " + _WRITE, r"/api/v1/tokens(/\d+)?", "admin"),
-    _rule(_READ, r"/api/v1/projects(/[^/]+)?", "read"),
+    _rule(_READ, r"/api/v1/audit(/verify)?", "admin"),
+    _rule(_READ, r"/api/v1/projects/[^/]+/members", "manage"),
+    _rule(_READ, r"/api/v1/projects/[^/]+/(policy|approvals(/[^/]+)?)", "read"),
+    _rule("PUT DELETE", r"/api/v1/projects/[^/]+/members/[^/]+", "manage"),
+    _rule("PUT", r"/api/v1/projects/[^/]+/policy", "admin"),
+    _rule("POST", r"/api/v1/projects/[^/]+/approvals", "approve"),
+    _rule(_READ, r"/api/v1/projects(/[^/]+(/runs|/models)?)?", "read"),
     _rule("POST", r"/api/v1/projects", "write"),
     _rule("DELETE", r"/api/v1/projects/[^/]+", "admin"),
     # --- embedded MLflow ------------------------------------------------------------------------
@@ -51,6 +61,12 @@ RULES: tuple[Rule, ...] = (
         _READ + " " + _WRITE, r"/mlflow/(ajax-api/[23]\.0/)?(gateway|jobs|mlflow/assistant)(/.*)?", "admin"
     ),
     _rule(_READ + " " + _WRITE, r"/mlflow/ajax-api/2\.0/mlflow/gateway-proxy", "admin"),
+    # Webhooks make the server send requests (SSRF); workspaces and demo data are platform-wide.
+    _rule(
+        _READ + " " + _WRITE,
+        r"/mlflow/(ajax-)?api/[23]\.0/mlflow/(webhooks|workspaces|demo|prompt-optimization)(/.*)?",
+        "admin",
+    ),
     # Searches are POSTs in MLflow's API but read nothing but what the caller may see.
     _rule("POST", r"/mlflow/(ajax-)?api/[23]\.0/mlflow/([a-z-]+/)*search(-[a-z]+)?", "read"),
     # (MLflow also registers this one without the slash after "2.0".)
@@ -71,11 +87,19 @@ def required_action(method: str, path: str) -> str | None:
     return None
 
 
-def authorize(principal: Principal, action: str, method: str, path: str) -> None:
-    """Raise Forbidden unless ``principal`` may take ``action``."""
-    if principal.is_admin or role_allows(principal.role, action):
+def authorize(
+    principal: Principal, allowed: frozenset[str], action: str, method: str, path: str, project: str | None
+) -> None:
+    """Raise Forbidden unless ``action`` is among the ``allowed`` actions of ``principal``."""
+    if principal.is_admin or action in allowed:
         return
+    where = f" on project {project!r}" if project else ""
+    hint = (
+        f"ask a maintainer of {project} for a role: `pave project member add {project} {principal.identity} ROLE`"
+        if project
+        else "ask a platform admin for a token with a role that allows it"
+    )
     raise Forbidden(
-        f"{principal.identity} ({principal.role}) may not {method} {path}: it needs '{action}'",
-        hint="ask a platform admin for a token with a role that allows it",
+        f"{principal.identity} ({principal.role} token) may not {method} {path}{where}: it needs '{action}'",
+        hint=hint,
     )

@@ -1,0 +1,268 @@
+"""The golden path: ``pave templates``, ``pave new``, ``pave run``, ``pave reproduce``, ``pave runs``,
+``pave models`` and ``pave template upgrade``."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from pave.cli.console import console, err_console, print_json
+from pave.client import Client
+from pave.config import load_settings
+from pave.errors import InvalidInput, PaveError
+
+app = typer.Typer()
+template_app = typer.Typer(help="Work with golden-path templates.", no_args_is_help=True)
+
+EXIT_GATES_FAILED = 3
+
+
+def _client_env(client: Client) -> None:
+    """Let the in-process MLflow client authenticate to the platform with the same token."""
+    os.environ["MLFLOW_TRACKING_TOKEN"] = client.token
+
+
+def _parse_sets(values: list[str]) -> dict[str, str]:
+    overrides: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key and key != "seed":
+            raise InvalidInput(
+                f"--set {item!r} is not of the form STEP.PARAM=VALUE", hint="e.g. --set train.C=0.5"
+            )
+        overrides[key.strip()] = value
+    return overrides
+
+
+def _when(ms: int | None) -> str:
+    if not ms:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@app.command("templates")
+def templates() -> None:
+    """List the golden-path templates."""
+    from pave.templates import list_templates
+
+    table = Table(title="Golden-path templates (`pave new NAME --template T`)")
+    for column in ("template", "version", "description", "generates"):
+        table.add_column(column)
+    for info in list_templates():
+        table.add_row(info.name, info.version, info.description, info.generates)
+    console.print(table)
+
+
+@app.command("new")
+def new(
+    name: str = typer.Argument(..., help="Project name: lower-case letters, digits and dashes."),
+    template: str = typer.Option(..., "--template", "-t", help="See `pave templates`."),
+    directory: Path | None = typer.Option(None, "--dir", help="Where to create it (default ./NAME)."),
+    owner: str | None = typer.Option(None, "--owner", help="Default: you (the token's identity)."),
+    description: str = typer.Option("", "--description"),
+) -> None:
+    """Create a project from a template and register it with the platform."""
+    from pave.templates import generate, get_template
+
+    info = get_template(template)
+    with Client() as client:
+        owner = owner or str(client.whoami()["identity"])
+        target = (directory or Path.cwd() / name).expanduser().resolve()
+        existed = target.exists()
+        answers = {"project_name": name, "owner": owner, "description": description or info.description}
+        with console.status(f"generating {name} from {info.name} {info.version}..."):
+            path = generate(info.name, target, answers)
+        try:
+            client.create_project(
+                name,
+                owner=owner,
+                description=answers["description"],
+                template=info.name,
+                template_version=info.version,
+            )
+        except PaveError:
+            if not existed:  # undo only what this command created
+                shutil.rmtree(path, ignore_errors=True)
+            raise
+    console.print(f"created project [bold]{name}[/] in {path} ({info.name} {info.version})")
+    console.print(f"next: cd {path} && pave run")
+
+
+@template_app.command("upgrade")
+def upgrade(
+    project_dir: Path = typer.Argument(Path("."), help="The project folder."),
+    to: str | None = typer.Option(None, "--to", help="Template version (default: the latest)."),
+) -> None:
+    """Merge a newer template version into a project, keeping your own edits."""
+    from pave.templates import upgrade as do_upgrade
+
+    with console.status("merging the new template version..."):
+        result = do_upgrade(project_dir, to)
+    console.print(
+        f"{result.template}: {result.from_version} -> {result.to_version} in {result.project_dir}; "
+        "review with `git diff`, then commit"
+    )
+    if result.conflicts:
+        err_console.print("conflicts to resolve by hand: " + ", ".join(result.conflicts))
+        raise typer.Exit(1)
+
+
+def _print_run(result: Any) -> None:
+    steps = Table(title=f"run {result.run_id} ({result.status})")
+    for column in ("step", "status", "seconds", "note"):
+        steps.add_column(column)
+    for step in result.steps:
+        status = {"cached": "[cyan]cached[/]", "ran": "[green]ran[/]"}.get(step.status, step.status)
+        steps.add_row(step.name, status, f"{step.seconds:.2f}", step.reason or "")
+    console.print(steps)
+    if result.metrics:
+        console.print("metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.metrics.items())))
+    if result.gates:
+        gates = Table(title="promotion gates")
+        for column in ("metric", "rule", "threshold", "observed", "result"):
+            gates.add_column(column)
+        for gate in result.gates:
+            if gate.skipped:
+                verdict = f"[dim]skipped[/] {gate.message}"
+            elif gate.passed:
+                verdict = "[green]pass[/]"
+            else:
+                verdict = f"[red]FAIL[/] short by {gate.shortfall:.4g} {gate.message}"
+            rule = gate.rule if gate.baseline is None else f"{gate.rule} vs champion ({gate.baseline:.4g})"
+            observed = "-" if gate.observed is None else f"{gate.observed:.4g}"
+            threshold = "-" if gate.threshold is None else f"{gate.threshold:.4g}"
+            gates.add_row(gate.metric, rule, threshold, observed, verdict)
+        console.print(gates)
+    if result.model_version:
+        alias = f", alias [bold]{result.alias}[/]" if result.alias else ", no alias moved"
+        console.print(f"model {result.model_name} version {result.model_version}{alias}")
+
+
+@app.command("run")
+def run(
+    project_dir: Path = typer.Argument(Path("."), help="The project folder (with pave.yaml)."),
+    from_step: str | None = typer.Option(None, "--from-step", help="Re-run this step and what follows."),
+    set_: list[str] = typer.Option([], "--set", help="Override a parameter: STEP.PARAM=VALUE (repeatable)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Run every step; store nothing in the cache."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Run the project's pipeline as one tracked MLflow run; register the model; apply the gates.
+
+    Exits 0 when the gates pass, 3 when the run succeeded but a gate failed, 1 when the run failed.
+    """
+    from pave.pipelines import execute_project
+
+    settings = load_settings()
+    # MLflow writes its run links to stdout; keep stdout for Pave's own output (--json).
+    with Client(settings=settings) as client, contextlib.redirect_stdout(sys.stderr):
+        _client_env(client)
+        result = execute_project(
+            project_dir,
+            tracking_uri=client.mlflow_tracking_uri,
+            settings=settings,
+            from_step=from_step,
+            params_override=_parse_sets(set_),
+            progress=not as_json and sys.stderr.isatty(),
+            cache=not no_cache,
+        )
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        _print_run(result)
+    if not result.gates_passed:
+        failed = [g for g in result.gates if not g.passed and not g.skipped]
+        err_console.print(f"gates failed ({len(failed)}): the aliases did not move")
+        raise typer.Exit(EXIT_GATES_FAILED)
+
+
+@app.command("reproduce")
+def reproduce(
+    run_id: str = typer.Argument(..., help="The run to re-execute (see `pave runs`)."),
+    project_dir: Path | None = typer.Option(None, "--dir", help="Where the project is now."),
+) -> None:
+    """Re-execute a past run from its recorded code, data versions, params and seed."""
+    from pave.pipelines import reproduce as do_reproduce
+
+    settings = load_settings()
+    with Client(settings=settings) as client, contextlib.redirect_stdout(sys.stderr):
+        _client_env(client)
+        result = do_reproduce(
+            run_id,
+            tracking_uri=client.mlflow_tracking_uri,
+            settings=settings,
+            project_dir=project_dir,
+            progress=sys.stderr.isatty(),
+        )
+    table = Table(title=f"reproduction of {run_id} as {result.run.run_id} ({result.code})")
+    for column in ("metric", "original", "reproduced", "difference"):
+        table.add_column(column)
+    for metric, diff in result.metrics.items():
+        table.add_row(
+            metric,
+            "-" if diff.original is None else f"{diff.original:.6g}",
+            "-" if diff.reproduced is None else f"{diff.reproduced:.6g}",
+            "-" if diff.diff is None else f"{diff.diff:+.3g}",
+        )
+    console.print(table)
+    for note in result.warnings:
+        err_console.print(f"[yellow]note:[/] {note}")
+    console.print("identical metrics" if result.identical else "[yellow]metrics differ[/]")
+
+
+@app.command("runs")
+def runs(
+    project: str = typer.Argument(..., help="The project."),
+    limit: int = typer.Option(20, "--limit", min=1, max=500),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List a project's runs, newest first."""
+    with Client() as client:
+        rows = client.list_runs(project, limit=limit)
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title=f"runs of {project}")
+    for column in ("run", "status", "started", "metrics", "model", "commit"):
+        table.add_column(column)
+    for r in rows:
+        metrics = ", ".join(f"{k}={v:.3g}" for k, v in sorted(r["metrics"].items())[:4])
+        model = f"v{r['model_version']}" if r.get("model_version") else "-"
+        commit = (r.get("git_commit") or "-")[:8] + ("*" if r.get("git_dirty") else "")
+        table.add_row(r["run_id"][:12], r["status"], _when(r["start_time"]), metrics, model, commit)
+    console.print(table if rows else f"{project} has no runs yet: `pave run`")
+
+
+@app.command("models")
+def models(
+    project: str = typer.Argument(..., help="The project."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List the versions of a project's registered model, with their aliases."""
+    with Client() as client:
+        rows = client.list_model_versions(project)
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title=f"model versions of {project}")
+    for column in ("version", "aliases", "status", "run", "created"):
+        table.add_column(column)
+    for v in rows:
+        table.add_row(
+            v["version"],
+            ", ".join(v["aliases"]) or "-",
+            v["status"],
+            (v["run_id"] or "-")[:12],
+            _when(v["created"]),
+        )
+    console.print(table if rows else f"{project} has no registered versions yet")
+
+
+app.add_typer(template_app, name="template")
