@@ -34,7 +34,7 @@ def _parse_sets(values: list[str]) -> dict[str, str]:
     overrides: dict[str, str] = {}
     for item in values:
         key, sep, value = item.partition("=")
-        if not sep or "." not in key and key != "seed":
+        if not sep or ("." not in key and key != "seed"):
             raise InvalidInput(
                 f"--set {item!r} is not of the form STEP.PARAM=VALUE", hint="e.g. --set train.C=0.5"
             )
