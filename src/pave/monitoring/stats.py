@@ -176,8 +176,9 @@ def ks_interpolated(knots: FloatArray, probs: FloatArray, sorted_current: FloatA
     c = sorted_current
     width = np.diff(knots)
     slope = np.divide(np.diff(probs), width, out=np.zeros_like(width), where=width > 0)
-    # Segment k spans [knots[k], knots[k+1]); -1 is below the first knot and
-    # K-1 (the last knot) at or above the maximum, where the CDF is flat.
+    # Segment s = number of knots at or below a value: 0 is below the first knot
+    # (CDF 0), len(knots) at or above the maximum (CDF 1), and in between the CDF
+    # rises linearly from probs[s-1] at knots[s-1].
     seg_start = np.concatenate(([knots[0]], knots))  # below the first knot the slope is 0 anyway
     seg_prob = np.concatenate(([0.0], probs[:-1], [1.0]))
     seg_slope = np.concatenate(([0.0], slope, [0.0]))
