@@ -30,5 +30,7 @@ def get_principal(request: Request) -> Principal:
 
 
 PlatformDep = Annotated[Platform, Depends(get_platform)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# Committed before the answer is sent (scope="function"): a client never sees a success that
+# was not durable, and the audit append that runs when the status is known finds the store free.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -1,18 +1,34 @@
-"""The one gate every request passes: Host allow-list, body limit, Origin check, token, permission.
+"""The one gate every request passes, and the audit record it leaves.
 
-It wraps the whole control plane, so the embedded MLflow routes are covered exactly like Pave's
-own: a route no rule covers is denied, a request without a valid token is refused before any
-handler runs, and every refusal answers ``{"error": {"code", "message", "hint"}}``.
+In order: a request id; the Host allow-list; the body limit; the decoded path (no ``..``, NUL,
+backslash); the permission table (no rule: denied); the Origin check; JSON only on
+state-changing API calls (415 otherwise); the token; the project(s) the request concerns
+(:mod:`pave.governance.scope`) and the caller's effective role on each
+(:mod:`pave.governance.access`); then the checks that need the request's content: artifact paths,
+model sources, protected tags, webhook URLs, result caps, approvals before ``champion``,
+quotas. Searches and listings are filtered item by item on the way back.
+
+Every mutation and every refusal appends one record to the audit chain
+(:mod:`pave.governance.audit`) after the status is known and before the client sees a byte of
+the answer, off the event loop. Every answer carries the security headers and ``X-Request-Id``.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 import time
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import anyio
 import orjson
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,12 +38,90 @@ from pave.errors import (
     PaveError,
     PayloadTooLarge,
     Unauthenticated,
+    UserError,
 )
+from pave.governance import approvals, audit, paths
+from pave.governance.access import Access
+from pave.governance.egress import EgressPolicy
 from pave.governance.permissions import PUBLIC, authorize, required_action
+from pave.governance.policy import check_quota, get_policy
+from pave.governance.scope import (
+    RequestScope,
+    StoreLookup,
+    artifact_path,
+    filter_listing,
+    filter_pave_listing,
+    mlflow_endpoint,
+    resolve,
+)
 from pave.governance.tokens import Principal, authenticate
 
+log = logging.getLogger("pave.security")
+
 PRINCIPAL_KEY = "pave.principal"
+ACCESS_KEY = "pave.access"
 _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+MAX_RESULTS_CAP = 10_000
+_ARTIFACT_PARAMS = ("path", "artifact_path", "artifact_file_path")
+_RAW_BODY_ENDPOINTS = ("upload-artifact",)
+_PRODUCTION_STAGE = "production"
+
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"SAMEORIGIN"),
+    (b"referrer-policy", b"same-origin"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+)
+HTML_CSP = (
+    b"default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; "
+    b"style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; "
+    b"connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'self'; "
+    b"form-action 'self'; frame-ancestors 'self'"
+)
+# Artifacts are user content: never let a browser run them as part of the platform's origin.
+ARTIFACT_CSP = b"sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'"
+
+
+class UnsupportedMediaType(UserError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+@dataclass
+class _Request:
+    """What the middleware learned about one request (for the audit record)."""
+
+    request_id: str
+    method: str
+    path: str
+    client: str | None
+    action: str = "-"
+    principal: Principal | None = None
+    scope: RequestScope = field(default_factory=RequestScope)
+    refused: bool = False  # refused by this middleware (never reached an application)
+    detail: str | None = None
+
+    def audited(self, status: int) -> bool:
+        if status in (401, 403) or self.refused:
+            return True
+        return self.method in _STATE_CHANGING and self.action not in ("read", PUBLIC)
+
+    def entry(self, status: int) -> audit.AuditEntry:
+        return audit.AuditEntry(
+            method=self.method,
+            path=self.path,
+            status=status,
+            request_id=self.request_id,
+            action=self.action,
+            identity=self.principal.identity if self.principal else None,
+            token_id=self.principal.token_id if self.principal else None,
+            project=self.scope.project,
+            model=self.scope.model,
+            run_id=self.scope.run_id,
+            client=self.client,
+            detail=self.detail,
+        )
 
 
 async def send_error(send: Send, error: PaveError, headers: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -53,8 +147,30 @@ def _host_allowed(host: str, allowed: list[str]) -> bool:
     return name in allowed or host in allowed
 
 
+def _with_security_headers(
+    headers: list[tuple[bytes, bytes]], path: str, request_id: str
+) -> list[tuple[bytes, bytes]]:
+    present = {name.lower() for name, _ in headers}
+    out = [
+        (name, value)
+        for name, value in headers
+        if not (artifact_path(path) is not None and name.lower() == b"content-security-policy")
+    ]
+    out.extend(header for header in SECURITY_HEADERS if header[0] not in present)
+    content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+    if artifact_path(path) is not None or path.startswith(
+        ("/mlflow/get-artifact", "/mlflow/model-versions/get-artifact")
+    ):
+        out = [(k, v) for k, v in out if k.lower() != b"content-security-policy"]
+        out.append((b"content-security-policy", ARTIFACT_CSP))
+    elif content_type.startswith(b"text/html") and b"content-security-policy" not in present:
+        out.append((b"content-security-policy", HTML_CSP))
+    out.append((b"x-request-id", request_id.encode()))
+    return out
+
+
 class SecurityMiddleware:
-    """Authenticate and authorise every HTTP request before it reaches any application."""
+    """Authenticate, authorise, harden and audit every HTTP request before it reaches any app."""
 
     def __init__(
         self,
@@ -64,45 +180,90 @@ class SecurityMiddleware:
         allowed_hosts: list[str],
         max_body: int,
         on_request: Callable[[str, str, int, float], None] | None = None,
+        artifact_root: str | None = None,
+        egress: EgressPolicy | None = None,
     ) -> None:
         self.app = app
         self.sessions = sessions
+        self.engine: Engine = sessions.kw["bind"]
         self.allowed_hosts = allowed_hosts
         self.max_body = max_body
         self.on_request = on_request
+        self.artifact_root = Path(artifact_root) if artifact_root and "://" not in artifact_root else None
+        self.egress = egress or EgressPolicy()
 
-    def _authenticate(self, secret: str | None) -> Principal:
-        with self.sessions() as session:
-            return authenticate(session, secret)
+    # --- the outer loop: headers, audit, metrics ------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status_holder = {"status": 500}
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        given_id = headers.get("x-request-id", "")
+        client = scope.get("client")
+        request = _Request(
+            request_id=given_id if _REQUEST_ID.fullmatch(given_id) else uuid.uuid4().hex,
+            method=scope["method"],
+            path=scope["path"],
+            client=client[0] if client else None,
+        )
+        status_holder = {"status": 0}
 
         async def send_tracking(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
+                message = dict(message)
+                message["headers"] = _with_security_headers(
+                    list(message.get("headers", [])), request.path, request.request_id
+                )
+                await self._audit(request, message["status"])
             await send(message)
 
         try:
-            await self._handle(scope, receive, send_tracking)
+            await self._handle(scope, receive, send_tracking, headers, request)
+        except PayloadTooLarge as error:  # a streamed body went over the limit
+            request.refused, request.detail = True, error.code
+            if not status_holder["status"]:
+                await send_error(send_tracking, error)
+        except BaseException:
+            if not status_holder["status"]:
+                request.detail = "internal error"
+                await self._audit(request, 500)
+            raise
         finally:
             if self.on_request is not None:
                 self.on_request(
-                    scope["method"], scope["path"], status_holder["status"], time.perf_counter() - started
+                    scope["method"],
+                    scope["path"],
+                    status_holder["status"] or 500,
+                    time.perf_counter() - started,
                 )
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        method: str = scope["method"]
-        path: str = scope["path"]
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    async def _audit(self, request: _Request, status: int) -> None:
+        if not request.audited(status):
+            return
+        try:
+            await anyio.to_thread.run_sync(audit.append, self.engine, request.entry(status))
+        except Exception:  # the answer is decided already; a lost record must not hide it
+            log.exception("could not write the audit record of request %s", request.request_id)
+
+    async def _refuse(self, send: Send, request: _Request, error: PaveError) -> None:
+        request.refused, request.detail = True, f"{error.code}: {error.message}"[:500]
+        extra = [(b"www-authenticate", b'Bearer realm="pave"')] if isinstance(error, Unauthenticated) else []
+        await send_error(send, error, extra)
+
+    # --- the checks ---------------------------------------------------------------------------------
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], request: _Request
+    ) -> None:
+        method, path = request.method, request.path
 
         if not _host_allowed(headers.get("host", ""), self.allowed_hosts):
-            await send_error(
+            await self._refuse(
                 send,
+                request,
                 InvalidInput(
                     f"Host header {headers.get('host', '')!r} is not allowed",
                     hint="add it to PAVE_ALLOWED_HOSTS",
@@ -112,8 +273,9 @@ class SecurityMiddleware:
 
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            await send_error(
+            await self._refuse(
                 send,
+                request,
                 PayloadTooLarge(
                     f"request body of {length} bytes is over the limit of {self.max_body}",
                     hint="send less per request, or raise PAVE_MAX_REQUEST_BYTES",
@@ -121,16 +283,24 @@ class SecurityMiddleware:
             )
             return
 
+        try:
+            _check_request_path(path, scope.get("query_string", b""))
+        except PaveError as error:
+            await self._refuse(send, request, error)
+            return
+
         action = required_action(method, path)
         if action is None:
-            await send_error(
+            await self._refuse(
                 send,
+                request,
                 Forbidden(
                     f"no permission rule covers {method} {path}; denied",
                     hint="this route is not part of Pave's API (see /api/v1/openapi.json)",
                 ),
             )
             return
+        request.action = action
         if action == PUBLIC:
             await self.app(scope, receive, send)
             return
@@ -141,8 +311,9 @@ class SecurityMiddleware:
             and origin
             and not _host_allowed(origin.split("://", 1)[-1], self.allowed_hosts)
         ):
-            await send_error(
+            await self._refuse(
                 send,
+                request,
                 Forbidden(
                     f"cross-origin {method} from {origin} refused",
                     hint="call the API from the portal or a client, not from another site",
@@ -155,18 +326,333 @@ class SecurityMiddleware:
         token = secret.strip() if scheme.lower() == "bearer" else None
         try:
             principal = await anyio.to_thread.run_sync(self._authenticate, token)
-            authorize(principal, action, method, path)
         except PaveError as error:
-            extra = (
-                [(b"www-authenticate", b'Bearer realm="pave"')] if isinstance(error, Unauthenticated) else []
-            )
-            await send_error(send, error, extra)
+            await self._refuse(send, request, error)
             return
+        request.principal = principal
+
+        endpoint = mlflow_endpoint(path)
+        is_raw_upload = artifact_path(path) is not None or (endpoint or "").endswith(_RAW_BODY_ENDPOINTS)
+        has_body = (length not in (None, "0")) or "transfer-encoding" in headers
+        json_api = (
+            path.startswith("/api/v1/")
+            or (endpoint is not None and not is_raw_upload)
+            or path == "/mlflow/graphql"
+        )
+        if method in _STATE_CHANGING and has_body and json_api:
+            media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            if media != "application/json":
+                await self._refuse(
+                    send,
+                    request,
+                    UnsupportedMediaType(
+                        f"{method} {path} needs Content-Type: application/json, not {media or 'none'!r}",
+                        hint="send JSON with Content-Type: application/json",
+                    ),
+                )
+                return
+
+        body: bytes | None = None
+        if json_api:
+            body = await _read_body(receive, self.max_body)
+        params = {
+            k: v if len(v) > 1 else v[0]
+            for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()
+        }
+        try:
+            document = json.loads(body) if body else None
+        except ValueError:
+            document = None
+
+        try:
+            access, request_scope = await anyio.to_thread.run_sync(
+                self._decide, principal, request, params, document, headers
+            )
+        except PaveError as error:
+            await self._refuse(send, request, error)
+            return
+        request.scope = request_scope
 
         scope.setdefault("state", {})
         scope["state"]["principal"] = principal
         scope[PRINCIPAL_KEY] = principal
-        await self.app(scope, _limited(receive, self.max_body), send)
+        scope[ACCESS_KEY] = access
+        downstream = _replay(body, receive) if body is not None else _limited(receive, self.max_body)
+
+        post = self._post_processor(request, access, endpoint)
+        if post is None:
+            await self.app(scope, downstream, send)
+            return
+        await self._buffered(scope, downstream, send, post)
+
+    def _authenticate(self, secret: str | None) -> Principal:
+        with self.sessions() as session:
+            return authenticate(session, secret)
+
+    def _decide(
+        self,
+        principal: Principal,
+        request: _Request,
+        params: dict[str, Any],
+        document: Any,
+        headers: dict[str, str],
+    ) -> tuple[Access, RequestScope]:
+        """Everything that needs the store: scope, role on each project, content checks (blocking)."""
+        method, path = request.method, request.path
+        lookup = StoreLookup()
+        request_scope = resolve(path, params, document, lookup)
+        request.scope = request_scope
+        values: dict[str, Any] = dict(params)
+        if isinstance(document, dict):
+            values.update(document)
+        endpoint = mlflow_endpoint(path) or ""
+        action = request.action
+
+        # Promotion to production needs "approve", whatever else the route needs.
+        if (
+            endpoint == "registered-models/alias"
+            and str(values.get("alias", "")).lower() == approvals.CHAMPION
+        ):
+            action = "approve"
+        if (
+            endpoint == "model-versions/transition-stage"
+            and str(values.get("stage", "")).lower() == _PRODUCTION_STAGE
+        ):
+            action = "approve"
+        request.action = action
+
+        with self.sessions() as session:
+            access = Access.load(session, principal)
+            projects = request_scope.projects
+            if not projects:
+                if request_scope.unresolved and principal.project is not None and not principal.is_admin:
+                    raise Forbidden(
+                        f"a token scoped to project {principal.project!r} cannot {method} {path}: "
+                        "the request names no object of a project",
+                        hint="use a platform-wide token for this",
+                    )
+                authorize(principal, access.actions(None), action, method, path, None)
+            for project in projects:
+                authorize(principal, access.actions(project), action, method, path, project)
+
+            if method in _STATE_CHANGING:
+                self._check_content(endpoint, path, values, request_scope)
+                if request_scope.project is not None:
+                    self._check_policy(session, endpoint, method, path, values, request_scope, headers)
+            _check_caps(values)
+        return access, request_scope
+
+    def _check_content(self, endpoint: str, path: str, values: dict[str, Any], scope: RequestScope) -> None:
+        if endpoint == "model-versions/create":
+            paths.check_model_source(str(values.get("source", "")))
+            for tag in values.get("tags") or []:
+                if isinstance(tag, dict) and approvals.is_protected_tag(str(tag.get("key", ""))):
+                    raise Forbidden(f"tag {tag.get('key')!r} is written by the platform only")
+        if endpoint in ("model-versions/set-tag", "model-versions/delete-tag") and approvals.is_protected_tag(
+            str(values.get("key", ""))
+        ):
+            raise Forbidden(
+                f"tag {values.get('key')!r} is written by the platform only",
+                hint="approve with `pave approve PROJECT VERSION`",
+            )
+        if endpoint.startswith("webhooks") and isinstance(values.get("url"), str):
+            self.egress.check(values["url"])
+        art = artifact_path(path)
+        if art and self.artifact_root is not None:
+            paths.check_inside(self.artifact_root, paths.check_relative_path(art, what="artifact path"))
+
+    def _check_policy(
+        self,
+        session: Session,
+        endpoint: str,
+        method: str,
+        path: str,
+        values: dict[str, Any],
+        scope: RequestScope,
+        headers: dict[str, str],
+    ) -> None:
+        project = scope.project
+        assert project is not None
+        policy = get_policy(session, project)
+        promoting = (
+            endpoint == "registered-models/alias"
+            and method == "POST"
+            and str(values.get("alias", "")).lower() == approvals.CHAMPION
+        ) or (
+            endpoint == "model-versions/transition-stage"
+            and str(values.get("stage", "")).lower() == _PRODUCTION_STAGE
+        )
+        if promoting and policy.require_approval:
+            from mlflow.server import handlers
+
+            approvals.check_promotion(
+                handlers._get_model_registry_store(),
+                project,
+                str(values.get("version", "")),
+                require_approval=True,
+            )
+        if endpoint == "runs/create" and policy.max_concurrent_runs is not None:
+            running = _running_runs(scope.experiment_ids, policy.max_concurrent_runs + 1)
+            check_quota(policy, "concurrent_runs", running)
+        uploading = (method == "PUT" and artifact_path(path)) or endpoint == "upload-artifact"
+        if uploading and policy.max_stored_bytes is not None and self.artifact_root is not None:
+            used = sum(_folder_bytes(self.artifact_root / e) for e in scope.experiment_ids)
+            check_quota(policy, "stored_bytes", used, int(headers.get("content-length") or 0))
+
+    # --- answers that need a second look --------------------------------------------------------
+
+    def _post_processor(
+        self, request: _Request, access: Access, endpoint: str | None
+    ) -> Callable[[int, Any], Any] | None:
+        principal = request.principal
+        assert principal is not None
+        if endpoint == "model-versions/create" and request.method == "POST":
+            return lambda status, answer: self._record_author(status, answer, principal)
+        if principal.is_admin:
+            return None
+        if request.scope.search is not None:
+            search = request.scope.search
+            lookup = StoreLookup()
+            return lambda status, answer: (
+                filter_listing(search, answer, access.sees, lookup) if isinstance(answer, dict) else answer
+            )
+        if request.method == "GET" and request.path.startswith("/api/v1/") and not request.scope.projects:
+            path = request.path
+            return lambda status, answer: filter_pave_listing(path, answer, access.sees)
+        return None
+
+    def _record_author(self, status: int, answer: Any, principal: Principal) -> Any:
+        version = answer.get("model_version") if isinstance(answer, dict) else None
+        if status == 200 and isinstance(version, dict):
+            from mlflow.entities.model_registry import ModelVersionTag
+            from mlflow.server import handlers
+
+            handlers._get_model_registry_store().set_model_version_tag(
+                version["name"],
+                str(version["version"]),
+                ModelVersionTag(approvals.TAG_AUTHOR, principal.identity),
+            )
+            tags = version.setdefault("tags", [])
+            if isinstance(tags, list):
+                tags.append({"key": approvals.TAG_AUTHOR, "value": principal.identity})
+        return answer
+
+    async def _buffered(
+        self, scope: Scope, receive: Receive, send: Send, post: Callable[[int, Any], Any]
+    ) -> None:
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, capture)
+        if start is None:
+            raise RuntimeError("the application sent no response")
+        raw = b"".join(chunks)
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+        encoded = any(k.lower() == b"content-encoding" for k, _ in headers)
+        if b"json" in content_type and not encoded and raw:
+            try:
+                answer = json.loads(raw)
+            except ValueError:
+                answer = None
+            if answer is not None:
+                answer = await anyio.to_thread.run_sync(post, start["status"], answer)
+                raw = json.dumps(answer).encode()
+        headers.append((b"content-length", str(len(raw)).encode()))
+        await send({"type": "http.response.start", "status": start["status"], "headers": headers})
+        await send({"type": "http.response.body", "body": raw})
+
+
+# --- helpers ----------------------------------------------------------------------------------------
+
+
+def _check_request_path(path: str, query: bytes) -> None:
+    """No ``..`` segment, NUL, backslash anywhere in the decoded path or in artifact parameters."""
+    decoded = paths.fully_decoded(path)
+    if any(ord(ch) < 32 for ch in decoded) or "\\" in decoded or any(p == ".." for p in decoded.split("/")):
+        raise InvalidInput(f"path {path[:200]!r} is not allowed", hint="no '..', NUL or backslash in paths")
+    art = artifact_path(path)
+    if art:
+        paths.check_relative_path(art, what="artifact path")
+    if query:
+        for key, values in parse_qs(query.decode("latin-1"), keep_blank_values=True).items():
+            if key in _ARTIFACT_PARAMS:
+                for value in values:
+                    if value:
+                        paths.check_relative_path(value, what=key)
+
+
+def _check_caps(values: dict[str, Any]) -> None:
+    for key in ("max_results", "maxResults", "limit"):
+        value = values.get(key)
+        try:
+            number = int(value) if value is not None else None
+        except (TypeError, ValueError):
+            continue
+        if number is not None and number > MAX_RESULTS_CAP:
+            raise InvalidInput(
+                f"{key}={number} is over the cap of {MAX_RESULTS_CAP}",
+                hint="page through the results with page_token",
+            )
+
+
+def _running_runs(experiment_ids: list[str], limit: int) -> int:
+    from mlflow.entities import ViewType
+    from mlflow.server import handlers
+
+    if not experiment_ids:
+        return 0
+    runs = handlers._get_tracking_store().search_runs(
+        experiment_ids, "attributes.status = 'RUNNING'", ViewType.ACTIVE_ONLY, max_results=limit
+    )
+    return len(runs)
+
+
+def _folder_bytes(folder: Path) -> int:
+    total = 0
+    if not folder.is_dir():
+        return 0
+    for item in folder.rglob("*"):
+        if item.is_file() and not item.is_symlink():
+            total += item.stat().st_size
+    return total
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    seen = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        seen += len(chunk)
+        if seen > limit:
+            raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def _limited(receive: Receive, limit: int) -> Receive:
@@ -191,3 +677,11 @@ def principal_of(scope_or_request: Any) -> Principal:
     if principal is None:  # pragma: no cover - the middleware always sets it on protected routes
         raise Unauthenticated("no principal on this request")
     return principal
+
+
+def access_of(scope_or_request: Any) -> Access:
+    scope = getattr(scope_or_request, "scope", scope_or_request)
+    access: Access | None = scope.get(ACCESS_KEY)
+    if access is None:  # pragma: no cover
+        raise Unauthenticated("no principal on this request")
+    return access

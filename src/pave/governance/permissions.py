@@ -95,7 +95,8 @@ def authorize(
         return
     where = f" on project {project!r}" if project else ""
     hint = (
-        f"ask a maintainer of {project} for a role: `pave project member add {project} {principal.identity} ROLE`"
+        f"ask a maintainer of {project} for a role: "
+        f"`pave project member add {project} {principal.identity} ROLE`"
         if project
         else "ask a platform admin for a token with a role that allows it"
     )

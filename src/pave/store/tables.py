@@ -1,15 +1,26 @@
 """Pave's own tables: what MLflow has no notion of.
 
-Runs, models and artifacts live in MLflow; here live identities, tokens, projects, and (in later
-migrations) deployments, rollouts, monitors, alerts, audit and quotas. Every change to this file
-comes with an Alembic migration in ``store/migrations/versions``.
+Runs, models and artifacts live in MLflow; here live identities, tokens, projects, the audit trail,
+role bindings, project policies (approvals, quotas) and (in later migrations) deployments, rollouts,
+monitors and alerts. Every change to this file comes with an Alembic migration in
+``store/migrations/versions``.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -77,3 +88,61 @@ class Counter(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
     value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AuditEvent(Base):
+    """One record of the append-only, hash-chained audit trail (see ``pave.governance.audit``).
+
+    ``hash = sha256(prev_hash + canonical JSON of the record)``; ``seq`` is unique and gapless, so
+    two writers can never fork the chain and a deleted row shows as a gap.
+    """
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, unique=True)
+    at: Mapped[str] = mapped_column(String(32), index=True)  # ISO 8601 UTC, microseconds, "Z"
+    identity: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    token_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    action: Mapped[str] = mapped_column(String(40))
+    method: Mapped[str] = mapped_column(String(10))
+    path: Mapped[str] = mapped_column(String(2000))
+    project: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    model: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(10), index=True)  # allowed | denied | failed
+    client: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    request_id: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class RoleBinding(Base):
+    """An identity's role on one project."""
+
+    __tablename__ = "role_bindings"
+    __table_args__ = (UniqueConstraint("identity", "project"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    identity: Mapped[str] = mapped_column(String(200), index=True)
+    project: Mapped[str] = mapped_column(String(100), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    granted_by: Mapped[str] = mapped_column(String(200))
+    granted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProjectPolicy(Base):
+    """A project's governance policy: approvals before production, quotas (None: unlimited)."""
+
+    __tablename__ = "project_policies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = mapped_column(String(100), unique=True)
+    require_approval: Mapped[bool] = mapped_column(Boolean, default=False)
+    max_concurrent_runs: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_deployments: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_stored_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    updated_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,269 @@
+"""The audit trail: append-only, hash-chained, one record per mutation and per denied attempt.
+
+Every record carries who (identity, token), what (action, method, path), which resource
+(project, model, run), the outcome (HTTP status), when, from where (client address) and the
+request id. Its hash is ``sha256(prev_hash + canonical JSON of the record)``; the first record's
+``prev_hash`` is 64 zeros. Editing a row breaks its own hash; deleting one leaves a gap in the
+gapless ``seq``; deleting the last rows leaves the chain shorter than its head (the
+``audit.seq`` counter, updated in the same transaction as every append).
+
+Appends are serialised so the chain never forks: on PostgreSQL every append locks the head row
+(``SELECT ... FOR UPDATE``); on SQLite a process-wide lock plus ``BEGIN IMMEDIATE`` (one writer
+at a time across processes). ``seq`` is unique as a last line of defence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.orm import Session
+
+from pave.errors import InvalidInput
+from pave.store.tables import AuditEvent, Counter
+
+GENESIS = "0" * 64
+HEAD_COUNTER = "audit.seq"
+HASHED_FIELDS = (
+    "seq",
+    "at",
+    "identity",
+    "token_id",
+    "action",
+    "method",
+    "path",
+    "project",
+    "model",
+    "run_id",
+    "status",
+    "outcome",
+    "client",
+    "request_id",
+    "detail",
+)
+_SQLITE_WRITER = threading.Lock()
+
+
+@dataclass
+class AuditEntry:
+    """What the caller knows about one request; ``seq``, ``at`` and the hashes are set on append."""
+
+    method: str
+    path: str
+    status: int
+    request_id: str
+    action: str = "-"
+    identity: str | None = None
+    token_id: int | None = None
+    project: str | None = None
+    model: str | None = None
+    run_id: str | None = None
+    client: str | None = None
+    detail: str | None = None
+    at: str | None = None
+
+    @property
+    def outcome(self) -> str:
+        if self.status in (401, 403):
+            return "denied"
+        return "allowed" if self.status < 400 else "failed"
+
+
+@dataclass
+class VerifyResult:
+    """What ``pave audit verify`` found."""
+
+    ok: bool
+    checked: int
+    head: int
+    first_bad_seq: int | None = None
+    problem: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical(record: dict[str, Any]) -> str:
+    """The canonical JSON of a record's hashed fields: sorted keys, no spaces, UTF-8."""
+    return json.dumps(
+        {k: record.get(k) for k in HASHED_FIELDS}, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+
+
+def chain_hash(prev_hash: str, record: dict[str, Any]) -> str:
+    return hashlib.sha256((prev_hash + canonical(record)).encode("utf-8")).hexdigest()
+
+
+def _clip(value: str | None, size: int) -> str | None:
+    return None if value is None else value[:size]
+
+
+def append(engine: Engine, entry: AuditEntry) -> dict[str, Any]:
+    """Append one record to the chain (blocking: call it off the event loop); return it."""
+    if engine.dialect.name == "sqlite":
+        with _SQLITE_WRITER, engine.connect() as raw:
+            conn = raw.execution_options(isolation_level="AUTOCOMMIT")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                record = _append_locked(conn, entry, for_update=False)
+            except BaseException:
+                conn.exec_driver_sql("ROLLBACK")
+                raise
+            conn.exec_driver_sql("COMMIT")
+            return record
+    with engine.begin() as conn:
+        return _append_locked(conn, entry, for_update=True)
+
+
+def _append_locked(conn: Connection, entry: AuditEntry, *, for_update: bool) -> dict[str, Any]:
+    head_query = select(Counter.value).where(Counter.name == HEAD_COUNTER)
+    if for_update:
+        head_query = head_query.with_for_update()
+    head = conn.execute(head_query).scalar_one()
+    prev_hash = GENESIS
+    if head:
+        prev_hash = (
+            conn.execute(select(AuditEvent.hash).where(AuditEvent.seq == head)).scalar_one_or_none() or ""
+        )
+    record: dict[str, Any] = {
+        "seq": head + 1,
+        "at": entry.at or now_iso(),
+        "identity": _clip(entry.identity, 200),
+        "token_id": entry.token_id,
+        "action": entry.action[:40],
+        "method": entry.method[:10],
+        "path": entry.path[:2000],
+        "project": _clip(entry.project, 200),
+        "model": _clip(entry.model, 200),
+        "run_id": _clip(entry.run_id, 64),
+        "status": entry.status,
+        "outcome": entry.outcome,
+        "client": _clip(entry.client, 100),
+        "request_id": entry.request_id[:64],
+        "detail": _clip(entry.detail, 500),
+    }
+    record["prev_hash"] = prev_hash
+    record["hash"] = chain_hash(prev_hash, record)
+    conn.execute(insert(AuditEvent).values(**record))
+    conn.execute(update(Counter).where(Counter.name == HEAD_COUNTER).values(value=head + 1))
+    return record
+
+
+def _row_dict(row: AuditEvent) -> dict[str, Any]:
+    return {k: getattr(row, k) for k in (*HASHED_FIELDS, "prev_hash", "hash")}
+
+
+def parse_since(since: str) -> str:
+    """``30m``, ``2h``, ``7d`` or an ISO date/time -> the ISO timestamp to compare ``at`` with."""
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    if since[-1:] in units and since[:-1].isdigit():
+        moment = datetime.now(UTC) - timedelta(**{units[since[-1]]: int(since[:-1])})
+    else:
+        try:
+            moment = datetime.fromisoformat(since.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise InvalidInput(
+                f"since={since!r} is neither a duration nor an ISO date",
+                hint="--since 2h or --since 2026-11-29",
+            ) from exc
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def query(
+    session: Session,
+    *,
+    identity: str | None = None,
+    project: str | None = None,
+    outcome: str | None = None,
+    since: str | None = None,
+    limit: int = 100,
+    after_seq: int = 0,
+) -> list[dict[str, Any]]:
+    """Records matching every filter given, oldest first, at most ``limit`` (1..1000)."""
+    if outcome is not None and outcome not in ("allowed", "denied", "failed"):
+        raise InvalidInput(f"unknown outcome {outcome!r}", hint="use allowed, denied or failed")
+    limit = max(1, min(limit, 1000))
+    stmt = select(AuditEvent).where(AuditEvent.seq > after_seq)
+    if identity is not None:
+        stmt = stmt.where(AuditEvent.identity == identity)
+    if project is not None:
+        stmt = stmt.where(AuditEvent.project == project)
+    if outcome is not None:
+        stmt = stmt.where(AuditEvent.outcome == outcome)
+    if since is not None:
+        stmt = stmt.where(AuditEvent.at >= parse_since(since))
+    rows = session.scalars(stmt.order_by(AuditEvent.seq).limit(limit))
+    return [_row_dict(row) for row in rows]
+
+
+def iter_all(session: Session, batch: int = 1000) -> Iterator[dict[str, Any]]:
+    """Every record in seq order, in batches (for verify and export)."""
+    last = 0
+    while True:
+        rows = list(
+            session.scalars(
+                select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
+            )
+        )
+        if not rows:
+            return
+        for row in rows:
+            yield _row_dict(row)
+        last = rows[-1].seq
+
+
+def verify(session: Session) -> VerifyResult:
+    """Walk the chain; report the first record that was edited, deleted or is out of place."""
+    head = session.execute(select(Counter.value).where(Counter.name == HEAD_COUNTER)).scalar_one_or_none()
+    head = head or 0
+    expected_seq, prev_hash, checked = 1, GENESIS, 0
+    for record in iter_all(session):
+        if record["seq"] != expected_seq:
+            return VerifyResult(
+                False,
+                checked,
+                head,
+                expected_seq,
+                f"record {expected_seq} is missing (deleted): the next record is {record['seq']}",
+            )
+        if record["prev_hash"] != prev_hash:
+            return VerifyResult(
+                False,
+                checked,
+                head,
+                expected_seq,
+                f"record {expected_seq} does not point at the hash of record {expected_seq - 1}",
+            )
+        if chain_hash(prev_hash, record) != record["hash"]:
+            return VerifyResult(
+                False,
+                checked,
+                head,
+                expected_seq,
+                f"record {expected_seq} was edited: its hash does not match",
+            )
+        prev_hash = record["hash"]
+        expected_seq += 1
+        checked += 1
+    if checked != head:
+        return VerifyResult(
+            False,
+            checked,
+            head,
+            checked + 1,
+            f"the chain ends at record {checked} but its head says {head}: the last "
+            f"{head - checked} record(s) were deleted",
+        )
+    return VerifyResult(True, checked, head)

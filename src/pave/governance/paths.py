@@ -1,0 +1,76 @@
+"""Path and source checks for everything a request names on the server's disk or artifact store.
+
+A path coming from a request is checked after *full* decoding (percent-decoding repeated until
+it stops changing, so ``%252e%252e`` is caught like ``..``): no ``..`` segment, no absolute
+path, no NUL or other control character, no backslash, no drive letter. Then, for a local root,
+the resolved path must stay inside the resolved root, so a symlink cannot lead out of it.
+Model sources must point into the platform's own artifact store.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from urllib.parse import unquote
+
+from pave.errors import InvalidInput
+
+ALLOWED_MODEL_SOURCES = ("mlflow-artifacts:/", "runs:/", "models:/")
+_DRIVE = re.compile(r"[A-Za-z]:")
+_MAX_DECODE_ROUNDS = 5
+
+
+def fully_decoded(value: str) -> str:
+    """Percent-decode until the text stops changing (at most a few rounds)."""
+    for _ in range(_MAX_DECODE_ROUNDS):
+        decoded = unquote(value)
+        if decoded == value:
+            return value
+        value = decoded
+    raise InvalidInput("a path is percent-encoded too many times", hint="send the path encoded once")
+
+
+def check_relative_path(value: str, *, what: str = "path") -> str:
+    """Return the decoded ``value`` if it is a safe relative path, else raise InvalidInput."""
+    decoded = fully_decoded(value)
+    problem = None
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in decoded):
+        problem = "contains a control character (NUL?)"
+    elif "\\" in decoded:
+        problem = "contains a backslash"
+    elif decoded.startswith("/") or _DRIVE.match(decoded):
+        problem = "is absolute"
+    elif any(part == ".." for part in decoded.split("/")):
+        problem = "contains '..'"
+    if problem:
+        raise InvalidInput(
+            f"{what} {value[:200]!r} {problem}", hint=f"use a relative {what} inside the project's artifacts"
+        )
+    return decoded
+
+
+def check_inside(root: Path, relative: str, *, what: str = "path") -> Path:
+    """Resolve ``root/relative`` (symlinks followed) and refuse it when it leaves ``root``."""
+    real_root = Path(os.path.realpath(root))
+    target = Path(os.path.realpath(real_root / relative))
+    if target != real_root and real_root not in target.parents:
+        raise InvalidInput(
+            f"{what} {relative[:200]!r} leads outside its root (a symlink?)",
+            hint="artifacts and datasets must stay inside their store",
+        )
+    return target
+
+
+def check_model_source(source: str) -> str:
+    """A model version's source must be in the platform's artifact store (or a run/model in it)."""
+    decoded = fully_decoded(source)
+    if not decoded.startswith(ALLOWED_MODEL_SOURCES):
+        raise InvalidInput(
+            f"model source {source[:200]!r} is outside the platform's artifact store",
+            hint="register models logged to this platform: runs:/<run_id>/<path>, models:/<id> or "
+            "mlflow-artifacts:/...",
+        )
+    _scheme, _, rest = decoded.partition(":/")
+    check_relative_path(rest.lstrip("/"), what="model source")
+    return decoded

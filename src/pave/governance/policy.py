@@ -1,0 +1,97 @@
+"""A project's governance policy: approval before production, and quotas.
+
+Quotas (None: unlimited) are enforced where the thing is created: concurrent MLflow runs on run
+creation, stored bytes on artifact upload, deployments where a deployment is created (the
+deployment route calls :func:`check_quota`). Exceeding one raises QuotaExceeded naming the
+quota, its value and the project's owner, who can ask a platform admin to change it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from pave.errors import InvalidInput, NotFound, QuotaExceeded
+from pave.store.tables import Project, ProjectPolicy, utcnow
+
+QUOTAS = {
+    "concurrent_runs": "max_concurrent_runs",
+    "deployments": "max_deployments",
+    "stored_bytes": "max_stored_bytes",
+}
+
+
+@dataclass(frozen=True)
+class Policy:
+    project: str
+    owner: str | None
+    require_approval: bool = False
+    max_concurrent_runs: int | None = None
+    max_deployments: int | None = None
+    max_stored_bytes: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "owner": self.owner,
+            "require_approval": self.require_approval,
+            "max_concurrent_runs": self.max_concurrent_runs,
+            "max_deployments": self.max_deployments,
+            "max_stored_bytes": self.max_stored_bytes,
+        }
+
+
+def get_policy(session: Session, project: str) -> Policy:
+    """The policy of ``project`` (defaults when none was set; owner None if no such project)."""
+    owner = session.scalar(select(Project.owner).where(Project.name == project))
+    row = session.scalar(select(ProjectPolicy).where(ProjectPolicy.project == project))
+    if row is None:
+        return Policy(project, owner)
+    return Policy(
+        project,
+        owner,
+        row.require_approval,
+        row.max_concurrent_runs,
+        row.max_deployments,
+        row.max_stored_bytes,
+    )
+
+
+def set_policy(session: Session, project: str, *, updated_by: str, **changes: Any) -> Policy:
+    """Change some fields of the policy of ``project``; fields not given keep their value."""
+    if session.scalar(select(Project.id).where(Project.name == project)) is None:
+        raise NotFound(f"project {project!r} does not exist", hint="`pave projects` lists them")
+    unknown = set(changes) - {"require_approval", *QUOTAS.values()}
+    if unknown:
+        raise InvalidInput(f"unknown policy field(s): {', '.join(sorted(unknown))}")
+    for name in QUOTAS.values():
+        value = changes.get(name)
+        if value is not None and value < 0:
+            raise InvalidInput(f"{name} must be 0 or more (or null: unlimited)")
+    row = session.scalar(select(ProjectPolicy).where(ProjectPolicy.project == project))
+    if row is None:
+        row = ProjectPolicy(project=project, require_approval=False)
+        session.add(row)
+    for key, value in changes.items():
+        setattr(row, key, value)
+    row.updated_by, row.updated_at = updated_by, utcnow()
+    session.flush()
+    return get_policy(session, project)
+
+
+def check_quota(policy: Policy, quota: str, in_use: int, adding: int = 1) -> None:
+    """Raise QuotaExceeded when ``in_use + adding`` goes over the project's ``quota``."""
+    limit = getattr(policy, QUOTAS[quota])
+    if limit is None or in_use + adding <= limit:
+        return
+    unit = " bytes" if quota == "stored_bytes" else ""
+    raise QuotaExceeded(
+        f"project {policy.project!r}: quota {quota} of {limit}{unit} exceeded "
+        f"({in_use}{unit} in use, {adding}{unit} more asked); owner: {policy.owner or 'unknown'}",
+        hint=f"free some, or ask a platform admin: `pave project policy {policy.project} "
+        f"--{QUOTAS[quota].replace('_', '-')} N`",
+        details={"quota": quota, "limit": limit, "in_use": in_use, "owner": policy.owner},
+    )
