@@ -60,3 +60,20 @@ def test_token_bootstrap_recovers_a_lost_admin_token(pave_server_factory: Callab
     assert server.token != old
     with server.client() as client:
         assert client.get("/api/v1/whoami").json()["is_admin"] is True
+
+
+@pytest.mark.timeout(600)
+def test_up_demo_seeds_a_registered_candidate(pave_server_factory: Callable[..., PaveServer]) -> None:
+    import time
+
+    server = pave_server_factory(None, None, "--demo")
+    deadline = time.monotonic() + 420
+    versions: list[dict[str, object]] = []
+    with server.client() as client:
+        while time.monotonic() < deadline and not versions:
+            response = client.get("/api/v1/projects/demo-churn/models")
+            versions = response.json() if response.status_code == 200 else []
+            time.sleep(1)
+    log = (server.home / "logs" / "demo.log").read_text() if (server.home / "logs").exists() else ""
+    assert versions, f"no demo model version after 420 s; demo.log:\n{log[-3000:]}"
+    assert versions[0]["aliases"] == ["candidate"]

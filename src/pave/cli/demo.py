@@ -1,8 +1,9 @@
 """``pave up --demo``: seed a small, real demo so a newcomer sees something at once.
 
-The seeding runs in a child process, as an ordinary MLflow client of the platform would, once the
-control plane answers: an experiment, a run with params and metrics, a registered model version
-with the alias ``champion``.
+Once the control plane answers, a child process walks the golden path exactly as a data
+scientist would: ``pave new demo-churn --template tabular-classification`` into
+``$PAVE_HOME/demo`` and ``pave run`` there (a tracked run, a data version, a registered model
+version with the alias ``candidate``). Its output goes to ``$PAVE_HOME/logs/demo.log``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pave.config import Settings
 from pave.governance.tokens import create_token
 from pave.store.db import transaction
 
-DEMO_MODEL = "demo-iris"
+DEMO_PROJECT = "demo-churn"
 
 
 def seed_in_background(settings: Settings, platform: Platform) -> threading.Thread:
@@ -37,44 +38,26 @@ def seed_in_background(settings: Settings, platform: Platform) -> threading.Thre
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        env = os.environ | {
-            "MLFLOW_TRACKING_URI": f"{settings.url}/mlflow",
-            "MLFLOW_TRACKING_TOKEN": secret,
-        }
+        env = os.environ | {"PAVE_URL": settings.url, "PAVE_TOKEN": secret, "PAVE_HOME": str(settings.home)}
+        project = settings.home / "demo" / DEMO_PROJECT
         log_path = settings.home / "logs" / "demo.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        pave = [sys.executable, "-m", "pave"]
         with log_path.open("ab") as log:
-            subprocess.run(
-                [sys.executable, "-m", "pave.cli.demo"], env=env, check=False, stdout=log, stderr=log
-            )
+            if not (project / "pave.yaml").exists():
+                new = [
+                    *pave,
+                    "new",
+                    DEMO_PROJECT,
+                    "--template",
+                    "tabular-classification",
+                    "--dir",
+                    str(project),
+                ]
+                if subprocess.run(new, env=env, stdout=log, stderr=log, check=False).returncode != 0:
+                    return
+            subprocess.run([*pave, "run", str(project)], env=env, stdout=log, stderr=log, check=False)
 
     thread = threading.Thread(target=run, name="pave-demo-seed", daemon=True)
     thread.start()
     return thread
-
-
-def _seed() -> None:
-    import mlflow
-    from sklearn.datasets import load_iris
-    from sklearn.linear_model import LogisticRegression
-
-    x, y = load_iris(return_X_y=True, as_frame=True)
-    mlflow.set_experiment("demo")
-    with mlflow.start_run(run_name="demo-logistic-regression"):
-        model = LogisticRegression(max_iter=500, random_state=0).fit(x, y)
-        mlflow.log_params({"max_iter": 500, "random_state": 0})
-        mlflow.log_metric("train_accuracy", float(model.score(x, y)))
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            registered_model_name=DEMO_MODEL,
-            input_example=x.head(3),
-            pip_requirements=["scikit-learn"],
-        )
-    version = info.registered_model_version
-    mlflow.MlflowClient().set_registered_model_alias(DEMO_MODEL, "champion", str(version))
-    print(f"demo: registered {DEMO_MODEL} version {version} as champion")
-
-
-if __name__ == "__main__":
-    _seed()
