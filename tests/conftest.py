@@ -188,3 +188,86 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaveServ
     server = PaveServer(home=home, port=free_port(), env=pave_env(home)).start()
     yield server
     server.stop()
+
+
+# --- governance: a small world of projects, tokens and MLflow objects on a real server ---------------
+
+
+@dataclass
+class World:
+    """Drive a real control plane as its admin: tokens, projects, MLflow objects, the audit trail."""
+
+    server: PaveServer
+
+    def admin(self) -> httpx.Client:
+        return self.server.client()
+
+    def token(self, identity: str, role: str = "developer", project: str | None = None) -> str:
+        with self.admin() as admin:
+            response = admin.post(
+                "/api/v1/tokens",
+                json={
+                    "identity": identity,
+                    "name": f"t-{secrets.token_hex(3)}",
+                    "role": role,
+                    "project": project,
+                },
+            )
+        assert response.status_code == 201, response.text
+        secret: str = response.json()["secret"]
+        return secret
+
+    def project(self, name: str, owner: str | None = None) -> None:
+        with self.admin() as admin:
+            response = admin.post("/api/v1/projects", json={"name": name, "owner": owner})
+        assert response.status_code == 201, response.text
+
+    def member(self, project: str, identity: str, role: str) -> None:
+        with self.admin() as admin:
+            response = admin.put(f"/api/v1/projects/{project}/members/{identity}", json={"role": role})
+        assert response.status_code == 200, response.text
+
+    def mlflow(self, method: str, endpoint: str, token: str | None = None, **kwargs: Any) -> httpx.Response:
+        with self.server.client(token) as client:
+            return client.request(method, f"/mlflow/api/2.0/mlflow/{endpoint}", **kwargs)
+
+    def experiment(self, name: str) -> str:
+        response = self.mlflow("POST", "experiments/create", json={"name": name})
+        assert response.status_code == 200, response.text
+        experiment_id: str = response.json()["experiment_id"]
+        return experiment_id
+
+    def run(self, experiment_id: str, token: str | None = None) -> str:
+        response = self.mlflow("POST", "runs/create", token, json={"experiment_id": experiment_id})
+        assert response.status_code == 200, response.text
+        run_id: str = response.json()["run"]["info"]["run_id"]
+        return run_id
+
+    def version(self, name: str, run_id: str, token: str | None = None) -> str:
+        self.mlflow("POST", "registered-models/create", json={"name": name})
+        response = self.mlflow(
+            "POST",
+            "model-versions/create",
+            token,
+            json={"name": name, "source": f"runs:/{run_id}/model", "run_id": run_id},
+        )
+        assert response.status_code == 200, response.text
+        version: str = response.json()["model_version"]["version"]
+        return version
+
+    def audit(self, **params: Any) -> list[dict[str, Any]]:
+        with self.admin() as admin:
+            response = admin.get("/api/v1/audit", params={"limit": 1000, **params})
+        assert response.status_code == 200, response.text
+        rows: list[dict[str, Any]] = response.json()
+        return rows
+
+    def last_audit(self, request_id: str) -> dict[str, Any]:
+        rows = self.audit(request_id=request_id)
+        assert len(rows) == 1, f"expected one audit record for request {request_id}, found {rows}"
+        return rows[0]
+
+
+@pytest.fixture(scope="session")
+def world(shared_server: PaveServer) -> World:
+    return World(shared_server)

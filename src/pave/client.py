@@ -170,3 +170,48 @@ class Client:
             "GET", f"/api/v1/projects/{quote(project, safe='')}/models"
         )
         return result
+
+    # --- governance: audit, members, policy, approvals -------------------------------------------
+
+    def audit(self, **filters: Any) -> list[dict[str, Any]]:
+        """Audit records (admin): filters identity, project, outcome, since, after_seq, limit."""
+        params = {k: v for k, v in filters.items() if v is not None}
+        result: list[dict[str, Any]] = self.request("GET", "/api/v1/audit", params=params)
+        return result
+
+    def verify_audit(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", "/api/v1/audit/verify")
+        return result
+
+    def list_members(self, project: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request(
+            "GET", f"/api/v1/projects/{quote(project, safe='')}/members"
+        )
+        return result
+
+    def set_member(self, project: str, identity: str, role: str) -> dict[str, Any]:
+        path = f"/api/v1/projects/{quote(project, safe='')}/members/{quote(identity, safe='')}"
+        result: dict[str, Any] = self.request("PUT", path, json={"role": role})
+        return result
+
+    def remove_member(self, project: str, identity: str) -> None:
+        path = f"/api/v1/projects/{quote(project, safe='')}/members/{quote(identity, safe='')}"
+        self.request("DELETE", path)
+
+    def get_policy(self, project: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", f"/api/v1/projects/{quote(project, safe='')}/policy")
+        return result
+
+    def set_policy(self, project: str, **fields: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "PUT", f"/api/v1/projects/{quote(project, safe='')}/policy", json=fields
+        )
+        return result
+
+    def approve(self, project: str, version: str, *, comment: str = "") -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "POST",
+            f"/api/v1/projects/{quote(project, safe='')}/approvals",
+            json={"version": str(version), "comment": comment},
+        )
+        return result

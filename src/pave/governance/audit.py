@@ -190,6 +190,7 @@ def query(
     since: str | None = None,
     limit: int = 100,
     after_seq: int = 0,
+    request_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """Records matching every filter given, oldest first, at most ``limit`` (1..1000)."""
     if outcome is not None and outcome not in ("allowed", "denied", "failed"):
@@ -204,6 +205,8 @@ def query(
         stmt = stmt.where(AuditEvent.outcome == outcome)
     if since is not None:
         stmt = stmt.where(AuditEvent.at >= parse_since(since))
+    if request_id is not None:
+        stmt = stmt.where(AuditEvent.request_id == request_id)
     rows = session.scalars(stmt.order_by(AuditEvent.seq).limit(limit))
     return [_row_dict(row) for row in rows]
 

@@ -21,6 +21,7 @@ def list_audit(
     since: Annotated[str | None, Query(max_length=40, description="30m, 2h, 7d or an ISO date")] = None,
     after_seq: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    request_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> list[dict[str, Any]]:
     """Records matching every filter given, oldest first; page with ``after_seq``."""
     return audit.query(
@@ -31,6 +32,7 @@ def list_audit(
         since=since,
         limit=limit,
         after_seq=after_seq,
+        request_id=request_id,
     )
 
 
