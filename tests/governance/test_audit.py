@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from pathlib import Path
@@ -56,12 +57,14 @@ def test_chain_links_every_record_to_the_previous_one(engine: Engine) -> None:
     records = [audit.append(engine, _entry(i, identity="alice", project="p")) for i in range(5)]
     assert [r["seq"] for r in records] == [1, 2, 3, 4, 5]
     assert records[0]["prev_hash"] == audit.GENESIS
-    for before, after in zip(records, records[1:], strict=False):
+    for before, after in itertools.pairwise(records):
         assert after["prev_hash"] == before["hash"]
         assert after["hash"] == audit.chain_hash(before["hash"], after)
     with session_factory(engine)() as session:
         result = audit.verify(session)
-        assert result.ok and result.checked == 5 and result.head == 5
+        assert result.ok
+        assert result.checked == 5
+        assert result.head == 5
         assert [r["seq"] for r in audit.query(session, identity="alice", project="p")] == [1, 2, 3, 4, 5]
         assert audit.query(session, identity="bob") == []
 
@@ -132,7 +135,8 @@ def test_rewriting_a_record_with_a_fresh_hash_breaks_the_next_link(engine: Engin
         )
     with session_factory(engine)() as session:
         result = audit.verify(session)
-    assert not result.ok and result.first_bad_seq == 3
+    assert not result.ok
+    assert result.first_bad_seq == 3
 
 
 # --- end to end: the middleware writes, the CLI reads ----------------------------------------------
@@ -151,22 +155,29 @@ def test_mutations_and_denials_are_recorded_with_who_what_where(world: World) ->
     )
     assert allowed.status_code == 200
     record = world.last_audit(allowed.headers["x-request-id"])
-    assert record["identity"] == "admin" and record["outcome"] == "allowed" and record["status"] == 200
-    assert record["project"] == "audit-proj" and record["run_id"] == run_id
-    assert record["method"] == "POST" and record["path"].endswith("/runs/log-metric")
+    assert record["identity"] == "admin"
+    assert record["outcome"] == "allowed"
+    assert record["status"] == 200
+    assert record["project"] == "audit-proj"
+    assert record["run_id"] == run_id
+    assert record["method"] == "POST"
+    assert record["path"].endswith("/runs/log-metric")
     assert record["client"] == "127.0.0.1"
 
     denied = world.mlflow("POST", "runs/set-tag", viewer, json={"run_id": run_id, "key": "k", "value": "v"})
     assert denied.status_code == 403
     record = world.last_audit(denied.headers["x-request-id"])
-    assert record["identity"] == "audit-viewer" and record["outcome"] == "denied" and record["status"] == 403
+    assert record["identity"] == "audit-viewer"
+    assert record["outcome"] == "denied"
+    assert record["status"] == 403
     assert record["project"] == "audit-proj"
 
     with httpx_client(world.server) as anonymous:
         response = anonymous.get("/api/v1/projects", headers={"X-Request-Id": "anon-probe-1"})
     assert response.status_code == 401
     record = world.last_audit("anon-probe-1")
-    assert record["identity"] is None and record["outcome"] == "denied"
+    assert record["identity"] is None
+    assert record["outcome"] == "denied"
 
     read = world.mlflow("GET", "runs/get", params={"run_id": run_id})
     assert world.audit(request_id=read.headers["x-request-id"]) == [], "reads are not audited"
@@ -184,8 +195,10 @@ def test_audit_api_is_admin_only_and_filters(world: World) -> None:
         assert client.get("/api/v1/audit").status_code == 403
         assert client.get("/api/v1/audit/verify").status_code == 403
     denied = world.audit(identity="audit-dev", outcome="denied")
-    assert len(denied) >= 2 and all(r["identity"] == "audit-dev" for r in denied)
-    assert world.audit(since="2000-01-01") and world.audit(identity="nobody-at-all") == []
+    assert len(denied) >= 2
+    assert all(r["identity"] == "audit-dev" for r in denied)
+    assert world.audit(since="2000-01-01")
+    assert world.audit(identity="nobody-at-all") == []
     with world.admin() as admin:
         assert admin.get("/api/v1/audit", params={"outcome": "maybe"}).status_code == 400
         assert admin.get("/api/v1/audit/verify").json()["ok"] is True
@@ -219,7 +232,8 @@ def test_cli_verify_export_and_tamper_detection(pave_server_factory: Any, tmp_pa
     engine.dispose()
     broken = run_pave("audit", "verify", env=env)
     assert broken.returncode == 1
-    assert "record 2" in broken.stderr and "edited" in broken.stderr
+    assert "record 2" in broken.stderr
+    assert "edited" in broken.stderr
 
 
 @pytest.mark.postgres
@@ -243,4 +257,5 @@ def test_server_on_postgres_audits_and_verifies(pave_server_factory: Any, postgr
     engine.dispose()
     with world.admin() as admin:
         result = admin.get("/api/v1/audit/verify").json()
-    assert result["ok"] is False and result["first_bad_seq"] == 2
+    assert result["ok"] is False
+    assert result["first_bad_seq"] == 2

@@ -58,7 +58,9 @@ RULES: tuple[Rule, ...] = (
     # --- embedded MLflow ------------------------------------------------------------------------
     # Features Pave does not expose through MLflow: the AI gateway, jobs, the assistant.
     _rule(
-        _READ + " " + _WRITE, r"/mlflow/(ajax-api/[23]\.0/)?(gateway|jobs|mlflow/assistant)(/.*)?", "admin"
+        _READ + " " + _WRITE,
+        r"/mlflow/((ajax-)?api/[23]\.0/)?(mlflow/)?(gateway|jobs|assistant)(/.*)?",
+        "admin",
     ),
     _rule(_READ + " " + _WRITE, r"/mlflow/ajax-api/2\.0/mlflow/gateway-proxy", "admin"),
     # Webhooks make the server send requests (SSRF); workspaces and demo data are platform-wide.
