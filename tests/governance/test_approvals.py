@@ -1,0 +1,164 @@
+"""Approvals before champion, and quotas, through the real control plane and MLflow's own API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conftest import PaveServer, World, run_pave
+
+
+@pytest.fixture(scope="module")
+def gated(shared_server: PaveServer) -> dict[str, Any]:
+    world = World(shared_server)
+    world.project("gated")
+    world.member("gated", "dora", "developer")
+    world.member("gated", "alice", "approver")
+    world.member("gated", "mike", "maintainer")
+    dora = world.token("dora", "developer")
+    experiment_id = world.experiment("gated")
+    run_id = world.run(experiment_id, dora)
+    version = world.version("gated", run_id, dora)
+    with world.admin() as admin:
+        policy = admin.put("/api/v1/projects/gated/policy", json={"require_approval": True})
+    assert policy.status_code == 200, policy.text
+    assert policy.json()["require_approval"] is True
+    return {
+        "world": world,
+        "version": version,
+        "dora": dora,
+        "alice": world.token("alice", "approver"),
+        "mike": world.token("mike", "maintainer"),
+    }
+
+
+def _alias(world: World, token: str | None, version: str, alias: str = "champion") -> Any:
+    return world.mlflow(
+        "POST", "registered-models/alias", token, json={"name": "gated", "alias": alias, "version": version}
+    )
+
+
+def _tags(world: World, version: str) -> dict[str, str]:
+    answer = world.mlflow("GET", "model-versions/get", params={"name": "gated", "version": version}).json()
+    return {t["key"]: t["value"] for t in answer["model_version"].get("tags", [])}
+
+
+def test_the_platform_records_the_author_and_protects_its_tags(gated: dict[str, Any]) -> None:
+    world: World = gated["world"]
+    assert _tags(world, gated["version"])["pave.author"] == "dora"
+    forged = world.mlflow(
+        "POST",
+        "model-versions/set-tag",
+        gated["dora"],
+        json={"name": "gated", "version": gated["version"], "key": "pave.approval.by", "value": "alice"},
+    )
+    assert forged.status_code == 403
+    assert "pave.approval.by" not in _tags(world, gated["version"])
+
+
+def test_champion_needs_the_approve_action_and_an_approval(gated: dict[str, Any]) -> None:
+    world: World = gated["world"]
+    version = gated["version"]
+    assert _alias(world, gated["dora"], version).status_code == 403, "developers cannot promote"
+    assert _alias(world, gated["mike"], version).status_code == 403, "maintainers cannot promote"
+    assert _alias(world, gated["dora"], version, alias="candidate").status_code == 200, "other aliases: write"
+    refused = _alias(world, None, version)  # even the admin, while the policy asks for an approval
+    assert refused.status_code == 403
+    assert "needs an approval" in refused.json()["error"]["message"]
+    assert world.last_audit(refused.headers["x-request-id"])["outcome"] == "denied"
+    legacy = world.mlflow(
+        "POST",
+        "model-versions/transition-stage",
+        json={"name": "gated", "version": version, "stage": "Production", "archive_existing_versions": False},
+    )
+    assert legacy.status_code == 403
+    with world.admin() as admin:
+        aliases = admin.get("/mlflow/api/2.0/mlflow/registered-models/get", params={"name": "gated"}).json()
+    assert "champion" not in {a["alias"] for a in aliases["registered_model"].get("aliases", [])}
+
+
+def test_the_author_cannot_approve_and_an_approver_can(gated: dict[str, Any]) -> None:
+    world: World = gated["world"]
+    version = gated["version"]
+    with world.server.client(gated["dora"]) as client:
+        own = client.post("/api/v1/projects/gated/approvals", json={"version": version})
+    assert own.status_code == 403  # dora is a developer: no "approve" action at all
+    world.member("gated", "dora", "approver")
+    dora_approver = world.token("dora", "approver")
+    with world.server.client(dora_approver) as client:
+        own = client.post("/api/v1/projects/gated/approvals", json={"version": version})
+    assert own.status_code == 403
+    assert "cannot approve it too" in own.json()["error"]["message"]
+    world.member("gated", "dora", "developer")
+
+    env = world.server.env | {"PAVE_URL": world.server.url, "PAVE_TOKEN": gated["alice"]}
+    approved = run_pave("approve", "gated", version, "--comment", "looks good", env=env)
+    assert approved.returncode == 0, approved.stderr
+    assert "approved by alice" in approved.stdout
+    tags = _tags(world, version)
+    assert tags["pave.approval.by"] == "alice"
+    assert tags["pave.approval.comment"] == "looks good"
+    assert tags["pave.approval.gates"] == "none recorded"
+    again = run_pave("approve", "gated", version, env=env)
+    assert again.returncode == 1
+    assert "approved already" in again.stderr
+
+    assert _alias(world, gated["alice"], version).status_code == 200
+    with world.server.client(gated["alice"]) as client:
+        record = client.get(f"/api/v1/projects/gated/approvals/{version}").json()
+    assert record["approved_by"] == "alice"
+    assert record["author"] == "dora"
+
+
+def test_policy_is_admin_only(gated: dict[str, Any]) -> None:
+    world: World = gated["world"]
+    with world.server.client(gated["mike"]) as client:
+        assert (
+            client.put("/api/v1/projects/gated/policy", json={"require_approval": False}).status_code == 403
+        )
+        assert client.get("/api/v1/projects/gated/policy").json()["require_approval"] is True
+
+
+# --- quotas ---------------------------------------------------------------------------------------------
+
+
+def test_concurrent_runs_quota_names_the_quota_and_its_owner(shared_server: PaveServer) -> None:
+    world = World(shared_server)
+    world.project("quota-runs", owner="quinn")
+    experiment_id = world.experiment("quota-runs")
+    with world.admin() as admin:
+        assert (
+            admin.put("/api/v1/projects/quota-runs/policy", json={"max_concurrent_runs": 1}).status_code
+            == 200
+        )
+    first = world.run(experiment_id)
+    refused = world.mlflow("POST", "runs/create", json={"experiment_id": experiment_id})
+    assert refused.status_code == 429
+    error = refused.json()["error"]
+    assert error["code"] == "quota_exceeded"
+    assert "concurrent_runs" in error["message"]
+    assert "quinn" in error["message"]
+    assert error["details"] == {"quota": "concurrent_runs", "limit": 1, "in_use": 1, "owner": "quinn"}
+    runs = world.mlflow("POST", "runs/search", json={"experiment_ids": [experiment_id]}).json()["runs"]
+    assert len(runs) == 1, "the refused call created nothing"
+    world.mlflow("POST", "runs/update", json={"run_id": first, "status": "FINISHED", "end_time": 1})
+    world.run(experiment_id)
+
+
+def test_stored_bytes_quota_refuses_an_upload_over_it(shared_server: PaveServer) -> None:
+    world = World(shared_server)
+    world.project("quota-bytes")
+    experiment_id = world.experiment("quota-bytes")
+    run_id = world.run(experiment_id)
+    with world.admin() as admin:
+        assert (
+            admin.put("/api/v1/projects/quota-bytes/policy", json={"max_stored_bytes": 100}).status_code
+            == 200
+        )
+        base = f"/mlflow/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts"
+        assert admin.put(f"{base}/small.txt", content=b"x" * 60).status_code == 200
+        refused = admin.put(f"{base}/big.txt", content=b"x" * 60)
+        assert refused.status_code == 429
+        assert "stored_bytes" in refused.json()["error"]["message"]
+        assert admin.get(f"{base}/big.txt").status_code == 404
