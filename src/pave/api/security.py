@@ -435,6 +435,12 @@ class SecurityMiddleware:
             for project in projects:
                 authorize(principal, access.actions(project), action, method, path, project)
 
+            art = artifact_path(path)
+            if art is not None and self.artifact_root is not None:
+                relative = art or str(values.get("path") or "")
+                paths.check_inside(
+                    self.artifact_root, paths.check_relative_path(relative, what="artifact path")
+                )
             if method in _STATE_CHANGING:
                 self._check_content(endpoint, path, values, request_scope)
                 if request_scope.project is not None:
@@ -457,9 +463,6 @@ class SecurityMiddleware:
             )
         if endpoint.startswith("webhooks") and isinstance(values.get("url"), str):
             self.egress.check(values["url"])
-        art = artifact_path(path)
-        if art and self.artifact_root is not None:
-            paths.check_inside(self.artifact_root, paths.check_relative_path(art, what="artifact path"))
 
     def _check_policy(
         self,
@@ -576,7 +579,12 @@ class SecurityMiddleware:
 def _check_request_path(path: str, query: bytes) -> None:
     """No ``..`` segment, NUL, backslash anywhere in the decoded path or in artifact parameters."""
     decoded = paths.fully_decoded(path)
-    if any(ord(ch) < 32 for ch in decoded) or "\\" in decoded or any(p == ".." for p in decoded.split("/")):
+    if (
+        any(ord(ch) < 32 for ch in decoded)
+        or "\\" in decoded
+        or "\ufffd" in decoded
+        or any(p == ".." for p in decoded.split("/"))
+    ):
         raise InvalidInput(f"path {path[:200]!r} is not allowed", hint="no '..', NUL or backslash in paths")
     art = artifact_path(path)
     if art:

@@ -39,6 +39,8 @@ def check_relative_path(value: str, *, what: str = "path") -> str:
         problem = "contains a control character (NUL?)"
     elif "\\" in decoded:
         problem = "contains a backslash"
+    elif "\ufffd" in decoded:
+        problem = "is not valid UTF-8 (an overlong encoding?)"
     elif decoded.startswith("/") or _DRIVE.match(decoded):
         problem = "is absolute"
     elif any(part == ".." for part in decoded.split("/")):

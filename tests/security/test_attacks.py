@@ -1,0 +1,474 @@
+"""The attack suite: each test is named after the class of vulnerability it derives from.
+
+Derived from the published vulnerability history of MLflow (path traversal in artifact routes,
+model sources reading the host's files, SSRF), Ray and BentoML (pickle deserialisation,
+missing auth), KServe and ClearML (cross-origin state changes, unbounded queries). Every attack
+must be refused with a 4xx, change nothing, and leave an audit record.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import pickle
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kit import assert_refused, raw
+
+from conftest import World
+from pave.errors import Forbidden, InvalidInput
+from pave.governance.egress import EgressPolicy, fetch
+
+ART = "/mlflow/api/2.0/mlflow-artifacts/artifacts"
+MLFLOW = "/mlflow/api/2.0/mlflow"
+
+
+def _artifact_root(target: dict[str, Any]) -> Path:
+    return Path(target["server"].home) / "artifacts"
+
+
+def _run_prefix(target: dict[str, Any]) -> str:
+    return f"{target['experiment_id']}/{target['run_id']}/artifacts"
+
+
+# --- path traversal in its encoded forms --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "suffix",
+    [
+        pytest.param("../../../../../../etc/passwd", id="plain"),
+        pytest.param("%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd", id="percent-encoded-dots"),
+        pytest.param("..%2f..%2f..%2f..%2fetc%2fpasswd", id="encoded-slash"),
+        pytest.param("%252e%252e%252f%252e%252e%252f%252e%252e%252fetc%252fpasswd", id="double-encoded"),
+        pytest.param("%25252e%25252e%25252fetc%25252fpasswd", id="triple-encoded"),
+        pytest.param("..%5c..%5c..%5cetc%5cpasswd", id="backslash"),
+        pytest.param("ok.txt%00.png", id="nul-byte"),
+        pytest.param("..%c0%af..%c0%afetc%c0%afpasswd", id="overlong-utf8-slash"),
+    ],
+)
+def test_path_traversal_on_artifact_download(target: dict[str, Any], suffix: str) -> None:
+    response = raw(target["server"], "GET", f"{ART}/{_run_prefix(target)}/{suffix}")
+    assert_refused(target["world"], response.status, response.headers)
+    assert b"root:" not in response.body
+
+
+def test_path_traversal_double_encoded_on_upload_writes_nothing(target: dict[str, Any]) -> None:
+    root = _artifact_root(target)
+    before = sorted(str(p) for p in root.parent.rglob("*"))
+    response = raw(
+        target["server"],
+        "PUT",
+        f"{ART}/{target['experiment_id']}/%252e%252e/%252e%252e/pwned.txt",
+        body=b"owned",
+    )
+    assert_refused(target["world"], response.status, response.headers, expected=400)
+    assert sorted(str(p) for p in root.parent.rglob("*")) == before
+    assert not any(p.name == "pwned.txt" for p in Path(target["server"].home).parent.rglob("pwned.txt"))
+
+
+def test_path_traversal_absolute_artifact_path(target: dict[str, Any]) -> None:
+    response = raw(target["server"], "GET", f"{ART}//etc/passwd")
+    assert_refused(target["world"], response.status, response.headers)
+    assert b"root:" not in response.body
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param("path=../../../../etc/passwd", id="get-artifact-dotdot"),
+        pytest.param("path=%252e%252e%252f%252e%252e%252fetc%252fpasswd", id="get-artifact-double-encoded"),
+        pytest.param("path=/etc/passwd", id="get-artifact-absolute"),
+    ],
+)
+def test_path_traversal_in_get_artifact_path_param(target: dict[str, Any], query: str) -> None:
+    response = raw(target["server"], "GET", f"/mlflow/get-artifact?{query}&run_uuid={target['run_id']}")
+    assert_refused(target["world"], response.status, response.headers, expected=400)
+    assert b"root:" not in response.body
+
+
+def test_path_traversal_in_artifact_listing_path_param(target: dict[str, Any]) -> None:
+    response = raw(target["server"], "GET", f"{ART}?path={target['experiment_id']}/../../..")
+    assert_refused(target["world"], response.status, response.headers, expected=400)
+
+
+def test_path_traversal_via_symlink_escaping_the_artifact_root(
+    target: dict[str, Any], tmp_path: Path
+) -> None:
+    outside = tmp_path / "secret.txt"
+    outside.write_text("top secret")
+    link = _artifact_root(target) / target["experiment_id"] / "escape"
+    link.symlink_to(tmp_path, target_is_directory=True)
+    try:
+        response = raw(target["server"], "GET", f"{ART}/{target['experiment_id']}/escape/secret.txt")
+        assert_refused(target["world"], response.status, response.headers, expected=400)
+        assert b"top secret" not in response.body
+    finally:
+        link.unlink()
+
+
+# --- model sources that point at the host's files ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        pytest.param("/etc", id="absolute-path"),
+        pytest.param("file:///etc/passwd", id="file-uri"),
+        pytest.param("mlflow-artifacts:/../../../../etc", id="traversal-inside-the-store-scheme"),
+        pytest.param("runs:/%2e%2e/%2e%2e/etc", id="encoded-traversal-in-runs-uri"),
+        pytest.param("http://169.254.169.254/latest/meta-data", id="remote-url"),
+        pytest.param("s3://someone-elses-bucket/model", id="foreign-bucket"),
+    ],
+)
+def test_model_source_pointing_at_host_files(target: dict[str, Any], source: str) -> None:
+    world: World = target["world"]
+    before = world.mlflow("GET", "model-versions/search", params={"filter": f"name='{target['project']}'"})
+    response = world.mlflow(
+        "POST", "model-versions/create", json={"name": target["project"], "source": source}
+    )
+    assert_refused(world, response.status_code, dict(response.headers), expected=400)
+    after = world.mlflow("GET", "model-versions/search", params={"filter": f"name='{target['project']}'"})
+    assert len(after.json()["model_versions"]) == len(before.json()["model_versions"])
+
+
+# --- SSRF: webhooks and redirects -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("http://127.0.0.1:8000/api/v1/tokens", id="loopback"),
+        pytest.param("http://169.254.169.254/latest/meta-data/", id="metadata-service"),
+        pytest.param("http://10.0.0.5/internal", id="private-network"),
+        pytest.param("http://[::ffff:127.0.0.1]/", id="ipv4-mapped-ipv6-loopback"),
+        pytest.param("http://2130706433/", id="decimal-encoded-loopback"),
+        pytest.param("http://localhost/", id="localhost-name"),
+    ],
+)
+def test_ssrf_mlflow_webhook_to_internal_address(target: dict[str, Any], url: str) -> None:
+    world: World = target["world"]
+    response = world.mlflow(
+        "POST",
+        "webhooks",
+        json={"name": "w", "url": url, "events": [{"entity": "model_version", "action": "created"}]},
+    )
+    assert_refused(world, response.status_code, dict(response.headers))
+    listed = world.mlflow("GET", "webhooks")
+    assert all(h.get("url") != url for h in listed.json().get("webhooks", []))
+
+
+def test_ssrf_webhook_creation_is_admin_only(target: dict[str, Any]) -> None:
+    world: World = target["world"]
+    response = world.mlflow(
+        "POST",
+        "webhooks",
+        target["developer"],
+        json={
+            "name": "w",
+            "url": "https://example.com/hook",
+            "events": [{"entity": "model_version", "action": "created"}],
+        },
+    )
+    assert_refused(world, response.status_code, dict(response.headers), expected=403)
+
+
+@pytest.mark.parametrize(
+    "url", ["file:///etc/passwd", "gopher://127.0.0.1:6379/_INFO", "ftp://example.com/x"]
+)
+def test_ssrf_non_http_scheme(url: str) -> None:
+    with pytest.raises(InvalidInput):
+        EgressPolicy().check(url)
+
+
+class _Redirector(http.server.BaseHTTPRequestHandler):
+    location = ""
+    hits: list[str] = []
+
+    def do_GET(self) -> None:
+        type(self).hits.append(self.path)
+        if self.path == "/secret":
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"internal secret")
+            return
+        self.send_response(302)
+        self.send_header("Location", type(self).location)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def redirector() -> Iterator[tuple[str, int]]:
+    # The "public" site listens on 127.0.0.2 (allowed explicitly below); its redirect points at 127.0.0.1.
+    server = http.server.HTTPServer(("127.0.0.2", 0), _Redirector)
+    port = server.server_address[1]
+    _Redirector.location = f"http://127.0.0.1:{port}/secret"
+    _Redirector.hits = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield "127.0.0.2", port
+    server.shutdown()
+
+
+def test_ssrf_webhook_redirect_to_loopback(redirector: tuple[str, int]) -> None:
+    host, port = redirector
+    policy = EgressPolicy(allowed_networks=["127.0.0.2/32"])
+    with pytest.raises(Forbidden, match="127.0.0.1"):
+        fetch(policy, "GET", f"http://{host}:{port}/hook")
+    assert _Redirector.hits == ["/hook"], "the redirect target was never requested"
+
+
+def test_ssrf_dns_name_resolving_to_private_address() -> None:
+    policy = EgressPolicy(resolver=lambda host, port: ["192.168.1.10"])
+    with pytest.raises(Forbidden, match="not a public address"):
+        policy.check("https://innocent.example.com/hook")
+    assert (
+        EgressPolicy(resolver=lambda h, p: ["93.184.216.34"]).check("https://example.com/")[2]
+        == "93.184.216.34"
+    )
+
+
+# --- pickle payloads and content types -----------------------------------------------------------
+
+
+class _Boom:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> Any:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickle_payload_on_every_state_changing_api_route(target: dict[str, Any], tmp_path: Path) -> None:
+    """Pickled bytes sent to every Pave and MLflow JSON route: 415, never unpickled."""
+    marker = tmp_path / "unpickled"
+    payload = pickle.dumps(_Boom(marker))
+    from pave.governance.permissions import required_action
+
+    routes = [
+        ("POST", "/api/v1/projects"),
+        ("POST", "/api/v1/tokens"),
+        ("PUT", f"/api/v1/projects/{target['project']}/members/x"),
+        ("PUT", f"/api/v1/projects/{target['project']}/policy"),
+        ("POST", f"/api/v1/projects/{target['project']}/approvals"),
+        ("POST", f"{MLFLOW}/experiments/create"),
+        ("POST", f"{MLFLOW}/runs/create"),
+        ("POST", f"{MLFLOW}/runs/log-batch"),
+        ("POST", f"{MLFLOW}/registered-models/create"),
+        ("POST", f"{MLFLOW}/model-versions/create"),
+        ("POST", f"{MLFLOW}/registered-models/alias"),
+        ("POST", "/mlflow/graphql"),
+    ]
+    for content_type in ("application/python-pickle", "application/octet-stream"):
+        for method, path in routes:
+            assert required_action(method, path) is not None
+            response = raw(
+                target["server"], method, path, body=payload, headers={"Content-Type": content_type}
+            )
+            assert_refused(target["world"], response.status, response.headers, expected=415)
+    assert not marker.exists()
+
+
+def test_pickle_payload_labelled_json_is_invalid_input(target: dict[str, Any], tmp_path: Path) -> None:
+    marker = tmp_path / "unpickled"
+    payload = pickle.dumps(_Boom(marker))
+    response = raw(
+        target["server"],
+        "POST",
+        "/api/v1/projects",
+        body=payload,
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status == 400
+    assert not marker.exists()
+
+
+def test_csrf_text_plain_json_on_state_changing_request(target: dict[str, Any]) -> None:
+    world: World = target["world"]
+    response = raw(
+        target["server"],
+        "POST",
+        "/api/v1/projects",
+        body=b'{"name": "csrf-made"}',
+        headers={"Content-Type": "text/plain"},
+    )
+    assert_refused(world, response.status, response.headers, expected=415)
+    with world.admin() as admin:
+        assert admin.get("/api/v1/projects/csrf-made").status_code == 404
+
+
+def test_csrf_form_post_to_mlflow(target: dict[str, Any]) -> None:
+    world: World = target["world"]
+    response = raw(
+        target["server"],
+        "POST",
+        f"{MLFLOW}/experiments/create",
+        body=b"name=csrf-exp",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert_refused(world, response.status, response.headers, expected=415)
+    assert (
+        world.mlflow("GET", "experiments/get-by-name", params={"experiment_name": "csrf-exp"}).status_code
+        == 404
+    )
+
+
+def test_cross_origin_state_change(target: dict[str, Any]) -> None:
+    world: World = target["world"]
+    with world.admin() as admin:
+        response = admin.post(
+            f"{MLFLOW}/experiments/create",
+            json={"name": "xorigin-exp"},
+            headers={"Origin": "https://evil.example"},
+        )
+    assert_refused(world, response.status_code, dict(response.headers), expected=403)
+    assert (
+        world.mlflow("GET", "experiments/get-by-name", params={"experiment_name": "xorigin-exp"}).status_code
+        == 404
+    )
+
+
+def test_host_header_rebinding(target: dict[str, Any]) -> None:
+    response = raw(
+        target["server"], "POST", "/api/v1/projects", body=b"{}", headers={"Host": "attacker.example"}
+    )
+    assert_refused(target["world"], response.status, response.headers, expected=400)
+
+
+# --- missing auth, privilege escalation, IDOR --------------------------------------------------------
+
+
+def test_missing_auth_on_mlflow_ai_gateway_secrets(target: dict[str, Any]) -> None:
+    world: World = target["world"]
+    for path in (
+        "/mlflow/api/3.0/mlflow/gateway/secrets/list",
+        "/mlflow/ajax-api/3.0/mlflow/gateway/endpoints/list",
+    ):
+        response = raw(target["server"], "GET", path, token=target["developer"])
+        assert_refused(world, response.status, response.headers, expected=403)
+    created = raw(
+        target["server"],
+        "POST",
+        "/mlflow/api/3.0/mlflow/gateway/secrets/create",
+        token=target["developer"],
+        body=b'{"secret_name": "k", "secret_value": "v"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert_refused(world, created.status, created.headers, expected=403)
+
+
+def test_privilege_escalation_developer_mints_admin_token(target: dict[str, Any]) -> None:
+    world: World = target["world"]
+    with world.server.client(target["developer"]) as client:
+        response = client.post("/api/v1/tokens", json={"identity": "devon", "name": "root", "role": "admin"})
+    assert_refused(world, response.status_code, dict(response.headers), expected=403)
+    with world.admin() as admin:
+        assert not [t for t in admin.get("/api/v1/tokens").json() if t["name"] == "root"]
+
+
+def test_privilege_escalation_forged_approval_tag_on_version_create(target: dict[str, Any]) -> None:
+    world: World = target["world"]
+    response = world.mlflow(
+        "POST",
+        "model-versions/create",
+        json={
+            "name": target["project"],
+            "source": f"runs:/{target['run_id']}/model",
+            "run_id": target["run_id"],
+            "tags": [{"key": "pave.approval.by", "value": "someone"}],
+        },
+    )
+    assert_refused(world, response.status_code, dict(response.headers), expected=403)
+
+
+def test_idor_viewer_writes_to_a_run(target: dict[str, Any]) -> None:
+    world: World = target["world"]
+    response = world.mlflow(
+        "POST",
+        "runs/log-metric",
+        target["viewer"],
+        json={"run_id": target["run_id"], "key": "stolen", "value": 1, "timestamp": 0, "step": 0},
+    )
+    assert_refused(world, response.status_code, dict(response.headers), expected=403)
+    metrics = world.mlflow("GET", "runs/get", params={"run_id": target["run_id"]}).json()["run"]["data"]
+    assert "stolen" not in {m["key"] for m in metrics.get("metrics", [])}
+
+
+def test_idor_unbound_developer_reads_another_projects_run(target: dict[str, Any]) -> None:
+    world: World = target["world"]
+    response = world.mlflow("GET", "runs/get", target["developer"], params={"run_id": target["run_id"]})
+    assert_refused(world, response.status_code, dict(response.headers), expected=403)
+
+
+def test_scope_escape_by_renaming_a_model_onto_another_project(target: dict[str, Any]) -> None:
+    world: World = target["world"]
+    world.project("rename-victim")
+    scoped = world.token("ci-attack", "maintainer", project=target["project"])
+    response = world.mlflow(
+        "POST",
+        "registered-models/rename",
+        scoped,
+        json={"name": target["project"], "new_name": "rename-victim"},
+    )
+    assert_refused(world, response.status_code, dict(response.headers), expected=403)
+    assert world.mlflow("GET", "registered-models/get", params={"name": target["project"]}).status_code == 200
+
+
+# --- unbounded queries ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "endpoint", "kwargs"),
+    [
+        ("POST", "runs/search", {"json": {"experiment_ids": ["0"], "max_results": 10**9}}),
+        ("POST", "experiments/search", {"json": {"max_results": 10**7}}),
+        ("GET", "model-versions/search", {"params": {"max_results": 10**6}}),
+        ("GET", "registered-models/search", {"params": {"max_results": 50_001}}),
+    ],
+)
+def test_unbounded_query_max_results(target: dict[str, Any], method: str, endpoint: str, kwargs: Any) -> None:
+    response = target["world"].mlflow(method, endpoint, **kwargs)
+    assert_refused(target["world"], response.status_code, dict(response.headers), expected=400)
+    assert "cap" in response.json()["error"]["message"]
+
+
+def test_unbounded_query_on_the_audit_trail(target: dict[str, Any]) -> None:
+    with target["world"].admin() as admin:
+        response = admin.get("/api/v1/audit", params={"limit": 10**6})
+    assert response.status_code == 400
+
+
+# --- content served back to browsers ----------------------------------------------------------------
+
+
+def test_stored_xss_html_artifact_is_sandboxed(target: dict[str, Any]) -> None:
+    world: World = target["world"]
+    path = f"{ART}/{_run_prefix(target)}/evil.html"
+    with world.admin() as admin:
+        assert admin.put(path, content=b"<script>fetch('/api/v1/tokens')</script>").status_code == 200
+        response = admin.get(path)
+    assert response.status_code == 200
+    assert response.headers["content-security-policy"].startswith("sandbox")
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_clickjacking_and_sniffing_headers_on_every_kind_of_answer(target: dict[str, Any]) -> None:
+    world: World = target["world"]
+    with world.admin() as admin:
+        answers = [admin.get("/mlflow/"), admin.get("/api/v1/whoami"), admin.get("/api/v1/nope")]
+    answers.append(raw(target["server"], "GET", "/api/v1/whoami", token="pave_wrong"))  # type: ignore[arg-type]
+    for answer in answers:
+        headers = {k.lower(): v for k, v in dict(answer.headers).items()}
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["x-frame-options"] == "SAMEORIGIN"
+        assert headers["referrer-policy"] == "same-origin"
+        assert "x-request-id" in headers
+    ui = {k.lower(): v for k, v in dict(answers[0].headers).items()}
+    assert "frame-ancestors 'self'" in ui["content-security-policy"]
