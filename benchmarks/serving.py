@@ -206,6 +206,9 @@ def servers(X: Any, model_dir: Path, mlserver_dir: Path, workdir: Path, only: se
                     "http_port": port,
                     "grpc_port": free_port(),
                     "metrics_port": free_port(),
+                    # in-process inference: 1.7.1's worker processes die at start here
+                    # ("no current event loop"), and no IPC is also its fastest setting
+                    "parallel_workers": 0,
                 }
             )
         )
