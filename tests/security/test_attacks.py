@@ -220,7 +220,7 @@ def redirector() -> Iterator[tuple[str, int]]:
 def test_ssrf_webhook_redirect_to_loopback(redirector: tuple[str, int]) -> None:
     host, port = redirector
     policy = EgressPolicy(allowed_networks=["127.0.0.2/32"])
-    with pytest.raises(Forbidden, match="127.0.0.1"):
+    with pytest.raises(Forbidden, match=r"127\.0\.0\.1"):
         fetch(policy, "GET", f"http://{host}:{port}/hook")
     assert _Redirector.hits == ["/hook"], "the redirect target was never requested"
 
