@@ -27,6 +27,13 @@ from pave.serving.deployments import Deployment, ModelRef, StaticDeployments
 from pave.serving.gateway import Gateway, GatewayOptions, create_gateway
 
 
+class RowSum(mlflow.pyfunc.PythonModel):
+    """A pyfunc model (the fallback path): the sum of each row."""
+
+    def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+        return model_input.sum(axis=1).to_numpy()
+
+
 class Exploding(mlflow.pyfunc.PythonModel):
     """A model that loads fine and fails on every prediction (a broken shadow)."""
 
@@ -43,6 +50,9 @@ class Models:
     exploding_uri: str
     tensor_uri: str
     tensor_estimator: Any
+    lightgbm_uri: str
+    lightgbm_estimator: Any
+    pyfunc_uri: str
 
     def uri(self, version: str) -> str:
         return f"models:/cancer/{version}"
@@ -76,6 +86,15 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
             name="model",
             signature=infer_signature(Xt[:3], tensor_estimator.predict(Xt[:3])),
         )
+    import lightgbm
+
+    lgbm = lightgbm.LGBMClassifier(n_estimators=20, num_leaves=7, verbose=-1).fit(X, y)
+    with mlflow.start_run():
+        lightgbm_info = mlflow.lightgbm.log_model(lgbm, name="model", input_example=X.head(3))
+    with mlflow.start_run():
+        row_sum = mlflow.pyfunc.log_model(
+            name="model", python_model=RowSum(), signature=infer_signature(X.head(3), np.zeros(3))
+        )
     mlflow.set_tracking_uri(None)  # the gateway must get the URI from its options, not a global
     return Models(
         tracking_uri=tracking_uri,
@@ -85,6 +104,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
         exploding_uri=exploding.model_uri,
         tensor_uri=tensor.model_uri,
         tensor_estimator=tensor_estimator,
+        lightgbm_uri=lightgbm_info.model_uri,
+        lightgbm_estimator=lgbm,
+        pyfunc_uri=row_sum.model_uri,
     )
 
 

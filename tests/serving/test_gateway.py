@@ -222,6 +222,29 @@ def test_tensor_model(make_client, models):
     assert "expects [-1, 30]" in client.post("/v2/models/tensor/infer", json=body).json()["error"]
 
 
+def test_lightgbm_native_path(make_client, models):
+    client, gateway, _ = make_client(Deployment("gbm", (ModelRef("1", models.lightgbm_uri),)))
+    X = models.X.iloc[50:90]
+    response = client.post("/v2/models/gbm/infer", json=columns_request(X))
+    assert response.status_code == 200, response.text
+    out = outputs(response)
+    assert out["predict"]["data"] == models.lightgbm_estimator.predict(X).tolist()
+    proba = np.array(out["predict_proba"]["data"]).reshape(-1, 2)
+    assert np.allclose(proba, models.lightgbm_estimator.predict_proba(X))
+    assert client.get("/v2/models/gbm").json()["platform"] == "lightgbm"
+    assert gateway.table.entries["gbm"].runtimes["1"].model.schema.kind == "matrix"
+
+
+def test_pyfunc_fallback_path(make_client, models):
+    client, gateway, _ = make_client(Deployment("sum", (ModelRef("1", models.pyfunc_uri),)))
+    X = models.X.iloc[:7]
+    response = client.post("/v2/models/sum/infer", json=table_request(X))
+    assert response.status_code == 200, response.text
+    assert np.allclose(outputs(response)["predict"]["data"], X.sum(axis=1))
+    assert client.get("/v2/models/sum").json()["platform"] == "mlflow"
+    assert gateway.table.entries["sum"].runtimes["1"].model.schema.kind == "frame"
+
+
 def test_canary_gets_its_share_of_1000_requests(make_client, models):
     client, _, _ = make_client(deployment(versions={"1": 90, "2": 10}))
     body = columns_request(models.X.head(1))
