@@ -64,7 +64,8 @@ class EgressPolicy:
             address = ipaddress.ip_address(text.split("%", 1)[0])
             if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
                 address = address.ipv4_mapped
-            if not address.is_global and not self._allowed(address):
+            public = address.is_global and not (address.is_multicast or address.is_reserved)
+            if not public and not self._allowed(address):
                 raise Forbidden(
                     f"outbound request to {parts.hostname} ({address}) refused: not a public address",
                     hint="allow that network explicitly if the destination is trusted",

@@ -1,0 +1,230 @@
+"""Domain units: path checks, egress policy, request scope, effective roles (no server needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pave.errors import Forbidden, InvalidInput, QuotaExceeded
+from pave.governance import paths
+from pave.governance.access import Access
+from pave.governance.egress import EgressPolicy
+from pave.governance.policy import Policy, check_quota
+from pave.governance.roles import ROLES
+from pave.governance.scope import filter_listing, filter_pave_listing, resolve
+from pave.governance.tokens import Principal
+
+# --- paths ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "../x",
+        "a/../../x",
+        "%2e%2e/x",
+        "%252e%252e/x",
+        "/etc/passwd",
+        "%2fetc",
+        "a\\b",
+        "a\x00b",
+        "C:/x",
+        "%c0%af",
+    ],
+)
+def test_check_relative_path_refuses(bad: str) -> None:
+    with pytest.raises(InvalidInput):
+        paths.check_relative_path(bad)
+
+
+@pytest.mark.parametrize("good", ["a", "a/b.txt", "1/abc/artifacts/model/MLmodel", "a..b/c", "x%20y"])
+def test_check_relative_path_accepts(good: str) -> None:
+    assert paths.check_relative_path(good)
+
+
+@given(st.lists(st.sampled_from(["a", "..", ".", "b", "%2e%2e", "%252e%252e"]), min_size=1, max_size=6))
+def test_an_accepted_path_never_climbs_out(parts: list[str]) -> None:
+    candidate = "/".join(parts)
+    try:
+        decoded = paths.check_relative_path(candidate)
+    except InvalidInput:
+        return
+    depth = 0
+    for part in decoded.split("/"):
+        depth += -1 if part == ".." else (0 if part in (".", "") else 1)
+        assert depth >= 0
+
+
+def test_check_inside_follows_symlinks(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "d").mkdir(parents=True)
+    (root / "out").symlink_to(tmp_path)
+    assert paths.check_inside(root, "d/file") == (root / "d" / "file").resolve()
+    with pytest.raises(InvalidInput, match="outside"):
+        paths.check_inside(root, "out/secret")
+
+
+@pytest.mark.parametrize(
+    "source", ["runs:/abc/model", "models:/m-123", "mlflow-artifacts:/1/abc/artifacts/m"]
+)
+def test_model_sources_in_the_store_are_accepted(source: str) -> None:
+    assert paths.check_model_source(source) == source
+
+
+# --- egress ----------------------------------------------------------------------------------------
+
+
+def _policy(address: str, allowed: tuple[str, ...] = ()) -> EgressPolicy:
+    return EgressPolicy(allowed_networks=allowed, resolver=lambda host, port: [address])
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.0.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "::1",
+        "fe80::1",
+        "fd00::1",
+        "::ffff:127.0.0.1",
+        "224.0.0.1",
+    ],
+)
+def test_egress_refuses_non_public_addresses(address: str) -> None:
+    with pytest.raises(Forbidden):
+        _policy(address).check("https://hook.example.com/x")
+
+
+def test_egress_allows_public_and_explicitly_allowed_networks() -> None:
+    assert _policy("93.184.216.34").check("https://example.com/x")[1] == 443
+    assert _policy("10.1.2.3", ("10.1.0.0/16",)).check("http://alerts.internal:9093/x")[1] == 9093
+    with pytest.raises(InvalidInput, match="credentials"):
+        _policy("93.184.216.34").check("https://user:pw@example.com/")
+
+
+# --- scope ----------------------------------------------------------------------------------------
+
+
+class FakeLookup:
+    experiments = {"1": "alpha", "2": "beta"}
+    runs = {"r1": "1", "r2": "2"}
+
+    def experiment_name(self, experiment_id: str) -> str | None:
+        return self.experiments.get(experiment_id)
+
+    def run_experiment(self, run_id: str) -> str | None:
+        return self.runs.get(run_id)
+
+    def logged_model_experiment(self, model_id: str) -> str | None:
+        return "2" if model_id == "m-2" else None
+
+
+M = "/mlflow/api/2.0/mlflow/"
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "body", "projects"),
+    [
+        ("/api/v1/projects/alpha/runs", {}, None, ["alpha"]),
+        ("/api/v1/projects", {}, {"name": "new-one"}, ["new-one"]),
+        (M + "experiments/create", {}, {"name": "alpha"}, ["alpha"]),
+        (M + "experiments/get", {"experiment_id": "2"}, None, ["beta"]),
+        (M + "experiments/get-by-name", {"experiment_name": "beta"}, None, ["beta"]),
+        (M + "runs/create", {}, {"experiment_id": "1"}, ["alpha"]),
+        (M + "runs/log-batch", {}, {"run_id": "r2"}, ["beta"]),
+        (
+            "/mlflow/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval",
+            {"run_ids": ["r1", "r2"]},
+            None,
+            ["alpha", "beta"],
+        ),
+        (M + "registered-models/rename", {}, {"name": "alpha", "new_name": "beta"}, ["alpha", "beta"]),
+        (M + "model-versions/create", {}, {"name": "alpha", "run_id": "r2"}, ["alpha", "beta"]),
+        (M + "logged-models/m-2", {}, None, ["beta"]),
+        ("/mlflow/api/2.0/mlflow-artifacts/artifacts/2/r2/artifacts/x", {}, None, ["beta"]),
+        ("/mlflow/api/2.0/mlflow-artifacts/artifacts", {"path": "1/r1"}, None, ["alpha"]),
+        ("/mlflow/graphql", {}, {"variables": {"data": {"runId": "r1"}}}, ["alpha"]),
+    ],
+)
+def test_resolve_finds_the_projects_of_a_request(
+    path: str, params: dict[str, Any], body: Any, projects: list[str]
+) -> None:
+    assert resolve(path, params, body, FakeLookup()).projects == projects
+
+
+def test_resolve_marks_searches_and_unresolved_requests() -> None:
+    assert resolve(M + "runs/search", {}, {"experiment_ids": ["1"]}, FakeLookup()).search == "runs/search"
+    assert resolve("/mlflow/api/2.0/mlflow-artifacts/artifacts/x/y", {}, None, FakeLookup()).unresolved
+    assert resolve(M + "traces/delete-traces", {}, {}, FakeLookup()).unresolved
+    assert not resolve("/mlflow/static-files/app.js", {}, None, FakeLookup()).unresolved
+
+
+def test_filter_listing_keeps_only_visible_items() -> None:
+    answer = {
+        "runs": [{"info": {"experiment_id": "1"}}, {"info": {"experiment_id": "2"}}, {"info": {}}],
+        "next_page_token": "t",
+    }
+    kept = filter_listing("runs/search", answer, lambda p: p == "alpha", FakeLookup())
+    assert kept == {"runs": [{"info": {"experiment_id": "1"}}], "next_page_token": "t"}
+    models = {"registered_models": [{"name": "alpha"}, {"name": "beta"}]}
+    assert filter_listing("registered-models/search", models, lambda p: p == "beta", FakeLookup()) == {
+        "registered_models": [{"name": "beta"}]
+    }
+    projects = [{"name": "alpha"}, {"name": "beta"}]
+    assert filter_pave_listing("/api/v1/projects", projects, lambda p: p == "alpha") == [{"name": "alpha"}]
+
+
+# --- effective roles -----------------------------------------------------------------------------
+
+
+def _principal(role: str, project: str | None = None, identity: str = "u") -> Principal:
+    return Principal(identity=identity, token_id=1, role=role, project=project, is_admin=role == "admin")
+
+
+@given(
+    token_role=st.sampled_from(sorted(ROLES)),
+    binding=st.sampled_from(["", "viewer", "developer", "maintainer", "approver"]),
+    owner=st.booleans(),
+    scoped=st.sampled_from([None, "p", "q"]),
+)
+def test_effective_actions_never_exceed_the_token_role(
+    token_role: str, binding: str, owner: bool, scoped: str | None
+) -> None:
+    principal = _principal(token_role, scoped)
+    access = Access(
+        principal, owners={"p": "u" if owner else "someone"}, bindings={"p": binding} if binding else {}
+    )
+    actions = access.actions("p")
+    assert actions <= ROLES[token_role]
+    if token_role == "admin":
+        assert actions == ROLES["admin"]
+    elif scoped == "q":
+        assert actions == frozenset()
+    elif scoped == "p":
+        assert actions == ROLES[token_role]
+    else:
+        granted = set(ROLES.get(binding, frozenset())) | (ROLES["maintainer"] if owner else set())
+        assert actions == frozenset(granted) & ROLES[token_role]
+
+
+def test_names_that_are_no_project_follow_the_token_role_for_platform_tokens_only() -> None:
+    assert Access(_principal("developer")).actions("scratch-experiment") == ROLES["developer"]
+    assert Access(_principal("developer", "p")).actions("scratch-experiment") == frozenset()
+    assert not Access(_principal("viewer")).sees(None)
+
+
+def test_quota_error_names_the_quota_and_its_owner() -> None:
+    policy = Policy("p", "olga", max_deployments=2)
+    check_quota(policy, "deployments", 1)
+    with pytest.raises(QuotaExceeded, match="deployments of 2 exceeded.*owner: olga"):
+        check_quota(policy, "deployments", 2)
+    check_quota(Policy("p", None), "stored_bytes", 10**12, 10**12)
