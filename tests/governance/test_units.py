@@ -225,6 +225,6 @@ def test_names_that_are_no_project_follow_the_token_role_for_platform_tokens_onl
 def test_quota_error_names_the_quota_and_its_owner() -> None:
     policy = Policy("p", "olga", max_deployments=2)
     check_quota(policy, "deployments", 1)
-    with pytest.raises(QuotaExceeded, match="deployments of 2 exceeded.*owner: olga"):
+    with pytest.raises(QuotaExceeded, match=r"deployments of 2 exceeded.*owner: olga"):
         check_quota(policy, "deployments", 2)
     check_quota(Policy("p", None), "stored_bytes", 10**12, 10**12)
