@@ -228,3 +228,30 @@ def test_quota_error_names_the_quota_and_its_owner() -> None:
     with pytest.raises(QuotaExceeded, match=r"deployments of 2 exceeded.*owner: olga"):
         check_quota(policy, "deployments", 2)
     check_quota(Policy("p", None), "stored_bytes", 10**12, 10**12)
+
+
+@pytest.mark.parametrize(
+    ("path", "mlflow_refuses"),
+    [
+        ("../x", True),
+        ("%2e%2e/x", True),
+        ("%252e%252e/x", True),
+        ("/etc/passwd", True),
+        ("C:/x", True),
+        ("a\\..\\..\\x", False),  # MLflow lets backslashes through
+        ("a\x00b", False),  # and NUL bytes
+        ("%25252e%25252e/x", True),
+    ],
+)
+def test_pave_refuses_every_artifact_path_mlflow_refuses_and_more(path: str, mlflow_refuses: bool) -> None:
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.uri import validate_path_is_safe
+
+    try:
+        validate_path_is_safe(path)
+        refused_by_mlflow = False
+    except MlflowException:
+        refused_by_mlflow = True
+    assert refused_by_mlflow == mlflow_refuses, "MLflow's own check changed: update docs/security.md"
+    with pytest.raises(InvalidInput):
+        paths.check_relative_path(path)
