@@ -93,6 +93,9 @@ def free_port() -> int:
 def pave_env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PAVE_", "MLFLOW_"))}
     env["PAVE_HOME"] = str(home)
+    # Every platform a test starts gets its own gateway port, and one gateway process is enough.
+    env["PAVE_GATEWAY_PORT"] = str(free_port())
+    env["PAVE_GATEWAY_WORKERS"] = "1"
     env.update(extra)
     return env
 
@@ -127,6 +130,20 @@ class PaveServer:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['PAVE_GATEWAY_PORT']}"
+
+    def wait_gateway(self, timeout: float = 120) -> str:
+        """Wait until the gateway that `pave up` started answers; return its URL."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.gateway_url}/v2/health/live", timeout=1).status_code == 200:
+                    return self.gateway_url
+            time.sleep(0.1)
+        raise RuntimeError(f"gateway not live after {timeout}s")
+
+    @property
     def token(self) -> str:
         token: str = json.loads((self.home / "credentials.json").read_text())["token"]
         return token
@@ -157,6 +174,10 @@ class PaveServer:
 
     def stop(self) -> None:
         self.kill(signal.SIGTERM)
+        # a gateway left behind by a killed control plane keeps serving by design: stop it too
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            pid = int(json.loads((self.home / "run" / "gateway.json").read_text())["pid"])
+            os.kill(pid, signal.SIGTERM)
 
     def client(self, token: str | None = None) -> httpx.Client:
         return httpx.Client(

@@ -215,3 +215,23 @@ class Client:
             json={"version": str(version), "comment": comment},
         )
         return result
+
+    # --- deployments ---------------------------------------------------------------------------
+
+    def deploy(self, project: str, **options: Any) -> dict[str, Any]:
+        """Create or replace the project's deployment (options as in ``pave deploy``)."""
+        result: dict[str, Any] = self.request(
+            "PUT", f"/api/v1/projects/{quote(project, safe='')}/deployment", json=options
+        )
+        return result
+
+    def undeploy(self, project: str) -> None:
+        self.request("DELETE", f"/api/v1/projects/{quote(project, safe='')}/deployment")
+
+    def get_deployment(self, project: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", f"/api/v1/projects/{quote(project, safe='')}/deployment")
+        return result
+
+    def list_deployments(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request("GET", "/api/v1/deployments")
+        return result

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pave import __version__
 from pave.api.platform import Platform
-from pave.api.routes import approvals, audit, health, members, projects, runs, tokens, whoami
+from pave.api.routes import approvals, audit, deployments, health, members, projects, runs, tokens, whoami
 from pave.api.security import SecurityMiddleware
 from pave.errors import InvalidInput, NotFound, PaveError
 from pave.tracking.server import MOUNT, mlflow_app
@@ -100,6 +100,7 @@ ROUTERS = (
     audit.router,
     members.router,
     approvals.router,
+    deployments.router,
 )
 _PARAM = re.compile(r"\{[^}]+\}|<[^>]+>")
 

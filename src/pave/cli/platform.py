@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from pave.errors import ConfigError, Conflict
 app = typer.Typer()
 
 CONTROL_PLANE = "control-plane"
+GATEWAY = "gateway"
 
 
 def _pidfile(settings: Settings, component: str) -> Path:
@@ -75,6 +79,8 @@ def _graceful_server_class() -> type:
 def up(
     host: str | None = typer.Option(None, "--host", help="Interface to bind (default 127.0.0.1)."),
     port: int | None = typer.Option(None, "--port", help="Control-plane port (default 8000)."),
+    gateway_port: int | None = typer.Option(None, "--gateway-port", help="Gateway port (default 8080)."),
+    no_gateway: bool = typer.Option(False, "--no-gateway", help="Start the control plane only."),
     demo: bool = typer.Option(False, "--demo", help="Also seed a small demo project."),
 ) -> None:
     """Start the platform: migrate the store, then serve the API, the portal and MLflow."""
@@ -85,7 +91,7 @@ def up(
     GracefulServer = _graceful_server_class()
     from pave.api.platform import open_platform
 
-    settings = load_settings(host=host, port=port)
+    settings = load_settings(host=host, port=port, gateway_port=gateway_port)
     running = read_pidfile(settings, CONTROL_PLANE)
     if running:
         raise Conflict(
@@ -93,6 +99,9 @@ def up(
             hint="`pave status` to inspect it, `pave down` to stop it",
         )
     ensure_port_free(settings.host, settings.port, "--port")
+    start_gateway = not no_gateway and read_pidfile(settings, GATEWAY) is None
+    if start_gateway:
+        ensure_port_free(settings.gateway_host, settings.gateway_port, "--gateway-port")
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
         err_console.print(f"[yellow]warning:[/] listening on {settings.host}: reachable from other machines")
 
@@ -124,14 +133,18 @@ def up(
         from pave.cli.demo import seed_in_background
 
         seed_in_background(settings, platform)
+    gateway = _spawn_gateway(settings) if start_gateway else None
     err_console.print(
-        f"Pave {settings.url}  (API {settings.url}/api/v1, MLflow {settings.url}/mlflow); Ctrl-C stops"
+        f"Pave {settings.url}  (API {settings.url}/api/v1, MLflow {settings.url}/mlflow, "
+        f"inference {settings.gateway_url}/v2); Ctrl-C stops"
     )
     try:
         server.run()
     finally:
         _pidfile(settings, CONTROL_PLANE).unlink(missing_ok=True)
         platform.engine.dispose()
+        if gateway is not None:
+            _stop(gateway.pid, 15.0)
     if not server.started:
         raise ConfigError(
             f"the control plane could not start on {settings.host}:{settings.port}",
@@ -139,26 +152,58 @@ def up(
         )
 
 
-@app.command("down")
-def down(timeout: float = typer.Option(15.0, "--timeout", help="Seconds to wait before killing.")) -> None:
-    """Stop the platform started by `pave up` for this PAVE_HOME."""
-    settings = load_settings()
-    info = read_pidfile(settings, CONTROL_PLANE)
-    if info is None:
-        console.print("Pave is not running for " + str(settings.home))
-        return
-    pid = int(info["pid"])
-    os.kill(pid, signal.SIGTERM)
+def _spawn_gateway(settings: Settings) -> subprocess.Popen[bytes]:
+    """The inference gateway in its own process: a control-plane crash does not stop inference."""
+    log_path = settings.home / "logs" / "gateway.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = os.environ | {
+        "PAVE_HOME": str(settings.home),
+        "PAVE_GATEWAY_HOST": settings.gateway_host,
+        "PAVE_GATEWAY_PORT": str(settings.gateway_port),
+    }
+    with log_path.open("ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "pave", "serve"], env=env, stdout=log, stderr=log)
+
+
+def _stop(pid: int, timeout: float) -> bool:
+    """SIGTERM, wait, then SIGKILL; True when it stopped within ``timeout``."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except OSError:
+        return True
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
+            # reap it if it is our child, so it does not linger as a zombie
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:
+            pass
+        try:
             os.kill(pid, 0)
         except OSError:
-            console.print(f"stopped (pid {pid})")
-            return
+            return True
         time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
-    console.print(f"killed (pid {pid}) after {timeout:.0f}s")
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+    return False
+
+
+@app.command("down")
+def down(timeout: float = typer.Option(15.0, "--timeout", help="Seconds to wait before killing.")) -> None:
+    """Stop the platform started by `pave up` for this PAVE_HOME (control plane and gateway)."""
+    settings = load_settings()
+    stopped = False
+    for component, label in ((CONTROL_PLANE, "control plane"), (GATEWAY, "gateway")):
+        info = read_pidfile(settings, component)
+        if info is None:
+            continue
+        pid = int(info["pid"])
+        graceful = _stop(pid, timeout)
+        console.print(f"{label} {'stopped' if graceful else f'killed after {timeout:.0f}s'} (pid {pid})")
+        stopped = True
+    if not stopped:
+        console.print("Pave is not running for " + str(settings.home))
 
 
 @app.command("status")
@@ -179,6 +224,16 @@ def status() -> None:
         except httpx.HTTPError as exc:
             state, detail = "[red]not answering[/]", exc.__class__.__name__
         table.add_row("control plane", state, str(info["pid"]), info["url"], detail)
+    gateway = read_pidfile(settings, GATEWAY)
+    if gateway is None:
+        table.add_row("gateway", "[red]stopped[/]", "-", settings.gateway_url, "`pave up` or `pave serve`")
+    else:
+        try:
+            ready = httpx.get(f"{gateway['url']}/v2/health/ready", timeout=3.0)
+            state = "[green]ready[/]" if ready.status_code == 200 else f"[yellow]{ready.status_code}[/]"
+        except httpx.HTTPError as exc:
+            state = f"[red]not answering[/] {exc.__class__.__name__}"
+        table.add_row("gateway", state, str(gateway["pid"]), gateway["url"], "")
     table.add_row("metadata store", "", "", mask_url(settings.db_url), "")
     table.add_row("MLflow store", "", "", mask_url(settings.mlflow_db_url), "")
     table.add_row("artifacts", "", "", settings.artifacts, "")

@@ -52,7 +52,9 @@ RULES: tuple[Rule, ...] = (
     _rule("PUT DELETE", r"/api/v1/projects/[^/]+/members/[^/]+", "manage"),
     _rule("PUT", r"/api/v1/projects/[^/]+/policy", "admin"),
     _rule("POST", r"/api/v1/projects/[^/]+/approvals", "approve"),
-    _rule(_READ, r"/api/v1/projects(/[^/]+(/runs|/models)?)?", "read"),
+    _rule(_READ, r"/api/v1/projects(/[^/]+(/runs|/models|/deployment)?)?", "read"),
+    _rule("PUT DELETE", r"/api/v1/projects/[^/]+/deployment", "deploy"),
+    _rule(_READ, r"/api/v1/deployments", "read"),
     _rule("POST", r"/api/v1/projects", "write"),
     _rule("DELETE", r"/api/v1/projects/[^/]+", "admin"),
     # --- embedded MLflow ------------------------------------------------------------------------

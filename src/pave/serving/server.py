@@ -9,21 +9,32 @@ from pave.config import Settings, load_settings
 from pave.serving.deployments import DeploymentSource, JsonFileDeployments
 from pave.serving.gateway import Gateway, GatewayOptions, create_gateway
 
-# How worker processes find their deployments file (uvicorn builds the app again in each worker).
+# How worker processes find their deployments (uvicorn builds the app again in each worker):
+# a file path, or STORE for Pave's store.
 DEPLOYMENTS_ENV = "PAVE_SERVING_DEPLOYMENTS"
+STORE = "store"
+
+
+def _source(value: str, settings: Settings) -> DeploymentSource:
+    if value == STORE:
+        from pave.serving.store import StoreDeployments
+
+        return StoreDeployments(settings)
+    return JsonFileDeployments(Path(value))
 
 
 def app_from_env() -> Gateway:
     """The app factory uvicorn calls in each worker process."""
-    path = os.environ.get(DEPLOYMENTS_ENV)
-    if not path:
+    value = os.environ.get(DEPLOYMENTS_ENV)
+    if not value:
         raise RuntimeError(f"{DEPLOYMENTS_ENV} is not set; start the gateway with run_gateway()")
-    return create_gateway(load_settings(), JsonFileDeployments(Path(path)))
+    settings = load_settings()
+    return create_gateway(settings, _source(value, settings))
 
 
 def run_gateway(
     settings: Settings,
-    source: DeploymentSource | Path,
+    source: DeploymentSource | Path | str,
     options: GatewayOptions | None = None,
     *,
     workers: int | None = None,
@@ -32,10 +43,11 @@ def run_gateway(
 
     Args:
         settings: Pave's settings.
-        source: a DeploymentSource, or the path of a deployments JSON file.
+        source: a DeploymentSource, the path of a deployments JSON file, or ``"store"`` for the
+            deployments in Pave's store (what ``pave serve`` and ``pave up`` use).
         options: gateway tuning (single-process mode only; workers use the defaults).
         workers: processes; default ``settings.gateway_workers`` (0: one per core). Several workers
-            need a file source, since each process reads the deployments on its own.
+            need a file or the store, since each process reads the deployments on its own.
     """
     import uvicorn
 
@@ -52,10 +64,10 @@ def run_gateway(
         "lifespan": "on",
     }
     if count > 1:
-        if not isinstance(source, Path):
-            raise ValueError("several gateway workers need a deployments file (a Path source)")
-        os.environ[DEPLOYMENTS_ENV] = str(source.resolve())
+        if not isinstance(source, Path | str):
+            raise ValueError("several gateway workers need a deployments file or the store")
+        os.environ[DEPLOYMENTS_ENV] = source if source == STORE else str(Path(source).resolve())
         uvicorn.run("pave.serving.server:app_from_env", factory=True, workers=count, **common)  # type: ignore[arg-type]
         return
-    real_source = JsonFileDeployments(source) if isinstance(source, Path) else source
+    real_source = _source(str(source), settings) if isinstance(source, Path | str) else source
     uvicorn.run(create_gateway(settings, real_source, options), **common)  # type: ignore[arg-type]

@@ -1,0 +1,190 @@
+"""Deployments in Pave's store: creating and changing them, and the gateway's store-backed source.
+
+The store is the single source of truth. A change writes the deployment's JSON form (the same
+form ``pave serve --deployments FILE`` reads) and bumps the ``deployments`` counter in the same
+transaction; gateways poll that counter and reload when it moves. Model versions are resolved
+here, once, to their location in the platform's own artifact store: a gateway never loads a model
+from anywhere else, and keeps serving what it has loaded when the control plane is down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
+
+from pave.config import Settings
+from pave.errors import InvalidInput, NotFound
+from pave.serving.deployments import Deployment, parse_deployments
+from pave.store.db import make_engine
+from pave.store.tables import Counter, DeploymentRow, utcnow
+
+COUNTER = "deployments"
+ARTIFACTS_SCHEME = "mlflow-artifacts:"
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    """A registered model version and where its files are in the artifact store."""
+
+    model: str
+    version: str
+    uri: str
+
+
+def resolve_version(
+    settings: Settings, model: str, *, version: str | None = None, alias: str | None = None
+) -> VersionRef:
+    """Find ``model``'s version (by number or alias) and its location in the artifact store.
+
+    Raises:
+        NotFound: no such model, version or alias.
+        InvalidInput: the version's files are not in the platform's artifact store.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=settings.mlflow_db_url, registry_uri=settings.mlflow_db_url)
+    try:
+        if alias:
+            found = client.get_model_version_by_alias(model, alias)
+        else:
+            found = client.get_model_version(model, str(version))
+        location = str(client.get_model_version_download_uri(model, str(found.version)))
+    except MlflowException as exc:
+        what = f"alias {alias!r}" if alias else f"version {version}"
+        raise NotFound(
+            f"model {model!r} has no {what}", hint=f"`pave models {model}` lists its versions and aliases"
+        ) from exc
+    return VersionRef(model, str(found.version), artifact_location(settings, location))
+
+
+def artifact_location(settings: Settings, location: str) -> str:
+    """Map a version's download URI into the artifact root; refuse anything outside it."""
+    root = settings.artifacts
+    if location.startswith(ARTIFACTS_SCHEME):
+        relative = location.removeprefix(ARTIFACTS_SCHEME).lstrip("/")
+        if "://" in root:  # an object store: the same key under the bucket
+            return f"{root.rstrip('/')}/{relative}"
+        base = Path(root).resolve()
+        target = (base / relative).resolve()
+        if target.is_relative_to(base):
+            return str(target)
+    elif "://" not in location:
+        base = Path(root).resolve()
+        target = Path(location).resolve()
+        if target.is_relative_to(base):
+            return str(target)
+    elif "://" in root and location.startswith(root.rstrip("/") + "/"):
+        return location
+    raise InvalidInput(
+        f"model files at {location} are outside the platform's artifact store",
+        hint="deploy only versions registered through the platform (pave run, or MLflow against /mlflow)",
+    )
+
+
+def _bump(session: Session) -> None:
+    changed = session.execute(update(Counter).where(Counter.name == COUNTER).values(value=Counter.value + 1))
+    if getattr(changed, "rowcount", 0) == 0:
+        session.add(Counter(name=COUNTER, value=1))
+    session.flush()
+
+
+def _ref(ref: VersionRef, weight: float) -> dict[str, Any]:
+    return {"version": ref.version, "uri": ref.uri, "weight": weight}
+
+
+def deploy(
+    session: Session,
+    settings: Settings,
+    *,
+    project: str,
+    actor: str,
+    version: str | None = None,
+    alias: str | None = None,
+    canary_version: str | None = None,
+    canary_weight: float = 10.0,
+    shadow_version: str | None = None,
+    sticky: str | None = None,
+    scale_to_zero_after: float | None = None,
+) -> DeploymentRow:
+    """Create or replace the deployment of ``project`` (named after it, serving its model).
+
+    The primary version (``version`` or ``alias``, default alias ``champion``) takes all traffic,
+    or ``100 - canary_weight`` percent when ``canary_version`` is given.
+    """
+    if version and alias:
+        raise InvalidInput("give a version or an alias, not both", hint="--version 3, or --alias champion")
+    if not 0 < canary_weight < 100:
+        raise InvalidInput("the canary weight is a percentage between 0 and 100", hint="--canary-weight 10")
+    if scale_to_zero_after is not None and scale_to_zero_after <= 0:
+        raise InvalidInput("scale_to_zero_after must be a positive number of seconds")
+    primary = resolve_version(
+        settings, project, version=version, alias=None if version else alias or "champion"
+    )
+    versions = [_ref(primary, 100.0)]
+    if canary_version is not None:
+        canary = resolve_version(settings, project, version=canary_version)
+        if canary.version == primary.version:
+            raise InvalidInput(f"the canary is version {canary.version}, the same as the primary")
+        versions = [_ref(primary, 100.0 - canary_weight), _ref(canary, canary_weight)]
+    spec: dict[str, Any] = {"name": project, "versions": versions}
+    if shadow_version is not None:
+        shadow = resolve_version(settings, project, version=shadow_version)
+        spec["shadow"] = {"version": shadow.version, "uri": shadow.uri}
+    if sticky:
+        spec["sticky"] = sticky
+    if scale_to_zero_after is not None:
+        spec["scale_to_zero_after"] = scale_to_zero_after
+    parse_deployments([spec], origin=f"deployment {project}")  # the gateway must accept it
+    row = session.scalar(select(DeploymentRow).where(DeploymentRow.name == project))
+    if row is None:
+        row = DeploymentRow(name=project, project=project, spec=spec, created_by=actor, updated_by=actor)
+        session.add(row)
+    else:
+        row.spec, row.updated_by, row.updated_at = spec, actor, utcnow()
+    _bump(session)
+    return row
+
+
+def undeploy(session: Session, project: str) -> None:
+    row = session.scalar(select(DeploymentRow).where(DeploymentRow.name == project))
+    if row is None:
+        raise NotFound(f"project {project!r} has no deployment", hint="`pave deployments` lists them")
+    session.delete(row)
+    _bump(session)
+
+
+def get_deployment(session: Session, project: str) -> DeploymentRow:
+    row = session.scalar(select(DeploymentRow).where(DeploymentRow.name == project))
+    if row is None:
+        raise NotFound(f"project {project!r} has no deployment", hint=f"`pave deploy {project}`")
+    return row
+
+
+def list_deployments(session: Session) -> list[DeploymentRow]:
+    return list(session.scalars(select(DeploymentRow).order_by(DeploymentRow.name)))
+
+
+def count_deployments(session: Session, project: str) -> int:
+    return len(list(session.scalars(select(DeploymentRow.id).where(DeploymentRow.project == project))))
+
+
+class StoreDeployments:
+    """The gateway's DeploymentSource over Pave's store (a counter poll, then one read)."""
+
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        self.engine = engine or make_engine(settings.db_url, pool_size=1)
+
+    def version(self) -> int:
+        with Session(self.engine) as session:
+            value = session.scalar(select(Counter.value).where(Counter.name == COUNTER))
+        return int(value or 0)
+
+    def deployments(self) -> list[Deployment]:
+        with Session(self.engine) as session:
+            specs = [row.spec for row in session.scalars(select(DeploymentRow).order_by(DeploymentRow.name))]
+        return parse_deployments(specs, origin="the deployments table")

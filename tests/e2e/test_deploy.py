@@ -1,0 +1,95 @@
+"""Golden-path model -> `pave deploy` -> Open Inference Protocol predictions on the gateway."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import httpx
+import mlflow
+import mlflow.sklearn
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import PaveServer, run_pave
+from pave.config import load_settings
+from pave.serving.store import artifact_location
+
+pytestmark = pytest.mark.slow
+
+
+def _infer(
+    gateway: str, model: str, frame: pd.DataFrame, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    body = {
+        "id": "req-1",
+        "inputs": [
+            {"name": c, "datatype": "FP64", "shape": [len(frame)], "data": frame[c].astype(float).tolist()}
+            for c in frame.columns
+        ],
+    }
+    return httpx.post(f"{gateway}/v2/models/{model}/infer", json=body, headers=headers or {}, timeout=60)
+
+
+def _wait_served(gateway: str, model: str, version: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = httpx.get(f"{gateway}/v2/models/{model}/versions/{version}/ready", timeout=5)
+        if response.status_code == 200:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{model} v{version} not ready on the gateway after {timeout}s")
+
+
+def test_deploy_serves_the_models_own_predictions(shared_server: PaveServer, tmp_path: Path) -> None:
+    env = shared_server.env | {"PAVE_URL": shared_server.url, "PAVE_TOKEN": shared_server.token}
+    project = tmp_path / "served"
+    assert (
+        run_pave("new", "served", "-t", "tabular-classification", "--dir", str(project), env=env).returncode
+        == 0
+    )
+    ran = run_pave("run", str(project), "--json", env=env, timeout=600)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    version = json.loads(ran.stdout)["model_version"]
+
+    refused = run_pave("deploy", "served", env=env)  # no champion yet
+    assert refused.returncode == 1
+    assert "champion" in refused.stderr
+    deployed = run_pave("deploy", "served", "--version", version, env=env)
+    assert deployed.returncode == 0, deployed.stderr
+    listed = json.loads(run_pave("deployments", "--json", env=env).stdout)
+    assert [d["name"] for d in listed] == ["served"]
+
+    gateway = shared_server.wait_gateway()
+    _wait_served(gateway, "served", version)
+    rows = pd.read_csv(project / "data" / "train.csv").drop(columns=["target"]).head(25)
+    response = _infer(gateway, "served", rows)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["model_version"] == version
+    assert answer["id"] == "req-1"
+
+    # the same version loaded in-process, through the registry, as a user would
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{shared_server.home / 'mlflow.db'}")
+    uri = client.get_model_version_download_uri("served", version)
+    local = mlflow.sklearn.load_model(artifact_location(load_settings(home=shared_server.home), uri))
+    expected = local.predict(rows)
+    predicted = next(
+        o for o in answer["outputs"] if o["name"] in ("predict", "prediction", "predictions", "label")
+    )
+    assert np.array_equal(np.asarray(predicted["data"]), expected)
+
+    bad = httpx.post(f"{gateway}/v2/models/served/infer", content=b"{not json", timeout=30)
+    assert bad.status_code == 400
+    assert "error" in bad.json()
+    assert _infer(gateway, "nope", rows).status_code == 404
+
+    assert run_pave("undeploy", "served", env=env).returncode == 0
+    deadline = time.monotonic() + 60
+    while (
+        time.monotonic() < deadline and httpx.get(f"{gateway}/v2/models/served", timeout=5).status_code != 404
+    ):
+        time.sleep(0.2)
+    assert httpx.get(f"{gateway}/v2/models/served", timeout=5).status_code == 404
