@@ -10,7 +10,7 @@ import sys
 import httpx
 import pytest
 
-from conftest import PaveServer, pave_env
+from pave_testing import PaveServer, pave_env
 
 _INVENTORY = """
 import json

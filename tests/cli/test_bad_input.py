@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PaveServer, pave_env, run_pave
+from pave_testing import PaveServer, pave_env, run_pave
 
 
 def _fingerprint(home: Path) -> dict[str, str]:

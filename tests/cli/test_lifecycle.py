@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from conftest import PaveServer, run_pave
+from pave_testing import PaveServer, run_pave
 
 pytestmark = pytest.mark.slow
 

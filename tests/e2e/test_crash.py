@@ -8,7 +8,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from conftest import PaveServer
+from pave_testing import PaveServer
 
 pytestmark = pytest.mark.slow
 

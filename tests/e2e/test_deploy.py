@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import PaveServer, run_pave
 from pave.config import load_settings
 from pave.serving.store import artifact_location
+from pave_testing import PaveServer, run_pave
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PaveServer, run_pave
+from pave_testing import PaveServer, run_pave
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import PaveServer
+from pave_testing import PaveServer
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "mlflow_quickstart.py"
 pytestmark = pytest.mark.slow

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import uvicorn
 from mlflow.models import infer_signature
+from serving_kit import deployment
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -23,7 +24,7 @@ from sklearn.preprocessing import StandardScaler
 from starlette.testclient import TestClient
 
 from pave.config import Settings
-from pave.serving.deployments import Deployment, ModelRef, StaticDeployments
+from pave.serving.deployments import Deployment, StaticDeployments
 from pave.serving.gateway import Gateway, GatewayOptions, create_gateway
 
 
@@ -110,13 +111,6 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
     )
 
 
-def deployment(name: str = "cancer", versions: dict[str, float] | None = None, **kw: Any) -> Deployment:
-    """A deployment of the registered 'cancer' model versions, with weights."""
-    versions = versions or {"1": 1.0}
-    refs = tuple(ModelRef(v, f"models:/cancer/{v}", w) for v, w in versions.items())
-    return Deployment(name=name, versions=refs, **kw)
-
-
 GatewayFactory = Callable[..., tuple[Gateway, StaticDeployments]]
 
 
@@ -189,28 +183,3 @@ def live_server(make_gateway: GatewayFactory) -> Iterator[Callable[..., LiveServ
     for server, thread in servers:
         server.should_exit = True
         thread.join(timeout=30)
-
-
-def columns_request(X: pd.DataFrame, **extra: Any) -> dict[str, Any]:
-    """An OIP request with one input per column."""
-    return {
-        "inputs": [
-            {"name": c, "datatype": "FP64", "shape": [len(X)], "data": X[c].tolist()} for c in X.columns
-        ],
-        **extra,
-    }
-
-
-def table_request(X: pd.DataFrame, **extra: Any) -> dict[str, Any]:
-    """An OIP request with one [n, n_columns] input, as generic OIP clients send."""
-    return {
-        "inputs": [
-            {
-                "name": "input-0",
-                "datatype": "FP64",
-                "shape": list(X.shape),
-                "data": X.to_numpy().ravel().tolist(),
-            }
-        ],
-        **extra,
-    }

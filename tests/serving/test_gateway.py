@@ -6,8 +6,8 @@ import httpx
 import numpy as np
 import orjson
 import pytest
+from serving_kit import columns_request, deployment, table_request
 
-from conftest import columns_request, deployment, table_request
 from pave.serving.deployments import Deployment, ModelRef
 from pave.serving.inference_log import read_inference_log
 

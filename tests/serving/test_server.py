@@ -9,8 +9,8 @@ import time
 
 import httpx
 import orjson
+from serving_kit import columns_request
 
-from conftest import columns_request
 from pave.serving.loading import resolve
 
 

@@ -1,0 +1,215 @@
+"""Test helpers shared by every test package: real services, a real `pave up` in a subprocess.
+
+Imported by name (``from pave_testing import PaveServer``); fixtures live in ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+POSTGRES_URL = os.environ.get("PAVE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("PAVE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REQUIRE_SERVICES = os.environ.get("PAVE_REQUIRE_SERVICES") == "1"
+
+
+def need_service(name: str, how: str, check: Callable[[], None]) -> None:
+    """Skip (or, under .ci/run, fail) when a real service is not reachable."""
+    try:
+        check()
+    except Exception as exc:
+        message = f"{name} is not reachable ({exc.__class__.__name__}: {str(exc)[:120]}); {how}"
+        if REQUIRE_SERVICES:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def pave_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAVE_", "MLFLOW_"))}
+    env["PAVE_HOME"] = str(home)
+    # Every platform a test starts gets its own gateway port, and one gateway process is enough.
+    env["PAVE_GATEWAY_PORT"] = str(free_port())
+    env["PAVE_GATEWAY_WORKERS"] = "1"
+    env.update(extra)
+    return env
+
+
+def run_pave(
+    *args: str, env: dict[str, str], timeout: float = 120, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pave", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **kwargs,
+    )
+
+
+@dataclass
+class PaveServer:
+    home: Path
+    port: int
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    log: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = self.home / "up.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['PAVE_GATEWAY_PORT']}"
+
+    def wait_gateway(self, timeout: float = 120) -> str:
+        """Wait until the gateway that `pave up` started answers; return its URL."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.gateway_url}/v2/health/live", timeout=1).status_code == 200:
+                    return self.gateway_url
+            time.sleep(0.1)
+        raise RuntimeError(f"gateway not live after {timeout}s")
+
+    @property
+    def token(self) -> str:
+        token: str = json.loads((self.home / "credentials.json").read_text())["token"]
+        return token
+
+    def start(self, *extra: str, timeout: float = 120) -> PaveServer:
+        self.home.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "pave", "up", "--port", str(self.port), *extra],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"pave up exited with {self.process.returncode}:\n{self.log.read_text()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self
+            time.sleep(0.1)
+        raise RuntimeError(f"pave up not ready after {timeout}s:\n{self.log.read_text()}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)
+        # a gateway left behind by a killed control plane keeps serving by design: stop it too
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            pid = int(json.loads((self.home / "run" / "gateway.json").read_text())["pid"])
+            os.kill(pid, signal.SIGTERM)
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {token or self.token}"}, timeout=30
+        )
+
+
+@dataclass
+class World:
+    """Drive a real control plane as its admin: tokens, projects, MLflow objects, the audit trail."""
+
+    server: PaveServer
+
+    def admin(self) -> httpx.Client:
+        return self.server.client()
+
+    def token(self, identity: str, role: str = "developer", project: str | None = None) -> str:
+        with self.admin() as admin:
+            response = admin.post(
+                "/api/v1/tokens",
+                json={
+                    "identity": identity,
+                    "name": f"t-{secrets.token_hex(3)}",
+                    "role": role,
+                    "project": project,
+                },
+            )
+        assert response.status_code == 201, response.text
+        secret: str = response.json()["secret"]
+        return secret
+
+    def project(self, name: str, owner: str | None = None) -> None:
+        with self.admin() as admin:
+            response = admin.post("/api/v1/projects", json={"name": name, "owner": owner})
+        assert response.status_code == 201, response.text
+
+    def member(self, project: str, identity: str, role: str) -> None:
+        with self.admin() as admin:
+            response = admin.put(f"/api/v1/projects/{project}/members/{identity}", json={"role": role})
+        assert response.status_code == 200, response.text
+
+    def mlflow(self, method: str, endpoint: str, token: str | None = None, **kwargs: Any) -> httpx.Response:
+        with self.server.client(token) as client:
+            return client.request(method, f"/mlflow/api/2.0/mlflow/{endpoint}", **kwargs)
+
+    def experiment(self, name: str) -> str:
+        response = self.mlflow("POST", "experiments/create", json={"name": name})
+        assert response.status_code == 200, response.text
+        experiment_id: str = response.json()["experiment_id"]
+        return experiment_id
+
+    def run(self, experiment_id: str, token: str | None = None) -> str:
+        response = self.mlflow("POST", "runs/create", token, json={"experiment_id": experiment_id})
+        assert response.status_code == 200, response.text
+        run_id: str = response.json()["run"]["info"]["run_id"]
+        return run_id
+
+    def version(self, name: str, run_id: str, token: str | None = None) -> str:
+        self.mlflow("POST", "registered-models/create", json={"name": name})
+        response = self.mlflow(
+            "POST",
+            "model-versions/create",
+            token,
+            json={"name": name, "source": f"runs:/{run_id}/model", "run_id": run_id},
+        )
+        assert response.status_code == 200, response.text
+        version: str = response.json()["model_version"]["version"]
+        return version
+
+    def audit(self, **params: Any) -> list[dict[str, Any]]:
+        with self.admin() as admin:
+            response = admin.get("/api/v1/audit", params={"limit": 1000, **params})
+        assert response.status_code == 200, response.text
+        rows: list[dict[str, Any]] = response.json()
+        return rows
+
+    def last_audit(self, request_id: str) -> dict[str, Any]:
+        rows = self.audit(request_id=request_id)
+        assert len(rows) == 1, f"expected one audit record for request {request_id}, found {rows}"
+        return rows[0]
