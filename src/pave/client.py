@@ -235,3 +235,32 @@ class Client:
     def list_deployments(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.request("GET", "/api/v1/deployments")
         return result
+
+    # --- rollouts ------------------------------------------------------------------------------
+
+    def start_rollout(
+        self, project: str, version: str, policy: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Roll ``version`` out step by step under guards (policy as in ``deploy.rollout``)."""
+        result: dict[str, Any] = self.request(
+            "POST",
+            f"/api/v1/projects/{quote(project, safe='')}/rollout",
+            json={"version": str(version), "policy": policy or {}},
+        )
+        return result
+
+    def get_rollout(self, project: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", f"/api/v1/projects/{quote(project, safe='')}/rollout")
+        return result
+
+    def promote_rollout(self, project: str, reason: str = "") -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "POST", f"/api/v1/projects/{quote(project, safe='')}/rollout/promote", json={"reason": reason}
+        )
+        return result
+
+    def rollback_rollout(self, project: str, reason: str = "") -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "POST", f"/api/v1/projects/{quote(project, safe='')}/rollout/rollback", json={"reason": reason}
+        )
+        return result

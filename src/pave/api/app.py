@@ -11,6 +11,9 @@
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -22,7 +25,18 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pave import __version__
 from pave.api.platform import Platform
-from pave.api.routes import approvals, audit, deployments, health, members, projects, runs, tokens, whoami
+from pave.api.routes import (
+    approvals,
+    audit,
+    deployments,
+    health,
+    members,
+    projects,
+    rollouts,
+    runs,
+    tokens,
+    whoami,
+)
 from pave.api.security import SecurityMiddleware
 from pave.errors import InvalidInput, NotFound, PaveError
 from pave.tracking.server import MOUNT, mlflow_app
@@ -50,6 +64,27 @@ def _error_response(error: PaveError) -> JSONResponse:
     return JSONResponse(error.to_dict(), status_code=error.status_code)
 
 
+@asynccontextmanager
+async def _background_jobs(api: FastAPI) -> AsyncIterator[None]:
+    """The control plane's periodic work, in one thread: rollout steps (about every second)."""
+    from pave.serving.rollouts import tick
+
+    platform: Platform = api.state.platform
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(1.0):
+            tick(platform.sessions, platform.settings)
+
+    worker = threading.Thread(target=loop, name="pave-background-jobs", daemon=True)
+    worker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+
+
 def _pave_api(platform: Platform, metrics: Metrics) -> FastAPI:
     api = FastAPI(
         title="Pave control plane",
@@ -57,6 +92,7 @@ def _pave_api(platform: Platform, metrics: Metrics) -> FastAPI:
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/v1/docs",
         redoc_url=None,
+        lifespan=_background_jobs,
     )
     api.state.platform = platform
     api.state.metrics = metrics
@@ -101,6 +137,7 @@ ROUTERS = (
     members.router,
     approvals.router,
     deployments.router,
+    rollouts.router,
 )
 _PARAM = re.compile(r"\{[^}]+\}|<[^>]+>")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -105,3 +106,83 @@ def serve(
         run_gateway(settings, "store")
     finally:
         pidfile.unlink(missing_ok=True)
+
+
+rollout_app = typer.Typer(help="Progressive rollouts under guard metrics.", no_args_is_help=True)
+app.add_typer(rollout_app, name="rollout")
+
+
+def _policy_from_spec(project_dir: Path) -> dict[str, Any]:
+    """``deploy.rollout`` of the project's pave.yaml, if there is one."""
+    if not (project_dir / "pave.yaml").exists():
+        return {}
+    from pave.pipelines import load_spec
+
+    deploy = load_spec(project_dir).deploy or {}
+    rollout = deploy.get("rollout", {}) if isinstance(deploy, dict) else {}
+    return dict(rollout) if isinstance(rollout, dict) else {}
+
+
+def _print_rollout(r: dict[str, Any]) -> None:
+    where = f", at {r['step']:g}% of {r['steps']}" if r["step"] is not None else ""
+    console.print(
+        f"{r['deployment']}: v{r['candidate_version']} replacing v{r['baseline_version']}: "
+        f"[bold]{r['state']}[/]{where}"
+    )
+    table = Table(title="history")
+    for column in ("at", "event", "detail"):
+        table.add_column(column)
+    for event in r["history"]:
+        rest = {k: v for k, v in event.items() if k not in ("at", "event")}
+        table.add_row(event["at"][:19], event["event"], json.dumps(rest, default=str)[:300])
+    console.print(table)
+
+
+@rollout_app.command("start")
+def rollout_start(
+    project: str = typer.Argument(...),
+    version: str = typer.Option(..., "--version", help="The candidate version."),
+    steps: str | None = typer.Option(None, "--steps", help="Percent steps, e.g. 10,50,100."),
+    interval: float | None = typer.Option(None, "--interval", help="Seconds per step."),
+    min_requests: int | None = typer.Option(None, "--min-requests", help="Candidate answers per step."),
+    max_error_rate: float | None = typer.Option(None, "--max-error-rate"),
+    max_p99_ms: float | None = typer.Option(None, "--max-p99-ms"),
+    project_dir: Path = typer.Option(Path("."), "--dir", help="Read deploy.rollout from this pave.yaml."),
+) -> None:
+    """Start a progressive rollout (defaults: pave.yaml's deploy.rollout, then Pave's)."""
+    policy = _policy_from_spec(project_dir)
+    flags = {
+        "steps": [float(s) for s in steps.split(",")] if steps else None,
+        "interval_seconds": interval,
+        "min_requests": min_requests,
+        "max_error_rate": max_error_rate,
+        "max_p99_ms": max_p99_ms,
+    }
+    policy |= {k: v for k, v in flags.items() if v is not None}
+    with Client() as client:
+        _print_rollout(client.start_rollout(project, version, policy))
+
+
+@rollout_app.command("status")
+def rollout_status(project: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
+    """The latest rollout: state, step, and each decision with the test that made it."""
+    with Client() as client:
+        rollout = client.get_rollout(project)
+    if as_json:
+        print_json(rollout)
+    else:
+        _print_rollout(rollout)
+
+
+@rollout_app.command("promote")
+def rollout_promote(project: str = typer.Argument(...), reason: str = typer.Option("", "--reason")) -> None:
+    """Give the candidate all the traffic and the alias champion now."""
+    with Client() as client:
+        _print_rollout(client.promote_rollout(project, reason))
+
+
+@rollout_app.command("rollback")
+def rollout_rollback(project: str = typer.Argument(...), reason: str = typer.Option("", "--reason")) -> None:
+    """Send all the traffic back to the baseline now."""
+    with Client() as client:
+        _print_rollout(client.rollback_rollout(project, reason))

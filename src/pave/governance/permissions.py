@@ -54,6 +54,8 @@ RULES: tuple[Rule, ...] = (
     _rule("POST", r"/api/v1/projects/[^/]+/approvals", "approve"),
     _rule(_READ, r"/api/v1/projects(/[^/]+(/runs|/models|/deployment)?)?", "read"),
     _rule("PUT DELETE", r"/api/v1/projects/[^/]+/deployment", "deploy"),
+    _rule(_READ, r"/api/v1/projects/[^/]+/rollout", "read"),
+    _rule("POST", r"/api/v1/projects/[^/]+/rollout(/promote|/rollback)?", "deploy"),
     _rule(_READ, r"/api/v1/deployments", "read"),
     _rule("POST", r"/api/v1/projects", "write"),
     _rule("DELETE", r"/api/v1/projects/[^/]+", "admin"),

@@ -230,9 +230,7 @@ class Gateway:
                 return host in self._hosts
         return True  # HTTP/1.0 without Host: nothing to rebind
 
-    async def _model_route(
-        self, scope: Scope, receive: Any, send: Any, name: str, rest: list[str]
-    ) -> None:
+    async def _model_route(self, scope: Scope, receive: Any, send: Any, name: str, rest: list[str]) -> None:
         version: str | None = None
         if rest[:1] == ["versions"]:
             if len(rest) < 2 or not rest[1]:
@@ -306,13 +304,28 @@ class Gateway:
             request = parse_request(body)
             request_id = request.id
             entry = self._entry(name)
+            routed = version is None
             if version is None:
                 key = entry.router.sticky_key(scope["headers"], request.parameters)
                 version = entry.router.pick(key)
             runtime = self._runtime(entry, version)
-            model = runtime.model or await runtime.ensure_loaded()
-            features, n_rows = model.schema.bind(request.inputs)
-            outputs = await _predict(runtime, features, n_rows)
+            try:
+                model = runtime.model or await runtime.ensure_loaded()
+                features, n_rows = model.schema.bind(request.inputs)
+                outputs = await _predict(runtime, features, n_rows)
+            except (PaveError, _Disconnected):
+                raise
+            except Exception as exc:
+                # A version that crashes (a bad canary) is answered for by the heaviest other version:
+                # the failure is counted and logged for the rollout guards, the client never sees it.
+                fallback = entry.router.fallback(runtime.version) if routed else None
+                if fallback is None:
+                    raise
+                self._record_failure(runtime, request, exc, start)
+                runtime = self._runtime(entry, fallback)
+                model = runtime.model or await runtime.ensure_loaded()
+                features, n_rows = model.schema.bind(request.inputs)
+                outputs = await _predict(runtime, features, n_rows)
             answer = encode_response(name, runtime.version, request.id, outputs, request.outputs)
         except _Disconnected:
             return
@@ -331,14 +344,46 @@ class Gateway:
         sampled = self.inference_log.sampled()
         if sampled:
             self.inference_log.record(
-                Record(request.id, name, runtime.version, time.time(), latency,
-                       features, model.schema.order, outputs)
+                Record(
+                    request.id,
+                    name,
+                    runtime.version,
+                    time.time(),
+                    latency,
+                    features,
+                    model.schema.order,
+                    outputs,
+                )
             )
         shadow = entry.shadow
         if shadow is not None and shadow is not runtime:
             task = asyncio.create_task(self._shadow(shadow, request, sampled))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+
+    def _record_failure(
+        self, runtime: ModelRuntime, request: InferenceRequest, exc: Exception, start: float
+    ) -> None:
+        log.warning(
+            "version %s of '%s' failed (%s); answering with another version",
+            runtime.version,
+            runtime.deployment,
+            type(exc).__name__,
+        )
+        runtime.metrics.error(500)
+        self.inference_log.record(
+            Record(
+                request.id,
+                runtime.deployment,
+                runtime.version,
+                time.time(),
+                time.perf_counter() - start,
+                None,
+                (),
+                {},
+                error=f"{type(exc).__name__}: {exc}"[:500],
+            )
+        )
 
     async def _fail(
         self, send: Any, runtime: ModelRuntime | None, request_id: str | None, status: int, message: str
@@ -347,8 +392,13 @@ class Gateway:
             runtime.metrics.error(status)
         else:
             self.metrics.unrouted_errors.labels(str(status)).inc()
-        await _respond(send, status, error_body(message), request_id=request_id or new_id(),
-                       version=runtime.version if runtime is not None else None)
+        await _respond(
+            send,
+            status,
+            error_body(message),
+            request_id=request_id or new_id(),
+            version=runtime.version if runtime is not None else None,
+        )
 
     async def _shadow(self, runtime: ModelRuntime, request: InferenceRequest, sampled: bool) -> None:
         """Send a copy to the shadow version; its answer is logged, its failure only counted."""
@@ -364,8 +414,17 @@ class Gateway:
         runtime.metrics.shadow_requests.inc()
         if sampled:
             self.inference_log.record(
-                Record(request.id, runtime.deployment, runtime.version, time.time(),
-                       time.perf_counter() - start, features, model.schema.order, outputs, shadow=True)
+                Record(
+                    request.id,
+                    runtime.deployment,
+                    runtime.version,
+                    time.time(),
+                    time.perf_counter() - start,
+                    features,
+                    model.schema.order,
+                    outputs,
+                    shadow=True,
+                )
             )
 
     async def _read_body(self, scope: Scope, receive: Any) -> bytes:

@@ -51,6 +51,7 @@ class Record:
     columns: Sequence[str]  # column names of a matrix input
     outputs: dict[str, np.ndarray]
     shadow: bool = False
+    error: str | None = None  # the version failed; the answer came from another one (or none)
 
 
 def _default(value: Any) -> Any:
@@ -83,6 +84,8 @@ def encode(record: Record) -> bytes:
         "inputs": _inputs_doc(record),
         "outputs": record.outputs,
     }
+    if record.error is not None:
+        doc["error"] = record.error
     return orjson.dumps(doc, default=_default, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE)
 
 
@@ -278,11 +281,24 @@ def read_inference_log(
             if doc.get("shadow") and not include_shadow:
                 continue
             rows.append(doc)
-    columns = ["id", "deployment", "version", "timestamp", "latency_ms", "shadow", "inputs", "outputs"]
+    columns = [
+        "id",
+        "deployment",
+        "version",
+        "timestamp",
+        "latency_ms",
+        "shadow",
+        "inputs",
+        "outputs",
+        "error",
+    ]
     if not rows:
-        return pd.DataFrame({c: pd.Series(dtype="datetime64[ns, UTC]" if c == "timestamp" else object)
-                             for c in columns})
+        return pd.DataFrame(
+            {c: pd.Series(dtype="datetime64[ns, UTC]" if c == "timestamp" else object) for c in columns}
+        )
     frame = pd.DataFrame(rows)
+    if "error" not in frame.columns:
+        frame["error"] = None
     frame["timestamp"] = pd.to_datetime(frame.pop("ts"), unit="s", utc=True)
     return frame.sort_values("timestamp", kind="stable").reset_index(drop=True)[columns]
 

@@ -44,6 +44,11 @@ class Router:
         self.sticky_param = deployment.sticky
         self.shadow = deployment.shadow.version if deployment.shadow else None
 
+    def fallback(self, failed: str) -> str | None:
+        """The version to answer with when ``failed`` could not: the heaviest other live one."""
+        others = [(w, v) for v, w in zip(self.versions, self.weights, strict=True) if v != failed]
+        return max(others)[1] if others else None
+
     def pick(self, key: str | None = None) -> str:
         """The version for a request, by sticky key when given, else by smooth weighted round-robin."""
         if len(self.versions) == 1:

@@ -150,6 +150,13 @@ def deploy(
     return row
 
 
+def replace_spec(session: Session, row: DeploymentRow, spec: dict[str, Any]) -> None:
+    """Change a deployment's traffic (rollouts do), checked as the gateway will read it."""
+    parse_deployments([spec], origin=f"deployment {row.name}")
+    row.spec, row.updated_at = spec, utcnow()
+    _bump(session)
+
+
 def undeploy(session: Session, project: str) -> None:
     row = session.scalar(select(DeploymentRow).where(DeploymentRow.name == project))
     if row is None:

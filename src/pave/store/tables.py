@@ -176,3 +176,22 @@ class DeploymentRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_by: Mapped[str] = mapped_column(String(200))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RolloutRow(Base):
+    """A progressive rollout of a candidate version on a deployment, step by step under guards."""
+
+    __tablename__ = "rollouts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    deployment: Mapped[str] = mapped_column(String(100), index=True)
+    baseline_version: Mapped[str] = mapped_column(String(20))
+    candidate_version: Mapped[str] = mapped_column(String(20))
+    policy: Mapped[dict[str, Any]] = mapped_column(JSON)  # steps, interval, guards
+    step_index: Mapped[int] = mapped_column(Integer, default=0)
+    step_started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    state: Mapped[str] = mapped_column(String(20), default="running")  # running|promoted|rolled_back
+    history: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)

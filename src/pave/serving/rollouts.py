@@ -1,0 +1,319 @@
+"""Progressive rollouts: a candidate version takes more traffic step by step, under guards.
+
+A rollout moves the deployment's weights through ``steps`` (percent of traffic to the candidate,
+e.g. 10 -> 50 -> 100). The control plane evaluates every running rollout about once a second
+(:func:`tick`), from the inference log the gateways write:
+
+- **errors**: the candidate's failed predictions (a crashing candidate is answered for by the
+  baseline, so clients do not see them) are tested with a one-sided exact binomial test against
+  the allowed error rate ``max_error_rate``; p < ``alpha`` rolls back;
+- **latency**: the candidate's p99 over ``max_p99_ms`` (when set), or over ``max_p99_ratio`` times
+  the baseline's p99 (both with at least ``min_requests``), rolls back.
+
+A step whose guards hold for ``interval_seconds`` with at least ``min_requests`` candidate answers
+advances; after the last step the candidate is promoted: it takes all the traffic and the alias
+``champion`` moves to it (unless the project's policy requires an approval it does not have).
+Every decision lands in the rollout's history with the numbers and the test that made it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from pave.config import Settings
+from pave.errors import Conflict, InvalidInput, NotFound
+from pave.serving import store as deployments
+from pave.serving.inference_log import read_inference_log
+from pave.store.tables import RolloutRow, utcnow
+
+log = logging.getLogger("pave.rollouts")
+RUNNING = "running"
+
+
+@dataclass
+class RolloutPolicy:
+    """How a rollout proceeds; every field has a sensible default."""
+
+    steps: list[float] = field(default_factory=lambda: [10.0, 50.0, 100.0])
+    interval_seconds: float = 60.0
+    min_requests: int = 50
+    max_error_rate: float = 0.01
+    alpha: float = 0.05
+    max_p99_ms: float | None = None
+    max_p99_ratio: float = 2.0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> RolloutPolicy:
+        data = dict(data or {})
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise InvalidInput(
+                f"unknown rollout setting(s): {', '.join(sorted(unknown))}",
+                hint=f"use: {', '.join(cls.__dataclass_fields__)}",
+            )
+        policy = cls(**data)
+        policy.check()
+        return policy
+
+    def check(self) -> None:
+        steps = [float(s) for s in self.steps]
+        if not steps or any(not 0 < s <= 100 for s in steps) or steps != sorted(set(steps)):
+            raise InvalidInput(
+                "rollout steps must rise strictly within (0, 100]", hint="steps: [10, 50, 100]"
+            )
+        if steps[-1] != 100:
+            steps.append(100.0)
+        self.steps = steps
+        if self.interval_seconds <= 0 or self.min_requests < 1:
+            raise InvalidInput("interval_seconds must be > 0 and min_requests >= 1")
+        if not 0 <= self.max_error_rate < 1 or not 0 < self.alpha < 1:
+            raise InvalidInput("max_error_rate must be in [0, 1) and alpha in (0, 1)")
+        if self.max_p99_ms is not None and self.max_p99_ms <= 0:
+            raise InvalidInput("max_p99_ms must be positive")
+        if self.max_p99_ratio <= 1:
+            raise InvalidInput("max_p99_ratio must be above 1")
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _event(kind: str, **details: Any) -> dict[str, Any]:
+    return {"at": utcnow().isoformat(), "event": kind, **details}
+
+
+def _set_weights(session: Session, settings: Settings, row: RolloutRow, candidate_share: float) -> None:
+    deployment = deployments.get_deployment(session, row.deployment)
+    spec = dict(deployment.spec)
+    by_version = {str(v["version"]): v for v in spec["versions"]}
+    if spec.get("shadow") and str(spec["shadow"]["version"]) not in by_version:
+        by_version[str(spec["shadow"]["version"])] = spec["shadow"]
+    base = by_version.get(row.baseline_version)
+    cand = by_version.get(row.candidate_version)
+    if base is None:
+        base = {
+            "version": row.baseline_version,
+            "uri": deployments.resolve_version(settings, row.deployment, version=row.baseline_version).uri,
+        }
+    if cand is None:
+        cand = {
+            "version": row.candidate_version,
+            "uri": deployments.resolve_version(settings, row.deployment, version=row.candidate_version).uri,
+        }
+    versions = []
+    if candidate_share < 100:
+        versions.append({"version": base["version"], "uri": base["uri"], "weight": 100.0 - candidate_share})
+    if candidate_share > 0:
+        versions.append({"version": cand["version"], "uri": cand["uri"], "weight": candidate_share})
+    spec["versions"] = versions
+    deployments.replace_spec(session, deployment, spec)
+
+
+def start(
+    session: Session, settings: Settings, *, project: str, version: str, actor: str, policy: dict[str, Any]
+) -> RolloutRow:
+    """Start rolling out ``version`` on the project's deployment, from its current primary version."""
+    rules = RolloutPolicy.from_dict(policy)
+    running = session.scalar(
+        select(RolloutRow).where(RolloutRow.deployment == project, RolloutRow.state == RUNNING)
+    )
+    if running is not None:
+        raise Conflict(
+            f"{project} is already rolling out version {running.candidate_version}",
+            hint=f"`pave rollout promote {project}` or `pave rollout rollback {project}` first",
+        )
+    deployment = deployments.get_deployment(session, project)
+    primary = max(deployment.spec["versions"], key=lambda v: v["weight"])
+    candidate = deployments.resolve_version(settings, project, version=version)
+    if candidate.version == str(primary["version"]):
+        raise InvalidInput(f"version {version} is already the deployment's primary version")
+    row = RolloutRow(
+        deployment=project,
+        baseline_version=str(primary["version"]),
+        candidate_version=candidate.version,
+        policy=asdict(rules),
+        step_index=0,
+        step_started_at=utcnow(),
+        state=RUNNING,
+        history=[
+            _event(
+                "started",
+                baseline=str(primary["version"]),
+                candidate=candidate.version,
+                step=rules.steps[0],
+                by=actor,
+            )
+        ],
+        created_by=actor,
+    )
+    session.add(row)
+    session.flush()
+    _set_weights(session, settings, row, rules.steps[0])
+    return row
+
+
+def current(session: Session, project: str) -> RolloutRow:
+    row = session.scalar(
+        select(RolloutRow).where(RolloutRow.deployment == project).order_by(RolloutRow.id.desc()).limit(1)
+    )
+    if row is None:
+        raise NotFound(f"{project} has no rollout", hint=f"`pave rollout start {project} --version N`")
+    return row
+
+
+def _finish(row: RolloutRow, state: str, event: dict[str, Any]) -> None:
+    row.state = state
+    row.finished_at = utcnow()
+    row.history = [*row.history, event]
+
+
+def rollback(session: Session, settings: Settings, row: RolloutRow, *, reason: str, **details: Any) -> None:
+    """Send all traffic back to the baseline and end the rollout."""
+    if row.state != RUNNING:
+        raise Conflict(f"the rollout of {row.deployment} is {row.state}, not running")
+    _set_weights(session, settings, row, 0.0)
+    _finish(row, "rolled_back", _event("rolled_back", reason=reason, **details))
+
+
+def promote(session: Session, settings: Settings, row: RolloutRow, *, reason: str, **details: Any) -> None:
+    """Give the candidate all the traffic and the alias ``champion``; end the rollout."""
+    if row.state != RUNNING:
+        raise Conflict(f"the rollout of {row.deployment} is {row.state}, not running")
+    _set_weights(session, settings, row, 100.0)
+    alias = _move_champion(session, settings, row)
+    _finish(row, "promoted", _event("promoted", reason=reason, champion=alias, **details))
+
+
+def _move_champion(session: Session, settings: Settings, row: RolloutRow) -> str:
+    from mlflow import MlflowClient
+
+    from pave.governance.approvals import check_promotion
+    from pave.governance.policy import get_policy
+
+    client = MlflowClient(tracking_uri=settings.mlflow_db_url, registry_uri=settings.mlflow_db_url)
+    try:
+        check_promotion(
+            client,
+            row.deployment,
+            row.candidate_version,
+            require_approval=get_policy(session, row.deployment).require_approval,
+        )
+    except Exception as exc:  # the policy wants an approval first: traffic moved, the alias not
+        return f"not moved: {getattr(exc, 'message', exc)}"
+    client.set_registered_model_alias(row.deployment, "champion", row.candidate_version)
+    return f"version {row.candidate_version}"
+
+
+@dataclass
+class VersionStats:
+    requests: int
+    errors: int
+    p99_ms: float | None
+
+
+def _stats(frame: Any, version: str) -> VersionStats:
+    rows = frame[frame["version"] == version]
+    failed = rows["error"].notna()
+    ok = rows[~failed]
+    p99 = float(ok["latency_ms"].quantile(0.99)) if len(ok) else None
+    return VersionStats(requests=len(rows), errors=int(failed.sum()), p99_ms=p99)
+
+
+def _binomial_p(errors: int, n: int, rate: float) -> float:
+    """P(X >= errors) for X ~ Binomial(n, rate): is the error rate above the allowed one?"""
+    from scipy.stats import binomtest
+
+    if n == 0 or errors == 0:
+        return 1.0
+    if rate == 0:
+        return 0.0
+    return float(binomtest(errors, n, rate, alternative="greater").pvalue)
+
+
+def evaluate(session: Session, settings: Settings, row: RolloutRow, log_dir: Path, now: datetime) -> str:
+    """One decision for a running rollout: ``hold``, ``advance``, ``promote`` or ``rollback``."""
+    policy = RolloutPolicy.from_dict(row.policy)
+    since = _aware(row.step_started_at)
+    frame = read_inference_log(log_dir, start=since, deployment=row.deployment)
+    cand = _stats(frame, row.candidate_version)
+    base = _stats(frame, row.baseline_version)
+    numbers = {"candidate": asdict(cand), "baseline": asdict(base), "step": policy.steps[row.step_index]}
+    p_errors = _binomial_p(cand.errors, cand.requests, policy.max_error_rate)
+    if cand.errors and p_errors < policy.alpha:
+        rollback(
+            session,
+            settings,
+            row,
+            reason=f"error rate {cand.errors}/{cand.requests} is above the allowed {policy.max_error_rate:g}",
+            test=f"one-sided exact binomial test, p={p_errors:.3g} < alpha={policy.alpha:g}",
+            **numbers,
+        )
+        return "rollback"
+    if cand.requests >= policy.min_requests and cand.p99_ms is not None:
+        limit = policy.max_p99_ms
+        if limit is None and base.p99_ms is not None and base.requests >= policy.min_requests:
+            limit = base.p99_ms * policy.max_p99_ratio
+        if limit is not None and cand.p99_ms > limit:
+            rollback(
+                session,
+                settings,
+                row,
+                reason=f"p99 latency {cand.p99_ms:.1f} ms is over {limit:.1f} ms",
+                test="p99 of the candidate's answers in this step against the limit",
+                **numbers,
+            )
+            return "rollback"
+    elapsed = (now - since).total_seconds()
+    if elapsed < policy.interval_seconds or cand.requests < policy.min_requests:
+        return "hold"
+    passed = {"test": f"binomial p={p_errors:.3g} >= alpha={policy.alpha:g}; p99 within limits", **numbers}
+    if row.step_index + 1 >= len(policy.steps):
+        promote(session, settings, row, reason="every step held its guards", **passed)
+        return "promote"
+    row.step_index += 1
+    row.step_started_at = now
+    row.history = [*row.history, _event("advanced", to=policy.steps[row.step_index], **passed)]
+    _set_weights(session, settings, row, policy.steps[row.step_index])
+    return "advance"
+
+
+def tick(sessions: sessionmaker[Session], settings: Settings, log_dir: Path | None = None) -> None:
+    """Evaluate every running rollout once (the control plane calls this about every second)."""
+    log_dir = log_dir or settings.home / "inference-log"
+    with sessions() as session:
+        ids = list(session.scalars(select(RolloutRow.id).where(RolloutRow.state == RUNNING)))
+    for rollout_id in ids:
+        try:
+            with sessions() as session, session.begin():
+                row = session.get(RolloutRow, rollout_id)
+                if row is not None and row.state == RUNNING:
+                    decision = evaluate(session, settings, row, log_dir, datetime.now(UTC))
+                    if decision != "hold":
+                        log.info("rollout %s of %s: %s", rollout_id, row.deployment, decision)
+        except Exception:  # one broken rollout must not stop the others, nor the loop
+            log.exception("evaluating rollout %s failed", rollout_id)
+
+
+def describe(row: RolloutRow) -> dict[str, Any]:
+    policy = RolloutPolicy.from_dict(row.policy)
+    step = policy.steps[min(row.step_index, len(policy.steps) - 1)]
+    return {
+        "deployment": row.deployment,
+        "state": row.state,
+        "baseline_version": row.baseline_version,
+        "candidate_version": row.candidate_version,
+        "step": step if row.state == RUNNING else None,
+        "steps": policy.steps,
+        "policy": asdict(policy),
+        "step_started_at": _aware(row.step_started_at).isoformat(),
+        "history": row.history,
+        "created_by": row.created_by,
+        "finished_at": _aware(row.finished_at).isoformat() if row.finished_at else None,
+    }
