@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import PaveServer, World, pave_env, run_pave
 from pave.governance.permissions import required_action
 from pave.governance.roles import ROLES
+from pave_testing import PaveServer, World, pave_env, run_pave
 
 _INVENTORY = """
 import json
@@ -275,3 +275,39 @@ def test_role_by_route_matrix(
     assert wrong == {}
     denied = list(world.audit(identity=f"matrix-{role}", outcome="denied"))
     assert len(denied) >= min(refused, 1000)
+
+
+@pytest.mark.postgres
+def test_isolation_on_postgres(pave_server_factory: Any, postgres_url: str) -> None:
+    server = pave_server_factory(postgres_url)
+    world = World(server)
+    made: dict[str, Any] = {}
+    for name in ("pg-a", "pg-b"):
+        world.project(name)
+        experiment_id = world.experiment(name)
+        run_id = world.run(experiment_id)
+        made[name] = {
+            "experiment_id": experiment_id,
+            "run_id": run_id,
+            "version": world.version(name, run_id),
+        }
+    world.member("pg-a", "pia", "viewer")
+    token = world.token("pia", "viewer")
+    found = _searches(world, token, made["pg-a"], made["pg-b"])
+    assert _names(found["experiments"].json(), "experiments") & {"pg-a", "pg-b"} == {"pg-a"}
+    assert {r["info"]["run_id"] for r in found["runs"].json()["runs"]} == {made["pg-a"]["run_id"]}
+    assert _names(found["versions"].json(), "model_versions") == {"pg-a"}
+    assert (
+        world.mlflow("GET", "runs/get", token, params={"run_id": made["pg-b"]["run_id"]}).status_code == 403
+    )
+    with server.client(token) as client:
+        assert [p["name"] for p in client.get("/api/v1/projects").json()] == ["pg-a"]
+
+
+def test_an_admins_viewer_token_is_only_a_viewer(shared_server: PaveServer) -> None:
+    world = World(shared_server)
+    token = world.token("admin", "viewer")
+    with shared_server.client(token) as client:
+        assert client.get("/api/v1/whoami").json()["is_admin"] is False
+        assert client.get("/api/v1/tokens").status_code == 403
+        assert client.post("/api/v1/projects", json={"name": "by-admin-viewer"}).status_code == 403

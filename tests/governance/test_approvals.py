@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from conftest import PaveServer, World, run_pave
+from pave_testing import PaveServer, World, run_pave
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +118,13 @@ def test_policy_is_admin_only(gated: dict[str, Any]) -> None:
             client.put("/api/v1/projects/gated/policy", json={"require_approval": False}).status_code == 403
         )
         assert client.get("/api/v1/projects/gated/policy").json()["require_approval"] is True
+    env = world.server.env | {"PAVE_URL": world.server.url, "PAVE_TOKEN": gated["mike"]}
+    shown = run_pave("project", "policy", "gated", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert '"require_approval": true' in shown.stdout
+    refused = run_pave("project", "policy", "gated", "--max-concurrent-runs", "5", env=env)
+    assert refused.returncode == 1
+    assert "needs 'admin'" in refused.stderr
 
 
 # --- quotas ---------------------------------------------------------------------------------------------

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from conftest import PaveServer, World, run_pave
 from pave.governance import audit
 from pave.store import migrate
 from pave.store.db import make_engine, session_factory
+from pave_testing import PaveServer, World, run_pave
 
 
 def _engine(url: str, tmp_path: Path) -> Engine:

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from kit import assert_refused, raw
 
-from conftest import World
 from pave.errors import Forbidden, InvalidInput
 from pave.governance.egress import EgressPolicy, fetch
+from pave_testing import World
 
 ART = "/mlflow/api/2.0/mlflow-artifacts/artifacts"
 MLFLOW = "/mlflow/api/2.0/mlflow"

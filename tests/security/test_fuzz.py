@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from conftest import PaveServer, free_port, pave_env
+from pave_testing import PaveServer, free_port, pave_env
 
 
 @pytest.fixture(scope="module")

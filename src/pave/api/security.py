@@ -67,6 +67,11 @@ MAX_RESULTS_CAP = 50_000
 _ARTIFACT_PARAMS = ("path", "artifact_path", "artifact_file_path")
 _RAW_BODY_ENDPOINTS = ("upload-artifact",)
 _PRODUCTION_STAGE = "production"
+_ARTIFACT_DOWNLOADS = (
+    "/mlflow/get-artifact",
+    "/mlflow/model-versions/get-artifact",
+    "/mlflow/ajax-api/2.0/mlflow/get-trace-artifact",
+)
 
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-content-type-options", b"nosniff"),
@@ -152,16 +157,9 @@ def _with_security_headers(
     headers: list[tuple[bytes, bytes]], path: str, request_id: str
 ) -> list[tuple[bytes, bytes]]:
     present = {name.lower() for name, _ in headers}
-    out = [
-        (name, value)
-        for name, value in headers
-        if not (artifact_path(path) is not None and name.lower() == b"content-security-policy")
-    ]
-    out.extend(header for header in SECURITY_HEADERS if header[0] not in present)
+    out = list(headers) + [header for header in SECURITY_HEADERS if header[0] not in present]
     content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
-    if artifact_path(path) is not None or path.startswith(
-        ("/mlflow/get-artifact", "/mlflow/model-versions/get-artifact")
-    ):
+    if artifact_path(path) is not None or path.startswith(_ARTIFACT_DOWNLOADS):
         out = [(k, v) for k, v in out if k.lower() != b"content-security-policy"]
         out.append((b"content-security-policy", ARTIFACT_CSP))
     elif content_type.startswith(b"text/html") and b"content-security-policy" not in present:

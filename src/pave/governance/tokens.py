@@ -114,7 +114,8 @@ def authenticate(session: Session, secret: str | None) -> Principal:
         token_id=token.id,
         role=token.role,
         project=token.project,
-        is_admin=identity.is_admin or token.role == "admin",
+        # The token caps its identity: an admin's viewer token is a viewer token.
+        is_admin=token.role == "admin",
     )
 
 
