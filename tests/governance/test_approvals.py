@@ -169,3 +169,21 @@ def test_stored_bytes_quota_refuses_an_upload_over_it(shared_server: PaveServer)
         assert refused.status_code == 429
         assert "stored_bytes" in refused.json()["error"]["message"]
         assert admin.get(f"{base}/big.txt").status_code == 404
+
+
+def test_deploying_or_rolling_out_an_unapproved_version_is_refused(gated: dict[str, Any]) -> None:
+    world: World = gated["world"]
+    answer = world.mlflow("GET", "experiments/get-by-name", params={"experiment_name": "gated"}).json()
+    run_id = world.run(answer["experiment"]["experiment_id"], gated["dora"])
+    unapproved = world.version("gated", run_id, gated["dora"])
+    with world.server.client(gated["mike"]) as client:
+        for method, path, body in (
+            ("PUT", "/api/v1/projects/gated/deployment", {"version": unapproved}),
+            ("PUT", "/api/v1/projects/gated/deployment", {"canary_version": unapproved}),
+            ("POST", "/api/v1/projects/gated/rollout", {"version": unapproved}),
+        ):
+            response = client.request(method, path, json=body)
+            assert response.status_code == 403, (path, body, response.text)
+            assert "needs an approval" in response.json()["error"]["message"]
+            assert world.last_audit(response.headers["x-request-id"])["outcome"] == "denied"
+        assert client.get("/api/v1/projects/gated/deployment").status_code == 404, "nothing was deployed"

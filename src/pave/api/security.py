@@ -15,6 +15,7 @@ the answer, off the event loop. Every answer carries the security headers and ``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -484,15 +485,12 @@ class SecurityMiddleware:
             endpoint == "model-versions/transition-stage"
             and str(values.get("stage", "")).lower() == _PRODUCTION_STAGE
         )
-        if promoting and policy.require_approval:
+        if policy.require_approval:
             from mlflow.server import handlers
 
-            approvals.check_promotion(
-                handlers._get_model_registry_store(),
-                project,
-                str(values.get("version", "")),
-                require_approval=True,
-            )
+            registry = handlers._get_model_registry_store()
+            for version in _production_versions(registry, project, method, path, values, promoting):
+                approvals.check_promotion(registry, project, version, require_approval=True)
         if endpoint == "runs/create" and policy.max_concurrent_runs is not None:
             running = _running_runs(scope.experiment_ids, policy.max_concurrent_runs + 1)
             check_quota(policy, "concurrent_runs", running)
@@ -594,6 +592,28 @@ def _check_request_path(path: str, query: bytes) -> None:
                 for value in values:
                     if value:
                         paths.check_relative_path(value, what=key)
+
+
+_DEPLOYMENT = re.compile(r"/api/v1/projects/[^/]+/(deployment|rollout)")
+
+
+def _production_versions(
+    registry: Any, project: str, method: str, path: str, values: dict[str, Any], promoting: bool
+) -> list[str]:
+    """The model versions a request would put in front of production traffic."""
+    if promoting:
+        return [str(values.get("version", ""))]
+    match = _DEPLOYMENT.fullmatch(path)
+    if match is None or method not in ("PUT", "POST"):
+        return []
+    versions = [str(values[k]) for k in ("version", "canary_version") if values.get(k)]
+    alias = values.get("alias")
+    if match[1] == "deployment" and not values.get("version"):
+        alias = alias or approvals.CHAMPION
+    if isinstance(alias, str) and alias.lower() != approvals.CHAMPION:
+        with contextlib.suppress(Exception):  # no such alias: the deployment route answers that
+            versions.append(str(registry.get_model_version_by_alias(project, alias).version))
+    return versions
 
 
 def _check_caps(values: dict[str, Any]) -> None:
