@@ -76,3 +76,44 @@ def check_model_source(source: str) -> str:
     _scheme, _, rest = decoded.partition(":/")
     check_relative_path(rest.lstrip("/"), what="model source")
     return decoded
+
+
+def safe_extract(archive: Path, destination: Path) -> list[Path]:
+    """Extract a zip or tar archive into ``destination``, refusing any entry that would escape it.
+
+    Every entry name must be a safe relative path (as :func:`check_relative_path`); tar links,
+    devices and FIFOs are refused, and each target is checked against ``destination`` after
+    resolving symlinks (so an entry cannot write through a link an earlier entry created).
+
+    Raises:
+        InvalidInput: naming the first bad entry; nothing is extracted in that case.
+    """
+    import tarfile
+    import zipfile
+
+    destination.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zipped:
+            infos = zipped.infolist()
+            for info in infos:
+                check_relative_path(info.filename, what=f"archive entry in {archive.name}")
+                if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                    raise InvalidInput(f"archive entry {info.filename!r} in {archive.name} is a symlink")
+                check_inside(destination, info.filename, what="archive entry")
+            for info in infos:
+                written.append(Path(zipped.extract(info, destination)))
+        return written
+    with tarfile.open(archive) as tar:
+        members = tar.getmembers()
+        for member in members:
+            check_relative_path(member.name, what=f"archive entry in {archive.name}")
+            if not (member.isfile() or member.isdir()):
+                raise InvalidInput(
+                    f"archive entry {member.name!r} in {archive.name} is a link or a device",
+                    hint="archives may hold plain files and folders only",
+                )
+            check_inside(destination, member.name, what="archive entry")
+        tar.extractall(destination, members=members, filter="data")
+        written = [destination / m.name for m in members]
+    return written
