@@ -13,6 +13,8 @@ from pave.store import migrate
 from pave.store.db import make_engine, session_factory
 from pave.store.tables import Identity
 
+ALL = ["0001", "0002", "0003", "0004"]  # every migration, in order
+
 
 def _open(home: str, database_url: str | None, queue: Any) -> None:
     """Child process: what `pave up` does before it serves."""
@@ -42,7 +44,7 @@ def _race(home: Path, database_url: str | None, n: int = 2) -> list[tuple[list[s
 
 def _assert_once(results: list[tuple[list[str], bool]], url: str) -> None:
     applied = [r[0] for r in results if r[0]]
-    assert applied == [["0001"]], results
+    assert applied == [ALL], results
     assert sum(1 for r in results if r[1]) == 1, "exactly one admin token is bootstrapped"
     engine = make_engine(url)
     assert migrate.current_revision(engine) == migrate.head_revision()
@@ -75,5 +77,5 @@ def test_sqlite_runs_in_wal_with_full_sync(tmp_path: Path) -> None:
 
 def test_upgrade_twice_is_a_no_op(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
-    assert migrate.upgrade(engine, tmp_path) == ["0001"]
+    assert migrate.upgrade(engine, tmp_path) == ALL
     assert migrate.upgrade(engine, tmp_path) == []
