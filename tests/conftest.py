@@ -6,7 +6,9 @@ Tests that need a service skip with a reason that says how to run them; under `.
 
 from __future__ import annotations
 
+import os
 import secrets
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,6 +24,9 @@ from pave_testing import (
     need_service,
     pave_env,
 )
+
+# Code that falls back to MLflow's default tracking URI (./mlflow.db) must not litter the checkout.
+os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tempfile.mkdtemp(prefix='pave-mlflow-')}/default.db")
 
 # --- PostgreSQL ------------------------------------------------------------------------------------
 

@@ -15,7 +15,8 @@ def _fingerprint(home: Path) -> dict[str, str]:
     return {
         str(p.relative_to(home)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(home.rglob("*"))
-        if p.is_file() and p.suffix in (".db", ".json", ".toml")
+        # what is stored: the databases, credentials and config (not the pid files of what runs)
+        if p.is_file() and p.suffix in (".db", ".json", ".toml") and p.parent.name != "run"
     }
 
 

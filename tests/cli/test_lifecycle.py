@@ -70,7 +70,7 @@ def test_up_demo_seeds_a_registered_candidate(pave_server_factory: Callable[...,
     deadline = time.monotonic() + 420
     versions: list[dict[str, object]] = []
     with server.client() as client:
-        while time.monotonic() < deadline and not versions:
+        while time.monotonic() < deadline and not (versions and versions[0]["aliases"]):
             response = client.get("/api/v1/projects/demo-churn/models")
             versions = response.json() if response.status_code == 200 else []
             time.sleep(1)

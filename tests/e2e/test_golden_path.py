@@ -93,6 +93,15 @@ def test_rerun_caches_param_change_reruns_downstream_and_reproduce(
     assert statuses["train"] == "ran"
     assert statuses["evaluate"] == "ran"
 
+    failing = run_pave("run", str(project), "--set", "train.C=0.000001", env=env, timeout=600)
+    assert failing.returncode == 3, failing.stderr[-2000:]
+    assert "gates failed" in failing.stderr
+    assert "FAIL" in failing.stdout
+    with shared_server.client() as client:
+        versions = client.get("/api/v1/projects/gp-cache/models").json()
+    assert versions[0]["aliases"] == [], "a failed gate moves no alias"
+    assert "candidate" in versions[1]["aliases"]
+
     reproduced = run_pave("reproduce", first["run_id"], env=env, timeout=600)
     assert reproduced.returncode == 0, reproduced.stderr[-3000:]
     assert "identical metrics" in reproduced.stdout

@@ -98,7 +98,8 @@ def _register_exploding(server: PaveServer, project: Path, tmp_path: Path) -> st
     code.write_text(EXPLODING)
     frame = pd.read_csv(project / "data" / "train.csv")
     x = frame.drop(columns=["target"]).head(5)
-    mlflow.set_tracking_uri(f"{server.url}/mlflow")
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"{server.url}/mlflow")  # process-wide: restored below
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_TOKEN", server.token)
         mlflow.set_experiment("roll")
@@ -110,6 +111,7 @@ def _register_exploding(server: PaveServer, project: Path, tmp_path: Path) -> st
                 signature=infer_signature(x, frame["target"].head(5)),
                 pip_requirements=["mlflow"],
             )
+    mlflow.set_tracking_uri(previous)
     return str(info.registered_model_version)
 
 

@@ -35,5 +35,9 @@ def test_a_run_through_the_control_plane(
         run_id=result.run_id, artifact_path="data/profile.json", tracking_uri=uri
     )
     assert "train" in json.loads(Path(profile).read_text())
-    model = mlflow.pyfunc.load_model(f"models:/{result.model_name}@candidate")
+    mlflow.set_tracking_uri(uri)  # execute_project leaves no global behind; load_model needs one
+    try:
+        model = mlflow.pyfunc.load_model(f"models:/{result.model_name}@candidate")
+    finally:
+        mlflow.set_tracking_uri(None)
     assert model.metadata.run_id == result.run_id

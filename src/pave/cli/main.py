@@ -85,7 +85,8 @@ def main() -> None:
     """Console-script entry point."""
     _quiet_libraries()
     try:
-        app(standalone_mode=False)
+        # standalone_mode=False hands back a command's exit code instead of exiting with it
+        code = app(standalone_mode=False)
     except PaveError as error:
         if state.debug:
             err_console.print_exception()
@@ -114,3 +115,5 @@ def main() -> None:
         err_console.print(f"[bold red]internal error:[/] {exc.__class__.__name__}: {exc}", highlight=False)
         err_console.print("[bold]hint:[/] run again with `pave --debug ...` and report the traceback")
         sys.exit(70)
+    if isinstance(code, int) and code != 0:
+        sys.exit(code)

@@ -209,6 +209,57 @@ def _execute(
     register: bool = True,
     notes: list[str] | None = None,
 ) -> RunResult:
+    with _mlflow_uris(tracking_uri):
+        return _execute_in(
+            project,
+            spec,
+            tracking_uri=tracking_uri,
+            settings=settings,
+            from_step=from_step,
+            progress=progress,
+            cache=cache,
+            data_files=data_files,
+            extra_tags=extra_tags,
+            register=register,
+            notes=notes,
+        )
+
+
+@contextmanager
+def _mlflow_uris(tracking_uri: str) -> Iterator[None]:
+    """MLflow's fluent API (log_model's registration) reads process-wide URIs: set them for the run
+    and put back what the caller had, so that a run leaves no global state behind."""
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    previous = (
+        getattr(tracking_utils, "_tracking_uri", None),
+        getattr(registry_utils, "_registry_uri", None),
+    )
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous[0])  # type: ignore[arg-type]
+        mlflow.set_registry_uri(previous[1])  # type: ignore[arg-type]
+
+
+def _execute_in(
+    project: Path,
+    spec: ProjectSpec,
+    *,
+    tracking_uri: str,
+    settings: Settings,
+    from_step: str | None,
+    progress: bool,
+    cache: bool,
+    data_files: Mapping[str, Path] | None = None,
+    extra_tags: Mapping[str, str] | None = None,
+    register: bool = True,
+    notes: list[str] | None = None,
+) -> RunResult:
     import mlflow
 
     dag = build_dag(spec.steps, spec.data.sources)  # definition errors come before any run exists
@@ -216,8 +267,6 @@ def _execute(
         raise InvalidInput(f"--from-step {from_step}: no such step", hint=f"steps: {spec.step_names()}")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     from mlflow.exceptions import MlflowException
 

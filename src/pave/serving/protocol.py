@@ -161,9 +161,7 @@ def decode_tensor(item: dict[str, Any]) -> np.ndarray:
         raise InvalidInput(f"input '{name}': 'data' is not a regular (non-ragged) array") from None
     expected = math.prod(shape)
     if raw.size != expected:
-        raise InvalidInput(
-            f"input '{name}': shape {shape} needs {expected} values, 'data' has {raw.size}"
-        )
+        raise InvalidInput(f"input '{name}': shape {shape} needs {expected} values, 'data' has {raw.size}")
     if datatype == "BYTES":
         if not all(isinstance(v, str) for v in raw.flat):
             raise InvalidInput(f"input '{name}': BYTES data must be strings")

@@ -291,14 +291,36 @@ def tick(sessions: sessionmaker[Session], settings: Settings, log_dir: Path | No
         ids = list(session.scalars(select(RolloutRow.id).where(RolloutRow.state == RUNNING)))
     for rollout_id in ids:
         try:
+            decision, project = "hold", ""
             with sessions() as session, session.begin():
                 row = session.get(RolloutRow, rollout_id)
                 if row is not None and row.state == RUNNING:
+                    project = row.deployment
                     decision = evaluate(session, settings, row, log_dir, datetime.now(UTC))
-                    if decision != "hold":
-                        log.info("rollout %s of %s: %s", rollout_id, row.deployment, decision)
+            if decision != "hold":
+                log.info("rollout %s of %s: %s", rollout_id, project, decision)
+                _audit(sessions, project, decision, rollout_id)  # the platform's own decisions too
         except Exception:  # one broken rollout must not stop the others, nor the loop
             log.exception("evaluating rollout %s failed", rollout_id)
+
+
+def _audit(sessions: sessionmaker[Session], project: str, decision: str, rollout_id: int) -> None:
+    from pave.governance.audit import AuditEntry, append
+
+    engine = sessions.kw["bind"]
+    append(
+        engine,
+        AuditEntry(
+            method="POST",
+            path=f"/api/v1/projects/{project}/rollout/{decision}",
+            status=200,
+            request_id=f"rollout-{rollout_id}-{decision}",
+            action="deploy",
+            identity="pave-rollouts",
+            project=project,
+            detail=f"automatic {decision} of rollout {rollout_id}",
+        ),
+    )
 
 
 def describe(row: RolloutRow) -> dict[str, Any]:

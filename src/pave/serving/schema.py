@@ -123,9 +123,7 @@ class InputSchema:
             if n_rows == -1:
                 n_rows = len(array)
             elif len(array) != n_rows:
-                raise InvalidInput(
-                    f"input '{name}' has {len(array)} rows, the other inputs have {n_rows}"
-                )
+                raise InvalidInput(f"input '{name}' has {len(array)} rows, the other inputs have {n_rows}")
             given[name] = array
         for column in self.columns:
             if column.name not in given:
@@ -184,9 +182,7 @@ class InputSchema:
         for item in inputs:
             spec = specs.get(item["name"])
             if spec is None:
-                raise InvalidInput(
-                    f"unknown input '{item['name']}'; the model takes {', '.join(specs)}"
-                )
+                raise InvalidInput(f"unknown input '{item['name']}'; the model takes {', '.join(specs)}")
             given[spec.name] = self._decode_against(item, spec)
         missing = [n for n in specs if n not in given]
         if missing:

@@ -125,12 +125,16 @@ class DeploymentTable:
         for name, entry in list(entries.items()):
             shadow = entry.deployment.shadow
             broken = [
-                v for v, rt in entry.runtimes.items()
+                v
+                for v, rt in entry.runtimes.items()
                 if rt.key in failed and not (shadow and v == shadow.version)
             ]
             if broken and name in self.entries:
-                log.error("deployment '%s' keeps its previous versions: version %s failed to load",
-                          name, ", ".join(broken))
+                log.error(
+                    "deployment '%s' keeps its previous versions: version %s failed to load",
+                    name,
+                    ", ".join(broken),
+                )
                 entries[name] = self.entries[name]
                 incomplete = True
             elif broken:
