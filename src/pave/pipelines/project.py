@@ -163,15 +163,16 @@ def execute_project(
     """
     project = Path(project_dir).resolve()
     spec = apply_overrides(load_spec(project), params_override or {})
-    return _execute(
-        project,
-        spec,
-        tracking_uri=tracking_uri,
-        settings=settings,
-        from_step=from_step,
-        progress=progress,
-        cache=cache,
-    )
+    with _mlflow_uris(tracking_uri):
+        return _execute(
+            project,
+            spec,
+            tracking_uri=tracking_uri,
+            settings=settings,
+            from_step=from_step,
+            progress=progress,
+            cache=cache,
+        )
 
 
 def apply_overrides(spec: ProjectSpec, overrides: Mapping[str, Any]) -> ProjectSpec:
@@ -195,36 +196,6 @@ def apply_overrides(spec: ProjectSpec, overrides: Mapping[str, Any]) -> ProjectS
     return ProjectSpec.model_validate(data)
 
 
-def _execute(
-    project: Path,
-    spec: ProjectSpec,
-    *,
-    tracking_uri: str,
-    settings: Settings,
-    from_step: str | None,
-    progress: bool,
-    cache: bool,
-    data_files: Mapping[str, Path] | None = None,
-    extra_tags: Mapping[str, str] | None = None,
-    register: bool = True,
-    notes: list[str] | None = None,
-) -> RunResult:
-    with _mlflow_uris(tracking_uri):
-        return _execute_in(
-            project,
-            spec,
-            tracking_uri=tracking_uri,
-            settings=settings,
-            from_step=from_step,
-            progress=progress,
-            cache=cache,
-            data_files=data_files,
-            extra_tags=extra_tags,
-            register=register,
-            notes=notes,
-        )
-
-
 @contextmanager
 def _mlflow_uris(tracking_uri: str) -> Iterator[None]:
     """MLflow's fluent API (log_model's registration) reads process-wide URIs: set them for the run
@@ -246,7 +217,7 @@ def _mlflow_uris(tracking_uri: str) -> Iterator[None]:
         mlflow.set_registry_uri(previous[1])  # type: ignore[arg-type]
 
 
-def _execute_in(
+def _execute(
     project: Path,
     spec: ProjectSpec,
     *,
@@ -641,7 +612,7 @@ def reproduce(
                 raise DataFileMissing(f"run {run_id} recorded no version of data source {name}")
             data_files[name] = stored_file(sha, artifact_root=settings.artifacts)
         notes: list[str] = []
-        with _code_at(project, tags, Path(tmp), notes) as (code_dir, code):
+        with _code_at(project, tags, Path(tmp), notes) as (code_dir, code), _mlflow_uris(tracking_uri):
             run = _execute(
                 code_dir,
                 spec,
