@@ -26,7 +26,9 @@ from pave_testing import (
 )
 
 # Code that falls back to MLflow's default tracking URI (./mlflow.db) must not litter the checkout.
-os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tempfile.mkdtemp(prefix='pave-mlflow-')}/default.db")
+os.environ.setdefault(
+    "MLFLOW_TRACKING_URI", f"sqlite:///{tempfile.mkdtemp(prefix='pave-mlflow-')}/default.db"
+)
 
 # --- PostgreSQL ------------------------------------------------------------------------------------
 
