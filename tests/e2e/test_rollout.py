@@ -123,6 +123,10 @@ def test_crashing_candidate_is_rolled_back_and_a_good_one_promoted(
     rows = pd.read_csv(project / "data" / "train.csv").drop(columns=["target"]).head(3)
     bad = _register_exploding(shared_server, project, tmp_path)
     fast = ["--steps", "50,100", "--interval", "2", "--min-requests", "10", "--max-p99-ms", "5000"]
+    deadline = time.monotonic() + 120  # `pave deploy` returned; the gateway picks it up shortly after
+    while httpx.get(f"{gateway}/v2/models/roll/versions/1/ready", timeout=5).status_code != 200:
+        assert time.monotonic() < deadline, "the deployment never became ready on the gateway"
+        time.sleep(0.2)
 
     with Load(gateway, rows) as load:
         while len(load.statuses) < 20:

@@ -63,7 +63,9 @@ class Models:
 def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
     root = tmp_path_factory.mktemp("mlflow")
     tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+    # Both process-wide URIs, explicitly: a test that ran before may have left either pointing elsewhere.
     mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
     mlflow.set_experiment("serving-tests")
     X, y = load_breast_cancer(return_X_y=True, as_frame=True)
     estimators = {
@@ -97,6 +99,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
             name="model", python_model=RowSum(), signature=infer_signature(X.head(3), np.zeros(3))
         )
     mlflow.set_tracking_uri(None)  # the gateway must get the URI from its options, not a global
+    mlflow.set_registry_uri(None)  # type: ignore[arg-type]
     return Models(
         tracking_uri=tracking_uri,
         X=X,
