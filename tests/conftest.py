@@ -6,8 +6,11 @@ Tests that need a service skip with a reason that says how to run them; under `.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -105,3 +108,25 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaveServ
 @pytest.fixture(scope="session")
 def world(shared_server: PaveServer) -> World:
     return World(shared_server)
+
+
+_INVENTORY = """
+import json
+from pave.config import load_settings
+from pave.tracking.server import configure
+configure(load_settings())
+from pave.api.app import route_inventory
+print(json.dumps(route_inventory()))
+"""
+
+
+@pytest.fixture(scope="session")
+def inventory(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, str]]:
+    """Every (method, path) the control plane serves, MLflow's included, from a clean process."""
+    home = tmp_path_factory.mktemp("inventory")
+    out = subprocess.run(
+        [sys.executable, "-c", _INVENTORY], env=pave_env(home), capture_output=True, text=True, check=True
+    )
+    routes = [tuple(r) for r in json.loads(out.stdout.strip().splitlines()[-1])]
+    assert len(routes) > 300, "MLflow's routes are part of the inventory"
+    return routes  # type: ignore[return-value]

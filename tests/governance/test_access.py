@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,25 +11,7 @@ import pytest
 
 from pave.governance.permissions import required_action
 from pave.governance.roles import ROLES
-from pave_testing import PaveServer, World, pave_env, run_pave
-
-_INVENTORY = """
-import json
-from pave.config import load_settings
-from pave.tracking.server import configure
-configure(load_settings())
-from pave.api.app import route_inventory
-print(json.dumps(route_inventory()))
-"""
-
-
-@pytest.fixture(scope="module")
-def inventory(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, str]]:
-    home = tmp_path_factory.mktemp("inventory")
-    out = subprocess.run(
-        [sys.executable, "-c", _INVENTORY], env=pave_env(home), capture_output=True, text=True, check=True
-    )
-    return [tuple(r) for r in json.loads(out.stdout.strip().splitlines()[-1])]  # type: ignore[misc]
+from pave_testing import PaveServer, World, run_pave
 
 
 def test_every_route_of_the_running_app_has_a_rule(inventory: list[tuple[str, str]]) -> None:

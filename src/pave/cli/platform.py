@@ -213,27 +213,22 @@ def status() -> None:
     table = Table(title=f"Pave at {settings.home}")
     for column in ("component", "state", "pid", "url", "detail"):
         table.add_column(column)
-    info = read_pidfile(settings, CONTROL_PLANE)
-    if info is None:
-        table.add_row("control plane", "[red]stopped[/]", "-", settings.url, "start it with `pave up`")
-    else:
+    components = (
+        ("control plane", CONTROL_PLANE, settings.url, "/readyz", "start it with `pave up`"),
+        ("gateway", GATEWAY, settings.gateway_url, "/v2/health/ready", "`pave up` or `pave serve`"),
+    )
+    for label, component, default_url, probe, hint in components:
+        info = read_pidfile(settings, component)
+        if info is None:
+            table.add_row(label, "[red]stopped[/]", "-", default_url, hint)
+            continue
         try:
-            ready = httpx.get(f"{info['url']}/readyz", timeout=3.0)
+            ready = httpx.get(f"{info['url']}{probe}", timeout=3.0)
             state = "[green]ready[/]" if ready.status_code == 200 else f"[yellow]{ready.status_code}[/]"
             detail = "" if ready.status_code == 200 else ready.text[:80]
         except httpx.HTTPError as exc:
             state, detail = "[red]not answering[/]", exc.__class__.__name__
-        table.add_row("control plane", state, str(info["pid"]), info["url"], detail)
-    gateway = read_pidfile(settings, GATEWAY)
-    if gateway is None:
-        table.add_row("gateway", "[red]stopped[/]", "-", settings.gateway_url, "`pave up` or `pave serve`")
-    else:
-        try:
-            ready = httpx.get(f"{gateway['url']}/v2/health/ready", timeout=3.0)
-            state = "[green]ready[/]" if ready.status_code == 200 else f"[yellow]{ready.status_code}[/]"
-        except httpx.HTTPError as exc:
-            state = f"[red]not answering[/] {exc.__class__.__name__}"
-        table.add_row("gateway", state, str(gateway["pid"]), gateway["url"], "")
+        table.add_row(label, state, str(info["pid"]), info["url"], detail)
     table.add_row("metadata store", "", "", mask_url(settings.db_url), "")
     table.add_row("MLflow store", "", "", mask_url(settings.mlflow_db_url), "")
     table.add_row("artifacts", "", "", settings.artifacts, "")

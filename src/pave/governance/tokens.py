@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -35,11 +35,6 @@ class Principal:
 
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands timezone-aware columns back naive; they were written in UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def ensure_identity(session: Session, name: str, *, kind: str = "user", is_admin: bool = False) -> Identity:
@@ -106,7 +101,7 @@ def authenticate(session: Session, secret: str | None) -> Principal:
     if (
         token.revoked_at is not None
         or identity.disabled
-        or (token.expires_at is not None and _aware(token.expires_at) <= now)
+        or (token.expires_at is not None and token.expires_at <= now)
     ):
         raise Unauthenticated("the token is revoked or expired", hint="create a new one: `pave token create`")
     return Principal(

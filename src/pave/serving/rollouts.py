@@ -81,10 +81,6 @@ class RolloutPolicy:
             raise InvalidInput("max_p99_ratio must be above 1")
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _event(kind: str, **details: Any) -> dict[str, Any]:
     return {"at": utcnow().isoformat(), "event": kind, **details}
 
@@ -240,7 +236,7 @@ def _binomial_p(errors: int, n: int, rate: float) -> float:
 def evaluate(session: Session, settings: Settings, row: RolloutRow, log_dir: Path, now: datetime) -> str:
     """One decision for a running rollout: ``hold``, ``advance``, ``promote`` or ``rollback``."""
     policy = RolloutPolicy.from_dict(row.policy)
-    since = _aware(row.step_started_at)
+    since = row.step_started_at
     frame = read_inference_log(log_dir, start=since, deployment=row.deployment)
     cand = _stats(frame, row.candidate_version)
     base = _stats(frame, row.baseline_version)
@@ -334,8 +330,8 @@ def describe(row: RolloutRow) -> dict[str, Any]:
         "step": step if row.state == RUNNING else None,
         "steps": policy.steps,
         "policy": asdict(policy),
-        "step_started_at": _aware(row.step_started_at).isoformat(),
+        "step_started_at": row.step_started_at.isoformat(),
         "history": row.history,
         "created_by": row.created_by,
-        "finished_at": _aware(row.finished_at).isoformat() if row.finished_at else None,
+        "finished_at": row.finished_at.isoformat() if row.finished_at else None,
     }
