@@ -13,7 +13,7 @@ from pave.store import migrate
 from pave.store.db import make_engine, session_factory
 from pave.store.tables import Identity
 
-ALL = [f"{n:04d}" for n in range(1, 8)]  # every migration, in order
+ALL = [f"{n:04d}" for n in range(1, 9)]  # every migration, in order
 
 
 def _open(home: str, database_url: str | None, queue: Any) -> None:
