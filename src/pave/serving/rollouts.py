@@ -8,22 +8,37 @@ e.g. 10 -> 50 -> 100). The control plane evaluates every running rollout about o
   baseline, so clients do not see them) are tested with a one-sided exact binomial test against
   the allowed error rate ``max_error_rate``; p < ``alpha`` rolls back;
 - **latency**: the candidate's p99 over ``max_p99_ms`` (when set), or over ``max_p99_ratio`` times
-  the baseline's p99 (both with at least ``min_requests``), rolls back.
+  the baseline's p99 (both with at least ``min_requests``), rolls back;
+- **model metric**: once labels posted to ``/api/v1/feedback`` cover at least ``min_labels``
+  inferences of each version since the rollout started, the candidate's outcomes are compared with
+  the baseline's (:func:`compare_labels`): a one-sided two-proportion z-test on correctness for a
+  classifier, a one-sided Welch t-test on squared errors for a regressor. The test runs once per
+  step, when the step is otherwise ready to advance, at level ``alpha / len(steps)`` (Bonferroni
+  over the planned looks, so peeking step after step keeps the false-rollback rate under
+  ``alpha``); significantly worse rolls back. With too few labels the step advances anyway, unless
+  ``require_labels`` holds it until they arrive.
 
 A step whose guards hold for ``interval_seconds`` with at least ``min_requests`` candidate answers
 advances; after the last step the candidate is promoted: it takes all the traffic and the alias
 ``champion`` moves to it (unless the project's policy requires an approval it does not have).
 Every decision lands in the rollout's history with the numbers and the test that made it.
+
+The labels come from monitoring, a sibling package: the control plane passes
+:func:`tick` a ``performance`` function (``pave.monitoring.performance.performance_by_version``
+bound to its settings and sessions), so this module never imports it.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,6 +52,19 @@ log = logging.getLogger("pave.rollouts")
 RUNNING = "running"
 
 
+class LabelledVersion(Protocol):
+    """What the model-metric guard reads of one version's labelled inferences (monitoring's
+    ``VersionPerformance``): ``scores`` are 1.0/0.0 correct (classification) or squared errors."""
+
+    n_labelled: int
+    metrics: dict[str, float]
+    scores: Any
+
+
+# (deployment, since) -> {version: its labelled inferences since then}
+Performance = Callable[[str, datetime], Mapping[str, LabelledVersion]]
+
+
 @dataclass
 class RolloutPolicy:
     """How a rollout proceeds; every field has a sensible default."""
@@ -48,6 +76,8 @@ class RolloutPolicy:
     alpha: float = 0.05
     max_p99_ms: float | None = None
     max_p99_ratio: float = 2.0
+    min_labels: int = 30
+    require_labels: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> RolloutPolicy:
@@ -79,6 +109,8 @@ class RolloutPolicy:
             raise InvalidInput("max_p99_ms must be positive")
         if self.max_p99_ratio <= 1:
             raise InvalidInput("max_p99_ratio must be above 1")
+        if self.min_labels < 2:
+            raise InvalidInput("min_labels must be at least 2", hint="min_labels: 30")
 
 
 def _event(kind: str, **details: Any) -> dict[str, Any]:
@@ -233,7 +265,126 @@ def _binomial_p(errors: int, n: int, rate: float) -> float:
     return float(binomtest(errors, n, rate, alternative="greater").pvalue)
 
 
-def evaluate(session: Session, settings: Settings, row: RolloutRow, log_dir: Path, now: datetime) -> str:
+@dataclass
+class LabelComparison:
+    """The model-metric guard's verdict on the labels of both versions."""
+
+    kind: str  # classification | regression
+    test: str
+    statistic: float
+    p_value: float
+    alpha: float
+    baseline: dict[str, float]  # n and the mean score (accuracy, or mean squared error)
+    candidate: dict[str, float]
+
+    @property
+    def worse(self) -> bool:
+        return self.p_value < self.alpha
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"worse": self.worse}
+
+
+_REGRESSION_METRICS = ("rmse", "mse", "mae", "r2")
+
+
+def _kind(base: LabelledVersion, cand: LabelledVersion, scores: np.ndarray) -> str:
+    task = getattr(cand, "task", None) or getattr(base, "task", None)
+    if task in ("classification", "regression", "recommendation"):
+        return str(task)
+    names = set(base.metrics) | set(cand.metrics)
+    if "accuracy" in names:
+        return "classification"
+    if names & set(_REGRESSION_METRICS):
+        return "regression"
+    return "classification" if np.isin(scores, (0.0, 1.0)).all() else "regression"
+
+
+def compare_labels(base: LabelledVersion, cand: LabelledVersion, alpha: float) -> LabelComparison:
+    """Is the candidate significantly worse than the baseline on labelled outcomes?
+
+    Classification (scores are 1.0 correct / 0.0 wrong): one-sided two-proportion z-test with the
+    pooled proportion, H1: the candidate's accuracy is lower. Regression (scores are squared
+    errors): one-sided Welch t-test, H1: the candidate's mean squared error is higher.
+    Recommendation (scores are per-request precision@k): one-sided Welch t-test, H1: the
+    candidate's mean precision is lower.
+    """
+    from scipy import stats
+
+    b = np.asarray(base.scores, dtype=float)
+    c = np.asarray(cand.scores, dtype=float)
+    kind = _kind(base, cand, np.concatenate([b, c]))
+    if kind == "classification":
+        pooled = (b.sum() + c.sum()) / (len(b) + len(c))
+        se = math.sqrt(pooled * (1 - pooled) * (1 / len(b) + 1 / len(c)))
+        diff = float(b.mean() - c.mean())
+        statistic = diff / se if se > 0 else 0.0
+        p_value = float(stats.norm.sf(statistic)) if se > 0 else 1.0
+        test = "one-sided two-proportion z-test on correctness (pooled)"
+        metric = "accuracy"
+    else:
+        higher_is_worse = kind == "regression"
+        worse_side = "greater" if higher_is_worse else "less"
+        if np.ptp(b) == 0 and np.ptp(c) == 0:  # both samples constant: no variance to test
+            gap = c.mean() - b.mean() if higher_is_worse else b.mean() - c.mean()
+            statistic, p_value = 0.0, (0.0 if gap > 0 else 1.0)
+        else:
+            result = stats.ttest_ind(c, b, equal_var=False, alternative=worse_side)
+            statistic, p_value = float(result.statistic), float(result.pvalue)
+        what = "squared errors" if higher_is_worse else "precision@k per request"
+        test = f"one-sided Welch t-test on {what}"
+        metric = "mse" if higher_is_worse else "precision_at_k"
+    return LabelComparison(
+        kind=kind,
+        test=test,
+        statistic=statistic,
+        p_value=p_value,
+        alpha=alpha,
+        baseline={"n": float(len(b)), metric: float(b.mean())},
+        candidate={"n": float(len(c)), metric: float(c.mean())},
+    )
+
+
+def _label_guard(
+    row: RolloutRow, policy: RolloutPolicy, performance: Performance | None
+) -> tuple[LabelComparison | None, dict[str, Any]]:
+    """The comparison when both versions have ``min_labels`` labels, and the label counts."""
+    found: Mapping[str, LabelledVersion] = {}
+    if performance is not None:
+        try:
+            found = performance(row.deployment, row.created_at)
+        except Exception:  # labels unavailable must not stall the error and latency guards
+            log.exception("reading the labels of %s failed", row.deployment)
+    base, cand = found.get(row.baseline_version), found.get(row.candidate_version)
+    counts = {
+        "baseline": base.n_labelled if base is not None else 0,
+        "candidate": cand.n_labelled if cand is not None else 0,
+        "min_labels": policy.min_labels,
+    }
+    if base is None or cand is None or min(counts["baseline"], counts["candidate"]) < policy.min_labels:
+        return None, counts
+    return compare_labels(base, cand, policy.alpha / len(policy.steps)), counts
+
+
+def _wait_for_labels(row: RolloutRow, policy: RolloutPolicy, counts: dict[str, Any]) -> None:
+    """Note the wait in the history once per step (not every second)."""
+    last = row.history[-1] if row.history else {}
+    if last.get("event") == "waiting_for_labels" and last.get("step") == policy.steps[row.step_index]:
+        return
+    row.history = [
+        *row.history,
+        _event("waiting_for_labels", step=policy.steps[row.step_index], labels=counts),
+    ]
+
+
+def evaluate(
+    session: Session,
+    settings: Settings,
+    row: RolloutRow,
+    log_dir: Path,
+    now: datetime,
+    performance: Performance | None = None,
+) -> str:
     """One decision for a running rollout: ``hold``, ``advance``, ``promote`` or ``rollback``."""
     policy = RolloutPolicy.from_dict(row.policy)
     since = row.step_started_at
@@ -269,7 +420,31 @@ def evaluate(session: Session, settings: Settings, row: RolloutRow, log_dir: Pat
     elapsed = (now - since).total_seconds()
     if elapsed < policy.interval_seconds or cand.requests < policy.min_requests:
         return "hold"
-    passed = {"test": f"binomial p={p_errors:.3g} >= alpha={policy.alpha:g}; p99 within limits", **numbers}
+    comparison, counts = _label_guard(row, policy, performance)
+    if comparison is not None and comparison.worse:
+        rollback(
+            session,
+            settings,
+            row,
+            reason=f"the candidate's {comparison.kind} outcomes are significantly worse than the baseline's",
+            test=f"{comparison.test}, p={comparison.p_value:.3g} < alpha={comparison.alpha:.3g}",
+            labels=comparison.to_dict(),
+            **numbers,
+        )
+        return "rollback"
+    if comparison is None and policy.require_labels:
+        _wait_for_labels(row, policy, counts)
+        return "hold"
+    label_test = (
+        f"; {comparison.test} p={comparison.p_value:.3g} >= alpha={comparison.alpha:.3g}"
+        if comparison is not None
+        else f"; labels too few for the metric test ({counts['baseline']}/{counts['candidate']})"
+    )
+    passed = {
+        "test": f"binomial p={p_errors:.3g} >= alpha={policy.alpha:g}; p99 within limits{label_test}",
+        "labels": comparison.to_dict() if comparison is not None else counts,
+        **numbers,
+    }
     if row.step_index + 1 >= len(policy.steps):
         promote(session, settings, row, reason="every step held its guards", **passed)
         return "promote"
@@ -280,8 +455,18 @@ def evaluate(session: Session, settings: Settings, row: RolloutRow, log_dir: Pat
     return "advance"
 
 
-def tick(sessions: sessionmaker[Session], settings: Settings, log_dir: Path | None = None) -> None:
-    """Evaluate every running rollout once (the control plane calls this about every second)."""
+def tick(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    log_dir: Path | None = None,
+    *,
+    performance: Performance | None = None,
+) -> None:
+    """Evaluate every running rollout once (the control plane calls this about every second).
+
+    ``performance`` gives the labelled outcomes per version for the model-metric guard (None: no
+    labels, the guard never rolls back and ``require_labels`` holds).
+    """
     log_dir = log_dir or settings.home / "inference-log"
     with sessions() as session:
         ids = list(session.scalars(select(RolloutRow.id).where(RolloutRow.state == RUNNING)))
@@ -292,7 +477,7 @@ def tick(sessions: sessionmaker[Session], settings: Settings, log_dir: Path | No
                 row = session.get(RolloutRow, rollout_id)
                 if row is not None and row.state == RUNNING:
                     project = row.deployment
-                    decision = evaluate(session, settings, row, log_dir, datetime.now(UTC))
+                    decision = evaluate(session, settings, row, log_dir, datetime.now(UTC), performance)
             if decision != "hold":
                 log.info("rollout %s of %s: %s", rollout_id, project, decision)
                 _audit(sessions, project, decision, rollout_id)  # the platform's own decisions too

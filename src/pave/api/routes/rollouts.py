@@ -18,7 +18,10 @@ class RolloutStart(BaseModel):
     version: str = Field(max_length=20, description="The candidate model version.")
     policy: dict[str, Any] = Field(
         default_factory=dict,
-        description="steps, interval_seconds, min_requests, max_error_rate, alpha, max_p99_ms, max_p99_ratio",
+        description=(
+            "steps, interval_seconds, min_requests, max_error_rate, alpha, max_p99_ms, max_p99_ratio, "
+            "min_labels, require_labels"
+        ),
     )
 
 
