@@ -198,6 +198,51 @@ class Client:
         path = f"/api/v1/projects/{quote(project, safe='')}/members/{quote(identity, safe='')}"
         self.request("DELETE", path)
 
+    # --- teams: groups of identities holding project roles together -----------------------------
+
+    def list_teams(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request("GET", "/api/v1/teams")
+        return result
+
+    def get_team(self, team: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", f"/api/v1/teams/{quote(team, safe='')}")
+        return result
+
+    def create_team(self, team: str, *, description: str = "") -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "POST", "/api/v1/teams", json={"name": team, "description": description}
+        )
+        return result
+
+    def delete_team(self, team: str) -> None:
+        self.request("DELETE", f"/api/v1/teams/{quote(team, safe='')}")
+
+    def add_team_member(self, team: str, identity: str) -> dict[str, Any]:
+        path = f"/api/v1/teams/{quote(team, safe='')}/members/{quote(identity, safe='')}"
+        result: dict[str, Any] = self.request("PUT", path)
+        return result
+
+    def remove_team_member(self, team: str, identity: str) -> dict[str, Any]:
+        path = f"/api/v1/teams/{quote(team, safe='')}/members/{quote(identity, safe='')}"
+        result: dict[str, Any] = self.request("DELETE", path)
+        return result
+
+    def list_team_roles(self, project: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request(
+            "GET", f"/api/v1/projects/{quote(project, safe='')}/teams"
+        )
+        return result
+
+    def set_team_role(self, project: str, team: str, role: str) -> dict[str, Any]:
+        """Give every member of ``team`` ``role`` on ``project``."""
+        path = f"/api/v1/projects/{quote(project, safe='')}/teams/{quote(team, safe='')}"
+        result: dict[str, Any] = self.request("PUT", path, json={"role": role})
+        return result
+
+    def remove_team_role(self, project: str, team: str) -> None:
+        path = f"/api/v1/projects/{quote(project, safe='')}/teams/{quote(team, safe='')}"
+        self.request("DELETE", path)
+
     def get_policy(self, project: str) -> dict[str, Any]:
         result: dict[str, Any] = self.request("GET", f"/api/v1/projects/{quote(project, safe='')}/policy")
         return result

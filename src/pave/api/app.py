@@ -34,6 +34,7 @@ from pave.api.routes import (
     projects,
     rollouts,
     runs,
+    teams,
     tokens,
     whoami,
 )
@@ -138,6 +139,8 @@ ROUTERS = (
     approvals.router,
     deployments.router,
     rollouts.router,
+    teams.router,
+    teams.project_router,
 )
 _PARAM = re.compile(r"\{[^}]+\}|<[^>]+>")
 

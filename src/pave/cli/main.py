@@ -33,6 +33,7 @@ COMMAND_GROUPS: tuple[tuple[str, str, str | None], ...] = (
     ("pave.cli.serving", "app", None),
     ("pave.cli.audit", "app", "audit"),
     ("pave.cli.members", "app", None),
+    ("pave.cli.teams", "app", "team"),
 )
 
 

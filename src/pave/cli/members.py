@@ -7,6 +7,7 @@ from rich.table import Table
 
 from pave.cli.console import console, print_json
 from pave.client import Client
+from pave.errors import InvalidInput
 
 app = typer.Typer()
 project_app = typer.Typer(help="A project's members and governance policy.", no_args_is_help=True)
@@ -18,32 +19,66 @@ app.add_typer(project_app, name="project")
 @member_app.command("add")
 def add(
     project: str = typer.Argument(...),
-    identity: str = typer.Argument(..., help="User or service account."),
-    role: str = typer.Argument(..., help="viewer|developer|maintainer|approver"),
+    identity: str | None = typer.Argument(None, help="User or service account (or use --team)."),
+    role_arg: str | None = typer.Argument(
+        None, metavar="[ROLE]", help="viewer|developer|maintainer|approver"
+    ),
+    team: str | None = typer.Option(None, "--team", help="Give the role to every member of this team."),
+    role: str | None = typer.Option(None, "--role", help="viewer|developer|maintainer|approver"),
 ) -> None:
-    """Give IDENTITY ROLE on PROJECT (replacing the role it had there)."""
+    """Give IDENTITY (or --team TEAM) ROLE on PROJECT (replacing the role it had there)."""
+    chosen = role or role_arg
+    if (identity is None) == (team is None) or chosen is None or (role and role_arg):
+        raise InvalidInput(
+            "name one identity or one --team, and one role",
+            hint=f"pave project member add {project} alice viewer  |  "
+            f"pave project member add {project} --team T --role viewer",
+        )
     with Client() as client:
-        member = client.set_member(project, identity, role)
+        if team is not None:
+            bound = client.set_team_role(project, team, chosen)
+            console.print(f"every member of team {bound['team']} is {bound['role']} on {bound['project']}")
+            return
+        assert identity is not None
+        member = client.set_member(project, identity, chosen)
     console.print(f"{member['identity']} is {member['role']} on {member['project']}")
 
 
 @member_app.command("list")
 def list_(project: str = typer.Argument(...)) -> None:
-    """List the members of PROJECT and their roles."""
+    """List the members of PROJECT and their roles, teams included."""
     with Client() as client:
         members = client.list_members(project)
+        teams = client.list_team_roles(project)
     table = Table(title=f"Members of {project}")
     for column in ("identity", "role", "granted by", "granted at"):
         table.add_column(column)
     for m in members:
         table.add_row(m["identity"], m["role"], m["granted_by"], m["granted_at"][:19])
-    console.print(table if members else f"{project} has no members besides its owner and the admins")
+    for t in teams:
+        table.add_row(f"team:{t['team']}", t["role"], t["granted_by"], t["granted_at"][:19])
+    empty = not members and not teams
+    console.print(f"{project} has no members besides its owner and the admins" if empty else table)
 
 
 @member_app.command("remove")
-def remove(project: str = typer.Argument(...), identity: str = typer.Argument(...)) -> None:
-    """Take IDENTITY's role on PROJECT away."""
+def remove(
+    project: str = typer.Argument(...),
+    identity: str | None = typer.Argument(None),
+    team: str | None = typer.Option(None, "--team", help="Take the team's role away."),
+) -> None:
+    """Take IDENTITY's (or --team TEAM's) role on PROJECT away."""
+    if (identity is None) == (team is None):
+        raise InvalidInput(
+            "name one identity or one --team",
+            hint=f"pave project member remove {project} alice  |  ... remove {project} --team T",
+        )
     with Client() as client:
+        if team is not None:
+            client.remove_team_role(project, team)
+            console.print(f"team {team} has no role on {project} any more")
+            return
+        assert identity is not None
         client.remove_member(project, identity)
     console.print(f"{identity} has no role on {project} any more")
 

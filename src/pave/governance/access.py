@@ -4,8 +4,9 @@ A token's effective actions on project P:
 
 - an admin token (or an admin identity): everything, everywhere;
 - a token scoped to project Q: its role's actions on Q, nothing on any other project;
-- a platform-wide token: the identity's binding on P (the project's owner is at least
-  maintainer), intersected with the token's role: a viewer token of a maintainer stays a viewer;
+- a platform-wide token: the identity's roles on P, direct and through its teams (the union of
+  their actions, so the highest role wins; the project's owner is at least maintainer),
+  intersected with the token's role: a viewer token of a maintainer stays a viewer;
 - a name that is no Pave project (an MLflow experiment created outside a project): the token's
   role, for platform-wide tokens only.
 
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from pave.errors import InvalidInput, NotFound
 from pave.governance.roles import PROJECT_ROLES, ROLES
+from pave.governance.teams import team_roles_of
 from pave.governance.tokens import Principal
 from pave.store.tables import Project, RoleBinding, utcnow
 
@@ -36,6 +38,7 @@ class Access:
     principal: Principal
     owners: dict[str, str] = field(default_factory=dict)  # project -> owner
     bindings: dict[str, str] = field(default_factory=dict)  # project -> role of this identity
+    team_bindings: dict[str, list[str]] = field(default_factory=dict)  # project -> roles of its teams
 
     @classmethod
     def load(cls, session: Session, principal: Principal) -> Access:
@@ -44,7 +47,10 @@ class Access:
         owners = dict(session.execute(select(Project.name, Project.owner)).tuples().all())
         mine = select(RoleBinding.project, RoleBinding.role).where(RoleBinding.identity == principal.identity)
         bindings = dict(session.execute(mine).tuples().all())
-        return cls(principal, owners, bindings)
+        through_teams: dict[str, list[str]] = {}
+        for project, role in team_roles_of(session, principal.identity):
+            through_teams.setdefault(project, []).append(role)
+        return cls(principal, owners, bindings, through_teams)
 
     @property
     def token_actions(self) -> frozenset[str]:
@@ -62,6 +68,8 @@ class Access:
         if project not in self.owners:
             return self.token_actions
         granted = set(ROLES.get(self.bindings.get(project, ""), NOTHING))
+        for role in self.team_bindings.get(project, ()):
+            granted |= ROLES.get(role, NOTHING)
         if self.owners[project] == principal.identity:
             granted |= ROLES["maintainer"]
         return frozenset(granted) & self.token_actions

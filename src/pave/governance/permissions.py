@@ -50,6 +50,12 @@ RULES: tuple[Rule, ...] = (
     _rule(_READ, r"/api/v1/projects/[^/]+/members", "manage"),
     _rule(_READ, r"/api/v1/projects/[^/]+/(policy|approvals(/[^/]+)?)", "read"),
     _rule("PUT DELETE", r"/api/v1/projects/[^/]+/members/[^/]+", "manage"),
+    _rule(_READ, r"/api/v1/projects/[^/]+/teams", "manage"),
+    _rule("PUT DELETE", r"/api/v1/projects/[^/]+/teams/[^/]+", "manage"),
+    # Teams list identities and the projects they hold roles on: admins only.
+    _rule(_READ + " POST", r"/api/v1/teams", "admin"),
+    _rule(_READ + " DELETE", r"/api/v1/teams/[^/]+", "admin"),
+    _rule("PUT DELETE", r"/api/v1/teams/[^/]+/members/[^/]+", "admin"),
     _rule("PUT", r"/api/v1/projects/[^/]+/policy", "admin"),
     _rule("POST", r"/api/v1/projects/[^/]+/approvals", "approve"),
     _rule(_READ, r"/api/v1/projects(/[^/]+(/runs|/models|/deployment)?)?", "read"),

@@ -195,3 +195,45 @@ class RolloutRow(Base):
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+# --- teams (migration 0007) ---------------------------------------------------------------------------
+
+
+class Team(Base):
+    """A group of identities that hold project roles together."""
+
+    __tablename__ = "teams"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TeamMember(Base):
+    """An identity's membership of a team."""
+
+    __tablename__ = "team_members"
+    __table_args__ = (UniqueConstraint("team_id", "identity"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    identity: Mapped[str] = mapped_column(String(200), index=True)
+    added_by: Mapped[str] = mapped_column(String(200))
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TeamBinding(Base):
+    """A team's role on one project: every member holds it there."""
+
+    __tablename__ = "team_bindings"
+    __table_args__ = (UniqueConstraint("team_id", "project"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    project: Mapped[str] = mapped_column(String(100), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    granted_by: Mapped[str] = mapped_column(String(200))
+    granted_at: Mapped[datetime] = mapped_column(default=utcnow)
