@@ -309,3 +309,26 @@ class Client:
             "POST", f"/api/v1/projects/{quote(project, safe='')}/rollout/rollback", json={"reason": reason}
         )
         return result
+
+    # --- the closed loop: retraining -----------------------------------------------------------
+
+    def record_source(self, project: str, directory: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """Tell the control plane where ``project`` lives (``pave run`` does): what a retrain re-runs."""
+        result: dict[str, Any] = self.request(
+            "PUT",
+            f"/api/v1/projects/{quote(project, safe='')}/source",
+            json={"directory": directory, "spec": spec},
+        )
+        return result
+
+    def retrain(self, project: str) -> dict[str, Any]:
+        """Start a turn of the closed loop now: pave run, gates, progressive rollout."""
+        result: dict[str, Any] = self.request("POST", f"/api/v1/projects/{quote(project, safe='')}/retrain")
+        return result
+
+    def get_loop(self, project: str, limit: int = 50) -> dict[str, Any]:
+        """Where the project lives, its retrain policy, and its loop runs (newest first)."""
+        result: dict[str, Any] = self.request(
+            "GET", f"/api/v1/projects/{quote(project, safe='')}/loop", params={"limit": limit}
+        )
+        return result

@@ -15,10 +15,7 @@ import orjson
 import pytest
 from scipy import stats
 
-from pave.config import Settings
 from pave.serving import rollouts
-from pave.store import migrate
-from pave.store.db import make_engine, session_factory
 from pave.store.tables import DeploymentRow, RolloutRow
 
 
@@ -105,16 +102,6 @@ def test_policy_checks_min_labels():
 
 
 # --- decisions on a real store and inference log ---------------------------------------------------
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Any:
-    settings = Settings(home=tmp_path / "home")
-    settings.ensure_home()
-    engine = make_engine(settings.db_url)
-    migrate.upgrade(engine, tmp_path)
-    yield settings, session_factory(engine)
-    engine.dispose()
 
 
 def _log_requests(directory: Path, versions: dict[str, int]) -> None:

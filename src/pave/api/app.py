@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import AsyncIterator
@@ -30,6 +31,7 @@ from pave.api.routes import (
     audit,
     deployments,
     health,
+    loop,
     members,
     projects,
     rollouts,
@@ -65,17 +67,34 @@ def _error_response(error: PaveError) -> JSONResponse:
     return JSONResponse(error.to_dict(), status_code=error.status_code)
 
 
+def _label_source(platform: Platform) -> Any:
+    """The rollouts' model-metric guard reads labelled outcomes per version from monitoring."""
+
+    def labels(deployment: str, since: Any) -> Any:
+        from pave.monitoring.performance import performance_by_version
+
+        return performance_by_version(platform.settings, platform.sessions, deployment, since=since)
+
+    return labels
+
+
 @asynccontextmanager
 async def _background_jobs(api: FastAPI) -> AsyncIterator[None]:
     """The control plane's periodic work, in one thread: rollout steps (about every second)."""
+    from pave.automation import loop as closed_loop
     from pave.serving.rollouts import tick
 
     platform: Platform = api.state.platform
     stop = threading.Event()
+    labels = _label_source(platform)
 
     def loop() -> None:
         while not stop.wait(1.0):
-            tick(platform.sessions, platform.settings)
+            try:  # a failing job (the database away for a moment) must not end the thread
+                tick(platform.sessions, platform.settings, performance=labels)
+                closed_loop.tick(platform.sessions, platform.settings)
+            except Exception:
+                logging.getLogger("pave").exception("a background job failed; retrying in a second")
 
     worker = threading.Thread(target=loop, name="pave-background-jobs", daemon=True)
     worker.start()
@@ -139,6 +158,7 @@ ROUTERS = (
     approvals.router,
     deployments.router,
     rollouts.router,
+    loop.router,
     teams.router,
     teams.project_router,
 )

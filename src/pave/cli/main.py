@@ -31,6 +31,7 @@ COMMAND_GROUPS: tuple[tuple[str, str, str | None], ...] = (
     ("pave.cli.projects", "app", None),
     ("pave.cli.golden", "app", None),
     ("pave.cli.serving", "app", None),
+    ("pave.cli.loop", "app", None),
     ("pave.cli.audit", "app", "audit"),
     ("pave.cli.members", "app", None),
     ("pave.cli.teams", "app", "team"),

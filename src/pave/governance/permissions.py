@@ -63,6 +63,9 @@ RULES: tuple[Rule, ...] = (
     _rule(_READ, r"/api/v1/projects/[^/]+/rollout", "read"),
     _rule("POST", r"/api/v1/projects/[^/]+/rollout(/promote|/rollback)?", "deploy"),
     _rule(_READ, r"/api/v1/deployments", "read"),
+    _rule(_READ, r"/api/v1/projects/[^/]+/loop", "read"),
+    _rule("PUT", r"/api/v1/projects/[^/]+/source", "write"),
+    _rule("POST", r"/api/v1/projects/[^/]+/retrain", "deploy"),
     _rule("POST", r"/api/v1/projects", "write"),
     _rule("DELETE", r"/api/v1/projects/[^/]+", "admin"),
     # --- embedded MLflow ------------------------------------------------------------------------

@@ -242,6 +242,47 @@ class GateSpec(_Model):
         return self
 
 
+CRON_FIELD = r"(\*|\d+(-\d+)?)(/\d+)?(,(\*|\d+(-\d+)?)(/\d+)?)*"
+CRON = rf"^\s*(@(hourly|daily|weekly|monthly)|{CRON_FIELD}(\s+{CRON_FIELD}){{4}})\s*$"
+
+
+class RetrainSpec(_Model):
+    """The closed loop: when the control plane re-runs this project, and how the result rolls out.
+
+    A retrain is a new ``pave run`` of the project folder its last ``pave run`` recorded, on the
+    data that folder holds then; when the gates pass, the new version is rolled out progressively
+    under ``rollout`` (the guards of ``pave rollout``) and promoted or rolled back on its own.
+    """
+
+    schedule: str | None = Field(
+        default=None,
+        pattern=CRON,
+        description="Cron expression (UTC), e.g. '0 3 * * 1' for Mondays at 03:00; none: no schedule.",
+    )
+    rollout: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "Rollout policy of retrained versions: steps, interval_seconds, min_requests, "
+            "max_error_rate, alpha, max_p99_ms, max_p99_ratio, min_labels, require_labels."
+        ),
+    )
+    set: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Parameter overrides for the retrain, as `pave run --set`: {'train.C': 0.5}.",
+    )
+    timeout: int = Field(
+        default=3600, ge=10, le=7 * 86400, description="Seconds a retrain may run before it is stopped."
+    )
+
+    @field_validator("set")
+    @classmethod
+    def _overrides(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if key != "seed" and not re.match(r"^[a-z_][a-z0-9_-]*\.[A-Za-z_][A-Za-z0-9_]*$", key):
+                raise ValueError(f"override {key!r} is not of the form step.param (or seed)")
+        return value
+
+
 class ProjectSpec(_Model):
     """A whole ``pave.yaml``."""
 
@@ -260,6 +301,9 @@ class ProjectSpec(_Model):
     )
     monitor: dict[str, Any] = Field(
         default_factory=dict, description="Monitoring settings (free-form for now)."
+    )
+    retrain: RetrainSpec | None = Field(
+        default=None, description="Automatic retraining: schedule, rollout of retrained versions."
     )
 
     @model_validator(mode="after")

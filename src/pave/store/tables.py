@@ -237,3 +237,56 @@ class TeamBinding(Base):
     role: Mapped[str] = mapped_column(String(20))
     granted_by: Mapped[str] = mapped_column(String(200))
     granted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- automation (migration 0006) ---------------------------------------------------------------------
+
+
+class LoopSourceRow(Base):
+    """Where a project lives, as its last ``pave run`` recorded it: what a retrain re-runs.
+
+    ``spec`` is the project's ``pave.yaml`` as of that run (its ``retrain`` and ``monitor`` sections
+    drive the schedule and the reaction to alerts); ``next_retrain_at`` is the next time the
+    ``retrain.schedule`` cron expression fires.
+    """
+
+    __tablename__ = "loop_sources"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = mapped_column(String(100), unique=True)
+    directory: Mapped[str] = mapped_column(String(2000))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    recorded_by: Mapped[str] = mapped_column(String(200))
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_retrain_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class LoopRunRow(Base):
+    """One turn of the closed loop: trigger -> ``pave run`` -> gates -> rollout -> outcome.
+
+    ``active`` holds the project's name while the turn is in flight and NULL once it ended: the
+    unique constraint on it is what keeps two retrains of one project from ever running at once.
+    """
+
+    __tablename__ = "loop_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = mapped_column(String(100), index=True)
+    active: Mapped[str | None] = mapped_column(String(100), unique=True, nullable=True)
+    trigger: Mapped[str] = mapped_column(String(20))  # manual | schedule | alert
+    alert_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    triggered_by: Mapped[str] = mapped_column(String(200))
+    # queued | training | rolling_out | promoted | rolled_back | gates_failed | registered | failed
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    model_version: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    gates: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    rollout_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    token_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    history: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)

@@ -1,0 +1,179 @@
+"""The closed loop's bookkeeping on a real store: triggers, the one-at-a-time rule, schedules,
+alerts, a real `pave run` subprocess that fails, and a control plane that restarts meanwhile."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pave.automation import loop
+from pave.automation.cron import parse_cron
+from pave.errors import Conflict, InvalidInput, NotFound
+from pave.store.tables import LoopRunRow, LoopSourceRow, Token
+
+
+def spec(name: str = "churn", **extra: Any) -> dict[str, Any]:
+    return {"name": name, "steps": [{"name": "train", "function": "steps:train"}], **extra}
+
+
+def record(store: Any, directory: Path, **extra: Any) -> None:
+    _, sessions = store
+    with sessions.begin() as session:
+        loop.record_source(
+            session, project="churn", directory=str(directory), spec=spec(**extra), actor="ann"
+        )
+
+
+def runs(store: Any) -> list[LoopRunRow]:
+    _, sessions = store
+    with sessions() as session:
+        return loop.runs(session, "churn")
+
+
+def test_cron_next_firing_times():
+    monday = datetime(2026, 11, 30, 10, 7, tzinfo=UTC)
+    assert parse_cron("*/15 * * * *").next_after(monday) == monday.replace(minute=15)
+    assert parse_cron("0 3 * * 1").next_after(monday) == datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
+    assert parse_cron("30 2 1 * *").next_after(monday) == datetime(2026, 12, 1, 2, 30, tzinfo=UTC)
+    assert parse_cron("@daily").next_after(monday) == datetime(2026, 12, 1, 0, 0, tzinfo=UTC)
+    # day of month and day of week both restricted: either matches (the 13th, or any Friday)
+    assert parse_cron("0 0 13 * 5").next_after(monday) == datetime(2026, 12, 4, 0, 0, tzinfo=UTC)
+    assert parse_cron("0 0 29 2 *").next_after(monday) == datetime(2028, 2, 29, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("expression", "fragment"),
+    [("* * * *", "4 fields"), ("61 * * * *", "minute"), ("* 24 * * *", "hour"), ("x * * * *", "number")],
+)
+def test_cron_errors_name_the_field(expression, fragment):
+    with pytest.raises(InvalidInput, match=fragment):
+        parse_cron(expression)
+
+
+def test_clear_errors_before_anything_runs(store, tmp_path):
+    _, sessions = store
+    with sessions.begin() as session, pytest.raises(NotFound, match="does not know where project churn"):
+        loop.trigger(session, "churn", trigger="manual", actor="ann")
+    record(store, tmp_path)
+    with sessions.begin() as session, pytest.raises(InvalidInput, match="no retrain: section"):
+        loop.trigger(session, "churn", trigger="manual", actor="ann")
+    with sessions.begin() as session, pytest.raises(InvalidInput, match="not 'other'"):
+        loop.record_source(session, project="other", directory=str(tmp_path), spec=spec(), actor="ann")
+    with sessions.begin() as session, pytest.raises(InvalidInput, match="absolute"):
+        loop.record_source(session, project="churn", directory="churn", spec=spec(), actor="ann")
+    with (
+        sessions.begin() as session,
+        pytest.raises(InvalidInput, match=r"retrain.schedule in pave.yaml: cron minute"),
+    ):
+        loop.record_source(
+            session,
+            project="churn",
+            directory=str(tmp_path),
+            spec=spec(retrain={"schedule": "61 * * * *"}),
+            actor="a",
+        )
+    assert runs(store) == []
+
+
+def test_one_turn_per_project_at_a_time(store, tmp_path):
+    _, sessions = store
+    record(store, tmp_path, retrain={})
+    with sessions.begin() as session:
+        first = loop.trigger(session, "churn", trigger="manual", actor="ann")
+    with (
+        sessions.begin() as session,
+        pytest.raises(Conflict, match=f"already retraining \\(loop run {first.id}"),
+    ):
+        loop.trigger(session, "churn", trigger="manual", actor="bob")
+    with sessions.begin() as session:  # the database refuses a second active turn even past the check
+        session.add(
+            LoopRunRow(
+                project="churn",
+                active="churn",
+                trigger="manual",
+                triggered_by="x",
+                state="queued",
+                gates=[],
+                history=[],
+            )
+        )
+        with pytest.raises(Exception, match=r"UNIQUE|unique"):
+            session.flush()
+        session.rollback()
+    assert [r.state for r in runs(store)] == ["queued"]
+
+
+def _tick_until(store: Any, done: Any, *, forget_processes: bool = False) -> list[LoopRunRow]:
+    settings, sessions = store
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        loop.tick(sessions, settings)
+        if forget_processes:  # a control plane that restarted knows only what the store says
+            loop._processes.clear()
+        found = runs(store)
+        if done(found):
+            return found
+        time.sleep(0.2)
+    raise AssertionError([loop.describe(r) for r in runs(store)])
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["same-control-plane", "after-a-restart"])
+def test_a_failing_pave_run_is_recorded_with_its_error_and_the_token_revoked(store, tmp_path, restart):
+    settings, sessions = store
+    project = tmp_path / "churn"
+    project.mkdir()
+    record(store, project, retrain={"set": {"train.C": 1e-6}})
+    # pave.yaml broke after the run that recorded the folder: `pave run` fails before any MLflow run
+    (project / "pave.yaml").write_text(
+        "name: churn\nsteps: [{name: train, function: 'steps:train'}]\nmodel: {step: fit}\n"
+    )
+    with sessions.begin() as session:
+        loop.trigger(session, "churn", trigger="manual", actor="ann")
+    [row] = _tick_until(store, lambda rs: rs[0].active is None, forget_processes=restart)
+    assert row.state == "failed"
+    assert "error:" in (row.error or "")
+    assert "unknown step 'fit'" in (row.error or "")
+    assert [e["event"] for e in row.history] == ["triggered", "training", "failed"]
+    assert row.history[1]["overrides"] == {"train.C": 1e-6}
+    with sessions() as session:
+        token = session.get(Token, row.token_id)
+        assert token is not None
+        assert token.project == "churn"
+        assert token.role == "developer"
+        assert token.revoked_at is not None
+    assert (loop.work_dir(settings, row.id) / "run.log").exists()
+
+
+def test_a_recorded_folder_that_is_gone_fails_the_turn_clearly(store, tmp_path):
+    settings, sessions = store
+    record(store, tmp_path / "gone", retrain={})
+    with sessions.begin() as session:
+        loop.trigger(session, "churn", trigger="manual", actor="ann")
+    loop.tick(sessions, settings)
+    [row] = runs(store)
+    assert row.state == "failed"
+    assert "has no pave.yaml on this host" in (row.error or "")
+
+
+def test_the_schedule_triggers_a_turn_and_moves_to_the_next_firing(store, tmp_path):
+    settings, sessions = store
+    record(store, tmp_path / "gone", retrain={"schedule": "*/5 * * * *"})
+    with sessions.begin() as session:
+        source = session.query(LoopSourceRow).one()
+        assert source.next_retrain_at is not None
+        assert source.next_retrain_at.minute % 5 == 0
+        source.next_retrain_at = datetime.now(UTC) - timedelta(minutes=1)
+    loop.tick(sessions, settings)
+    [row] = runs(store)
+    assert row.trigger == "schedule"
+    assert row.triggered_by == "schedule */5 * * * *"
+    with sessions() as session:
+        after = session.query(LoopSourceRow).one().next_retrain_at
+    assert after is not None
+    assert after > datetime.now(UTC)
+    loop.tick(sessions, settings)
+    assert len(runs(store)) == 1
