@@ -146,6 +146,20 @@ def _print_run(result: Any) -> None:
         console.print(f"model {result.model_name} version {result.model_version}{alias}")
 
 
+def _record_source(client: Client, project_dir: Path) -> None:
+    """Tell the control plane where this project lives, so that it can retrain it (best effort)."""
+    from pave.pipelines import load_spec
+
+    spec = load_spec(project_dir)
+    try:
+        client.record_source(
+            spec.name, str(project_dir.resolve()), spec.model_dump(mode="json", by_alias=True)
+        )
+    except PaveError as exc:
+        if spec.retrain is not None:
+            err_console.print(f"[yellow]note:[/] this folder is not recorded for retraining: {exc.message}")
+
+
 @app.command("run")
 def run(
     project_dir: Path = typer.Argument(Path("."), help="The project folder (with pave.yaml)."),
@@ -173,6 +187,7 @@ def run(
             progress=not as_json and sys.stderr.isatty(),
             cache=not no_cache,
         )
+        _record_source(client, project_dir)
     if as_json:
         print_json(result.to_dict())
     else:
