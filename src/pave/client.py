@@ -332,3 +332,38 @@ class Client:
             "GET", f"/api/v1/projects/{quote(project, safe='')}/loop", params={"limit": limit}
         )
         return result
+
+    # --- monitoring ----------------------------------------------------------------------------
+
+    def post_feedback(self, labels: dict[str, Any]) -> dict[str, Any]:
+        """Attach labels to inference ids (``{inference_id: label}``; a list per multi-row request).
+
+        All or none are stored; posting again for an id replaces its label (the old one is kept).
+        """
+        items = [{"inference_id": key, "label": value} for key, value in labels.items()]
+        result: dict[str, Any] = self.request("POST", "/api/v1/feedback", json={"items": items})
+        return result
+
+    def get_monitoring(self, project: str, **params: Any) -> dict[str, Any]:
+        """Drift per feature, performance per version and open alerts of the project's deployment."""
+        result: dict[str, Any] = self.request(
+            "GET", f"/api/v1/projects/{quote(project, safe='')}/monitoring", params=params
+        )
+        return result
+
+    def get_monitoring_series(self, project: str, series: str, **params: Any) -> dict[str, Any]:
+        """Time series for plots: ``series`` is ``drift`` (per feature) or ``performance`` (per version)."""
+        result: dict[str, Any] = self.request(
+            "GET", f"/api/v1/projects/{quote(project, safe='')}/monitoring/{series}", params=params
+        )
+        return result
+
+    def list_alerts(
+        self, project: str | None = None, *, include_resolved: bool = False
+    ) -> list[dict[str, Any]]:
+        """Open alerts (and resolved ones with ``include_resolved``), newest first."""
+        params: dict[str, Any] = {"status": "all" if include_resolved else "open"}
+        if project:
+            params["project"] = project
+        result: list[dict[str, Any]] = self.request("GET", "/api/v1/alerts", params=params)
+        return result

@@ -30,6 +30,7 @@ from pave.api.routes import (
     approvals,
     audit,
     deployments,
+    feedback,
     health,
     loop,
     members,
@@ -82,6 +83,7 @@ def _label_source(platform: Platform) -> Any:
 async def _background_jobs(api: FastAPI) -> AsyncIterator[None]:
     """The control plane's periodic work, in one thread: rollout steps (about every second)."""
     from pave.automation import loop as closed_loop
+    from pave.monitoring.scheduler import tick as monitoring_tick
     from pave.serving.rollouts import tick
 
     platform: Platform = api.state.platform
@@ -95,6 +97,10 @@ async def _background_jobs(api: FastAPI) -> AsyncIterator[None]:
                 closed_loop.tick(platform.sessions, platform.settings)
             except Exception:
                 logging.getLogger("pave").exception("a background job failed; retrying in a second")
+            try:  # monitors, alerts and their deliveries (guarded inside too)
+                monitoring_tick(platform.sessions, platform.settings)
+            except Exception:
+                logging.getLogger("pave").exception("the monitoring tick failed; retrying in a second")
 
     worker = threading.Thread(target=loop, name="pave-background-jobs", daemon=True)
     worker.start()
@@ -159,6 +165,7 @@ ROUTERS = (
     deployments.router,
     rollouts.router,
     loop.router,
+    feedback.router,
     teams.router,
     teams.project_router,
 )

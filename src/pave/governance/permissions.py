@@ -66,6 +66,10 @@ RULES: tuple[Rule, ...] = (
     _rule(_READ, r"/api/v1/projects/[^/]+/loop", "read"),
     _rule("PUT", r"/api/v1/projects/[^/]+/source", "write"),
     _rule("POST", r"/api/v1/projects/[^/]+/retrain", "deploy"),
+    # Feedback names inference ids, not a project: the route checks write on each id's project.
+    _rule("POST", r"/api/v1/feedback", "write"),
+    _rule(_READ, r"/api/v1/alerts", "read"),
+    _rule(_READ, r"/api/v1/projects/[^/]+/(monitoring(/[a-z-]+)?|alerts)", "read"),
     _rule("POST", r"/api/v1/projects", "write"),
     _rule("DELETE", r"/api/v1/projects/[^/]+", "admin"),
     # --- embedded MLflow ------------------------------------------------------------------------

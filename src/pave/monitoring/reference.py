@@ -356,3 +356,23 @@ def _json_scalar(value: Any) -> Category:
     if isinstance(value, str | bool | int | float):
         return value
     return str(value)
+
+
+def reference_from_profile(profile: Mapping[str, Any]) -> Reference:
+    """The drift reference embedded in a training profile (``data/profile.json`` of a run).
+
+    Args:
+        profile: one source's profile (:func:`pave.data.profile.profile_frame`), or the whole
+            ``profile.json`` (source name -> profile) when the run had a single source.
+
+    Raises:
+        InvalidInput: the profile predates embedded references, or holds several sources.
+    """
+    if "reference" not in profile and len(profile) == 1:
+        profile = next(iter(profile.values()))
+    if not isinstance(profile, Mapping) or "reference" not in profile:
+        raise InvalidInput(
+            "this training profile has no drift reference (it predates Pave's monitoring)",
+            hint="run `pave run` again: new runs save the reference with the profile",
+        )
+    return Reference.from_dict(profile["reference"])

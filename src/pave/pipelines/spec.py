@@ -38,6 +38,7 @@ from pydantic import (
 )
 
 from pave.errors import InvalidInput, NotFound
+from pave.monitoring.spec import MonitorSpec
 
 SPEC_FILE = "pave.yaml"
 SCHEMA_FILE = Path(__file__).with_name("pave.schema.json")
@@ -299,8 +300,9 @@ class ProjectSpec(_Model):
     deploy: dict[str, Any] = Field(
         default_factory=dict, description="Deployment settings (free-form for now)."
     )
-    monitor: dict[str, Any] = Field(
-        default_factory=dict, description="Monitoring settings (free-form for now)."
+    monitor: MonitorSpec = Field(
+        default_factory=MonitorSpec,
+        description="Monitors (drift, prediction drift, performance), their schedule and alert sinks.",
     )
     retrain: RetrainSpec | None = Field(
         default=None, description="Automatic retraining: schedule, rollout of retrained versions."

@@ -239,6 +239,128 @@ class TeamBinding(Base):
     granted_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+# --- monitoring (migration 0005) ---------------------------------------------------------------
+
+
+class InferenceIndexRow(Base):
+    """One answered request of the inference log, indexed so that labels can find their prediction.
+
+    Filled by :func:`pave.monitoring.ingest.ingest` from the gateways' JSON-lines logs (shadow copies
+    are not indexed: a label belongs to the answer the caller got).
+    """
+
+    __tablename__ = "inference_index"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    inference_id: Mapped[str] = mapped_column(String(64), unique=True)
+    deployment: Mapped[str] = mapped_column(String(100), index=True)
+    version: Mapped[str] = mapped_column(String(20))
+    ts: Mapped[datetime] = mapped_column(index=True)
+    n_rows: Mapped[int] = mapped_column(Integer)
+    outputs: Mapped[dict[str, Any]] = mapped_column(JSON)  # output name -> one value per row
+
+
+class FeedbackRow(Base):
+    """The label (ground truth) of one inference id; ``history`` keeps every earlier label."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    inference_id: Mapped[str] = mapped_column(String(64), unique=True)
+    project: Mapped[str] = mapped_column(String(100), index=True)
+    deployment: Mapped[str] = mapped_column(String(100), index=True)
+    label: Mapped[Any] = mapped_column(JSON)  # one value, or one value per row of the request
+    history: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class InferenceLogCursor(Base):
+    """How far the control plane has read one inference-log file (bytes of complete lines)."""
+
+    __tablename__ = "inference_log_cursors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(String(500), unique=True)
+    offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MonitorStateRow(Base):
+    """When a project's monitor last ran and what it found (also the baseline of prediction drift)."""
+
+    __tablename__ = "monitor_state"
+    __table_args__ = (UniqueConstraint("project", "monitor"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = mapped_column(String(100), index=True)
+    monitor: Mapped[str] = mapped_column(String(100))
+    last_run_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    baseline: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class AlertRow(Base):
+    """An alert: opened when a monitor fires, deduplicated while it persists, resolved when it stops."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = mapped_column(String(100), index=True)
+    deployment: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    monitor: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(40))  # drift | prediction_drift | performance
+    subject: Mapped[str] = mapped_column(String(200))  # feature or metric name
+    severity: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), index=True)  # open | resolved
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class AlertDeliveryRow(Base):
+    """One message of one alert to one sink; retried with back-off until delivered."""
+
+    __tablename__ = "alert_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(Integer, ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    sink: Mapped[str] = mapped_column(String(20))  # webhook | slack | pagerduty
+    url: Mapped[str] = mapped_column(String(2000))
+    event: Mapped[str] = mapped_column(String(20))  # open | resolve
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), index=True)  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+# --- portal (migration 0008) -------------------------------------------------------------------------
+
+
+class PortalSession(Base):
+    """A browser session of the portal: the token it stands for, behind a random cookie.
+
+    Only the SHA-256 of the cookie's session id is stored. The session dies with its token: every
+    request checks the token again (revoked or expired token: signed out).
+    """
+
+    __tablename__ = "portal_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("tokens.id", ondelete="CASCADE"), index=True)
+    identity: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 # --- automation (migration 0006) ---------------------------------------------------------------------
 
 

@@ -1,0 +1,44 @@
+"""Feedback: labels (ground truth) posted later for the gateway's inference ids."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from pave.api.deps import PlatformDep, PrincipalDep, SessionDep
+from pave.api.security import access_of
+from pave.monitoring.feedback import MAX_ITEMS, Label, record_feedback, unknown_ids
+from pave.monitoring.ingest import ingest, log_dir
+
+router = APIRouter(prefix="/api/v1", tags=["feedback"])
+
+
+class FeedbackItem(BaseModel):
+    inference_id: str = Field(min_length=1, max_length=64, description="The `id` the gateway answered with.")
+    label: Any = Field(description="One value, or one value per row of the request.")
+
+
+class FeedbackBatch(BaseModel):
+    items: list[FeedbackItem] = Field(min_length=1, max_length=MAX_ITEMS)
+
+
+@router.post("/feedback", operation_id="post_feedback")
+async def post_feedback(
+    body: FeedbackBatch, request: Request, session: SessionDep, principal: PrincipalDep, platform: PlatformDep
+) -> dict[str, Any]:
+    """Attach labels to inference ids (all or none); posting again for an id replaces its label."""
+    access = access_of(request)
+    labels = [Label(item.inference_id, item.label) for item in body.items]
+
+    def work() -> dict[str, Any]:
+        if unknown_ids(session, [item.inference_id for item in labels]):
+            # Predictions made since the last tick of the background loop: index them now.
+            ingest(platform.sessions, log_dir(platform.settings))
+        return record_feedback(
+            session, labels, actor=principal.identity, may_write=lambda project: access.can("write", project)
+        )
+
+    return await anyio.to_thread.run_sync(work)

@@ -1,0 +1,156 @@
+"""Alerts: open when a monitor fires, deduplicated while it persists, resolved when it stops.
+
+One alert per (project, monitor, kind, subject) is open at a time: a monitor that keeps firing
+moves its ``last_seen_at`` and refreshes its ``details``; a verdict of "fine" resolves it. A
+monitor without enough data gives no verdict and changes nothing. Opening and resolving queue one
+delivery per sink of the project's ``monitor.sinks`` (:mod:`pave.monitoring.sinks`), in the same
+transaction as the alert, so an alert is never stored without its notifications or the reverse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from pave.monitoring.sinks import payload
+from pave.monitoring.spec import SinkSpec
+from pave.store.tables import AlertDeliveryRow, AlertRow
+
+OPEN = "open"
+RESOLVED = "resolved"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a monitor concluded about one subject (a feature, the predictions, a metric)."""
+
+    kind: str
+    subject: str
+    firing: bool
+    details: dict[str, Any]
+
+
+def apply_verdicts(
+    session: Session,
+    *,
+    project: str,
+    deployment: str | None,
+    monitor: str,
+    severity: str,
+    verdicts: Sequence[Verdict],
+    sinks: Sequence[SinkSpec],
+    now: datetime,
+) -> list[AlertRow]:
+    """Open, refresh or resolve the alerts of one monitor; returns the alerts that changed state."""
+    current = {
+        (row.kind, row.subject): row
+        for row in session.scalars(
+            select(AlertRow).where(
+                AlertRow.project == project, AlertRow.monitor == monitor, AlertRow.status == OPEN
+            )
+        )
+    }
+    changed = []
+    for verdict in verdicts:
+        row = current.get((verdict.kind, verdict.subject))
+        if verdict.firing and row is None:
+            row = AlertRow(
+                project=project,
+                deployment=deployment,
+                monitor=monitor,
+                kind=verdict.kind,
+                subject=verdict.subject,
+                severity=severity,
+                status=OPEN,
+                opened_at=now,
+                last_seen_at=now,
+                details=verdict.details,
+            )
+            session.add(row)
+            session.flush()  # the id goes into the payloads
+            _queue(session, row, "open", sinks, now)
+            changed.append(row)
+        elif verdict.firing and row is not None:
+            row.last_seen_at, row.details = now, verdict.details
+        elif row is not None:
+            row.status, row.resolved_at, row.last_seen_at = RESOLVED, now, now
+            row.details = {**verdict.details, "resolved_because": "the monitor no longer fires"}
+            _queue(session, row, "resolve", sinks, now)
+            changed.append(row)
+    return changed
+
+
+def _queue(session: Session, alert: AlertRow, event: str, sinks: Sequence[SinkSpec], now: datetime) -> None:
+    for sink in sinks:
+        session.add(
+            AlertDeliveryRow(
+                alert_id=alert.id,
+                sink=sink.kind,
+                url=sink.url,
+                event=event,
+                payload=payload(sink, alert_dict(alert), event),
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+
+
+def alert_dict(row: AlertRow) -> dict[str, Any]:
+    """The API's (and the generic webhook's) JSON form of an alert."""
+    return {
+        "id": row.id,
+        "project": row.project,
+        "deployment": row.deployment,
+        "monitor": row.monitor,
+        "kind": row.kind,
+        "subject": row.subject,
+        "severity": row.severity,
+        "status": row.status,
+        "opened_at": row.opened_at.isoformat() if row.opened_at else None,
+        "last_seen_at": row.last_seen_at.isoformat() if row.last_seen_at else None,
+        "resolved_at": row.resolved_at.isoformat() if row.resolved_at else None,
+        "details": row.details,
+    }
+
+
+def list_alerts(
+    session: Session, *, project: str | None = None, include_resolved: bool = False, limit: int = 500
+) -> list[AlertRow]:
+    """Alerts, newest first: open ones only unless ``include_resolved``."""
+    query = select(AlertRow).order_by(AlertRow.opened_at.desc(), AlertRow.id.desc()).limit(limit)
+    if project is not None:
+        query = query.where(AlertRow.project == project)
+    if not include_resolved:
+        query = query.where(AlertRow.status == OPEN)
+    return list(session.scalars(query))
+
+
+def deliveries_of(session: Session, alert_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    """Delivery state per alert id: sink, event, status, attempts, last error."""
+    found: dict[int, list[dict[str, Any]]] = {}
+    if not alert_ids:
+        return found
+    rows = session.scalars(
+        select(AlertDeliveryRow)
+        .where(AlertDeliveryRow.alert_id.in_(list(alert_ids)))
+        .order_by(AlertDeliveryRow.id)
+    )
+    for row in rows:
+        found.setdefault(row.alert_id, []).append(
+            {
+                "sink": row.sink,
+                "event": row.event,
+                "status": row.status,
+                "attempts": row.attempts,
+                "last_error": row.last_error,
+                "delivered_at": row.delivered_at.isoformat() if row.delivered_at else None,
+            }
+        )
+    return found

@@ -1,0 +1,117 @@
+"""The inference index: which deployment and version answered an inference id, and what it predicted.
+
+The gateways write JSON lines (:mod:`pave.serving.inference_log`); the control plane reads each
+file from where it stopped (a byte offset per file, in the store, covering complete lines only) and
+indexes every answered request: id, deployment, version, time and outputs. Labels posted later
+(``POST /api/v1/feedback``) find their prediction here; :func:`ingest` runs on every tick of the
+control plane's background loop, and once more when feedback names an id the index does not have
+yet. Shadow copies are not indexed: a label belongs to the answer the caller got.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from pave.config import Settings
+from pave.store.tables import InferenceIndexRow, InferenceLogCursor, utcnow
+
+log = logging.getLogger(__name__)
+MAX_BYTES_PER_TICK = 64 * 1024 * 1024
+_LOCK = threading.Lock()  # the background loop and a feedback request may ingest at once
+
+
+def log_dir(settings: Settings) -> Path:
+    """The gateways' inference log directory (``PAVE_HOME/inference-log``)."""
+    return settings.home / "inference-log"
+
+
+def ingest(sessions: sessionmaker[Session], directory: Path, *, max_bytes: int = MAX_BYTES_PER_TICK) -> int:
+    """Index the complete lines written since the last call; returns how many requests were indexed."""
+    if not directory.is_dir():
+        return 0
+    with _LOCK:
+        return _ingest(sessions, directory, max_bytes)
+
+
+def _ingest(sessions: sessionmaker[Session], directory: Path, max_bytes: int) -> int:
+    total = 0
+    budget = max_bytes
+    for path in sorted(directory.glob("inference-*.jsonl")):
+        if budget <= 0:
+            break
+        with sessions() as session, session.begin():
+            cursor = session.scalar(select(InferenceLogCursor).where(InferenceLogCursor.path == str(path)))
+            offset = cursor.offset if cursor is not None else 0
+            try:
+                size = path.stat().st_size
+                if size <= offset:
+                    continue
+                with path.open("rb") as handle:
+                    handle.seek(offset)
+                    chunk = handle.read(min(size - offset, budget))
+            except FileNotFoundError:
+                continue
+            end = chunk.rfind(b"\n") + 1  # complete lines only: the gateway may be mid-line
+            if end == 0:
+                continue
+            total += _index(session, chunk[:end])
+            budget -= end
+            if cursor is None:
+                session.add(InferenceLogCursor(path=str(path), offset=offset + end))
+            else:
+                cursor.offset, cursor.updated_at = offset + end, utcnow()
+    return total
+
+
+def _index(session: Session, data: bytes) -> int:
+    rows: dict[str, InferenceIndexRow] = {}
+    for line in data.splitlines():
+        try:
+            doc = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        row = _row(doc)
+        if row is not None:
+            rows[row.inference_id] = row
+    if not rows:
+        return 0
+    known: set[str] = set()
+    ids = list(rows)
+    for start in range(0, len(ids), 500):
+        part = ids[start : start + 500]
+        known.update(
+            session.scalars(
+                select(InferenceIndexRow.inference_id).where(InferenceIndexRow.inference_id.in_(part))
+            )
+        )
+    fresh = [row for key, row in rows.items() if key not in known]
+    session.add_all(fresh)
+    return len(fresh)
+
+
+def _row(doc: Any) -> InferenceIndexRow | None:
+    if not isinstance(doc, dict) or doc.get("shadow") or not isinstance(doc.get("id"), str):
+        return None
+    found = doc.get("outputs")
+    outputs: dict[str, Any] = found if isinstance(found, dict) else {}
+    n_rows = max((len(v) for v in outputs.values() if isinstance(v, list)), default=0)
+    try:
+        ts = datetime.fromtimestamp(float(doc.get("ts", 0.0)), UTC)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return InferenceIndexRow(
+        inference_id=doc["id"][:64],
+        deployment=str(doc.get("deployment", ""))[:100],
+        version=str(doc.get("version", ""))[:20],
+        ts=ts,
+        n_rows=n_rows,
+        outputs={str(k): v for k, v in outputs.items() if isinstance(v, list)},
+    )

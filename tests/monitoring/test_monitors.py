@@ -1,0 +1,290 @@
+"""Monitors from pave.yaml evaluated by the control plane's tick: drift, alerts, sinks, retries."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from monitoring_kit import ControlPlane, write_log
+from sqlalchemy import select
+
+from pave.data.profile import profile_frame
+from pave.errors import InvalidInput
+from pave.governance.egress import EgressPolicy
+from pave.monitoring.scheduler import Monitoring, Scheduler
+from pave.monitoring.spec import MonitorSpec
+from pave.pipelines.spec import parse_spec
+from pave.store.tables import AlertDeliveryRow, AlertRow, DeploymentRow
+
+FEATURES = ["age", "income", "tenure"]
+
+
+def traffic(rows: int, seed: int, shift: dict[str, float] | None = None) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "age": rng.normal(40, 12, rows),
+            "income": rng.lognormal(10, 0.5, rows),
+            "tenure": rng.integers(0, 30, rows).astype(float),
+            "plan": rng.choice(["basic", "pro", "team"], rows, p=[0.6, 0.3, 0.1]),
+        }
+    )
+    for name, sigmas in (shift or {}).items():
+        frame[name] += sigmas * frame[name].std()
+    return frame
+
+
+class Receiver:
+    """A real HTTP server that records what it is sent; ``mode`` is ok, fail (500) or slow."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.mode = "ok"
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if owner.mode == "slow":
+                    time.sleep(1.0)
+                if owner.mode == "ok":
+                    owner.received.append({"path": self.path, "body": json.loads(body)})
+                self.send_response(200 if owner.mode == "ok" else 500)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    yield server
+    server.close()
+
+
+class StaticSpecs:
+    """The monitors of one deployment (the store is shared with other tests' deployments)."""
+
+    def __init__(self, name: str, monitoring: Monitoring) -> None:
+        self.name = name
+        self.monitoring = monitoring
+
+    def get(self, deployment: DeploymentRow, version: str) -> Monitoring | None:
+        return self.monitoring if deployment.name == self.name else None
+
+
+def scheduler_for(cp: ControlPlane, name: str, spec: dict[str, Any], *, timeout: float = 5.0) -> Scheduler:
+    training = traffic(5_000, seed=0)
+    monitoring = Monitoring(MonitorSpec.model_validate(spec), {"train": profile_frame(training)}, "1")
+    return Scheduler(
+        cp.platform.sessions,
+        cp.settings,
+        specs=StaticSpecs(name, monitoring),
+        egress=EgressPolicy(allowed_networks=["127.0.0.0/8"]),
+        delivery_timeout=timeout,
+        base_delay=30.0,
+    )
+
+
+def alerts_of(cp: ControlPlane, project: str) -> list[AlertRow]:
+    with cp.platform.sessions() as session:
+        return list(
+            session.scalars(select(AlertRow).where(AlertRow.project == project).order_by(AlertRow.id))
+        )
+
+
+def deliveries_of(cp: ControlPlane, project: str) -> list[AlertDeliveryRow]:
+    with cp.platform.sessions() as session:
+        query = (
+            select(AlertDeliveryRow)
+            .join(AlertRow, AlertRow.id == AlertDeliveryRow.alert_id)
+            .where(AlertRow.project == project)
+            .order_by(AlertDeliveryRow.id)
+        )
+        return list(session.scalars(query))
+
+
+def send(cp: ControlPlane, name: str, frame: pd.DataFrame, ts: float) -> None:
+    write_log(
+        cp.log_dir, name, "1", frame, {"predict": np.zeros(len(frame), dtype=int)}, rows_per_request=50, ts=ts
+    )
+
+
+DRIFT = {
+    "name": "inputs",
+    "type": "drift",
+    "method": ["psi", "ks"],
+    "threshold": None,
+    "window": "1h",
+    "min_samples": 200,
+}
+
+
+def test_quiet_traffic_raises_nothing_and_one_shifted_feature_alerts_on_it_only(
+    control_plane: ControlPlane, receiver: Receiver
+) -> None:
+    cp = control_plane
+    name = cp.add_deployment("churn")
+    spec = {
+        "schedule": "5m",
+        "monitors": [{**DRIFT, "method": "psi"}],
+        "sinks": [
+            {"kind": "webhook", "url": receiver.url("/hook")},
+            {"kind": "slack", "url": receiver.url("/slack")},
+            {"kind": "pagerduty", "url": receiver.url("/pd"), "routing_key": "R0UTING"},
+        ],
+    }
+    scheduler = scheduler_for(cp, name, spec)
+    # Timestamps in the past: the log reader skips files last written before a window starts.
+    start = datetime.now(UTC) - timedelta(hours=4)
+
+    send(cp, name, traffic(2_000, seed=1), start.timestamp())
+    scheduler.tick(start + timedelta(seconds=1))
+    assert alerts_of(cp, name) == []
+
+    # An hour later the window holds only shifted traffic: income moved by one standard deviation.
+    later = start + timedelta(hours=1, minutes=1)
+    send(cp, name, traffic(2_000, seed=2, shift={"income": 1.0}), later.timestamp())
+    scheduler.tick(later)
+    alerts = alerts_of(cp, name)
+    assert [(a.kind, a.subject, a.status) for a in alerts] == [("drift", "income", "open")]
+    assert alerts[0].details["method"] == "psi"
+    assert alerts[0].details["statistic"] > 0.2
+
+    by_path = {r["path"]: r["body"] for r in receiver.received}
+    assert set(by_path) == {"/hook", "/slack", "/pd"}
+    assert by_path["/hook"]["event"] == "open"
+    assert by_path["/hook"]["alert"]["subject"] == "income"
+    assert "income" in by_path["/slack"]["text"]
+    assert by_path["/slack"]["blocks"]
+    pd_event = by_path["/pd"]
+    assert pd_event["routing_key"] == "R0UTING"
+    assert pd_event["event_action"] == "trigger"
+    assert pd_event["dedup_key"] == f"pave-alert-{alerts[0].id}"
+    assert {"summary", "source", "severity"} <= set(pd_event["payload"])
+
+    # Not evaluated again before the schedule says so; while it persists it is the same alert.
+    scheduler.tick(later + timedelta(minutes=1))
+    assert alerts_of(cp, name)[0].last_seen_at == later
+    scheduler.tick(later + timedelta(minutes=10))
+    (alert,) = alerts_of(cp, name)
+    assert alert.last_seen_at == later + timedelta(minutes=10)
+    # Once traffic is back to normal it resolves.
+    normal = later + timedelta(hours=1, minutes=20)
+    send(cp, name, traffic(2_000, seed=3), normal.timestamp())
+    scheduler.tick(normal)
+    (alert,) = alerts_of(cp, name)
+    assert alert.status == "resolved"
+    assert alert.resolved_at is not None
+    assert [r["body"].get("event_action") for r in receiver.received if r["path"] == "/pd"] == [
+        "trigger",
+        "resolve",
+    ]
+
+
+def test_few_requests_never_alert(control_plane: ControlPlane) -> None:
+    cp = control_plane
+    name = cp.add_deployment("small")
+    scheduler = scheduler_for(cp, name, {"monitors": [DRIFT]})
+    now = datetime.now(UTC) - timedelta(hours=1)
+    send(cp, name, traffic(150, seed=4, shift={"age": 5.0}), now.timestamp())  # drifted but below 200
+    scheduler.tick(now + timedelta(seconds=1))
+    assert alerts_of(cp, name) == []
+
+
+@pytest.mark.parametrize("failure", ["fail", "slow"])
+def test_a_failing_webhook_is_retried_and_the_alert_is_not_lost(
+    control_plane: ControlPlane, receiver: Receiver, failure: str
+) -> None:
+    cp = control_plane
+    name = cp.add_deployment("retry")
+    spec = {"monitors": [DRIFT], "sinks": [{"kind": "webhook", "url": receiver.url("/hook")}]}
+    scheduler = scheduler_for(cp, name, spec, timeout=0.2)
+    now = datetime.now(UTC) - timedelta(hours=1)
+    send(cp, name, traffic(1_000, seed=5, shift={"age": 2.0}), now.timestamp())
+
+    receiver.mode = failure
+    scheduler.tick(now + timedelta(seconds=1))
+    (alert,) = alerts_of(cp, name)
+    (delivery,) = deliveries_of(cp, name)
+    assert (delivery.status, delivery.attempts) == ("pending", 1)
+    assert delivery.last_error
+    assert "500" in delivery.last_error or "Timeout" in delivery.last_error
+    assert delivery.next_attempt_at > now + timedelta(seconds=1)
+
+    receiver.mode = "ok"
+    scheduler.tick(now + timedelta(seconds=2))  # not due yet: back-off
+    assert receiver.received == []
+    scheduler.tick(now + timedelta(minutes=2))
+    (delivery,) = deliveries_of(cp, name)
+    assert (delivery.status, delivery.attempts) == ("delivered", 2)
+    assert receiver.received[0]["body"]["alert"]["id"] == alert.id
+
+
+def test_a_broken_project_does_not_stop_the_tick(control_plane: ControlPlane) -> None:
+    cp = control_plane
+    name = cp.add_deployment("broken")
+
+    class Exploding:
+        def get(self, deployment: DeploymentRow, version: str) -> Monitoring | None:
+            raise RuntimeError("boom")
+
+    scheduler = Scheduler(cp.platform.sessions, cp.settings, specs=Exploding())
+    scheduler.tick()  # logged, not raised
+    assert alerts_of(cp, name) == []
+
+
+BASE = "name: demo\nsteps:\n  - {name: a, function: steps:a}\n"
+
+
+@pytest.mark.parametrize(
+    ("monitor", "field", "words"),
+    [
+        (
+            "monitors:\n    - {name: m, method: psy}",
+            "monitor.monitors[0].method",
+            "unknown drift method 'psy'",
+        ),
+        ("monitors:\n    - {name: m, method: ks, threshold: 5}", "monitor.monitors[0].threshold", "p-value"),
+        (
+            "monitors:\n    - {name: m, type: performance, metric: accuracy, threshold: 1.5}",
+            "monitor.monitors[0].threshold",
+            "impossible",
+        ),
+        ("monitors:\n    - {name: m, window: soon}", "monitor.monitors[0].window", "not a duration"),
+        ("schedule: -5", "monitor.schedule", "positive"),
+        ("sinks:\n    - {kind: pagerduty, url: 'https://x.example'}", "monitor.sinks[0]", "routing_key"),
+        ("on_alert: page", "monitor.on_alert", "notify"),
+    ],
+)
+def test_bad_monitor_specs_name_the_field_line_and_fix(monitor: str, field: str, words: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_spec(BASE + "monitor:\n  " + monitor + "\n")
+    error = caught.value
+    assert f"line 5, {field}" in error.message or f"line 6, {field}" in error.message
+    assert words in error.message or words in (error.hint or "")
+
+
+def test_an_empty_or_absent_monitor_section_is_valid() -> None:
+    assert parse_spec(BASE).monitor.monitors == []
+    assert parse_spec(BASE + "monitor: {}\n").monitor.on_alert == "notify"
