@@ -66,12 +66,23 @@ RULES: tuple[Rule, ...] = (
     _rule(_READ, r"/api/v1/projects/[^/]+/loop", "read"),
     _rule("PUT", r"/api/v1/projects/[^/]+/source", "write"),
     _rule("POST", r"/api/v1/projects/[^/]+/retrain", "deploy"),
+    _rule(_READ, r"/api/v1/platform/metrics", "read"),  # aggregates only, no project's details
     # Feedback names inference ids, not a project: the route checks write on each id's project.
     _rule("POST", r"/api/v1/feedback", "write"),
     _rule(_READ, r"/api/v1/alerts", "read"),
     _rule(_READ, r"/api/v1/projects/[^/]+/(monitoring(/[a-z-]+)?|alerts)", "read"),
     _rule("POST", r"/api/v1/projects", "write"),
     _rule("DELETE", r"/api/v1/projects/[^/]+", "admin"),
+    # --- portal (browser pages; a session cookie stands for the token) -----------------------------
+    # Each page and form also checks the caller's role on its project with the rule of the API
+    # route it mirrors (pave.portal.routes), so a role sees the same in both.
+    _rule("GET HEAD POST", r"/signin", PUBLIC),
+    _rule(_READ, r"/static/portal\.(css|js)", PUBLIC),
+    _rule("POST", r"/signout", "read"),
+    _rule(_READ, r"/|/platform|/projects/[^/]+(/models/[^/]+|/deployment)?", "read"),
+    _rule(_READ + " POST", r"/new", "write"),
+    _rule(_READ, r"/audit", "admin"),
+    _rule("POST", r"/projects/[^/]+/(deploy|undeploy|weights|rollout|promote|rollback)", "deploy"),
     # --- embedded MLflow ------------------------------------------------------------------------
     # Features Pave does not expose through MLflow: the AI gateway, jobs, the assistant.
     _rule(

@@ -1,0 +1,55 @@
+"""The platform's own numbers (``pave.automation.platform_metrics``) as JSON and as Prometheus gauges."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+from fastapi import APIRouter
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from pave.api.deps import PlatformDep
+from pave.api.platform import Platform
+from pave.automation import platform_metrics
+
+router = APIRouter(prefix="/api/v1/platform", tags=["platform"])
+
+
+def compute(platform: Platform) -> platform_metrics.PlatformMetrics:
+    with platform.sessions() as session:
+        return platform_metrics.compute(session, tracking_uri=platform.settings.mlflow_db_url)
+
+
+@router.get("/metrics", operation_id="platform_metrics")
+async def metrics(platform: PlatformDep) -> dict[str, Any]:
+    """Projects, active users, runs per week, models in production, time to production, deployment
+    frequency, change failure rate, drift incidents and time to resolve them."""
+    found = await anyio.to_thread.run_sync(compute, platform)
+    return found.to_dict()
+
+
+class PlatformCollector(Collector):
+    """``pave_platform_*`` gauges for ``/metrics``, computed at most every ``ttl`` seconds."""
+
+    def __init__(self, platform: Platform, ttl: float = 60.0) -> None:
+        self.platform = platform
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._at = float("-inf")
+        self._values: dict[str, float] = {}
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            if time.monotonic() - self._at > self.ttl:
+                try:
+                    self._values = compute(self.platform).gauges()
+                except Exception:  # a scrape must answer even when a store is slow or down
+                    self._values = {}
+                self._at = time.monotonic()
+            values = dict(self._values)
+        for name, value in values.items():
+            yield GaugeMetricFamily(f"pave_platform_{name}", f"Platform metric {name}", value=value)

@@ -1,0 +1,241 @@
+"""Every portal page on a busy platform: many projects, runs, versions, deployments, rollouts,
+requests and audit records; the platform numbers computed from them."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from portal_kit import Portal, start_portal
+
+from pave.automation import platform_metrics
+from pave.governance.audit import AuditEntry, append
+from pave.store import tables
+from pave.store.db import transaction
+from pave.store.tables import DeploymentRow, Project, RolloutRow
+
+PROJECTS, DEPLOYED, WITH_RUNS, RUNS_EACH = 40, 25, 4, 4
+PREFIX = "busy"
+
+
+def _name(i: int) -> str:
+    return f"{PREFIX}-{i:03d}"
+
+
+def _fill_mlflow(portal: Portal) -> None:
+    from mlflow.tracking import MlflowClient
+
+    url = portal.settings.mlflow_db_url
+    client = MlflowClient(tracking_uri=url, registry_uri=url)
+    for i in range(WITH_RUNS):
+        name = _name(i)
+        experiment = client.create_experiment(name)
+        client.create_registered_model(name)
+        for r in range(RUNS_EACH):
+            run = client.create_run(experiment, tags={"pave.data.train": f"{r:064x}", "pave.project": name})
+            client.log_metric(run.info.run_id, "accuracy", 0.8 + r / 100)
+            client.log_metric(run.info.run_id, "f1", 0.7 + r / 100)
+            client.log_param(run.info.run_id, "C", str(r + 1))
+            client.set_terminated(run.info.run_id, "FAILED" if (i, r) == (3, RUNS_EACH - 1) else "FINISHED")
+            version = client.create_model_version(
+                name, f"{portal.settings.artifacts}/{name}/{r}", run_id=run.info.run_id
+            )
+            client.set_model_version_tag(name, version.version, "pave.gates", "passed")
+
+
+def _fill_store(portal: Portal) -> None:
+    now = datetime.now(UTC)
+    with transaction(portal.sessions) as session:
+        for i in range(PROJECTS):
+            session.add(
+                Project(
+                    name=_name(i),
+                    owner=f"owner{i % 4}",
+                    description=f"project number {i}",
+                    template="tabular-classification" if i % 2 else "recommendation",
+                    created_by="admin",
+                    created_at=now - timedelta(days=i),
+                    labels={},
+                )
+            )
+        for i in range(DEPLOYED):
+            versions = [
+                {"version": "1", "uri": "/m/1", "weight": 90.0},
+                {"version": "2", "uri": "/m/2", "weight": 10.0},
+            ]
+            session.add(
+                DeploymentRow(
+                    name=_name(i),
+                    project=_name(i),
+                    spec={"name": _name(i), "versions": versions},
+                    created_by="admin",
+                    updated_by="admin",
+                )
+            )
+        states = ["rolled_back"] * 3 + ["promoted"] * 7 + ["running"] * 2
+        for i, state in enumerate(states):
+            history = [{"at": now.isoformat(), "event": "started", "by": "admin"}]
+            if state == "rolled_back":
+                history.append(
+                    {
+                        "at": now.isoformat(),
+                        "event": "rolled_back",
+                        "reason": "error rate 9/20 is above the allowed 0.05",
+                        "test": "one-sided exact binomial test",
+                        "candidate": {"requests": 20, "errors": 9, "p99_ms": 12.5},
+                        "baseline": {"requests": 180, "errors": 0, "p99_ms": 8.0},
+                    }
+                )
+            session.add(
+                RolloutRow(
+                    deployment=_name(i),
+                    baseline_version="1",
+                    candidate_version="2",
+                    policy={"steps": [10, 50, 100]},
+                    state=state,
+                    history=history,
+                    created_by="admin",
+                    finished_at=None if state == "running" else now,
+                )
+            )
+        alert = getattr(tables, "AlertRow", None)  # monitoring's table, when installed
+        if alert is not None:
+            for i, resolved in ((20, None), (21, now)):
+                session.add(
+                    alert(
+                        project=_name(i),
+                        deployment=_name(i),
+                        monitor="drift",
+                        kind="drift",
+                        subject="age",
+                        severity="warning",
+                        status="resolved" if resolved else "open",
+                        opened_at=now - timedelta(hours=2),
+                        last_seen_at=now,
+                        resolved_at=resolved,
+                        details={},
+                    )
+                )
+    for i in range(30):
+        append(
+            portal.engine,
+            AuditEntry(
+                method="PUT",
+                path=f"/api/v1/projects/{_name(i % DEPLOYED)}/deployment",
+                status=200 if i % 5 else 403,
+                request_id=f"busy-{i}",
+                action="deploy",
+                identity=f"user{i % 7}",
+                project=_name(i % DEPLOYED),
+            ),
+        )
+
+
+def _fill_inference_log(portal: Portal) -> None:
+    folder = Path(portal.settings.home) / "inference-log"
+    folder.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    lines = []
+    for i in range(200):
+        doc = {
+            "id": uuid.uuid4().hex,
+            "deployment": _name(0),
+            "version": "2" if i % 10 == 0 else "1",
+            "ts": now - 1800 + i * 9,
+            "latency_ms": 3.0 + i % 7,
+            "shadow": False,
+            "inputs": {},
+            "outputs": {},
+        }
+        if i % 50 == 0:
+            doc["error"] = "boom"
+        lines.append(json.dumps(doc))
+    (folder / "inference-busy-1-0.jsonl").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def busy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
+    portal = start_portal(tmp_path_factory.mktemp("busy"))
+    _fill_mlflow(portal)
+    _fill_store(portal)
+    _fill_inference_log(portal)
+    yield portal
+    portal.close()
+
+
+def test_every_page_answers_on_a_busy_platform(busy: Portal) -> None:
+    admin = busy.signed_in(busy.admin_token)
+    pages = [
+        "/",
+        "/?status=rolling+out",
+        "/?q=number+3&template=recommendation",
+        "/platform",
+        "/audit",
+        "/audit?outcome=denied&since=1d",
+        "/new",
+    ]
+    for i in (0, 1, 2, 30):
+        pages += [f"/projects/{_name(i)}", f"/projects/{_name(i)}/deployment"]
+    pages += [f"/projects/{_name(0)}/models/1", f"/projects/{_name(0)}?metric=f1"]
+    for path in pages:
+        answer = admin.get(path)
+        assert answer.status_code == 200, (path, answer.text[-800:])
+
+
+def test_the_catalog_shows_status_badges_and_filters(busy: Portal) -> None:
+    admin = busy.signed_in(busy.admin_token)
+    html = admin.get("/").text
+    assert f"{PROJECTS} of {PROJECTS}" in html
+    rolling = admin.get("/", params={"status": "rolling out"}).text
+    assert "2 of 40" in rolling
+    assert _name(10) in rolling
+    assert _name(11) in rolling
+    failing = admin.get("/", params={"status": "failing"}).text
+    # three rolled back in the last day, and project 3 whose newest run failed
+    assert "4 of 40" in failing
+    assert _name(3) in failing
+    owned = admin.get("/", params={"owner": "owner1", "q": "number"}).text
+    assert "10 of 40" in owned
+
+
+def test_project_and_deployment_pages_show_runs_lineage_traffic_and_rollouts(busy: Portal) -> None:
+    admin = busy.signed_in(busy.admin_token)
+    project = admin.get(f"/projects/{_name(0)}").text
+    assert project.count("/mlflow/#/experiments/") >= RUNS_EACH
+    assert "accuracy across runs" in project
+    assert "<polyline" in project
+    assert "Lineage" in project
+    assert "run:" in project
+    assert f"deployment:{_name(0)}" in project
+    deployment = admin.get(f"/projects/{_name(0)}/deployment").text
+    assert "200 requests in the last hour" in deployment
+    assert "version 1 90%" in deployment
+    assert "version 2 10%" in deployment
+    assert "rolled back" in deployment
+    assert "one-sided exact binomial test" in deployment
+    card = admin.get(f"/projects/{_name(0)}/models/2").text
+    assert "Model card" in card
+    assert "90% of the traffic" not in card
+    assert "10% of the traffic" in card
+
+
+def test_platform_numbers_on_a_busy_platform(busy: Portal) -> None:
+    with busy.sessions() as session:
+        numbers = platform_metrics.compute(session, tracking_uri=busy.settings.mlflow_db_url)
+    assert numbers.projects == PROJECTS
+    assert numbers.models_in_production == DEPLOYED
+    assert numbers.runs_total == WITH_RUNS * RUNS_EACH
+    assert (numbers.rollouts_finished, numbers.rollbacks) == (10, 3)
+    assert numbers.change_failure_rate == pytest.approx(0.3)
+    assert numbers.active_users_7d == 8  # user0..user6 and the admin who signed in
+    assert numbers.deployments_per_week == pytest.approx(24 / 4)  # 24 allowed PUTs this week
+    assert numbers.projects_by_week[-1].value == PROJECTS
+    assert numbers.mean_hours_to_production is not None
+    if getattr(tables, "AlertRow", None) is not None:
+        assert (numbers.drift_incidents, numbers.drift_open) == (2, 1)
+        assert numbers.mean_hours_to_resolve_drift == pytest.approx(2, abs=0.1)

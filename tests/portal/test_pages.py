@@ -1,0 +1,191 @@
+"""The portal in-process (no browser): sign-in, sessions, CSRF, roles, escaping, empty pages."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from portal_kit import Portal, csrf_of
+
+from pave.governance.access import set_member
+from pave.governance.tokens import revoke_token
+from pave.store.db import transaction
+from pave.store.tables import AuditEvent, DeploymentRow, Project
+
+PAGES = ("/", "/platform", "/audit", "/new")
+
+
+def test_pages_need_a_session_and_the_sign_in_page_sets_a_strict_cookie(portal: Portal) -> None:
+    browser = portal.browser()
+    for path in PAGES:
+        answer = browser.get(path)
+        assert (answer.status_code, answer.headers["location"]) == (303, "/signin")
+    page = browser.get("/signin")
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    wrong = browser.post("/signin", data={"csrf": csrf_of(page.text), "token": "pave_not-a-token"})
+    assert wrong.status_code == 401
+    assert "not valid" in wrong.text
+    answer = browser.post(
+        "/signin",
+        data={"csrf": csrf_of(page.text), "token": portal.admin_token},
+        follow_redirects=False,
+    )
+    cookie = answer.headers["set-cookie"].lower()
+    assert "pave_session=" in cookie
+    assert "httponly" in cookie
+    assert "samesite=strict" in cookie
+    assert browser.get("/").status_code == 200
+    # the API never takes the cookie: API clients send their token
+    assert browser.get("/api/v1/projects").status_code == 401
+
+
+def test_sign_in_without_the_form_token_is_refused(portal: Portal) -> None:
+    answer = portal.browser().post("/signin", data={"token": portal.admin_token})
+    assert answer.status_code == 403
+
+
+def test_every_page_answers_on_an_empty_platform(portal: Portal) -> None:
+    admin = portal.signed_in(portal.admin_token)
+    for path in PAGES:
+        answer = admin.get(path)
+        assert answer.status_code == 200, (path, answer.text[-500:])
+    assert "No projects yet" in admin.get("/").text
+    for path in ("/projects/nope", "/projects/nope/deployment", "/projects/nope/models/1"):
+        answer = admin.get(path)
+        assert answer.status_code == 404, (path, answer.text[-500:])
+        assert "does not exist" in answer.text
+    assert admin.get("/api/v1/platform/metrics").status_code == 401  # the API wants a token
+
+
+def test_user_supplied_names_render_as_text(portal: Portal) -> None:
+    evil = "<script>alert(1)</script>"
+    with transaction(portal.sessions) as session:
+        session.add(
+            Project(
+                name=evil,
+                owner='"><img src=x onerror=alert(2)>',
+                description=evil,
+                created_by="test",
+                labels={},
+            )
+        )
+    admin = portal.signed_in(portal.admin_token)
+    html = admin.get("/").text
+    assert evil not in html
+    assert "onerror=alert(2)>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert admin.get("/", params={"q": evil}).text.count("&lt;script&gt;") >= 1
+    audit = admin.get("/audit", params={"q": evil}).text
+    assert evil not in audit
+
+
+def test_forms_without_the_session_csrf_token_are_refused(portal: Portal) -> None:
+    admin = portal.signed_in(portal.admin_token)
+    for data in ({}, {"csrf": "forged"}):
+        answer = admin.post("/new", data={**data, "name": "nope", "template": "tabular-regression"})
+        assert answer.status_code == 403
+        assert "CSRF" in answer.text
+    with portal.sessions() as session:
+        assert session.query(Project).filter_by(name="nope").first() is None
+
+
+def test_a_viewer_sees_no_buttons_and_a_direct_post_is_refused_and_audited(portal: Portal) -> None:
+    with transaction(portal.sessions) as session:
+        session.add(Project(name="watched", owner="olga", description="", created_by="olga", labels={}))
+        session.flush()
+        set_member(session, "watched", "vic", "viewer", granted_by="olga")
+        session.add(
+            DeploymentRow(
+                name="watched",
+                project="watched",
+                spec={"name": "watched", "versions": [{"version": "1", "uri": "/x", "weight": 100.0}]},
+                created_by="olga",
+                updated_by="olga",
+            )
+        )
+    admin = portal.signed_in(portal.admin_token)
+    actions = re.compile(r'action="/projects/watched/\w+"')
+    assert actions.search(admin.get("/projects/watched/deployment").text)  # an admin has buttons
+    assert 'href="/new"' in admin.get("/").text
+    viewer = portal.signed_in(portal.token("vic", "viewer"))
+    home = viewer.get("/").text
+    assert "watched" in home
+    assert 'href="/new"' not in home
+    assert viewer.get("/new").status_code == 403
+    page = viewer.get("/projects/watched/deployment")
+    assert page.status_code == 200
+    assert not actions.search(page.text)
+    assert not actions.search(viewer.get("/projects/watched").text)
+    csrf = csrf_of(page.text)  # the sign-out form's: a valid token of this session
+    refused = viewer.post("/projects/watched/rollback", data={"csrf": csrf})
+    assert refused.status_code == 403
+    with portal.sessions() as session:
+        last = session.query(AuditEvent).order_by(AuditEvent.seq.desc()).first()
+    assert last is not None
+    assert (last.identity, last.path, last.outcome, last.status) == (
+        "vic",
+        "/projects/watched/rollback",
+        "denied",
+        403,
+    )
+
+
+def test_a_maintainer_token_without_a_role_on_the_project_is_refused(portal: Portal) -> None:
+    with transaction(portal.sessions) as session:
+        session.add(Project(name="not-mine", owner="olga", description="", created_by="olga", labels={}))
+    mallory = portal.signed_in(portal.token("mallory", "maintainer"))
+    assert mallory.get("/projects/not-mine").status_code == 403
+    page = mallory.get("/")
+    assert "not-mine" not in page.text
+    answer = mallory.post("/projects/not-mine/deploy", data={"csrf": csrf_of(page.text), "version": "1"})
+    assert answer.status_code == 403
+    with portal.sessions() as session:
+        last = session.query(AuditEvent).order_by(AuditEvent.seq.desc()).first()
+    assert last is not None
+    assert (last.identity, last.project, last.outcome) == (
+        "mallory",
+        "not-mine",
+        "denied",
+    )
+
+
+@pytest.mark.parametrize("how", ["revoke", "sign-out"])
+def test_a_session_dies_with_its_token_and_on_sign_out(portal: Portal, how: str) -> None:
+    secret = portal.token(f"dora-{how}", "developer")
+    browser = portal.signed_in(secret)
+    page = browser.get("/")
+    assert page.status_code == 200
+    if how == "revoke":
+        with transaction(portal.sessions) as session:
+            from pave.governance.tokens import authenticate
+
+            revoke_token(session, authenticate(session, secret).token_id)
+    else:
+        assert browser.post("/signout", data={"csrf": csrf_of(page.text)}).status_code == 303
+    answer = browser.get("/")
+    assert (answer.status_code, answer.headers["location"]) == (303, "/signin")
+
+
+def test_every_portal_route_has_a_rule_and_forms_need_more_than_read() -> None:
+    from fastapi.routing import APIRoute
+
+    from pave.governance.permissions import PUBLIC, required_action
+    from pave.portal.routes import router
+
+    seen = {}
+    for route in router.routes:
+        assert isinstance(route, APIRoute)
+        path = re.sub(r"\{[^}]+\}", "p", route.path.replace("{kind}", "css"))
+        for method in route.methods:
+            seen[f"{method} {path}"] = required_action(method, path)
+    assert None not in seen.values(), seen
+    assert {k for k, v in seen.items() if v == PUBLIC} == {
+        "GET /signin",
+        "POST /signin",
+        "GET /static/portal.css",
+    }
+    assert seen["POST /projects/p/rollback"] == "deploy"
+    assert seen["POST /new"] == "write"
+    assert seen["GET /audit"] == "admin"
