@@ -41,13 +41,13 @@ from pave.api.routes import (
     tokens,
     whoami,
 )
+from pave.api.routes import platform as platform_routes
 from pave.api.security import SecurityMiddleware
 from pave.errors import InvalidInput, NotFound, PaveError
-from pave.api.routes import platform as platform_routes
-from pave.tracking.server import MOUNT, mlflow_app
-
 from pave.portal import routes as portal_routes
 from pave.portal import sessions as portal_sessions
+from pave.tracking.server import MOUNT, mlflow_app
+
 
 class Metrics:
     """The control plane's Prometheus registry (one per app, so tests can run several)."""
@@ -153,11 +153,11 @@ def _pave_api(platform: Platform, metrics: Metrics) -> FastAPI:
 
     for router in ROUTERS:
         api.include_router(router)
-    return api
-
     # The portal's pages sit outside ROUTERS: its sign-in page is public and its pages redirect to
     # it instead of answering 401 (tests/portal cover them; the permission table has their rules).
     api.include_router(portal_routes.router)
+    return api
+
 
 ROUTERS = (
     health.router,
@@ -171,9 +171,9 @@ ROUTERS = (
     deployments.router,
     rollouts.router,
     loop.router,
+    platform_routes.router,
     feedback.router,
     teams.router,
-    platform_routes.router,
     teams.project_router,
 )
 _PARAM = re.compile(r"\{[^}]+\}|<[^>]+>")
@@ -220,14 +220,14 @@ class _Dispatch:
 def create_app(platform: Platform) -> Any:
     """The whole control plane as one ASGI app."""
     metrics = Metrics()
+    metrics.registry.register(platform_routes.PlatformCollector(platform))
     pave = _pave_api(platform, metrics)
     return SecurityMiddleware(
         _Dispatch(pave, mlflow_app()),
         sessions=platform.sessions,
-    metrics.registry.register(platform_routes.PlatformCollector(platform))
         allowed_hosts=platform.settings.allowed_hosts,
         max_body=platform.settings.max_request_bytes,
         on_request=metrics.observe,
         artifact_root=platform.settings.artifacts,
-    )
         browser_sessions=portal_sessions.principal_of_session,
+    )

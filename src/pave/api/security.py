@@ -61,12 +61,12 @@ log = logging.getLogger("pave.security")
 
 PRINCIPAL_KEY = "pave.principal"
 ACCESS_KEY = "pave.access"
+SCOPE_KEY = "pave.scope"  # the RequestScope: the portal names the project its form concerns
+BROWSER_COOKIE = "pave_session"  # a portal session (see pave.portal.sessions); never for /api/
 _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # The largest page MLflow's own clients ask for (runs search: 50000, metric history: 25000).
 MAX_RESULTS_CAP = 50_000
-SCOPE_KEY = "pave.scope"  # the RequestScope: the portal names the project its form concerns
-BROWSER_COOKIE = "pave_session"  # a portal session (see pave.portal.sessions); never for /api/
 _ARTIFACT_PARAMS = ("path", "artifact_path", "artifact_file_path")
 _RAW_BODY_ENDPOINTS = ("upload-artifact",)
 _PRODUCTION_STAGE = "production"
@@ -184,8 +184,10 @@ class SecurityMiddleware:
         on_request: Callable[[str, str, int, float], None] | None = None,
         artifact_root: str | None = None,
         egress: EgressPolicy | None = None,
+        browser_sessions: Callable[[Session, str], Principal] | None = None,
     ) -> None:
         self.app = app
+        self.browser_sessions = browser_sessions
         self.sessions = sessions
         self.engine: Engine = sessions.kw["bind"]
         self.allowed_hosts = allowed_hosts
@@ -193,10 +195,8 @@ class SecurityMiddleware:
         self.on_request = on_request
         self.artifact_root = Path(artifact_root) if artifact_root and "://" not in artifact_root else None
         self.egress = egress or EgressPolicy()
-        browser_sessions: Callable[[Session, str], Principal] | None = None,
 
     # --- the outer loop: headers, audit, metrics ------------------------------------------------
-        self.browser_sessions = browser_sessions
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -328,28 +328,28 @@ class SecurityMiddleware:
         auth = headers.get("authorization", "")
         scheme, _, secret = auth.partition(" ")
         token = secret.strip() if scheme.lower() == "bearer" else None
-        try:
-            principal = await anyio.to_thread.run_sync(self._authenticate, token, cookie)
-        except PaveError as error:
-            await self._refuse(send, request, error)
-            return
-        request.principal = principal
-
-        endpoint = mlflow_endpoint(path)
-        is_raw_upload = artifact_path(path) is not None or (endpoint or "").endswith(_RAW_BODY_ENDPOINTS)
         # A portal session cookie stands for its token in the browser (portal pages and the MLflow
         # UI it links to), never on the API: API clients send their token.
         browser_page = self.browser_sessions is not None and not path.startswith(("/api/", "/mlflow"))
         cookie = None
         if token is None and self.browser_sessions is not None and not path.startswith("/api/"):
             cookie = _cookie(headers.get("cookie", ""), BROWSER_COOKIE)
-        has_body = (length not in (None, "0")) or "transfer-encoding" in headers
-        json_api = (
-            path.startswith("/api/v1/")
+        try:
+            principal = await anyio.to_thread.run_sync(self._authenticate, token, cookie)
+        except PaveError as error:
             if browser_page and method == "GET" and isinstance(error, Unauthenticated):
                 request.refused, request.detail = True, f"{error.code}: {error.message}"
                 await _see_other(send, "/signin")
                 return
+            await self._refuse(send, request, error)
+            return
+        request.principal = principal
+
+        endpoint = mlflow_endpoint(path)
+        is_raw_upload = artifact_path(path) is not None or (endpoint or "").endswith(_RAW_BODY_ENDPOINTS)
+        has_body = (length not in (None, "0")) or "transfer-encoding" in headers
+        json_api = (
+            path.startswith("/api/v1/")
             or (endpoint is not None and not is_raw_upload)
             or path == "/mlflow/graphql"
         )
@@ -391,6 +391,7 @@ class SecurityMiddleware:
         scope["state"]["principal"] = principal
         scope[PRINCIPAL_KEY] = principal
         scope[ACCESS_KEY] = access
+        scope[SCOPE_KEY] = request_scope
         downstream = _replay(body, receive) if body is not None else _limited(receive, self.max_body)
 
         post = self._post_processor(request, access, endpoint)
@@ -400,24 +401,9 @@ class SecurityMiddleware:
         await self._buffered(scope, downstream, send, post)
 
     def _authenticate(self, secret: str | None, cookie: str | None = None) -> Principal:
-        scope[SCOPE_KEY] = request_scope
-        chunked_upload = is_raw_upload and method in _STATE_CHANGING and length is None and has_body
-        if body is None and (request.upload_check is not None or chunked_upload):
-            # Count the upload before MLflow sees a byte of it: over the quota, nothing is written.
-            try:
-                body = await _read_body(receive, self.max_body, request.upload_check)
-            except PaveError as error:
-                await self._refuse(send, request, error)
-                return
-        if chunked_upload and body is not None:
-            # MLflow's WSGI bridge reads a body without Content-Length as empty (the file would be
-            # stored empty): hand it the length of what arrived.
-            scope["headers"] = [
-                (k, v)
-                for k, v in scope["headers"]
-                if k.lower() not in (b"content-length", b"transfer-encoding")
-            ] + [(b"content-length", str(len(body)).encode())]
         with self.sessions() as session:
+            if secret is None and cookie and self.browser_sessions is not None:
+                return self.browser_sessions(session, cookie)
             return authenticate(session, secret)
 
     def _decide(
@@ -427,8 +413,6 @@ class SecurityMiddleware:
         params: dict[str, Any],
         document: Any,
         headers: dict[str, str],
-            if secret is None and cookie and self.browser_sessions is not None:
-                return self.browser_sessions(session, cookie)
     ) -> tuple[Access, RequestScope]:
         """Everything that needs the store: scope, role on each project, content checks (blocking)."""
         method, path = request.method, request.path
@@ -606,6 +590,25 @@ class SecurityMiddleware:
 # --- helpers ----------------------------------------------------------------------------------------
 
 
+def _cookie(header: str, name: str) -> str | None:
+    for part in header.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name and value:
+            return value
+    return None
+
+
+async def _see_other(send: Send, location: str) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 303,
+            "headers": [(b"location", location.encode()), (b"content-length", b"0")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
+
+
 def _check_request_path(path: str, query: bytes) -> None:
     """No ``..`` segment, NUL, backslash anywhere in the decoded path or in artifact parameters."""
     decoded = paths.fully_decoded(path)
@@ -641,25 +644,6 @@ def _production_versions(
         return []
     versions = [str(values[k]) for k in ("version", "canary_version") if values.get(k)]
     alias = values.get("alias")
-def _cookie(header: str, name: str) -> str | None:
-    for part in header.split(";"):
-        key, _, value = part.strip().partition("=")
-        if key == name and value:
-            return value
-    return None
-
-
-async def _see_other(send: Send, location: str) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 303,
-            "headers": [(b"location", location.encode()), (b"content-length", b"0")],
-        }
-    )
-    await send({"type": "http.response.body", "body": b""})
-
-
     if match[1] == "deployment" and not values.get("version"):
         alias = alias or approvals.CHAMPION
     if isinstance(alias, str) and alias.lower() != approvals.CHAMPION:
