@@ -10,12 +10,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from pave.api.platform import Platform
 from pave.config import Settings
+from pave.data.profile import profile_frame
+from pave.governance.egress import EgressPolicy
+from pave.monitoring.scheduler import Monitoring, Scheduler
+from pave.monitoring.spec import MonitorSpec
 from pave.serving.inference_log import InferenceLog, Record
-from pave.store.tables import DeploymentRow, Project
+from pave.store.tables import AlertDeliveryRow, AlertRow, DeploymentRow, Project
 
 
 @dataclass
@@ -81,3 +86,76 @@ def write_log(
     log.flush()
     log.close()
     return ids
+
+
+def traffic(rows: int, seed: int, shift: dict[str, float] | None = None) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "age": rng.normal(40, 12, rows),
+            "income": rng.lognormal(10, 0.5, rows),
+            "tenure": rng.integers(0, 30, rows).astype(float),
+            "plan": rng.choice(["basic", "pro", "team"], rows, p=[0.6, 0.3, 0.1]),
+        }
+    )
+    for name, sigmas in (shift or {}).items():
+        frame[name] += sigmas * frame[name].std()
+    return frame
+
+
+class StaticSpecs:
+    """The monitors of one deployment (the store is shared with other tests' deployments)."""
+
+    def __init__(self, name: str, monitoring: Monitoring) -> None:
+        self.name = name
+        self.monitoring = monitoring
+
+    def get(self, deployment: DeploymentRow, version: str) -> Monitoring | None:
+        return self.monitoring if deployment.name == self.name else None
+
+
+def scheduler_for(cp: ControlPlane, name: str, spec: dict[str, Any], *, timeout: float = 5.0) -> Scheduler:
+    training = traffic(5_000, seed=0)
+    monitoring = Monitoring(MonitorSpec.model_validate(spec), {"train": profile_frame(training)}, "1")
+    return Scheduler(
+        cp.platform.sessions,
+        cp.settings,
+        specs=StaticSpecs(name, monitoring),
+        egress=EgressPolicy(allowed_networks=["127.0.0.0/8"]),
+        delivery_timeout=timeout,
+        base_delay=30.0,
+    )
+
+
+def alerts_of(cp: ControlPlane, project: str) -> list[AlertRow]:
+    with cp.platform.sessions() as session:
+        return list(
+            session.scalars(select(AlertRow).where(AlertRow.project == project).order_by(AlertRow.id))
+        )
+
+
+def deliveries_of(cp: ControlPlane, project: str) -> list[AlertDeliveryRow]:
+    with cp.platform.sessions() as session:
+        query = (
+            select(AlertDeliveryRow)
+            .join(AlertRow, AlertRow.id == AlertDeliveryRow.alert_id)
+            .where(AlertRow.project == project)
+            .order_by(AlertDeliveryRow.id)
+        )
+        return list(session.scalars(query))
+
+
+def send(cp: ControlPlane, name: str, frame: pd.DataFrame, ts: float) -> None:
+    write_log(
+        cp.log_dir, name, "1", frame, {"predict": np.zeros(len(frame), dtype=int)}, rows_per_request=50, ts=ts
+    )
+
+
+DRIFT = {
+    "name": "inputs",
+    "type": "drift",
+    "method": ["psi", "ks"],
+    "threshold": None,
+    "window": "1h",
+    "min_samples": 200,
+}

@@ -10,36 +10,23 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import pytest
-from monitoring_kit import ControlPlane, write_log
-from sqlalchemy import select
+from monitoring_kit import (
+    DRIFT,
+    ControlPlane,
+    alerts_of,
+    deliveries_of,
+    scheduler_for,
+    send,
+    traffic,
+)
 
-from pave.data.profile import profile_frame
 from pave.errors import InvalidInput
-from pave.governance.egress import EgressPolicy
 from pave.monitoring.scheduler import Monitoring, Scheduler
-from pave.monitoring.spec import MonitorSpec
 from pave.pipelines.spec import parse_spec
-from pave.store.tables import AlertDeliveryRow, AlertRow, DeploymentRow
+from pave.store.tables import DeploymentRow
 
 FEATURES = ["age", "income", "tenure"]
-
-
-def traffic(rows: int, seed: int, shift: dict[str, float] | None = None) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    frame = pd.DataFrame(
-        {
-            "age": rng.normal(40, 12, rows),
-            "income": rng.lognormal(10, 0.5, rows),
-            "tenure": rng.integers(0, 30, rows).astype(float),
-            "plan": rng.choice(["basic", "pro", "team"], rows, p=[0.6, 0.3, 0.1]),
-        }
-    )
-    for name, sigmas in (shift or {}).items():
-        frame[name] += sigmas * frame[name].std()
-    return frame
 
 
 class Receiver:
@@ -80,64 +67,6 @@ def receiver() -> Iterator[Receiver]:
     server = Receiver()
     yield server
     server.close()
-
-
-class StaticSpecs:
-    """The monitors of one deployment (the store is shared with other tests' deployments)."""
-
-    def __init__(self, name: str, monitoring: Monitoring) -> None:
-        self.name = name
-        self.monitoring = monitoring
-
-    def get(self, deployment: DeploymentRow, version: str) -> Monitoring | None:
-        return self.monitoring if deployment.name == self.name else None
-
-
-def scheduler_for(cp: ControlPlane, name: str, spec: dict[str, Any], *, timeout: float = 5.0) -> Scheduler:
-    training = traffic(5_000, seed=0)
-    monitoring = Monitoring(MonitorSpec.model_validate(spec), {"train": profile_frame(training)}, "1")
-    return Scheduler(
-        cp.platform.sessions,
-        cp.settings,
-        specs=StaticSpecs(name, monitoring),
-        egress=EgressPolicy(allowed_networks=["127.0.0.0/8"]),
-        delivery_timeout=timeout,
-        base_delay=30.0,
-    )
-
-
-def alerts_of(cp: ControlPlane, project: str) -> list[AlertRow]:
-    with cp.platform.sessions() as session:
-        return list(
-            session.scalars(select(AlertRow).where(AlertRow.project == project).order_by(AlertRow.id))
-        )
-
-
-def deliveries_of(cp: ControlPlane, project: str) -> list[AlertDeliveryRow]:
-    with cp.platform.sessions() as session:
-        query = (
-            select(AlertDeliveryRow)
-            .join(AlertRow, AlertRow.id == AlertDeliveryRow.alert_id)
-            .where(AlertRow.project == project)
-            .order_by(AlertDeliveryRow.id)
-        )
-        return list(session.scalars(query))
-
-
-def send(cp: ControlPlane, name: str, frame: pd.DataFrame, ts: float) -> None:
-    write_log(
-        cp.log_dir, name, "1", frame, {"predict": np.zeros(len(frame), dtype=int)}, rows_per_request=50, ts=ts
-    )
-
-
-DRIFT = {
-    "name": "inputs",
-    "type": "drift",
-    "method": ["psi", "ks"],
-    "threshold": None,
-    "window": "1h",
-    "min_samples": 200,
-}
 
 
 def test_quiet_traffic_raises_nothing_and_one_shifted_feature_alerts_on_it_only(

@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from pave import __version__
 from pave.api.platform import Platform
 from pave.api.routes import (
+    alerts,
     approvals,
     audit,
     deployments,
@@ -34,6 +35,7 @@ from pave.api.routes import (
     health,
     loop,
     members,
+    monitoring,
     projects,
     rollouts,
     runs,
@@ -173,6 +175,8 @@ ROUTERS = (
     loop.router,
     platform_routes.router,
     feedback.router,
+    monitoring.router,
+    alerts.router,
     teams.router,
     teams.project_router,
 )

@@ -66,7 +66,7 @@ def pick_reference(profile: Mapping[str, Any], columns: list[str]) -> Reference 
     return best
 
 
-def _config(rule: DriftRule, min_samples: int) -> DriftConfig:
+def drift_config(rule: DriftRule, min_samples: int) -> DriftConfig:
     if rule.method in NUMERIC_ONLY_METHODS:  # categoricals need a binned test: same kind of threshold
         categorical = DriftRule("chi2", rule.limit) if rule.method == "ks" else DriftRule("psi")
     else:
@@ -83,7 +83,7 @@ def drift_verdicts(
         return []
     results: dict[str, dict[str, Any]] = {}
     for rule in monitor.rules():
-        report = compute_drift(subset, rows, _config(rule, monitor.min_samples))
+        report = compute_drift(subset, rows, drift_config(rule, monitor.min_samples))
         for item in report.features:
             if item.status in (INSUFFICIENT_DATA, MISSING_COLUMN):
                 continue

@@ -247,3 +247,16 @@ def tick(sessions: sessionmaker[Session], settings: Settings) -> None:
         if scheduler is None:
             scheduler = _SCHEDULERS[id(sessions)] = Scheduler(sessions, settings)
     scheduler.tick()
+
+
+_SPECS: dict[str, RegistrySpecs] = {}
+
+
+def monitoring_of(settings: Settings, deployment: DeploymentRow) -> Monitoring | None:
+    """The monitoring setup of a deployment's primary version, for the API (cached per store)."""
+    version = primary_version(deployment.spec)
+    if version is None:
+        return None
+    with _SCHEDULERS_LOCK:
+        specs = _SPECS.setdefault(settings.mlflow_db_url, RegistrySpecs(settings))
+    return specs.get(deployment, version)
