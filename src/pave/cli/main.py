@@ -34,6 +34,7 @@ COMMAND_GROUPS: tuple[tuple[str, str, str | None], ...] = (
     ("pave.cli.loop", "app", None),
     ("pave.cli.audit", "app", "audit"),
     ("pave.cli.members", "app", None),
+    ("pave.cli.catalog", "app", "catalog"),
     ("pave.cli.monitor", "app", None),
     ("pave.cli.teams", "app", "team"),
 )
