@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -169,6 +170,53 @@ def test_stored_bytes_quota_refuses_an_upload_over_it(shared_server: PaveServer)
         assert refused.status_code == 429
         assert "stored_bytes" in refused.json()["error"]["message"]
         assert admin.get(f"{base}/big.txt").status_code == 404
+
+
+def test_stored_bytes_quota_counts_chunked_uploads_and_refuses_uploads_past_the_proxy(
+    shared_server: PaveServer,
+) -> None:
+    world = World(shared_server)
+    world.project("quota-chunks", owner="olga")
+    experiment_id = world.experiment("quota-chunks")
+    run_id = world.run(experiment_id)
+    folder = shared_server.home / "artifacts" / experiment_id / run_id / "artifacts"
+
+    def chunks(n: int) -> Iterator[bytes]:  # no Content-Length: Transfer-Encoding: chunked
+        for _ in range(n):
+            yield b"y" * 40
+
+    with world.admin() as admin:
+        base = f"/mlflow/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts"
+        # A chunked upload is stored whole (MLflow alone would store it empty).
+        assert admin.put(f"{base}/before.txt", content=chunks(1)).status_code == 200
+        assert admin.get(f"{base}/before.txt").content == b"y" * 40
+        policy = admin.put("/api/v1/projects/quota-chunks/policy", json={"max_stored_bytes": 140})
+        assert policy.status_code == 200
+        assert admin.put(f"{base}/first.txt", content=chunks(2)).status_code == 200
+        refused = admin.put(f"{base}/second.txt", content=chunks(3))
+        assert refused.status_code == 429, refused.text
+        error = refused.json()["error"]
+        assert "stored_bytes" in error["message"]
+        assert "olga" in error["message"]
+        ajax = admin.post(
+            "/mlflow/ajax-api/2.0/mlflow/upload-artifact",
+            params={"run_uuid": run_id, "path": "third.txt"},
+            content=chunks(3),
+        )
+        assert ajax.status_code == 429, ajax.text
+        # Multipart uploads send their parts past the proxy: they cannot be counted, so refused.
+        multipart = admin.post(
+            f"/mlflow/api/2.0/mlflow-artifacts/mpu/create/{experiment_id}/{run_id}/artifacts",
+            json={"path": "big.bin", "num_parts": 2},
+        )
+        assert multipart.status_code == 429
+        assert "bypass" in multipart.json()["error"]["message"]
+        record = world.last_audit(refused.headers["x-request-id"])
+        assert (record["status"], record["project"]) == (429, "quota-chunks")
+    # Nothing half-written: only the first file, complete, and no temporary files.
+    assert sorted(p.name for p in folder.iterdir()) == ["before.txt", "first.txt"]
+    assert (folder / "first.txt").read_bytes() == b"y" * 80
+    assert not list((shared_server.home / "artifacts" / experiment_id).rglob("*tmp*"))
 
 
 def test_deploying_or_rolling_out_an_unapproved_version_is_refused(gated: dict[str, Any]) -> None:

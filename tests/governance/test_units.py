@@ -15,7 +15,7 @@ from pave.governance.access import Access
 from pave.governance.egress import EgressPolicy
 from pave.governance.policy import Policy, check_quota
 from pave.governance.roles import ROLES
-from pave.governance.scope import filter_listing, filter_pave_listing, resolve
+from pave.governance.scope import filter_graphql, filter_listing, filter_pave_listing, resolve
 from pave.governance.tokens import Principal
 
 # --- paths ---------------------------------------------------------------------------------------
@@ -127,8 +127,13 @@ class FakeLookup:
     def logged_model_experiment(self, model_id: str) -> str | None:
         return "2" if model_id == "m-2" else None
 
+    def object_experiments(self, kind: str, object_id: str) -> list[str]:
+        known = {("trace", "t1"): ["1"], ("trace", "t2"): ["2"], ("dataset", "d-2"): ["2"]}
+        return known.get((kind, object_id), [])
+
 
 M = "/mlflow/api/2.0/mlflow/"
+M3 = "/mlflow/api/3.0/mlflow/"
 
 
 @pytest.mark.parametrize(
@@ -153,6 +158,32 @@ M = "/mlflow/api/2.0/mlflow/"
         ("/mlflow/api/2.0/mlflow-artifacts/artifacts/2/r2/artifacts/x", {}, None, ["beta"]),
         ("/mlflow/api/2.0/mlflow-artifacts/artifacts", {"path": "1/r1"}, None, ["alpha"]),
         ("/mlflow/graphql", {}, {"variables": {"data": {"runId": "r1"}}}, ["alpha"]),
+        # ids written inline in the query text count as much as those in the variables
+        (
+            "/mlflow/graphql",
+            {},
+            {"query": 'query { mlflowGetRun(input: {runId: "r2"}) { run { info { runId } } } }'},
+            ["beta"],
+        ),
+        (
+            "/mlflow/graphql",
+            {},
+            {
+                "query": "query Q($e: [String]) { a: mlflowSearchRuns(input: {experimentIds: $e}) { runs "
+                "{ info { runId } } } }",
+                "variables": {"e": ["1", "2"]},
+            },
+            ["alpha", "beta"],
+        ),
+        # GenAI objects: traces, evaluation datasets, by path, query or body
+        (M3 + "traces/t2", {}, None, ["beta"]),
+        (M + "traces/t1/info", {}, None, ["alpha"]),
+        (M3 + "traces/get", {"trace_id": "t2"}, None, ["beta"]),
+        (M3 + "traces/batchGetInfos", {}, {"trace_ids": ["t1", "t2"]}, ["alpha", "beta"]),
+        ("/mlflow/ajax-api/2.0/mlflow/get-trace-artifact", {"request_id": "t2"}, None, ["beta"]),
+        (M3 + "traces/t2/assessments/a-1", {}, None, ["beta"]),
+        (M3 + "datasets/d-2/records", {}, None, ["beta"]),
+        (M3 + "traces/search", {}, {"locations": [{"mlflow_experiment": {"experiment_id": "1"}}]}, ["alpha"]),
     ],
 )
 def test_resolve_finds_the_projects_of_a_request(
@@ -166,6 +197,34 @@ def test_resolve_marks_searches_and_unresolved_requests() -> None:
     assert resolve("/mlflow/api/2.0/mlflow-artifacts/artifacts/x/y", {}, None, FakeLookup()).unresolved
     assert resolve(M + "traces/delete-traces", {}, {}, FakeLookup()).unresolved
     assert not resolve("/mlflow/static-files/app.js", {}, None, FakeLookup()).unresolved
+
+
+def test_filter_graphql_drops_what_the_caller_may_not_see_through_aliases_and_fragments() -> None:
+    query = """
+    query Q { x: mlflowSearchModelVersions(input: {}) { modelVersions { ...V } }
+              mlflowGetRun(input: {runId: "r1"}) { run { modelVersions { version } } } }
+    fragment V on MlflowModelVersion { n: name version }
+    """
+    answer = {
+        "data": {
+            "x": {"modelVersions": [{"n": "alpha", "version": "1"}, {"n": "beta", "version": "1"}]},
+            "mlflowGetRun": {"run": {"modelVersions": [{"version": "3"}]}},
+        }
+    }
+    kept = filter_graphql({"query": query}, answer, lambda p: p == "alpha", FakeLookup())
+    assert kept["data"]["x"]["modelVersions"] == [{"n": "alpha", "version": "1"}]
+    assert kept["data"]["mlflowGetRun"]["run"]["modelVersions"] == []  # no name selected: dropped
+    datasets = {
+        "data": {"mlflowSearchDatasets": {"datasetSummaries": [{"experimentId": "1"}, {"experimentId": "2"}]}}
+    }
+    query = "mutation { mlflowSearchDatasets(input: {}) { datasetSummaries { experimentId } } }"
+    assert filter_graphql({"query": query}, datasets, lambda p: p == "beta", FakeLookup())["data"] == {
+        "mlflowSearchDatasets": {"datasetSummaries": [{"experimentId": "2"}]}
+    }
+    assert (
+        filter_graphql({"query": "{ not graphql"}, {"data": {"a": 1}}, lambda p: True, FakeLookup())["data"]
+        is None
+    )
 
 
 def test_filter_listing_keeps_only_visible_items() -> None:

@@ -16,6 +16,7 @@ the answer, off the event loop. Every answer carries the security headers and ``
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import re
@@ -38,6 +39,7 @@ from pave.errors import (
     InvalidInput,
     PaveError,
     PayloadTooLarge,
+    QuotaExceeded,
     Unauthenticated,
     UserError,
 )
@@ -50,6 +52,8 @@ from pave.governance.scope import (
     RequestScope,
     StoreLookup,
     artifact_path,
+    collect_values,
+    filter_graphql,
     filter_listing,
     filter_pave_listing,
     mlflow_endpoint,
@@ -70,6 +74,9 @@ MAX_RESULTS_CAP = 50_000
 _ARTIFACT_PARAMS = ("path", "artifact_path", "artifact_file_path")
 _RAW_BODY_ENDPOINTS = ("upload-artifact",)
 _PRODUCTION_STAGE = "production"
+# MLflow's OpenTelemetry trace ingest names its experiment in a header.
+OTLP_TRACES = "/mlflow/v1/traces"
+OTLP_EXPERIMENT_HEADER = "x-mlflow-experiment-id"
 _ARTIFACT_DOWNLOADS = (
     "/mlflow/get-artifact",
     "/mlflow/model-versions/get-artifact",
@@ -110,6 +117,8 @@ class _Request:
     scope: RequestScope = field(default_factory=RequestScope)
     refused: bool = False  # refused by this middleware (never reached an application)
     detail: str | None = None
+    # Checks the bytes of a streamed upload against the project's stored-bytes quota.
+    upload_check: Callable[[int], None] | None = None
 
     def audited(self, status: int) -> bool:
         if status in (401, 403) or self.refused:
@@ -330,7 +339,9 @@ class SecurityMiddleware:
         token = secret.strip() if scheme.lower() == "bearer" else None
         # A portal session cookie stands for its token in the browser (portal pages and the MLflow
         # UI it links to), never on the API: API clients send their token.
-        browser_page = self.browser_sessions is not None and not path.startswith(("/api/", "/mlflow"))
+        browser_page = self.browser_sessions is not None and not path.startswith(
+            ("/api/", "/mlflow", "/metrics")
+        )
         cookie = None
         if token is None and self.browser_sessions is not None and not path.startswith("/api/"):
             cookie = _cookie(headers.get("cookie", ""), BROWSER_COOKIE)
@@ -392,6 +403,22 @@ class SecurityMiddleware:
         scope[PRINCIPAL_KEY] = principal
         scope[ACCESS_KEY] = access
         scope[SCOPE_KEY] = request_scope
+        chunked_upload = is_raw_upload and method in _STATE_CHANGING and length is None and has_body
+        if body is None and (request.upload_check is not None or chunked_upload):
+            # Count the upload before MLflow sees a byte of it: over the quota, nothing is written.
+            try:
+                body = await _read_body(receive, self.max_body, request.upload_check)
+            except PaveError as error:
+                await self._refuse(send, request, error)
+                return
+        if chunked_upload and body is not None:
+            # MLflow's WSGI bridge reads a body without Content-Length as empty (the file would be
+            # stored empty): hand it the length of what arrived.
+            scope["headers"] = [
+                (k, v)
+                for k, v in scope["headers"]
+                if k.lower() not in (b"content-length", b"transfer-encoding")
+            ] + [(b"content-length", str(len(body)).encode())]
         downstream = _replay(body, receive) if body is not None else _limited(receive, self.max_body)
 
         post = self._post_processor(request, access, endpoint)
@@ -417,6 +444,8 @@ class SecurityMiddleware:
         """Everything that needs the store: scope, role on each project, content checks (blocking)."""
         method, path = request.method, request.path
         lookup = StoreLookup()
+        if path == OTLP_TRACES and headers.get(OTLP_EXPERIMENT_HEADER):
+            params = {**params, "experiment_id": headers[OTLP_EXPERIMENT_HEADER]}
         request_scope = resolve(path, params, document, lookup)
         request.scope = request_scope
         values: dict[str, Any] = dict(params)
@@ -452,6 +481,8 @@ class SecurityMiddleware:
             for project in projects:
                 authorize(principal, access.actions(project), action, method, path, project)
 
+            for value in collect_values(request_scope.graphql_args, ("path",)):
+                paths.check_relative_path(value, what="artifact path")
             art = artifact_path(path)
             if art is not None and self.artifact_root is not None:
                 relative = art or str(values.get("path") or "")
@@ -461,7 +492,9 @@ class SecurityMiddleware:
             if method in _STATE_CHANGING:
                 self._check_content(endpoint, path, values, request_scope)
                 if request_scope.project is not None:
-                    self._check_policy(session, endpoint, method, path, values, request_scope, headers)
+                    request.upload_check = self._check_policy(
+                        session, endpoint, method, path, values, request_scope, headers
+                    )
             _check_caps(values)
         return access, request_scope
 
@@ -490,7 +523,8 @@ class SecurityMiddleware:
         values: dict[str, Any],
         scope: RequestScope,
         headers: dict[str, str],
-    ) -> None:
+    ) -> Callable[[int], None] | None:
+        """Refuse what the project's policy forbids; answer the check a streamed upload needs."""
         project = scope.project
         assert project is not None
         policy = get_policy(session, project)
@@ -511,10 +545,24 @@ class SecurityMiddleware:
         if endpoint == "runs/create" and policy.max_concurrent_runs is not None:
             running = _running_runs(scope.experiment_ids, policy.max_concurrent_runs + 1)
             check_quota(policy, "concurrent_runs", running)
+        if policy.max_stored_bytes is None:
+            return None
+        if _DIRECT_UPLOADS.search(path) or endpoint == "artifacts/presigned-upload-url":
+            raise QuotaExceeded(
+                f"project {project!r} has a stored_bytes quota ({policy.max_stored_bytes} bytes; "
+                f"owner: {policy.owner or 'unknown'}) and uploads that bypass the artifact proxy "
+                "cannot be counted against it",
+                hint="upload through the proxy (mlflow-artifacts PUT), or ask a platform admin to lift "
+                f"the quota: `pave project policy {project} --max-stored-bytes N`",
+                details={"quota": "stored_bytes", "limit": policy.max_stored_bytes, "owner": policy.owner},
+            )
         uploading = (method == "PUT" and artifact_path(path)) or endpoint == "upload-artifact"
-        if uploading and policy.max_stored_bytes is not None and self.artifact_root is not None:
-            used = sum(_folder_bytes(self.artifact_root / e) for e in scope.experiment_ids)
-            check_quota(policy, "stored_bytes", used, int(headers.get("content-length") or 0))
+        if not uploading or self.artifact_root is None:
+            return None
+        used = sum(_folder_bytes(self.artifact_root / e) for e in scope.experiment_ids)
+        check_quota(policy, "stored_bytes", used, int(headers.get("content-length") or 0))
+        # A chunked body declares no length: its bytes are counted as they arrive.
+        return functools.partial(check_quota, policy, "stored_bytes", used)
 
     # --- answers that need a second look --------------------------------------------------------
 
@@ -527,6 +575,11 @@ class SecurityMiddleware:
             return lambda status, answer: self._record_author(status, answer, principal)
         if principal.is_admin:
             return None
+        if request.scope.search == "graphql":
+            document, lookup = request.scope.graphql, StoreLookup()
+            return lambda status, answer: (
+                filter_graphql(document, answer, access.sees, lookup) if isinstance(answer, dict) else answer
+            )
         if request.scope.search is not None:
             search = request.scope.search
             lookup = StoreLookup()
@@ -630,6 +683,8 @@ def _check_request_path(path: str, query: bytes) -> None:
                         paths.check_relative_path(value, what=key)
 
 
+# Multipart uploads send their parts straight to the object store, past the proxy.
+_DIRECT_UPLOADS = re.compile(r"/mlflow-artifacts/mpu/create(/|$)")
 _DEPLOYMENT = re.compile(r"/api/v1/projects/[^/]+/(deployment|rollout)")
 
 
@@ -688,7 +743,7 @@ def _folder_bytes(folder: Path) -> int:
     return total
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
+async def _read_body(receive: Receive, limit: int, check: Callable[[int], None] | None = None) -> bytes:
     chunks: list[bytes] = []
     seen = 0
     while True:
@@ -699,6 +754,8 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
         seen += len(chunk)
         if seen > limit:
             raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+        if check is not None and chunk:
+            check(seen)
         chunks.append(chunk)
         if not message.get("more_body", False):
             break

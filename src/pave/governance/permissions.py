@@ -99,6 +99,12 @@ RULES: tuple[Rule, ...] = (
     ),
     # Searches are POSTs in MLflow's API but read nothing but what the caller may see.
     _rule("POST", r"/mlflow/(ajax-)?api/[23]\.0/mlflow/([a-z-]+/)*search(-[a-z]+)?", "read"),
+    # Trace reads MLflow also sends as POST.
+    _rule(
+        "POST",
+        r"/mlflow/(ajax-)?api/3\.0/mlflow/traces/(batchGetInfos|metrics|calculate-filter-correlation)",
+        "read",
+    ),
     # (MLflow also registers this one without the slash after "2.0".)
     _rule("POST", r"/mlflow/(ajax-)?api/2\.0/?mlflow/experiments/search-datasets", "read"),
     # MLflow's GraphQL schema only has queries and search "mutations"; the UI reads through it.

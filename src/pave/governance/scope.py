@@ -52,6 +52,28 @@ SEARCH_ENDPOINTS = frozenset(
     }
 )
 _NAMED_BY_MODEL = ("registered-models/", "model-versions/")
+GRAPHQL_PATH = "/mlflow/graphql"
+# GenAI objects that belong to experiments: (kind, keys naming one, path pattern naming one).
+_OBJECT_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("trace", ("trace_id", "traceId", "trace_ids", "traceIds")),
+    ("dataset", ("dataset_id", "datasetId")),
+    ("issue", ("issue_id", "issueId")),
+    ("review_queue", ("queue_id", "queueId")),
+    ("label_schema", ("schema_id", "schemaId")),
+)
+_OBJECT_PATHS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "trace",
+        re.compile(
+            r"traces/(?!(?:search|batchGet|batchGetInfos|get|delete-traces|link-prompts|link-to-run"
+            r"|metrics|calculate-filter-correlation)(?:/|$))(?P<id>[^/]+)(?:/.*)?"
+        ),
+    ),
+    ("dataset", re.compile(r"datasets/(?!(?:search|create)(?:/|$))(?P<id>[^/]+)(?:/.*)?")),
+    ("issue", re.compile(r"issues/(?!(?:search|invoke)(?:/|$))(?P<id>[^/]+)(?:/.*)?")),
+)
+# MLflow's v2 trace routes call a trace id ``request_id``.
+_TRACE_REQUEST_ID = ("traces", "get-trace-artifact", "get-online-trace-details")
 _RUN_KEYS = ("run_id", "run_uuid", "runId", "runUuid")
 _RUN_LIST_KEYS = ("run_ids", "runIds")
 _EXPERIMENT_KEYS = ("experiment_id", "experimentId")
@@ -67,6 +89,10 @@ class Lookup(Protocol):
 
     def logged_model_experiment(self, model_id: str) -> str | None: ...
 
+    def object_experiments(self, kind: str, object_id: str) -> list[str]:
+        """The experiments of a trace, dataset, issue, review queue or label schema ([] if none)."""
+        ...
+
 
 @dataclass
 class RequestScope:
@@ -78,6 +104,8 @@ class RequestScope:
     experiment_ids: list[str] = field(default_factory=list)
     unresolved: bool = False
     search: str | None = None  # the search endpoint, when the answer is a listing to filter
+    graphql: dict[str, Any] | None = None  # the GraphQL request, whose answer is filtered
+    graphql_args: list[dict[str, Any]] = field(default_factory=list)  # its fields' arguments
 
     @property
     def project(self) -> str | None:
@@ -129,6 +157,13 @@ def _collect(data: Any, keys: Iterable[str], out: list[str], depth: int = 0) -> 
             _collect(item, keys, out, depth + 1)
 
 
+def collect_values(data: Any, keys: Iterable[str]) -> list[str]:
+    """Every string value of ``keys`` anywhere in ``data``."""
+    out: list[str] = []
+    _collect(data, tuple(keys), out)
+    return out
+
+
 def resolve(path: str, params: dict[str, Any], body: Any, lookup: Lookup) -> RequestScope:
     """The scope of a request to ``path`` with query ``params`` and JSON ``body`` (or None)."""
     scope = RequestScope()
@@ -146,6 +181,12 @@ def resolve(path: str, params: dict[str, Any], body: Any, lookup: Lookup) -> Req
         return scope
     if GLOBAL_MLFLOW.fullmatch(path):
         return scope
+    if path == GRAPHQL_PATH:
+        # Ids may sit in the variables (found below) or inline in the query text.
+        scope.search = "graphql"
+        scope.graphql = body if isinstance(body, dict) else None
+        scope.graphql_args = graphql_arguments(body) or []
+        values["pave.graphql"] = scope.graphql_args
 
     art = artifact_path(path)
     if art is not None:
@@ -189,13 +230,57 @@ def resolve(path: str, params: dict[str, Any], body: Any, lookup: Lookup) -> Req
         experiment_id = lookup.logged_model_experiment(model_id)
         if experiment_id is not None:
             experiment_ids.append(experiment_id)
+    objects = _object_ids(endpoint or "", path, values)
+    for kind, object_id in objects:
+        experiment_ids.extend(lookup.object_experiments(kind, object_id))
     for experiment_id in experiment_ids:
         if experiment_id not in scope.experiment_ids:
             scope.experiment_ids.append(experiment_id)
             scope.add(lookup.experiment_name(experiment_id))
-    if not scope.projects and not (run_ids or model_ids or experiment_ids):
+    if not scope.projects and not (run_ids or model_ids or experiment_ids or objects):
         scope.unresolved = True
     return scope
+
+
+def _object_ids(endpoint: str, path: str, values: dict[str, Any]) -> list[tuple[str, str]]:
+    """The GenAI objects (traces, datasets, issues, review queues, label schemas) a request names."""
+    found: list[tuple[str, str]] = []
+    for kind, keys in _OBJECT_KEYS:
+        ids: list[str] = []
+        _collect(values, keys, ids)
+        if kind == "trace" and endpoint.startswith(_TRACE_REQUEST_ID):
+            _collect(values, ("request_id",), ids)
+        found.extend((kind, i) for i in ids)
+    for kind, pattern in _OBJECT_PATHS:
+        match = pattern.fullmatch(endpoint)
+        if match and (kind, unquote(match["id"])) not in found:
+            found.append((kind, unquote(match["id"])))
+    return found[:1000]
+
+
+def graphql_arguments(document: Any) -> list[dict[str, Any]] | None:
+    """The arguments of every field of a GraphQL request, variables substituted (None: unparsable)."""
+    from graphql import GraphQLError, parse
+    from graphql.language import FieldNode, Visitor, visit
+    from graphql.utilities import value_from_ast_untyped
+
+    if not isinstance(document, dict) or not isinstance(document.get("query"), str):
+        return None
+    given = document.get("variables")
+    variables = given if isinstance(given, dict) else {}
+    try:
+        tree = parse(document["query"], no_location=True)
+    except GraphQLError:
+        return None
+    found: list[dict[str, Any]] = []
+
+    class _Arguments(Visitor):
+        def enter_field(self, node: FieldNode, *_: Any) -> None:
+            for argument in node.arguments or ():
+                found.append({argument.name.value: value_from_ast_untyped(argument.value, variables)})
+
+    visit(tree, _Arguments())
+    return found
 
 
 def _find_experiment(item: Any, depth: int = 0) -> str | None:
@@ -225,6 +310,15 @@ def filter_listing(
     names: dict[str, str | None] = {}
 
     def project_of(item: Any) -> str | None:
+        if search == "datasets/search":  # an evaluation dataset belongs to every experiment it names
+            dataset_id = item.get("dataset_id") if isinstance(item, dict) else None
+            projects = {
+                names.setdefault(e, lookup.experiment_name(e))
+                for e in (
+                    lookup.object_experiments("dataset", dataset_id) if isinstance(dataset_id, str) else []
+                )
+            }
+            return projects.pop() if len(projects) == 1 else None
         if by_name:
             name = item.get("name") if isinstance(item, dict) else None
             return name if isinstance(name, str) else None
@@ -242,6 +336,113 @@ def filter_listing(
         else:
             out[key] = value
     return out
+
+
+def filter_graphql(
+    document: dict[str, Any] | None,
+    answer: dict[str, Any],
+    sees: Callable[[str | None], bool],
+    lookup: Lookup,
+) -> dict[str, Any]:
+    """Drop from a GraphQL answer every model version and dataset of a project the caller may not see.
+
+    Reads by id (runs, experiments, artifacts, metrics) and run searches are authorised before
+    the query runs, by the ids in its arguments. What a query can list without naming ids is
+    filtered here, walking the query and the answer together (aliases and fragments included):
+    ``modelVersions`` by their ``name``, ``datasetSummaries`` by their ``experimentId``. An item
+    whose project the query did not select is dropped; an answer to a query that cannot be
+    read is withheld.
+    """
+    from graphql import GraphQLError, parse
+    from graphql.language import FragmentDefinitionNode, OperationDefinitionNode
+
+    data = answer.get("data")
+    if not isinstance(data, dict):
+        return answer
+    try:
+        tree = parse(str((document or {}).get("query")), no_location=True)
+    except GraphQLError:
+        return {"data": None, "errors": ["the query could not be read"]}
+    fragments = {d.name.value: d for d in tree.definitions if isinstance(d, FragmentDefinitionNode)}
+    operations = [d for d in tree.definitions if isinstance(d, OperationDefinitionNode)]
+    wanted = (document or {}).get("operationName")
+    chosen = [o for o in operations if wanted is None or (o.name is not None and o.name.value == wanted)]
+    if len(chosen) != 1:
+        return {"data": None, "errors": ["name one operation with operationName"]}
+    names: dict[str, str | None] = {}
+
+    def experiment_project(experiment_id: Any) -> str | None:
+        if not isinstance(experiment_id, str | int):
+            return None
+        key = str(experiment_id)
+        if key not in names:
+            names[key] = lookup.experiment_name(key)
+        return names[key]
+
+    _walk(chosen[0].selection_set, data, fragments, sees, experiment_project, 0)
+    return answer
+
+
+# A list field of MLflow's GraphQL schema -> the field of its items that tells their project
+# (a model version's ``name`` is its project; a dataset summary's ``experimentId`` leads to it).
+_GRAPHQL_LISTS = {"modelVersions": "name", "datasetSummaries": "experimentId"}
+
+
+def _fields(selection_set: Any, fragments: dict[str, Any], depth: int = 0) -> list[Any]:
+    from graphql.language import FieldNode, FragmentSpreadNode, InlineFragmentNode
+
+    out: list[Any] = []
+    if selection_set is None or depth > 20:
+        return out
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            out.append(selection)
+        elif isinstance(selection, InlineFragmentNode):
+            out.extend(_fields(selection.selection_set, fragments, depth + 1))
+        elif isinstance(selection, FragmentSpreadNode) and selection.name.value in fragments:
+            out.extend(_fields(fragments[selection.name.value].selection_set, fragments, depth + 1))
+    return out
+
+
+def _item_project(raw: Any, marker: str, experiment_project: Callable[[Any], str | None]) -> str | None:
+    if marker == "experimentId":
+        return experiment_project(raw)
+    return raw if isinstance(raw, str) else None
+
+
+def _walk(
+    selection_set: Any,
+    value: Any,
+    fragments: dict[str, Any],
+    sees: Callable[[str | None], bool],
+    experiment_project: Callable[[Any], str | None],
+    depth: int,
+) -> None:
+    if depth > 30:
+        return
+    if isinstance(value, list):
+        for item in value:
+            _walk(selection_set, item, fragments, sees, experiment_project, depth + 1)
+        return
+    if not isinstance(value, dict):
+        return
+    for node in _fields(selection_set, fragments):
+        key = node.alias.value if node.alias else node.name.value
+        child = value.get(key)
+        marker = _GRAPHQL_LISTS.get(node.name.value)
+        if marker is not None and isinstance(child, list):
+            inner = _fields(node.selection_set, fragments)
+            named = [f.alias.value if f.alias else f.name.value for f in inner if f.name.value == marker]
+
+            child = value[key] = [
+                item
+                for item in child
+                if named
+                and isinstance(item, dict)
+                and sees(_item_project(item.get(named[0]), marker, experiment_project))
+            ]
+        if node.selection_set is not None:
+            _walk(node.selection_set, child, fragments, sees, experiment_project, depth + 1)
 
 
 def filter_pave_listing(path: str, answer: Any, sees: Callable[[str | None], bool]) -> Any:
@@ -288,3 +489,19 @@ class StoreLookup:
             return str(self._tracking().get_logged_model(model_id).experiment_id)
         except Exception:
             return None
+
+    def object_experiments(self, kind: str, object_id: str) -> list[str]:
+        store = self._tracking()
+        try:
+            if kind == "dataset":
+                return [str(e) for e in store.get_dataset_experiment_ids(object_id)]
+            getter = {
+                "trace": store.get_trace_info,
+                "issue": store.get_issue,
+                "review_queue": store.get_review_queue,
+                "label_schema": store.get_label_schema,
+            }[kind]
+            experiment_id = getter(object_id).experiment_id
+        except Exception:  # no such object: MLflow answers that
+            return []
+        return [str(experiment_id)] if experiment_id is not None else []
