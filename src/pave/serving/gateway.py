@@ -8,10 +8,12 @@ Routes::
     GET  /v2/models/{name}[/versions/{version}]          model metadata (from the MLflow signature)
     GET  /v2/models/{name}[/versions/{version}]/ready    {"name", "ready"} or 503
     POST /v2/models/{name}[/versions/{version}]/infer    inference; the router picks the version
-    GET  /metrics                                        Prometheus metrics
+    GET  /v2/openapi.json                                this API in OpenAPI 3.1 (``openapi.py``)
+    GET  /metrics                                        Prometheus metrics (summed over workers)
 
 Errors answer ``{"error": "..."}`` with 400 (bad input), 404 (unknown model or version), 405,
-413 (body too large) or 503 (not ready). Every inference answer carries the version that answered
+413 (body too large), 415 (a body that is not JSON: a pickle is refused unread) or 503 (not
+ready). Every inference answer carries the version that answered
 (``model_version`` and the ``pave-model-version`` header) and an inference id (``id``: the
 request's, else a new one; also the ``pave-inference-id`` header).
 
@@ -34,11 +36,12 @@ import orjson
 
 import pave
 from pave.config import Settings
-from pave.errors import InvalidInput, NotFound, PaveError, PayloadTooLarge, Unavailable
+from pave.errors import InvalidInput, NotFound, PaveError, PayloadTooLarge, Unavailable, UserError
 from pave.serving.deployments import DeploymentSource
 from pave.serving.inference_log import InferenceLog, Record
 from pave.serving.loading import LoadedModel, load_model
 from pave.serving.metrics import CONTENT_TYPE, GatewayMetrics
+from pave.serving.openapi import openapi_document
 from pave.serving.protocol import InferenceRequest, encode_response, error_body, new_id, parse_request
 from pave.serving.runtime import BatchPolicy, ModelRuntime
 from pave.serving.schema import Features
@@ -120,6 +123,7 @@ class Gateway:
         self._poller: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._server_metadata = orjson.dumps({"name": "pave", "version": pave.__version__, "extensions": []})
+        self._openapi = orjson.dumps(openapi_document(pave.__version__))
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -196,19 +200,27 @@ class Gateway:
         parts = path.strip("/").split("/")
         try:
             if parts[0] != "v2":
-                if path == "/metrics" and method in _READ_METHODS:
-                    await _respond(send, 200, self.metrics.render(), CONTENT_TYPE.encode())
-                    return
-                raise NotFound(f"no route {path}")
+                if path != "/metrics":
+                    raise NotFound(f"no route {path}")
+                if method not in _READ_METHODS:
+                    raise _MethodNotAllowed(method)
+                await _respond(send, 200, self.metrics.render(), CONTENT_TYPE.encode())
+                return
             if len(parts) >= 3 and parts[1] == "models" and parts[2]:
                 await self._model_route(scope, receive, send, parts[2], parts[3:])
                 return
-            if len(parts) > 1 and parts[1:] not in (["health", "live"], ["health", "ready"]):
+            if len(parts) > 1 and parts[1:] not in (
+                ["health", "live"],
+                ["health", "ready"],
+                ["openapi.json"],
+            ):
                 raise NotFound(f"no route {path}")
             if method not in _READ_METHODS:
                 raise _MethodNotAllowed(method)
             if len(parts) == 1:
                 await _respond(send, 200, self._server_metadata)
+            elif parts[1] == "openapi.json":
+                await _respond(send, 200, self._openapi)
             elif parts[1:] == ["health", "live"]:
                 await _respond(send, 200, b'{"live":true}')
             elif parts[1:] == ["health", "ready"]:
@@ -428,8 +440,11 @@ class Gateway:
             )
 
     async def _read_body(self, scope: Scope, receive: Any) -> bytes:
+        content_type: bytes | None = None
         for name, value in scope["headers"]:
-            if name == b"content-length":
+            if name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
@@ -443,6 +458,11 @@ class Gateway:
                     "the binary tensor extension is not supported; send the tensors as JSON "
                     "(tritonclient: binary_data=False)"
                 )
+        if content_type is not None and not _is_json(content_type):
+            raise _UnsupportedMediaType(
+                f"content type {content_type.decode('latin-1')[:100]!r} is not accepted; "
+                "send the request as application/json"
+            )
         message = await receive()
         if message["type"] == "http.disconnect":
             raise _Disconnected
@@ -463,6 +483,17 @@ class Gateway:
                 raise PayloadTooLarge(f"request body is over the limit of {self.max_body} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _is_json(content_type: bytes) -> bool:
+    """``application/json`` or a ``+json`` type, parameters (charset) aside."""
+    media = content_type.partition(b";")[0].strip().lower()
+    return media == b"application/json" or media.endswith(b"+json")
+
+
+class _UnsupportedMediaType(UserError):
+    status_code = 415
+    code = "unsupported_media_type"
 
 
 class _MethodNotAllowed(PaveError):

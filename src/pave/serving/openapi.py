@@ -1,0 +1,255 @@
+"""The gateway's OpenAPI document (``GET /v2/openapi.json``): the OIP v2 REST routes Pave serves.
+
+Written out rather than generated, since the gateway is plain ASGI; ``tests/serving`` fuzzes the
+gateway from it (every generated request answered without a 5xx, every answer matching its
+schema), so the document cannot drift from what the gateway does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pave.serving.protocol import DATATYPES
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+_NAME = {"name": "model_name", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+_VERSION = {
+    "name": "model_version",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1},
+}
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {"type": "string"}},
+        "additionalProperties": False,
+    },
+    "Live": {"type": "object", "required": ["live"], "properties": {"live": {"type": "boolean"}}},
+    "Ready": {"type": "object", "required": ["ready"], "properties": {"ready": {"type": "boolean"}}},
+    "ServerMetadata": {
+        "type": "object",
+        "required": ["name", "version", "extensions"],
+        "properties": {
+            "name": {"type": "string"},
+            "version": {"type": "string"},
+            "extensions": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "TensorMetadata": {
+        "type": "object",
+        "required": ["name", "datatype", "shape"],
+        "properties": {
+            "name": {"type": "string"},
+            "datatype": {"type": "string", "enum": list(DATATYPES)},
+            "shape": {"type": "array", "items": {"type": "integer", "minimum": -1}},
+        },
+    },
+    "ModelMetadata": {
+        "type": "object",
+        "required": ["name", "versions", "platform", "inputs", "outputs"],
+        "properties": {
+            "name": {"type": "string"},
+            "versions": {"type": "array", "items": {"type": "string"}},
+            "platform": {"type": "string"},
+            "inputs": {"type": "array", "items": _ref("TensorMetadata")},
+            "outputs": {"type": "array", "items": _ref("TensorMetadata")},
+        },
+    },
+    "ModelReady": {
+        "type": "object",
+        "required": ["name", "ready"],
+        "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"}},
+    },
+    "RequestInput": {
+        "type": "object",
+        "required": ["name", "shape", "datatype", "data"],
+        "properties": {
+            "name": {"type": "string", "minLength": 1},
+            "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+            "datatype": {"type": "string", "enum": list(DATATYPES)},
+            "parameters": {"type": "object"},
+            "data": {"description": "row-major tensor data, flat or nested"},
+        },
+    },
+    "RequestOutput": {
+        "type": "object",
+        "required": ["name"],
+        "properties": {"name": {"type": "string"}, "parameters": {"type": "object"}},
+    },
+    "InferenceRequest": {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            "id": {"type": "string"},
+            "parameters": {
+                "type": "object",
+                "description": "a deployment's sticky key may be given here instead of a header",
+            },
+            "inputs": {"type": "array", "minItems": 1, "items": _ref("RequestInput")},
+            "outputs": {"type": "array", "items": _ref("RequestOutput")},
+        },
+    },
+    "ResponseOutput": {
+        "type": "object",
+        "required": ["name", "datatype", "shape", "data"],
+        "properties": {
+            "name": {"type": "string"},
+            "datatype": {"type": "string", "enum": list(DATATYPES)},
+            "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+            "data": {
+                "type": "array",
+                "items": {"type": ["number", "string", "boolean", "null"]},
+                "description": "flat, row-major; null for NaN and infinities",
+            },
+        },
+    },
+    "InferenceResponse": {
+        "type": "object",
+        "required": ["model_name", "model_version", "id", "outputs"],
+        "properties": {
+            "model_name": {"type": "string"},
+            "model_version": {"type": "string"},
+            "id": {"type": "string"},
+            "parameters": {"type": "object"},
+            "outputs": {"type": "array", "items": _ref("ResponseOutput")},
+        },
+    },
+}
+
+_ANSWER_HEADERS = {
+    "pave-model-version": {"description": "the version that answered", "schema": {"type": "string"}},
+    "pave-inference-id": {
+        "description": "the inference id, for labels sent later",
+        "schema": {"type": "string"},
+    },
+}
+
+
+def _model_routes(versioned: bool) -> dict[str, Any]:
+    params = [_NAME, _VERSION] if versioned else [_NAME]
+    base = "/v2/models/{model_name}" + ("/versions/{model_version}" if versioned else "")
+    suffix = "_version" if versioned else ""
+    which = "the version" if versioned else "the model (the version with the most traffic)"
+    not_found = _error("unknown model or version")
+    return {
+        base: {
+            "get": {
+                "operationId": f"model_metadata{suffix}",
+                "summary": f"Metadata of {which}: inputs and outputs from its signature",
+                "parameters": params,
+                "responses": {
+                    "200": _json(_ref("ModelMetadata"), "model metadata"),
+                    "404": not_found,
+                    "503": _error("the model is not available (failed to load)"),
+                },
+            }
+        },
+        f"{base}/ready": {
+            "get": {
+                "operationId": f"model_ready{suffix}",
+                "summary": f"Whether {which} can answer",
+                "parameters": params,
+                "responses": {
+                    "200": _json(_ref("ModelReady"), "ready"),
+                    "404": not_found,
+                    "503": _error("loading, or failed to load"),
+                },
+            }
+        },
+        f"{base}/infer": {
+            "post": {
+                "operationId": f"model_infer{suffix}",
+                "summary": "Inference"
+                + ("" if versioned else "; the deployment's traffic split picks the version"),
+                "parameters": params,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("InferenceRequest")}},
+                },
+                "responses": {
+                    "200": {
+                        **_json(_ref("InferenceResponse"), "the model's outputs"),
+                        "headers": _ANSWER_HEADERS,
+                    },
+                    "400": _error("bad input; the message names the input and the problem"),
+                    "404": not_found,
+                    "413": _error("body over the gateway's size limit"),
+                    "415": _error("not JSON (the gateway accepts application/json only)"),
+                    "503": _error("the model is not available"),
+                },
+            }
+        },
+    }
+
+
+def openapi_document(version: str) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the gateway's routes."""
+    paths: dict[str, Any] = {
+        "/v2/health/live": {
+            "get": {
+                "operationId": "server_live",
+                "summary": "The gateway process answers",
+                "responses": {"200": _json(_ref("Live"), "live")},
+            }
+        },
+        "/v2/health/ready": {
+            "get": {
+                "operationId": "server_ready",
+                "summary": "The gateway has read its deployments",
+                "responses": {
+                    "200": _json(_ref("Ready"), "ready"),
+                    "503": _error("the deployments have not been read yet"),
+                },
+            }
+        },
+        "/v2": {
+            "get": {
+                "operationId": "server_metadata",
+                "summary": "Server metadata",
+                "responses": {"200": _json(_ref("ServerMetadata"), "server metadata")},
+            }
+        },
+        **_model_routes(versioned=False),
+        **_model_routes(versioned=True),
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics, summed over the gateway's worker processes",
+                "responses": {
+                    "200": {"description": "Prometheus text format", "content": {"text/plain": {}}}
+                },
+            }
+        },
+        "/v2/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}},
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Pave inference gateway",
+            "version": version,
+            "description": 'Open Inference Protocol v2 (REST). Errors answer {"error": "..."}.',
+        },
+        "paths": paths,
+        "components": {"schemas": _SCHEMAS},
+    }
