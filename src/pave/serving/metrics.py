@@ -9,20 +9,30 @@ Series, labelled by deployment and version:
 - ``pave_gateway_traffic_share``: the configured share of traffic of the version (0..1);
 - ``pave_gateway_shadow_requests_total`` / ``pave_gateway_shadow_errors_total``: shadow calls;
 - ``pave_gateway_model_loaded``: 1 while the version is in memory (0 when scaled to zero).
+
+With several worker processes (``run_gateway`` sets ``PROMETHEUS_MULTIPROC_DIR`` to a directory
+of the gateway's own, emptied at start), prometheus_client's multiprocess mode keeps every
+worker's values in memory-mapped files and ``/metrics`` answers, whichever worker takes the
+scrape, the sum of the counters and histograms over the workers and the largest gauge value among
+the live ones.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+# Read by prometheus_client when it is imported: set it before a worker process starts.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 @dataclass(slots=True)
@@ -61,12 +71,25 @@ class GatewayMetrics:
         self.batch = Histogram(
             "pave_gateway_batch_size", "Requests per model call.", labels, buckets=BATCH_BUCKETS, registry=r
         )
-        self.share = Gauge("pave_gateway_traffic_share", "Configured traffic share.", labels, registry=r)
+        self.multiprocess_dir = os.environ.get(MULTIPROC_ENV) or None
+        self.share = Gauge(
+            "pave_gateway_traffic_share",
+            "Configured traffic share.",
+            labels,
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         self.shadow_requests = Counter(
             "pave_gateway_shadow_requests", "Shadow calls made.", labels, registry=r
         )
         self.shadow_errors = Counter("pave_gateway_shadow_errors", "Shadow calls failed.", labels, registry=r)
-        self.loaded = Gauge("pave_gateway_model_loaded", "1 while the version is loaded.", labels, registry=r)
+        self.loaded = Gauge(
+            "pave_gateway_model_loaded",
+            "1 while the version is loaded.",
+            labels,
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         self.unrouted_errors = Counter(
             "pave_gateway_unrouted_errors",
             "Requests failed before a version was chosen.",
@@ -91,8 +114,15 @@ class GatewayMetrics:
     def forget(self, deployment: str, version: str) -> None:
         """Drop the gauges of a version that left the gateway (counters stay, as Prometheus expects)."""
         for gauge in (self.share, self.loaded):
+            if self.multiprocess_dir:  # the worker's file keeps the last value: make it say "gone"
+                gauge.labels(deployment, version).set(0)
             with contextlib.suppress(KeyError):
                 gauge.remove(deployment, version)
 
     def render(self) -> bytes:
+        """The text exposition: this process's registry, or the sum over the gateway's workers."""
+        if self.multiprocess_dir:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=self.multiprocess_dir)
+            return generate_latest(registry)
         return generate_latest(self.registry)

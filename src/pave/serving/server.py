@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from pave.config import Settings, load_settings
 from pave.serving.deployments import DeploymentSource, JsonFileDeployments
 from pave.serving.gateway import Gateway, GatewayOptions, create_gateway
+from pave.serving.metrics import MULTIPROC_ENV
 
 # How worker processes find their deployments (uvicorn builds the app again in each worker):
 # a file path, or STORE for Pave's store.
@@ -30,6 +32,17 @@ def app_from_env() -> Gateway:
         raise RuntimeError(f"{DEPLOYMENTS_ENV} is not set; start the gateway with run_gateway()")
     settings = load_settings()
     return create_gateway(settings, _source(value, settings))
+
+
+def metrics_dir(settings: Settings) -> Path:
+    """A new, empty directory for the workers' metric files (one per gateway port).
+
+    Emptied at every start: values left by a previous run would otherwise be added to this one's.
+    """
+    path = settings.run_dir / f"gateway-metrics-{settings.gateway_port}"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
 
 
 def run_gateway(
@@ -67,6 +80,7 @@ def run_gateway(
         if not isinstance(source, Path | str):
             raise ValueError("several gateway workers need a deployments file or the store")
         os.environ[DEPLOYMENTS_ENV] = source if source == STORE else str(Path(source).resolve())
+        os.environ[MULTIPROC_ENV] = str(metrics_dir(settings))
         uvicorn.run("pave.serving.server:app_from_env", factory=True, workers=count, **common)  # type: ignore[arg-type]
         return
     real_source = _source(str(source), settings) if isinstance(source, Path | str) else source
