@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -19,11 +20,13 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from pave.data.errors import DataFileMissing
-from pave.errors import ConfigError
+from pave.data.errors import DataFileMissing, UnsafePath
+from pave.errors import ConfigError, InvalidInput
+from pave.tracking.paths import check_inside, check_relative_path
 
 MANIFEST = "manifest.json"
 _CHUNK = 1 << 20
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,12 @@ def stored_file(sha: str, *, artifact_root: str) -> Path:
     Raises:
         DataFileMissing: the store has no such version.
     """
+    # The sha comes from a run's record (user-writable tags): it must be a digest, not a path.
+    if not _SHA256.fullmatch(sha):
+        raise UnsafePath(
+            f"dataset version {sha[:80]!r} is not a sha256 digest",
+            hint="pass the 64 hex digits `pave run` recorded for the dataset",
+        )
     folder = store_root(artifact_root) / sha[:2] / sha
     manifest = folder / MANIFEST
     if not manifest.is_file():
@@ -119,8 +128,15 @@ def stored_file(sha: str, *, artifact_root: str) -> Path:
             f"dataset version {sha[:12]} is not in the store {folder.parent.parent}",
             hint="the run was recorded with another PAVE_HOME or artifact root; set PAVE_ARTIFACT_ROOT to it",
         )
-    filename = json.loads(manifest.read_text(encoding="utf-8"))["filename"]
-    return folder / filename
+    filename = str(json.loads(manifest.read_text(encoding="utf-8")).get("filename", ""))
+    try:  # a manifest edited to name a file elsewhere (or a link out of the store) is refused
+        check_relative_path(filename, what="stored file name")
+        return check_inside(folder, filename, what="stored file")
+    except InvalidInput as error:
+        raise UnsafePath(
+            f"the manifest of dataset version {sha[:12]} names {filename[:200]!r}, outside its folder",
+            hint=f"the store was tampered with: remove {folder} and run `pave run` again",
+        ) from error
 
 
 def list_versions(*, artifact_root: str) -> list[dict[str, Any]]:
