@@ -13,7 +13,7 @@ import pytest
 from pave.automation import loop
 from pave.automation.cron import parse_cron
 from pave.errors import Conflict, InvalidInput, NotFound
-from pave.store.tables import LoopRunRow, LoopSourceRow, Token
+from pave.store.tables import AlertRow, LoopRunRow, LoopSourceRow, Token
 
 
 def spec(name: str = "churn", **extra: Any) -> dict[str, Any]:
@@ -177,3 +177,44 @@ def test_the_schedule_triggers_a_turn_and_moves_to_the_next_firing(store, tmp_pa
     assert after > datetime.now(UTC)
     loop.tick(sessions, settings)
     assert len(runs(store)) == 1
+
+
+def _alert(sessions: Any, opened_at: datetime) -> int:
+    with sessions.begin() as session:
+        alert = AlertRow(
+            project="churn",
+            deployment="churn",
+            monitor="inputs",
+            kind="drift",
+            subject="age",
+            severity="warning",
+            status="open",
+            opened_at=opened_at,
+            last_seen_at=opened_at,
+            details={},
+        )
+        session.add(alert)
+        session.flush()
+        return alert.id
+
+
+def test_an_open_alert_retrains_once_when_the_policy_says_retrain(store, tmp_path):
+    settings, sessions = store
+    record(store, tmp_path / "gone", retrain={}, monitor={"on_alert": "notify"})
+    first = _alert(sessions, datetime.now(UTC) - timedelta(seconds=5))
+    loop.tick(sessions, settings)
+    assert runs(store) == []  # notify only
+
+    record(store, tmp_path / "gone", retrain={}, monitor={"on_alert": "retrain"})
+    loop.tick(sessions, settings)
+    loop.tick(sessions, settings)
+    [row] = runs(store)
+    assert row.trigger == "alert"
+    assert row.alert_id == first
+    assert "drift on age" in row.triggered_by
+
+    second = _alert(sessions, datetime.now(UTC) + timedelta(seconds=1))
+    time.sleep(1.1)
+    loop.tick(sessions, settings)
+    loop.tick(sessions, settings)
+    assert [r.alert_id for r in runs(store)] == [second, first]
