@@ -154,7 +154,7 @@ def send(cp: ControlPlane, name: str, frame: pd.DataFrame, ts: float) -> None:
 DRIFT = {
     "name": "inputs",
     "type": "drift",
-    "method": ["psi", "ks"],
+    "method": "psi",
     "threshold": None,
     "window": "1h",
     "min_samples": 200,

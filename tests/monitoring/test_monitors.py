@@ -217,3 +217,22 @@ def test_bad_monitor_specs_name_the_field_line_and_fix(monitor: str, field: str,
 def test_an_empty_or_absent_monitor_section_is_valid() -> None:
     assert parse_spec(BASE).monitor.monitors == []
     assert parse_spec(BASE + "monitor: {}\n").monitor.on_alert == "notify"
+
+
+def test_several_methods_each_give_their_statistic_and_any_of_them_decides() -> None:
+    from pave.monitoring.monitors import drift_verdicts
+    from pave.monitoring.reference import build_reference
+    from pave.monitoring.spec import MonitorDef
+
+    reference = build_reference(traffic(5_000, seed=0))
+    monitor = MonitorDef(name="m", method=["psi", "wasserstein"], min_samples=100)
+    verdicts = {
+        v.subject: v
+        for v in drift_verdicts(
+            reference, traffic(2_000, seed=9, shift={"tenure": 1.0}), ["tenure", "age"], monitor
+        )
+    }
+    assert set(verdicts) == {"tenure", "age"}
+    assert set(verdicts["tenure"].details["methods"]) == {"psi", "wasserstein"}
+    assert verdicts["tenure"].firing
+    assert not verdicts["age"].firing

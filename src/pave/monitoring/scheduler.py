@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -99,16 +101,27 @@ class RegistrySpecs:
         run_id = client.get_model_version(model, version).run_id
         if not run_id:
             return None
-        root = artifact_location(self.settings, client.get_run(run_id).info.artifact_uri)
-        if "://" in root:
+        artifact_uri = str(client.get_run(run_id).info.artifact_uri)
+        if artifact_uri.startswith("file://"):  # a run logged straight to the store (no server)
+            root = unquote(urlsplit(artifact_uri).path)
+        else:
+            root = artifact_location(self.settings, artifact_uri)
+        if "://" in root:  # an object store: let MLflow fetch the two small files
             import mlflow
 
-            spec_doc = mlflow.artifacts.load_dict(f"runs:/{run_id}/{SPEC_ARTIFACT}")
-            profile = mlflow.artifacts.load_dict(f"runs:/{run_id}/{PROFILE_ARTIFACT}")
-        else:
-            spec_doc = json.loads((Path(root) / SPEC_ARTIFACT).read_text())
-            profile_path = Path(root) / PROFILE_ARTIFACT
-            profile = json.loads(profile_path.read_text()) if profile_path.is_file() else {}
+            with tempfile.TemporaryDirectory() as tmp:
+                for path in (SPEC_ARTIFACT, PROFILE_ARTIFACT):
+                    mlflow.artifacts.download_artifacts(
+                        run_id=run_id, artifact_path=path, tracking_uri=uri, dst_path=tmp
+                    )
+                return self._read(Path(tmp), version)
+        return self._read(Path(root), version)
+
+    @staticmethod
+    def _read(root: Path, version: str) -> Monitoring:
+        spec_doc = json.loads((root / SPEC_ARTIFACT).read_text())
+        profile_path = root / PROFILE_ARTIFACT
+        profile = json.loads(profile_path.read_text()) if profile_path.is_file() else {}
         spec = MonitorSpec.model_validate(spec_doc.get("monitor") or {})
         return Monitoring(spec, profile, version)
 
