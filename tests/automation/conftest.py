@@ -1,4 +1,4 @@
-"""A real store (SQLite, every migration applied) for the automation tests."""
+"""A real store (every migration applied) for the automation tests: SQLite, or also PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,14 +10,29 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pave.config import Settings
 from pave.store import migrate
-from pave.store.db import make_engine, session_factory
+from pave.store.db import check_connection, make_engine, session_factory
+
+Store = tuple[Settings, sessionmaker[Session]]
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[tuple[Settings, sessionmaker[Session]]]:
-    settings = Settings(home=tmp_path / "home")
+def _open(url: str | None, tmp_path: Path) -> Iterator[Store]:
+    settings = Settings(home=tmp_path / "home", database_url=url)
     settings.ensure_home()
     engine = make_engine(settings.db_url)
+    check_connection(engine)  # creates the schema on PostgreSQL
     migrate.upgrade(engine, tmp_path)
     yield settings, session_factory(engine)
     engine.dispose()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """SQLite."""
+    yield from _open(None, tmp_path)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """SQLite, then the real PostgreSQL: for what the database itself enforces."""
+    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    yield from _open(url, tmp_path)

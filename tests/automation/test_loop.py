@@ -79,7 +79,8 @@ def test_clear_errors_before_anything_runs(store, tmp_path):
     assert runs(store) == []
 
 
-def test_one_turn_per_project_at_a_time(store, tmp_path):
+def test_one_turn_per_project_at_a_time(any_store, tmp_path):
+    store = any_store
     _, sessions = store
     record(store, tmp_path, retrain={})
     with sessions.begin() as session:
@@ -198,7 +199,8 @@ def _alert(sessions: Any, opened_at: datetime) -> int:
         return alert.id
 
 
-def test_an_open_alert_retrains_once_when_the_policy_says_retrain(store, tmp_path):
+def test_an_open_alert_retrains_once_when_the_policy_says_retrain(any_store, tmp_path):
+    store = any_store
     settings, sessions = store
     record(store, tmp_path / "gone", retrain={}, monitor={"on_alert": "notify"})
     first = _alert(sessions, datetime.now(UTC) - timedelta(seconds=5))
