@@ -3,6 +3,7 @@ alerts, a real `pave run` subprocess that fails, and a control plane that restar
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from pave.automation import loop
 from pave.automation.cron import parse_cron
 from pave.errors import Conflict, InvalidInput, NotFound
-from pave.store.tables import AlertRow, LoopRunRow, LoopSourceRow, Token
+from pave.store.tables import AlertRow, AuditEvent, LoopRunRow, LoopSourceRow, Token
 
 
 def spec(name: str = "churn", **extra: Any) -> dict[str, Any]:
@@ -215,8 +216,53 @@ def test_an_open_alert_retrains_once_when_the_policy_says_retrain(any_store, tmp
     assert row.alert_id == first
     assert "drift on age" in row.triggered_by
 
+    with sessions() as session:
+        audited = session.query(AuditEvent).filter(AuditEvent.identity == "pave-automation").all()
+    assert [(a.project, a.action, a.path) for a in audited] == [
+        ("churn", "deploy", "/api/v1/projects/churn/retrain")
+    ]
+    assert f"queued by alert {first} (drift on age)" in (audited[0].detail or "")
+
     second = _alert(sessions, datetime.now(UTC) + timedelta(seconds=1))
     time.sleep(1.1)
     loop.tick(sessions, settings)
     loop.tick(sessions, settings)
     assert [r.alert_id for r in runs(store)] == [second, first]
+
+
+@pytest.mark.parametrize(
+    ("result", "state", "fragment"),
+    [
+        (
+            {"gates_passed": False, "gates": [{"metric": "roc_auc", "rule": ">= 0.95", "passed": False}]},
+            "gates_failed",
+            "gates failed (roc_auc >= 0.95)",
+        ),
+        (
+            {"gates_passed": True, "gates": [{"metric": "roc_auc", "passed": True}]},
+            "registered",
+            "no deployment",
+        ),
+    ],
+    ids=["gates-failed", "no-deployment"],
+)
+def test_the_outcome_of_a_finished_run_is_read_from_its_output(store, tmp_path, result, state, fragment):
+    settings, sessions = store
+    record(store, tmp_path, retrain={})
+    with sessions.begin() as session:
+        row = loop.trigger(session, "churn", trigger="manual", actor="ann")
+        row.state = "training"  # its `pave run` ended while no control plane watched (pid gone)
+        row.history = [*row.history, {"at": datetime.now(UTC).isoformat(), "event": "training"}]
+        run_id = row.id
+    work = loop.work_dir(settings, run_id)
+    work.mkdir(parents=True)
+    (work / "run.json").write_text(
+        json.dumps({"run_id": "r1", "model_version": "3", "metrics": {}, **result})
+    )
+    loop.tick(sessions, settings)
+    [row] = runs(store)
+    assert row.state == state
+    assert fragment in (row.outcome or "")
+    assert row.run_id == "r1"
+    assert row.model_version == "3"
+    assert row.active is None

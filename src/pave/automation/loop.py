@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pave.automation.cron import parse_cron
 from pave.config import Settings
 from pave.errors import Conflict, InvalidInput, NotFound, PaveError
+from pave.governance.audit import AuditEntry, append
 from pave.pipelines.spec import ProjectSpec, RetrainSpec
 from pave.store.tables import DeploymentRow, LoopRunRow, LoopSourceRow, RolloutRow, Token, utcnow
 
@@ -218,37 +219,61 @@ def describe_source(row: LoopSourceRow | None) -> dict[str, Any] | None:
 def tick(sessions: sessionmaker[Session], settings: Settings, now: datetime | None = None) -> None:
     """Start due turns (schedule, alerts) and move every turn in flight one step; never raises."""
     now = now or datetime.now(UTC)
+    audits: list[AuditEntry] = []
     for step in (_schedule, _alerts):
         try:
-            step(sessions, now)
+            step(sessions, now, audits)
         except Exception:  # one broken trigger must not stop the loop
             log.exception("the loop's %s check failed", step.__name__.strip("_"))
     with sessions() as session:
         active = list(session.scalars(select(LoopRunRow.id).where(LoopRunRow.active.is_not(None))))
     for run_id in active:
         try:
-            _advance(sessions, settings, run_id, now)
+            _advance(sessions, settings, run_id, now, audits)
         except Exception as exc:
             log.exception("loop run %s failed", run_id)
             with contextlib.suppress(Exception), sessions.begin() as session:
                 row = session.get(LoopRunRow, run_id)
                 if row is not None and row.active is not None:
                     _finish(session, row, "failed", error=f"{type(exc).__name__}: {exc}")
+    for entry in audits:  # after the commits: the audit chain takes its own write lock
+        try:
+            append(sessions.kw["bind"], entry)
+        except Exception:
+            log.exception("auditing %s failed", entry.path)
 
 
-def _schedule(sessions: sessionmaker[Session], now: datetime) -> None:
+def _audit(row: LoopRunRow, what: str, action: str, detail: str) -> AuditEntry:
+    """The platform's own mutations are audited like anyone's (identity ``pave-automation``)."""
+    return AuditEntry(
+        method="POST",
+        path=f"/api/v1/projects/{row.project}/{what}",
+        status=200,
+        request_id=f"loop-{row.id}-{what}",
+        action=action,
+        identity=SERVICE_IDENTITY,
+        project=row.project,
+        run_id=row.run_id,
+        detail=detail[:500],
+    )
+
+
+def _schedule(sessions: sessionmaker[Session], now: datetime, audits: list[AuditEntry]) -> None:
     with sessions.begin() as session:
         due = session.scalars(select(LoopSourceRow).where(LoopSourceRow.next_retrain_at <= now))
         for source in list(due):
             schedule = _retrain_of(source.spec).schedule if source.spec.get("retrain") is not None else None
             source.next_retrain_at = parse_cron(schedule).next_after(now) if schedule else None
             try:
-                trigger(session, source.project, trigger="schedule", actor=f"schedule {schedule}")
+                row = trigger(session, source.project, trigger="schedule", actor=f"schedule {schedule}")
+                audits.append(
+                    _audit(row, "retrain", "deploy", f"loop run {row.id} queued by schedule {schedule}")
+                )
             except Conflict:
                 log.info("scheduled retrain of %s skipped: one is in flight", source.project)
 
 
-def _alerts(sessions: sessionmaker[Session], now: datetime) -> None:
+def _alerts(sessions: sessionmaker[Session], now: datetime, audits: list[AuditEntry]) -> None:
     from pave.store import tables
 
     alert_table = getattr(tables, "AlertRow", None)
@@ -279,16 +304,19 @@ def _alerts(sessions: sessionmaker[Session], now: datetime) -> None:
             )
             if latest is not None and latest >= alert.opened_at:
                 continue  # this alert was open when the latest turn started: handled
-            trigger(
+            row = trigger(
                 session,
                 alert.project,
                 trigger="alert",
                 actor=f"alert {alert.id} ({alert.kind} on {alert.subject})",
                 alert_id=alert.id,
             )
+            audits.append(_audit(row, "retrain", "deploy", f"loop run {row.id} queued by {row.triggered_by}"))
 
 
-def _advance(sessions: sessionmaker[Session], settings: Settings, run_id: int, now: datetime) -> None:
+def _advance(
+    sessions: sessionmaker[Session], settings: Settings, run_id: int, now: datetime, audits: list[AuditEntry]
+) -> None:
     with sessions.begin() as session:
         row = session.get(LoopRunRow, run_id)
         if row is None or row.active is None:
@@ -301,7 +329,7 @@ def _advance(sessions: sessionmaker[Session], settings: Settings, run_id: int, n
             _watch_rollout(session, row)
             return
         if state == "training":
-            _watch_training(session, settings, row, now)
+            _watch_training(session, settings, row, now, audits)
             return
         if state != "queued":
             return
@@ -403,7 +431,9 @@ def _alive(pid: int | None, directory: str) -> bool:
     return True
 
 
-def _watch_training(session: Session, settings: Settings, row: LoopRunRow, now: datetime) -> None:
+def _watch_training(
+    session: Session, settings: Settings, row: LoopRunRow, now: datetime, audits: list[AuditEntry]
+) -> None:
     process = _processes.get(row.id)
     source = get_source(session, row.project)
     done = process.poll() is not None if process is not None else not _alive(row.pid, source.directory)
@@ -434,7 +464,7 @@ def _watch_training(session: Session, settings: Settings, row: LoopRunRow, now: 
         names = ", ".join(f"{g.get('metric')} {g.get('rule', '')}".strip() for g in failed)
         _finish(session, row, "gates_failed", outcome=f"gates failed ({names}): version not rolled out")
         return
-    _start_rollout(session, settings, row, retrain_spec(source))
+    _start_rollout(session, settings, row, retrain_spec(source), audits)
 
 
 def _read_result(path: Path) -> dict[str, Any] | None:
@@ -454,7 +484,9 @@ def _error_lines(path: Path) -> str:
     return "\n".join(picked or lines[-10:] or ["pave run ended without output"])[-2000:]
 
 
-def _start_rollout(session: Session, settings: Settings, row: LoopRunRow, spec: RetrainSpec) -> None:
+def _start_rollout(
+    session: Session, settings: Settings, row: LoopRunRow, spec: RetrainSpec, audits: list[AuditEntry]
+) -> None:
     from mlflow import MlflowClient
 
     from pave.governance.approvals import check_promotion
@@ -495,6 +527,11 @@ def _start_rollout(session: Session, settings: Settings, row: LoopRunRow, spec: 
         )
         return
     row.rollout_id, row.state = rollout.id, "rolling_out"
+    audits.append(
+        _audit(
+            row, "rollout", "deploy", f"loop run {row.id}: rollout {rollout.id} of version {version} started"
+        )
+    )
     _note(
         row,
         "rolling_out",
