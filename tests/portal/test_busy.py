@@ -79,7 +79,15 @@ def _fill_store(portal: Portal) -> None:
             )
         states = ["rolled_back"] * 3 + ["promoted"] * 7 + ["running"] * 2
         for i, state in enumerate(states):
-            history = [{"at": now.isoformat(), "event": "started", "by": "admin"}]
+            history: list[dict[str, object]] = [  # the shapes pave.serving.rollouts writes
+                {"at": now.isoformat(), "event": "started", "baseline": "1", "candidate": "2", "step": 10.0},
+                {
+                    "at": now.isoformat(),
+                    "event": "waiting_for_labels",
+                    "step": 10.0,
+                    "labels": {"candidate": 3},
+                },
+            ]
             if state == "rolled_back":
                 history.append(
                     {

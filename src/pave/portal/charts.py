@@ -93,8 +93,9 @@ def line_chart(
     x0, x1 = min(xs), max(xs)
     y0 = min(ys) if y_min is None else min(y_min, min(ys))
     y1 = max(ys)
-    if y1 == y0:
-        y1 = y0 + (abs(y0) or 1.0)
+    if y1 == y0:  # one value: centre it
+        pad = abs(y0) * 0.05 or 1.0
+        y0, y1 = y0 - pad, y1 + pad
     if x1 == x0:
         x1 = x0 + 1
     plot_w, plot_h = WIDTH - LEFT - 10, HEIGHT - BOTTOM - TOP

@@ -61,6 +61,23 @@ _ENV.filters["when"] = lambda v: (
     else (v or "-")
 )
 
+_EVENT_KEYS = ("at", "event", "reason", "test", "by", "to")
+
+
+def _details(event: dict[str, Any]) -> str:
+    """The numbers of a rollout event (guard results), whatever their shape, as one line of text."""
+
+    def show(value: Any) -> str:
+        if isinstance(value, dict):
+            return ", ".join(f"{k}={show(v)}" for k, v in value.items())
+        if isinstance(value, float):
+            return charts.fmt(value)
+        return str(value)
+
+    return "; ".join(f"{k}: {show(v)}" for k, v in event.items() if k not in _EVENT_KEYS)[:1000]
+
+
+_ENV.filters["details"] = _details
 
 # --- plumbing ----------------------------------------------------------------------------------
 
