@@ -4,6 +4,9 @@ alerts, a real `pave run` subprocess that fails, and a control plane that restar
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -266,3 +269,32 @@ def test_the_outcome_of_a_finished_run_is_read_from_its_output(store, tmp_path, 
     assert row.run_id == "r1"
     assert row.model_version == "3"
     assert row.active is None
+
+
+def test_a_retrain_past_its_timeout_is_stopped(store, tmp_path):
+    settings, sessions = store
+    record(store, tmp_path, retrain={"timeout": 60})
+    # a `pave run` adopted after a restart (its command line names the project folder) that hangs
+    hanging = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)", str(tmp_path)], start_new_session=True
+    )
+    try:
+        with sessions.begin() as session:
+            row = loop.trigger(session, "churn", trigger="manual", actor="ann")
+            row.state, row.pid = "training", hanging.pid
+            started = (datetime.now(UTC) - timedelta(seconds=30)).isoformat()
+            row.history = [*row.history, {"at": started, "event": "training"}]
+        loop.tick(sessions, settings)
+        assert runs(store)[0].state == "training"  # 30 s of 60: still running
+        with sessions.begin() as session:
+            row = session.get(LoopRunRow, runs(store)[0].id)
+            started = (datetime.now(UTC) - timedelta(seconds=90)).isoformat()
+            row.history = [*row.history[:-1], {"at": started, "event": "training"}]
+        loop.tick(sessions, settings)
+        [row] = runs(store)
+        assert row.state == "failed"
+        assert "more than retrain.timeout=60s" in (row.error or "")
+        assert hanging.wait(timeout=30) == -signal.SIGTERM
+    finally:
+        hanging.kill()
+        hanging.wait()

@@ -444,6 +444,7 @@ def _watch_training(
             if row.pid:
                 with contextlib.suppress(OSError):
                     os.killpg(row.pid, signal.SIGTERM)
+            _processes.pop(row.id, None)
             _finish(
                 session, row, "failed", error=f"pave run took more than retrain.timeout={timeout}s: stopped"
             )
