@@ -80,6 +80,17 @@ def test_clear_errors_before_anything_runs(store, tmp_path):
             spec=spec(retrain={"schedule": "61 * * * *"}),
             actor="a",
         )
+    with (
+        sessions.begin() as session,
+        pytest.raises(InvalidInput, match=r"retrain.rollout in pave.yaml: unknown"),
+    ):
+        loop.record_source(
+            session,
+            project="churn",
+            directory=str(tmp_path),
+            spec=spec(retrain={"rollout": {"stepz": [5]}}),
+            actor="a",
+        )
     assert runs(store) == []
 
 

@@ -94,6 +94,15 @@ def record_source(
         cron = parse_cron(schedule) if schedule else None
     except InvalidInput as exc:
         raise InvalidInput(f"retrain.schedule in pave.yaml: {exc.message}", hint=exc.hint) from None
+    if parsed.retrain is not None:
+        from pave.serving.rollouts import RolloutPolicy
+
+        try:
+            RolloutPolicy.from_dict(parsed.retrain.rollout)
+        except (InvalidInput, TypeError, ValueError) as exc:
+            message = exc.message if isinstance(exc, InvalidInput) else str(exc)
+            hint = exc.hint if isinstance(exc, InvalidInput) else "see docs/serving.md for the rollout policy"
+            raise InvalidInput(f"retrain.rollout in pave.yaml: {message}", hint=hint) from None
     row = session.scalar(select(LoopSourceRow).where(LoopSourceRow.project == project))
     before = (
         _retrain_of(row.spec).schedule if row is not None and row.spec.get("retrain") is not None else None
