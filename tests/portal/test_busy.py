@@ -15,9 +15,8 @@ from portal_kit import Portal, start_portal
 
 from pave.automation import platform_metrics
 from pave.governance.audit import AuditEntry, append
-from pave.store import tables
 from pave.store.db import transaction
-from pave.store.tables import DeploymentRow, Project, RolloutRow
+from pave.store.tables import AlertRow, DeploymentRow, MonitorStateRow, Project, RolloutRow
 
 PROJECTS, DEPLOYED, WITH_RUNS, RUNS_EACH = 40, 25, 4, 4
 PREFIX = "busy"
@@ -111,24 +110,41 @@ def _fill_store(portal: Portal) -> None:
                     finished_at=None if state == "running" else now,
                 )
             )
-        alert = getattr(tables, "AlertRow", None)  # monitoring's table, when installed
-        if alert is not None:
-            for i, resolved in ((20, None), (21, now)):
-                session.add(
-                    alert(
-                        project=_name(i),
-                        deployment=_name(i),
-                        monitor="drift",
-                        kind="drift",
-                        subject="age",
-                        severity="warning",
-                        status="resolved" if resolved else "open",
-                        opened_at=now - timedelta(hours=2),
-                        last_seen_at=now,
-                        resolved_at=resolved,
-                        details={},
-                    )
+        for i, resolved in ((0, None), (22, None), (21, now)):
+            session.add(
+                AlertRow(
+                    project=_name(i),
+                    deployment=_name(i),
+                    monitor="inputs",
+                    kind="drift",
+                    subject="age",
+                    severity="warning",
+                    status="resolved" if resolved else "open",
+                    opened_at=now - timedelta(hours=2),
+                    last_seen_at=now,
+                    resolved_at=resolved,
+                    details={},
                 )
+            )
+        verdicts = [  # the shape pave.monitoring.scheduler stores
+            {
+                "subject": f,
+                "firing": f == "age",
+                "feature": f,
+                "method": "psi",
+                "statistic": st,
+                "threshold": 0.2,
+            }
+            for f, st in (("age", 0.41), ("income", 0.05))
+        ]
+        session.add(
+            MonitorStateRow(
+                project=_name(0),
+                monitor="inputs",
+                last_run_at=now,
+                last_result={"type": "drift", "rows": 200, "drifted": ["age"], "verdicts": verdicts},
+            )
+        )
     for i in range(30):
         append(
             portal.engine,
@@ -207,6 +223,9 @@ def test_the_catalog_shows_status_badges_and_filters(busy: Portal) -> None:
     # three rolled back in the last day, and project 3 whose newest run failed
     assert "4 of 40" in failing
     assert _name(3) in failing
+    drifting = admin.get("/", params={"status": "drifting"}).text
+    assert "1 of 40" in drifting
+    assert _name(22) in drifting
     owned = admin.get("/", params={"owner": "owner1", "q": "number"}).text
     assert "10 of 40" in owned
 
@@ -226,6 +245,10 @@ def test_project_and_deployment_pages_show_runs_lineage_traffic_and_rollouts(bus
     assert "version 2 10%" in deployment
     assert "rolled back" in deployment
     assert "one-sided exact binomial test" in deployment
+    assert "candidate: requests=20, errors=9, p99_ms=12.5" in deployment
+    assert "age (psi, drifted)" in deployment
+    assert "income (psi)" in deployment
+    assert "drift on age" in deployment  # the open alert
     card = admin.get(f"/projects/{_name(0)}/models/2").text
     assert "Model card" in card
     assert "90% of the traffic" not in card
@@ -244,6 +267,5 @@ def test_platform_numbers_on_a_busy_platform(busy: Portal) -> None:
     assert numbers.deployments_per_week == pytest.approx(24 / 4)  # 24 allowed PUTs this week
     assert numbers.projects_by_week[-1].value == PROJECTS
     assert numbers.mean_hours_to_production is not None
-    if getattr(tables, "AlertRow", None) is not None:
-        assert (numbers.drift_incidents, numbers.drift_open) == (2, 1)
-        assert numbers.mean_hours_to_resolve_drift == pytest.approx(2, abs=0.1)
+    assert (numbers.drift_incidents, numbers.drift_open) == (3, 2)
+    assert numbers.mean_hours_to_resolve_drift == pytest.approx(2, abs=0.1)

@@ -12,26 +12,24 @@ Definitions:
 - deployment frequency: deployments, traffic changes and rollouts started per week, over the
   last four weeks;
 - change failure rate: rollouts rolled back / rollouts finished;
-- drift incidents: drift alerts opened; time to resolve: mean of resolved_at - opened_at.
+- drift incidents: drift alerts opened (input or prediction drift); time to resolve: mean of
+  resolved_at - opened_at over the resolved ones.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from pave.store import tables
-from pave.store.tables import AuditEvent, DeploymentRow, Project, RolloutRow
+from pave.store.tables import AlertRow, AuditEvent, DeploymentRow, Project, RolloutRow
 
 WEEKS = 12
-_SERVICE_IDENTITIES = ("pave-rollouts", "pave-loop", "pave-monitoring")
+_SERVICE_IDENTITIES = ("pave-rollouts", "pave-automation", "pave-monitoring")
 _DEPLOY_PATH = re.compile(r"/api/v1/projects/(?P<p>[^/]+)/(deployment|rollout)|/projects/(?P<q>[^/]+)/deploy")
 
 
@@ -194,19 +192,17 @@ def compute(
 
 
 def _drift(session: Session, out: PlatformMetrics) -> None:
-    """Drift incidents from the monitoring alerts (nothing while monitoring is not installed)."""
-    alert = getattr(tables, "AlertRow", None)
-    if alert is None:
-        return
-    with contextlib.suppress(SQLAlchemyError):
-        rows = (
-            session.execute(
-                select(alert.status, alert.opened_at, alert.resolved_at).where(alert.kind.like("%drift%"))
+    """Drift incidents from the monitoring alerts (input and prediction drift)."""
+    rows = (
+        session.execute(
+            select(AlertRow.status, AlertRow.opened_at, AlertRow.resolved_at).where(
+                AlertRow.kind.like("%drift%")
             )
-            .tuples()
-            .all()
         )
-        out.drift_incidents = len(rows)
-        out.drift_open = sum(1 for status, _, _ in rows if status == "open")
-        spans = [(r - o).total_seconds() / 3600 for _, o, r in rows if r is not None and o is not None]
-        out.mean_hours_to_resolve_drift = sum(spans) / len(spans) if spans else None
+        .tuples()
+        .all()
+    )
+    out.drift_incidents = len(rows)
+    out.drift_open = sum(1 for status, _, _ in rows if status == "open")
+    spans = [(r - o).total_seconds() / 3600 for _, o, r in rows if r is not None]
+    out.mean_hours_to_resolve_drift = sum(spans) / len(spans) if spans else None

@@ -436,12 +436,15 @@ async def deployment_page(request: Request, name: str) -> Response:
             0,
         ),
         "drift": charts.bar_chart(
-            "drift score per feature (latest check)",
-            [(f, s) for f, s, _ in data["drift"]],
-            limit=next((lim for _, _, lim in data["drift"] if lim is not None), None),
+            "drift statistic per feature (latest check of each monitor)",
+            [
+                (f"{d.feature} ({d.method}{', drifted' if d.drifted else ''})", d.statistic)
+                for d in data["drift"]
+            ],
+            limit=_shared_threshold(data["drift"]),
         )
         if data["drift"]
-        else charts.empty("drift per feature", "no monitors yet: add a monitor to pave.yaml"),
+        else charts.empty("drift per feature", "no drift monitors yet: add one under monitor: in pave.yaml"),
         "performance": charts.bar_chart(
             f"{perf_metrics[0]} per version (last 7 days, labelled requests)",
             [(f"v{v}", m[perf_metrics[0]]) for v, m in performance.items() if perf_metrics[0] in m],
@@ -463,6 +466,12 @@ async def deployment_page(request: Request, name: str) -> Response:
         can_deploy=may,
         can_rollout=_may(request, "POST", f"/api/v1/projects/{name}/rollout", name),
     )
+
+
+def _shared_threshold(found: list[views.FeatureDrift]) -> float | None:
+    """The threshold line of the drift chart: only when every bar is the same method and limit."""
+    limits = {(d.method, d.threshold) for d in found}
+    return found[0].threshold if len(limits) == 1 else None
 
 
 def _approved_if_required(session: Any, settings: Any, project: str, versions: list[str]) -> None:

@@ -8,36 +8,23 @@ per-version performance) are read when they are installed and show as empty othe
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from pave.config import Settings
 from pave.errors import NotFound, PaveError
 from pave.governance import audit
 from pave.governance.access import Access
-from pave.store import tables
-from pave.store.tables import AuditEvent, DeploymentRow, Project, RolloutRow
+from pave.store.tables import AlertRow, AuditEvent, DeploymentRow, MonitorStateRow, Project, RolloutRow
 
 STATUSES = ("healthy", "drifting", "rolling out", "failing", "not deployed")
 RECENT_ROLLBACK = timedelta(hours=24)
-
-
-def _optional(module: str, name: str) -> Callable[..., Any] | None:
-    """An attribute of a module another area provides, or None while it is not there."""
-    try:
-        found: Callable[..., Any] = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return None
-    return found
 
 
 def mlflow_client(settings: Settings) -> Any:
@@ -47,25 +34,17 @@ def mlflow_client(settings: Settings) -> Any:
 
 
 def alerts(session: Session, project: str | None = None, *, open_only: bool = True) -> list[dict[str, Any]]:
-    """Monitoring alerts, newest first (empty while monitoring is not installed)."""
-    alert = getattr(tables, "AlertRow", None)
-    if alert is None:
-        return []
-    stmt = select(alert).order_by(alert.opened_at.desc()).limit(200)
+    """Monitoring alerts, newest first."""
+    stmt = select(AlertRow).order_by(AlertRow.opened_at.desc()).limit(200)
     if project is not None:
-        stmt = stmt.where(alert.project == project)
+        stmt = stmt.where(AlertRow.project == project)
     if open_only:
-        stmt = stmt.where(alert.status == "open")
-    try:
-        rows = list(session.scalars(stmt))
-    except SQLAlchemyError:
-        session.rollback()
-        return []
+        stmt = stmt.where(AlertRow.status == "open")
     keys = ("project", "deployment", "monitor", "kind", "subject", "severity", "status")
     return [
-        {k: getattr(r, k, None) for k in keys}
+        {k: getattr(r, k) for k in keys}
         | {"opened_at": r.opened_at, "resolved_at": r.resolved_at, "details": r.details or {}}
-        for r in rows
+        for r in session.scalars(stmt)
     ]
 
 
@@ -363,42 +342,51 @@ def traffic(settings: Settings, deployment: str, *, window: timedelta = timedelt
     return out
 
 
-def drift(session: Session, project: str) -> list[tuple[str, float, float | None]]:
-    """(feature, score, limit) of the project's latest drift check, from the monitors' state."""
-    state = getattr(tables, "MonitorStateRow", None)
-    if state is None:
-        return []
-    try:
-        rows = list(session.scalars(select(state).where(state.project == project)))
-    except SQLAlchemyError:
-        session.rollback()
-        return []
-    out: list[tuple[str, float, float | None]] = []
+@dataclass
+class FeatureDrift:
+    feature: str
+    method: str
+    statistic: float
+    threshold: float | None
+    drifted: bool
+    monitor: str
+
+
+def drift(session: Session, project: str) -> list[FeatureDrift]:
+    """Per feature, the latest verdict of the project's drift monitors (``monitor_state``)."""
+    out: list[FeatureDrift] = []
+    rows = session.scalars(
+        select(MonitorStateRow).where(MonitorStateRow.project == project).order_by(MonitorStateRow.monitor)
+    )
     for row in rows:
         result = row.last_result or {}
-        features = result.get("features") or result.get("drift", {}).get("features") or []
-        items = features.items() if isinstance(features, dict) else ((f.get("name"), f) for f in features)
-        for name, feature in items:
-            if not isinstance(feature, dict):
+        if result.get("type") not in ("drift", "prediction_drift"):
+            continue
+        for verdict in result.get("verdicts") or []:
+            statistic = verdict.get("statistic")
+            if not isinstance(statistic, int | float):
                 continue
-            score = feature.get("score", feature.get("statistic"))
-            if isinstance(score, int | float) and name:
-                limit = feature.get("threshold", feature.get("limit"))
-                out.append(
-                    (str(name), float(score), float(limit) if isinstance(limit, int | float) else None)
+            threshold = verdict.get("threshold")
+            out.append(
+                FeatureDrift(
+                    feature=str(verdict.get("feature") or verdict.get("subject")),
+                    method=str(verdict.get("method", "")),
+                    statistic=float(statistic),
+                    threshold=float(threshold) if isinstance(threshold, int | float) else None,
+                    drifted=bool(verdict.get("firing")),
+                    monitor=row.monitor,
                 )
+            )
     return out
 
 
 def performance(settings: Settings, sessions: Any, deployment: str) -> dict[str, dict[str, float]]:
-    """Version -> metrics over the last 7 days of labelled requests (empty without monitoring)."""
-    compute = _optional("pave.monitoring.performance", "performance_by_version")
-    if compute is None:
-        return {}
-    try:
-        found = compute(settings, sessions, deployment, since=datetime.now(UTC) - timedelta(days=7))
-    except Exception:
-        return {}
+    """Version -> metrics over the last 7 days of labelled requests."""
+    from pave.monitoring.performance import performance_by_version
+
+    found = performance_by_version(
+        settings, sessions, deployment, since=datetime.now(UTC) - timedelta(days=7)
+    )
     return {str(v): dict(p.metrics) for v, p in found.items()}
 
 
