@@ -50,6 +50,7 @@ def _sign_in(browser: Any, server: PaveServer, token: str) -> Any:
     page = context.new_page()
     page.goto(f"{server.url}/")  # signed out: the portal sends the browser to /signin
     assert page.url.endswith("/signin")
+    _shot(page, "00-sign-in")
     page.get_by_label("Token").fill(token)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"{server.url}/")

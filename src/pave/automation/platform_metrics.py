@@ -95,18 +95,26 @@ def _parse(at: str) -> datetime:
 
 
 def run_start_times(tracking_uri: str, projects: list[str]) -> dict[str, list[datetime]]:
-    """Start times of every run of each project's experiment (MLflow's store)."""
+    """Start times of every run of each project's experiment (two queries to MLflow's store)."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
-    out: dict[str, list[datetime]] = {}
-    for name in projects:
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            continue
-        runs = client.search_runs([experiment.experiment_id], max_results=5000)
-        out[name] = [datetime.fromtimestamp(r.info.start_time / 1000, UTC) for r in runs if r.info.start_time]
-    return out
+    wanted = set(projects)
+    ids = {e.experiment_id: e.name for e in client.search_experiments(max_results=50_000) if e.name in wanted}
+    out: dict[str, list[datetime]] = {name: [] for name in ids.values()}
+    if not ids:
+        return out
+    token = None
+    while True:
+        page = client.search_runs(list(ids), max_results=50_000, page_token=token)
+        for run in page:
+            if run.info.start_time:
+                out[ids[run.info.experiment_id]].append(
+                    datetime.fromtimestamp(run.info.start_time / 1000, UTC)
+                )
+        token = page.token
+        if not token:
+            return out
 
 
 def compute(
