@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import numpy as np
 import pytest
 from monitoring_kit import (
     DRIFT,
@@ -19,6 +20,7 @@ from monitoring_kit import (
     scheduler_for,
     send,
     traffic,
+    write_log,
 )
 
 from pave.errors import InvalidInput
@@ -236,3 +238,60 @@ def test_several_methods_each_give_their_statistic_and_any_of_them_decides() -> 
     assert set(verdicts["tenure"].details["methods"]) == {"psi", "wasserstein"}
     assert verdicts["tenure"].firing
     assert not verdicts["age"].firing
+
+
+def test_prediction_drift_against_the_versions_first_window(control_plane: ControlPlane) -> None:
+    cp = control_plane
+    name = cp.add_deployment("outputs")
+    monitor = {
+        "name": "outputs",
+        "type": "prediction_drift",
+        "method": "psi",
+        "window": "1h",
+        "min_samples": 100,
+    }
+    scheduler = scheduler_for(cp, name, {"schedule": "1m", "monitors": [monitor]})
+    start = datetime.now(UTC) - timedelta(hours=4)
+    rng = np.random.default_rng(3)
+
+    def predict(share_of_ones: float, at: datetime) -> None:
+        frame = traffic(600, seed=int(share_of_ones * 100))
+        predictions = (rng.random(600) < share_of_ones).astype(int)
+        write_log(
+            cp.log_dir, name, "1", frame, {"predict": predictions}, rows_per_request=20, ts=at.timestamp()
+        )
+
+    predict(0.2, start)
+    scheduler.tick(start + timedelta(seconds=1))  # builds the baseline: no verdict yet
+    later = start + timedelta(hours=1, minutes=5)
+    predict(0.25, later)
+    scheduler.tick(later)
+    assert alerts_of(cp, name) == []
+    drifted = later + timedelta(hours=1, minutes=5)
+    predict(0.8, drifted)
+    scheduler.tick(drifted)
+    assert [(a.kind, a.subject) for a in alerts_of(cp, name)] == [("prediction_drift", "predict")]
+
+
+def test_a_performance_monitor_alerts_when_labels_show_decay(control_plane: ControlPlane) -> None:
+    cp = control_plane
+    name = cp.add_deployment("decay")
+    monitor = {
+        "name": "quality",
+        "type": "performance",
+        "metric": "accuracy",
+        "threshold": 0.8,
+        "min_samples": 50,
+    }
+    scheduler = scheduler_for(cp, name, {"monitors": [monitor]})
+    ids = write_log(cp.log_dir, name, "1", traffic(60, seed=1), {"predict": np.ones(60, dtype=int)})
+    items = [{"inference_id": i, "label": 1 if n < 20 else 0} for n, i in enumerate(ids)]
+    assert cp.client.post("/api/v1/feedback", json={"items": items[:40]}).status_code == 200
+    scheduler.tick()
+    assert alerts_of(cp, name) == []  # 40 labels: fewer than min_samples, no verdict
+    assert cp.client.post("/api/v1/feedback", json={"items": items[40:]}).status_code == 200
+    scheduler.tick(datetime.now(UTC) + timedelta(minutes=10))
+    (alert,) = alerts_of(cp, name)
+    assert (alert.kind, alert.subject) == ("performance", "accuracy")
+    assert alert.details["value"] == pytest.approx(20 / 60)
+    assert alert.details["n_labelled"] == 60

@@ -185,10 +185,11 @@ def evaluate_prediction_drift(
     now: datetime,
 ) -> tuple[list[Verdict], dict[str, Any], dict[str, Any] | None]:
     """Prediction drift of the last window; verdicts, a summary and the (possibly new) baseline."""
-    rows, _ = window_rows(log_dir, deployment, now - timedelta(seconds=monitor.window), now)
+    rows, inputs = window_rows(log_dir, deployment, now - timedelta(seconds=monitor.window), now)
     if len(rows):
         rows = rows[rows["version"] == version]
-    names = [c for c in rows.columns if c not in ("id", "deployment", "version", "timestamp")]
+    meta = ("id", "deployment", "version", "timestamp")
+    names = [c for c in rows.columns if c not in meta and c not in inputs]  # the outputs
     output = prediction_output(dict.fromkeys(names)) if names else None
     if output is None or not len(rows):
         return [], {"rows": 0}, baseline
