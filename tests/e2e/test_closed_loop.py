@@ -132,8 +132,9 @@ def _finished_turn(env: dict[str, str], name: str, timeout: float = 420) -> dict
         result = run_pave("loop", name, "--json", env=env)
         assert result.returncode == 0, result.stderr
         doc = json.loads(result.stdout)
-        if doc["runs"] and doc["runs"][-1]["state"] not in ("queued", "starting", "training", "rolling_out"):
-            return dict(doc["runs"][-1])
+        first = doc["runs"][-1] if doc["runs"] else None  # newest first: the last is the first turn
+        if first is not None and first["state"] not in ("queued", "starting", "training", "rolling_out"):
+            return dict(first)
         time.sleep(1)
     raise AssertionError(f"the loop did not finish: {json.dumps(doc, indent=1)[-4000:]}")
 
@@ -242,3 +243,6 @@ def test_a_worse_retrained_model_is_rolled_back_by_the_label_guard(
     shown = run_pave("loop", name, env=env | {"COLUMNS": "300"})
     assert shown.returncode == 0
     assert "rolled_back" in shown.stdout
+    unknown = run_pave("loop", "no-such-project", env=env)
+    assert unknown.returncode == 1
+    assert "there is no project 'no-such-project'" in unknown.stderr

@@ -34,13 +34,21 @@ def get_loop(name: str, session: SessionDep, limit: int = 50) -> dict[str, Any]:
     """The project's loop: where it lives, its retrain policy, and every turn (newest first)."""
     from sqlalchemy import select
 
-    from pave.store.tables import LoopSourceRow
+    from pave.errors import NotFound
+    from pave.store.tables import LoopSourceRow, Project
 
     source = session.scalar(select(LoopSourceRow).where(LoopSourceRow.project == name))
+    turns = loop.runs(session, name, limit=max(1, min(limit, 500)))
+    if (
+        source is None
+        and not turns
+        and session.scalar(select(Project.id).where(Project.name == name)) is None
+    ):
+        raise NotFound(f"there is no project {name!r}", hint="`pave projects` lists them")
     return {
         "project": name,
         "source": loop.describe_source(source),
-        "runs": [loop.describe(r) for r in loop.runs(session, name, limit=max(1, min(limit, 500)))],
+        "runs": [loop.describe(r) for r in turns],
     }
 
 
