@@ -189,3 +189,17 @@ def test_every_portal_route_has_a_rule_and_forms_need_more_than_read() -> None:
     assert seen["POST /projects/p/rollback"] == "deploy"
     assert seen["POST /new"] == "write"
     assert seen["GET /audit"] == "admin"
+
+
+def test_platform_numbers_in_the_api_and_in_metrics(portal: Portal) -> None:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {portal.admin_token}"}
+    with portal.sessions() as session:
+        projects = session.query(Project).count()
+    numbers = httpx.get(f"{portal.server.url}/api/v1/platform/metrics", headers=headers, timeout=60).json()
+    assert numbers["projects"] == projects
+    assert len(numbers["runs_by_week"]) == 12
+    scraped = httpx.get(f"{portal.server.url}/metrics", headers=headers, timeout=60).text
+    assert f"pave_platform_projects {float(projects)}" in scraped
+    assert "pave_platform_change_failure_rate" in scraped
