@@ -302,7 +302,7 @@ def _alerts(sessions: sessionmaker[Session], now: datetime, audits: list[AuditEn
             .where(alert_table.status == "open", alert_table.project.in_(eligible))
             .order_by(alert_table.opened_at)
         )
-        for alert in session.scalars(query):
+        for alert in list(session.scalars(query)):
             if session.scalar(select(LoopRunRow.id).where(LoopRunRow.active == alert.project)) is not None:
                 continue
             latest = session.scalar(
