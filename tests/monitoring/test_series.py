@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from pave.cli.main import app as cli
 from pave.client import Client
 from pave.data.profile import profile_frame
+from pave.governance.tokens import create_token
 from pave.monitoring.series import drift_series
 
 
@@ -81,3 +82,24 @@ def test_api_and_cli_show_verdicts_performance_and_alerts(
     listed_cli = CliRunner().invoke(cli, ["alerts", name, "--all"], env={"COLUMNS": "200"})
     assert listed_cli.exit_code == 0
     assert "tenure" in listed_cli.output
+
+
+def test_sdk_feedback_and_alerts_are_scoped_to_what_the_caller_may_read(control_plane: ControlPlane) -> None:
+    cp = control_plane
+    mine = cp.add_deployment("mine")
+    theirs = cp.add_deployment("theirs")
+    for name, seed in ((mine, 31), (theirs, 32)):
+        scheduler = scheduler_for(cp, name, {"monitors": [{**DRIFT, "method": "psi"}]})
+        now = datetime.now(UTC) - timedelta(minutes=10)
+        send(cp, name, traffic(1_000, seed=seed, shift={"age": 2.0}), now.timestamp())
+        scheduler.tick(now + timedelta(seconds=1))
+    ids = write_log(cp.log_dir, mine, "1", traffic(2, seed=33), {"predict": np.array([0, 1])})
+    with cp.platform.sessions() as session, session.begin():
+        _, secret = create_token(session, identity="app", name="labels", role="developer", project=mine)
+
+    sdk = Client(url="http://testserver", token=secret)
+    sdk._http = TestClient(cp.client.app, headers={"Authorization": f"Bearer {secret}"})
+    with sdk:
+        assert sdk.post_feedback({ids[0]: 0, ids[1]: 1})["created"] == 2
+        assert {a["project"] for a in sdk.list_alerts()} == {mine}
+        assert sdk.list_alerts(theirs) == []
