@@ -94,7 +94,8 @@ def test_the_portal_journey_in_a_browser(browser: Any, shared_server: PaveServer
     page.get_by_role("button", name="Deploy v1").click()
     page.wait_for_url(re.compile(f"/projects/{name}/deployment"))
     assert "deployed version 1" in page.get_by_role("status").first.inner_text()
-    again = run_pave("run", str(folder), env=env, timeout=600)  # a second version, the canary
+    # the canary: a second version trained with another parameter (only the changed steps re-run)
+    again = run_pave("run", str(folder), "--set", "train.C=0.5", env=env, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     candidate = "2"
     page.goto(f"{server.url}/projects/{name}/deployment")
