@@ -23,6 +23,7 @@ from monitoring_kit import (
     write_log,
 )
 
+from pave.data.profile import profile_frame
 from pave.errors import InvalidInput
 from pave.monitoring.scheduler import Monitoring, Scheduler
 from pave.pipelines.spec import parse_spec
@@ -295,3 +296,18 @@ def test_a_performance_monitor_alerts_when_labels_show_decay(control_plane: Cont
     assert (alert.kind, alert.subject) == ("performance", "accuracy")
     assert alert.details["value"] == pytest.approx(20 / 60)
     assert alert.details["n_labelled"] == 60
+
+
+def test_listed_features_the_traffic_lacks_are_reported_not_ignored(control_plane: ControlPlane) -> None:
+    from pave.monitoring.monitors import evaluate_drift
+    from pave.monitoring.spec import MonitorDef
+
+    cp = control_plane
+    name = cp.add_deployment("listed")
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    send(cp, name, traffic(500, seed=41), now.timestamp())
+    monitor = MonitorDef(name="m", features=["age", "salary"], min_samples=100)
+    profile = {"train": profile_frame(traffic(2_000, seed=0))}
+    verdicts, summary = evaluate_drift(cp.log_dir, name, monitor, profile, now + timedelta(seconds=1))
+    assert [v.subject for v in verdicts] == ["age"]
+    assert summary["untested"] == ["salary"]

@@ -171,9 +171,14 @@ def evaluate_drift(
             "rows": len(rows),
             "note": "no training profile with a drift reference shares these inputs",
         }
-    wanted = inputs if monitor.features == "all" else [f for f in monitor.features if f in inputs]
-    verdicts = drift_verdicts(reference, rows, [f for f in wanted if f in reference.features], monitor)
-    return verdicts, {"rows": len(rows), "drifted": [v.subject for v in verdicts if v.firing]}
+    wanted = inputs if monitor.features == "all" else list(monitor.features)
+    tested = [f for f in wanted if f in inputs and f in reference.features]
+    verdicts = drift_verdicts(reference, rows, tested, monitor)
+    summary: dict[str, Any] = {"rows": len(rows), "drifted": [v.subject for v in verdicts if v.firing]}
+    if monitor.features != "all":
+        # Listed features the traffic or the training data lack: say so rather than stay silent.
+        summary["untested"] = [f for f in wanted if f not in tested]
+    return verdicts, summary
 
 
 def evaluate_prediction_drift(
