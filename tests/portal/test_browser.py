@@ -45,8 +45,8 @@ def _shot(page: Any, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
-def _sign_in(browser: Any, server: PaveServer, token: str) -> Any:
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
+def _sign_in(browser: Any, server: PaveServer, token: str, width: int = 1200) -> Any:
+    context = browser.new_context(viewport={"width": width, "height": 900})
     page = context.new_page()
     page.goto(f"{server.url}/")  # signed out: the portal sends the browser to /signin
     assert page.url.endswith("/signin")
@@ -131,11 +131,12 @@ def test_the_portal_journey_in_a_browser(browser: Any, shared_server: PaveServer
     with server.client() as admin:
         viewer = admin.post("/api/v1/tokens", json={"identity": "vivian", "name": "web", "role": "viewer"})
         admin.put(f"/api/v1/projects/{name}/members/vivian", json={"role": "viewer"})
-    page = _sign_in(browser, server, viewer.json()["secret"])
+    page = _sign_in(browser, server, viewer.json()["secret"], width=390)  # a phone
     assert page.get_by_role("link", name="New project").count() == 0
     page.goto(f"{server.url}/projects/{name}/deployment")
     assert page.get_by_role("button").all_inner_texts() == ["Sign out"]
-    _shot(page, "09-viewer-deployment")
+    _shot(page, "09-viewer-deployment-narrow")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # no sideways scroll
     csrf = page.locator("input[name=csrf]").first.get_attribute("value")
     refused = page.request.post(
         f"{server.url}/projects/{name}/rollback", form={"csrf": csrf or ""}, max_redirects=0
