@@ -203,3 +203,19 @@ def test_platform_numbers_in_the_api_and_in_metrics(portal: Portal) -> None:
     scraped = httpx.get(f"{portal.server.url}/metrics", headers=headers, timeout=60).text
     assert f"pave_platform_projects {float(projects)}" in scraped
     assert "pave_platform_change_failure_rate" in scraped
+
+
+def test_the_session_opens_the_mlflow_ui_the_portal_links_to(portal: Portal) -> None:
+    admin = portal.signed_in(portal.admin_token)
+    assert admin.get("/mlflow/").status_code == 200
+    search = admin.post("/mlflow/ajax-api/2.0/mlflow/experiments/search", json={"max_results": 10})
+    assert search.status_code == 200, search.text
+    signed_out = portal.browser()
+    assert signed_out.get("/mlflow/").status_code == 401
+    forged = signed_out.post(
+        "/mlflow/ajax-api/2.0/mlflow/experiments/create",
+        json={"name": "forged"},
+        headers={"Origin": "https://evil.example"},
+        cookies={"pave_session": admin.cookies["pave_session"]},
+    )
+    assert forged.status_code == 403  # another site's page cannot use the session
