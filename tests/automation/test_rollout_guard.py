@@ -99,6 +99,8 @@ def test_policy_checks_min_labels():
     assert policy.require_labels
     with pytest.raises(Exception, match="min_labels"):
         rollouts.RolloutPolicy.from_dict({"min_labels": 1})
+    with pytest.raises(Exception, match="require_labels needs a step below 100"):
+        rollouts.RolloutPolicy.from_dict({"steps": [100], "require_labels": True})
 
 
 # --- decisions on a real store and inference log ---------------------------------------------------

@@ -111,6 +111,11 @@ class RolloutPolicy:
             raise InvalidInput("max_p99_ratio must be above 1")
         if self.min_labels < 2:
             raise InvalidInput("min_labels must be at least 2", hint="min_labels: 30")
+        if self.require_labels and len(steps) == 1:
+            raise InvalidInput(
+                "require_labels needs a step below 100: at 100% the baseline gets no traffic to label",
+                hint="steps: [50, 100]",
+            )
 
 
 def _event(kind: str, **details: Any) -> dict[str, Any]:
