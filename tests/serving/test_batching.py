@@ -73,3 +73,22 @@ def test_a_failing_request_fails_alone():
     assert [r["y"].tolist() for i, r in enumerate(results) if i != 3] == [
         [2.0 * i] for i in range(10) if i != 3
     ]
+
+
+@pytest.mark.parametrize("alone", [True, False])
+def test_the_only_open_request_predicts_without_waiting_for_a_loop_turn(alone):
+    order = []
+
+    def predict(x):
+        order.append("predict")
+        return {"y": x[:, 0]}
+
+    batcher = MicroBatcher(predict, inline=True)
+
+    async def main():
+        asyncio.get_running_loop().call_soon(order.append, "loop turn")
+        await batcher.predict(np.array([[1.0]]), 1, alone=alone)
+
+    asyncio.run(main())
+    # alone: nothing else can join a batch, so no yield; otherwise one loop turn lets others queue
+    assert order[0] == ("predict" if alone else "loop turn")

@@ -1,8 +1,10 @@
 """Micro-batching of concurrent requests to one model version.
 
-A request that finds the model idle yields to the event loop once (so requests already read from
-their sockets can join) and, when nobody joined, predicts alone: at concurrency 1 batching costs
-one loop turn and no timer. Otherwise requests queue, and one drain task forms batches: it keeps
+A request that finds the model idle and is the only request the server holds predicts at once
+(the server says how many it holds: ``OPEN_REQUESTS``); at concurrency 1 batching costs nothing.
+One that finds the model idle with other requests around (or under a server that does not say)
+yields to the event loop once, so requests already read from their sockets can join, and predicts
+alone when nobody joined. Otherwise requests queue, and one drain task forms batches: it keeps
 collecting while each loop turn brings new requests, up to ``max_batch_size`` requests or
 ``max_wait`` seconds, then predicts the concatenated rows once and hands each request its slice.
 
@@ -22,6 +24,9 @@ import pandas as pd
 from pave.serving.schema import Features
 
 Outputs = dict[str, np.ndarray]
+# The ASGI scope key under which Pave's HTTP protocol (``pave.serving.http``) puts the worker's
+# set of open request tasks.
+OPEN_REQUESTS = "pave.open_requests"
 
 
 def concat(parts: list[Features]) -> Features:
@@ -78,17 +83,22 @@ class MicroBatcher:
         self._active = 0
         self._worker: asyncio.Task[None] | None = None
 
-    async def predict(self, features: Features, n_rows: int) -> Outputs:
-        """Predict one request's rows, batched with whatever runs concurrently."""
+    async def predict(self, features: Features, n_rows: int, *, alone: bool = False) -> Outputs:
+        """Predict one request's rows, batched with whatever runs concurrently.
+
+        Args:
+            alone: the server holds no other request, so nothing can join a batch: no yield.
+        """
         if not self.batching:
             self._on_batch(1)
             return await self._run(features)
         if not (self._active or self._pending or self._arriving):
-            self._arriving += 1
-            try:
-                await asyncio.sleep(0)  # requests already read from their sockets get to queue up
-            finally:
-                self._arriving -= 1
+            if not alone:
+                self._arriving += 1
+                try:
+                    await asyncio.sleep(0)  # requests already read from their sockets get to queue up
+                finally:
+                    self._arriving -= 1
             if not (self._pending or self._active):
                 self._active += 1
                 try:

@@ -37,6 +37,7 @@ import orjson
 import pave
 from pave.config import Settings
 from pave.errors import InvalidInput, NotFound, PaveError, PayloadTooLarge, Unavailable, UserError
+from pave.serving.batching import OPEN_REQUESTS
 from pave.serving.deployments import DeploymentSource
 from pave.serving.inference_log import InferenceLog, Record
 from pave.serving.loading import LoadedModel, load_model
@@ -321,10 +322,12 @@ class Gateway:
                 key = entry.router.sticky_key(scope["headers"], request.parameters)
                 version = entry.router.pick(key)
             runtime = self._runtime(entry, version)
+            open_requests = scope.get(OPEN_REQUESTS)  # set by Pave's HTTP protocol (http.py)
+            alone = open_requests is not None and len(open_requests) <= 1
             try:
                 model = runtime.model or await runtime.ensure_loaded()
                 features, n_rows = model.schema.bind(request.inputs)
-                outputs = await _predict(runtime, features, n_rows)
+                outputs = await _predict(runtime, features, n_rows, alone)
             except (PaveError, _Disconnected):
                 raise
             except Exception as exc:
@@ -337,7 +340,7 @@ class Gateway:
                 runtime = self._runtime(entry, fallback)
                 model = runtime.model or await runtime.ensure_loaded()
                 features, n_rows = model.schema.bind(request.inputs)
-                outputs = await _predict(runtime, features, n_rows)
+                outputs = await _predict(runtime, features, n_rows, alone)
             answer = encode_response(name, runtime.version, request.id, outputs, request.outputs)
         except _Disconnected:
             return
@@ -504,9 +507,9 @@ class _MethodNotAllowed(PaveError):
         super().__init__(f"method {method} is not allowed here")
 
 
-async def _predict(runtime: ModelRuntime, features: Features, n_rows: int) -> dict[str, Any]:
+async def _predict(runtime: ModelRuntime, features: Features, n_rows: int, alone: bool) -> dict[str, Any]:
     try:
-        return await runtime.predict(features, n_rows)
+        return await runtime.predict(features, n_rows, alone=alone)
     except (ValueError, TypeError, KeyError) as exc:
         # sklearn and pandas say "bad input" with these (NaN, unseen category, wrong width)
         raise InvalidInput(

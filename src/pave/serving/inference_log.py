@@ -190,6 +190,7 @@ class InferenceLog:
                 return
 
     def _write(self, batch: list[Record]) -> None:
+        written = 0
         for record in batch:
             try:
                 line = encode(record)
@@ -206,9 +207,13 @@ class InferenceLog:
             assert self._file is not None
             self._file.write(line)
             self._file_bytes += len(line)
-            self.written += 1
+            written += 1
+            # Let the event loop have the GIL between records: a burst of encoding must not hold
+            # an answer back (the interpreter would only force a switch after 5 ms).
+            time.sleep(0)
         if self._file is not None:
             self._file.flush()
+        self.written += written  # counted once readable: flush() waits on this
 
     def _rotate(self, first_ts: float) -> None:
         if self._file is not None:

@@ -126,14 +126,17 @@ class ModelRuntime:
         self.metrics.loaded.set(1)
         log.info("loaded model '%s' version %s from %s", self.deployment, self.version, self.ref.uri)
 
-    async def predict(self, features: Features, n_rows: int) -> Outputs:
-        """Predict, waiting for a load first if the version is scaled to zero."""
+    async def predict(self, features: Features, n_rows: int, *, alone: bool = False) -> Outputs:
+        """Predict, waiting for a load first if the version is scaled to zero.
+
+        ``alone``: no other request is open on the server (see ``MicroBatcher.predict``).
+        """
         self.in_flight += 1
         try:
             if self.model is None:
                 await self.ensure_loaded()
             assert self.batcher is not None
-            return await self.batcher.predict(features, n_rows)
+            return await self.batcher.predict(features, n_rows, alone=alone)
         finally:
             self.in_flight -= 1
             self.last_used = time.monotonic()

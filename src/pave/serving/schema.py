@@ -14,6 +14,7 @@ shape ``[n, n_columns]`` in column order, which is what generic OIP clients send
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from typing import Any, Literal
 
 import numpy as np
@@ -49,6 +50,7 @@ class Column:
         return DATATYPES[self.datatype]
 
 
+@lru_cache(maxsize=512)
 def accepts(expected: str, given: str) -> bool:
     """May data of OIP datatype ``given`` feed a column or tensor declared ``expected``?
 
@@ -77,10 +79,23 @@ class InputSchema:
             return [TensorMeta(c.name, c.datatype, (-1,)) for c in self.columns]
         return list(self.tensors)
 
-    @property
+    # Computed on first use and kept: a request does no per-column work that the schema already knows.
+    @cached_property
     def matrix_dtype(self) -> np.dtype[Any]:
         dtypes = {c.dtype for c in self.columns}
         return dtypes.pop() if len(dtypes) == 1 else np.dtype(np.float64)
+
+    @cached_property
+    def _by_name(self) -> dict[str, Column]:
+        return {c.name: c for c in self.columns}
+
+    @cached_property
+    def _table_index(self) -> list[int] | None:
+        """Signature column positions in the estimator's order; None when they are the same."""
+        signature_order = [c.name for c in self.columns]
+        if list(self.order) == signature_order:
+            return None
+        return [signature_order.index(n) for n in self.order]
 
     def bind(self, inputs: list[dict[str, Any]]) -> tuple[Features, int]:
         """The model input for these OIP inputs, and its number of rows.
@@ -97,12 +112,11 @@ class InputSchema:
     # --- tabular ---------------------------------------------------------------------------------
 
     def _bind_columns(self, inputs: list[dict[str, Any]]) -> tuple[Features, int]:
-        names = {c.name for c in self.columns}
-        if len(inputs) == 1 and inputs[0]["name"] not in names and len(self.columns) > 1:
+        by_name = self._by_name
+        if len(inputs) == 1 and inputs[0]["name"] not in by_name and len(self.columns) > 1:
             return self._bind_table(inputs[0])
         given: dict[str, np.ndarray] = {}
         n_rows = -1
-        by_name = {c.name: c for c in self.columns}
         for item in inputs:
             name = item["name"]
             column = by_name.get(name)
@@ -157,9 +171,8 @@ class InputSchema:
                 )
         table = decode_tensor(item)
         if self.kind == "matrix":
-            signature_order = [c.name for c in self.columns]
-            if list(self.order) != signature_order:
-                index = [signature_order.index(n) for n in self.order]
+            index = self._table_index
+            if index is not None:
                 table = table[:, index]
             return table.astype(self.matrix_dtype, copy=False), shape[0]
         frame = pd.DataFrame(

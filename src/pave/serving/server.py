@@ -1,14 +1,16 @@
-"""Running the gateway: uvicorn with uvloop and httptools, one or several worker processes."""
+"""Running the gateway: uvicorn with uvloop and httptools (``http.py``), one or several worker processes."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from pave.config import Settings, load_settings
 from pave.serving.deployments import DeploymentSource, JsonFileDeployments
 from pave.serving.gateway import Gateway, GatewayOptions, create_gateway
+from pave.serving.http import OneWriteHttpToolsProtocol
 from pave.serving.metrics import MULTIPROC_ENV
 
 # How worker processes find their deployments (uvicorn builds the app again in each worker):
@@ -25,8 +27,14 @@ def _source(value: str, settings: Settings) -> DeploymentSource:
     return JsonFileDeployments(Path(value))
 
 
+# Longest time (seconds) another thread (a model loading, a slow model predicting in the thread
+# pool) keeps the GIL from the event loop; Python's default is 5 ms, all of it tail latency.
+SWITCH_INTERVAL = 0.0005
+
+
 def app_from_env() -> Gateway:
     """The app factory uvicorn calls in each worker process."""
+    sys.setswitchinterval(SWITCH_INTERVAL)
     value = os.environ.get(DEPLOYMENTS_ENV)
     if not value:
         raise RuntimeError(f"{DEPLOYMENTS_ENV} is not set; start the gateway with run_gateway()")
@@ -64,6 +72,7 @@ def run_gateway(
     """
     import uvicorn
 
+    sys.setswitchinterval(SWITCH_INTERVAL)
     count = settings.gateway_workers if workers is None else workers
     if count == 0:
         count = os.cpu_count() or 1
@@ -73,7 +82,7 @@ def run_gateway(
         "log_level": "warning",
         "access_log": False,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": OneWriteHttpToolsProtocol,
         "lifespan": "on",
     }
     if count > 1:
