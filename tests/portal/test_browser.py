@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,13 @@ def test_the_portal_journey_in_a_browser(browser: Any, shared_server: PaveServer
     page.wait_for_url(re.compile("done="))
     split = page.locator("figure", has=page.locator("svg[aria-label='traffic split']"))
     assert f"version {candidate} 10%" in split.inner_text()
+    sent = _predict(server, name, folder, candidate, 40)
+    deadline = time.monotonic() + 60  # the gateway writes its inference log in the background
+    while f"{sent} requests in the last hour" not in page.locator("#live").inner_text():
+        assert time.monotonic() < deadline, page.locator("#live").inner_text()[:500]
+        time.sleep(1)
+        page.reload()
+    assert page.locator("svg[aria-label^='requests per minute'] polyline").count() == 1
     assert f"Rolling out v{candidate}" in page.locator(".rollout").inner_text()
     _shot(page, "05-deployment-canary")
     page.get_by_label("Reason").fill("seen enough")
@@ -146,6 +154,31 @@ def test_the_portal_journey_in_a_browser(browser: Any, shared_server: PaveServer
     denied = [r for r in _audit(server, identity="vivian") if r["outcome"] == "denied"]
     assert [(r["path"], r["outcome"]) for r in denied] == [(f"/projects/{name}/rollback", "denied")]
     page.context.close()
+
+
+def _predict(server: PaveServer, name: str, folder: Path, candidate: str, count: int) -> int:
+    """Send ``count`` predictions through the gateway once it serves both versions."""
+    import httpx
+    import pandas as pd
+
+    gateway = server.wait_gateway()
+    deadline = time.monotonic() + 180
+    for version in ("1", candidate):
+        url = f"{gateway}/v2/models/{name}/versions/{version}/ready"
+        while httpx.get(url, timeout=5).status_code != 200:
+            assert time.monotonic() < deadline, f"the gateway never served version {version}"
+            time.sleep(0.5)
+    rows = pd.read_csv(folder / "data" / "train.csv").drop(columns=["target"]).head(2)
+    body = {
+        "inputs": [
+            {"name": c, "datatype": "FP64", "shape": [len(rows)], "data": rows[c].astype(float).tolist()}
+            for c in rows.columns
+        ]
+    }
+    with httpx.Client(timeout=30) as client:
+        for _ in range(count):
+            assert client.post(f"{gateway}/v2/models/{name}/infer", json=body).status_code == 200
+    return count
 
 
 def _audit(server: PaveServer, **filters: str) -> list[dict[str, Any]]:

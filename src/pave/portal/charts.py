@@ -82,18 +82,28 @@ def _text(x: float, y: float, text: str, anchor: str = "start", size: int = 11, 
 
 
 def line_chart(
-    label: str, series: Sequence[Series], x_labels: Sequence[str] = (), y_min: float | None = None
+    label: str,
+    series: Sequence[Series],
+    x_labels: Sequence[str] = (),
+    y_min: float | None = None,
+    x_range: tuple[float, float] | None = None,
 ) -> Markup:
-    """Lines (one per series) over a shared x axis; ``x_labels`` name the first and last x."""
+    """Lines (one per series) over a shared x axis; ``x_labels`` name the first and last x.
+
+    ``x_range`` fixes the axis (a time window) instead of fitting it to the points; ``y_min``
+    starts the y axis there (0 for counts and rates).
+    """
     points = [p for s in series for p in s.points if math.isfinite(p[1])]
     if not points:
         return empty(label, "no data yet")
     xs = [p[0] for p in points]
     ys = [p[1] for p in points]
-    x0, x1 = min(xs), max(xs)
+    x0, x1 = x_range if x_range is not None else (min(xs), max(xs))
     y0 = min(ys) if y_min is None else min(y_min, min(ys))
     y1 = max(ys)
-    if y1 == y0:  # one value: centre it
+    if y1 == y0 and y_min is not None:  # all at the floor: show the floor at the bottom
+        y1 = y0 + (abs(y0) or 1.0)
+    elif y1 == y0:  # one value: centre it
         pad = abs(y0) * 0.05 or 1.0
         y0, y1 = y0 - pad, y1 + pad
     if x1 == x0:

@@ -425,15 +425,21 @@ async def deployment_page(request: Request, name: str) -> Response:
             [charts.Series("requests", traffic.requests)],
             traffic.labels,
             0,
+            traffic.window,
         ),
         "errors": charts.line_chart(
-            "error rate (last hour)", [charts.Series("error rate", traffic.errors)], traffic.labels, 0
+            "error rate (last hour)",
+            [charts.Series("error rate", traffic.errors)],
+            traffic.labels,
+            0,
+            traffic.window,
         ),
         "latency": charts.line_chart(
             "latency in ms (last hour)",
             [charts.Series("p50", traffic.p50), charts.Series("p99", traffic.p99)],
             traffic.labels,
             0,
+            traffic.window,
         ),
         "drift": charts.bar_chart(
             "drift statistic per feature (latest check of each monitor)",

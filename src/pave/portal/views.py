@@ -310,6 +310,7 @@ def model_card(session: Session, settings: Settings, project: Project, version: 
 @dataclass
 class Traffic:
     labels: tuple[str, str] = ("", "")
+    window: tuple[float, float] | None = None  # epoch seconds of the window's start and end
     requests: list[tuple[float, float]] = field(default_factory=list)
     errors: list[tuple[float, float]] = field(default_factory=list)
     p50: list[tuple[float, float]] = field(default_factory=list)
@@ -325,7 +326,10 @@ def traffic(settings: Settings, deployment: str, *, window: timedelta = timedelt
     now = datetime.now(UTC)
     start = now - window
     frame = read_inference_log(settings.home / "inference-log", start=start, deployment=deployment)
-    out = Traffic(labels=(start.strftime("%H:%M"), now.strftime("%H:%M UTC")))
+    out = Traffic(
+        labels=(start.strftime("%H:%M"), now.strftime("%H:%M UTC")),
+        window=(start.timestamp(), now.timestamp()),
+    )
     if frame.empty:
         return out
     out.total = len(frame)
