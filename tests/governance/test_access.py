@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pave.governance.permissions import required_action
+from pave.governance.permissions import DISABLED, required_action
 from pave.governance.roles import ROLES
 from pave_testing import PaveServer, World, run_pave
 
@@ -29,6 +29,20 @@ def test_governance_routes_need_the_documented_actions() -> None:
     assert required_action("PUT", "/api/v1/projects/a/policy") == "admin"
     assert required_action("POST", "/api/v1/projects/a/approvals") == "approve"
     assert required_action("POST", "/mlflow/api/2.0/mlflow/webhooks") == "admin"
+    assert required_action("POST", "/mlflow/ajax-api/3.0/mlflow/demo/generate") == DISABLED
+    assert required_action("POST", "/mlflow/api/3.0/mlflow/workspaces") == DISABLED
+    assert required_action("GET", "/mlflow/api/3.0/mlflow/workspaces") == "admin"
+    assert required_action("POST", "/mlflow/api/3.0/mlflow/traces/batchGetInfos") == "read"
+    assert required_action("PUT", "/api/v1/projects/a/teams/t") == "manage"
+    assert required_action("PUT", "/api/v1/teams/t/members/bob") == "admin"
+
+
+def test_switched_off_mlflow_features_are_refused_to_admins_too(shared_server: PaveServer) -> None:
+    with shared_server.client() as admin:
+        refused = admin.post("/mlflow/ajax-api/3.0/mlflow/demo/generate", json={})
+        assert refused.status_code == 403
+        assert "switched off" in refused.json()["error"]["message"]
+        assert admin.post("/mlflow/api/3.0/mlflow/workspaces", json={"name": "w"}).status_code == 403
 
 
 # --- two projects, and who sees what ------------------------------------------------------------------
@@ -239,6 +253,7 @@ def test_role_by_route_matrix(
     allowed = ROLES[role]
     wrong: dict[str, str] = {}
     refused = 0
+    before = _platform_state(world)
     with httpx.Client(
         base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {token}"}
     ) as client:
@@ -254,6 +269,26 @@ def test_role_by_route_matrix(
     assert wrong == {}
     denied = list(world.audit(identity=f"matrix-{role}", outcome="denied"))
     assert len(denied) >= min(refused, 1000)
+    if role == "viewer":  # every call it may make is a read: its refused writes changed nothing
+        assert _platform_state(world) == before
+
+
+def _platform_state(world: World) -> dict[str, Any]:
+    """What a write could change: Pave's objects and MLflow's, and the artifact store."""
+    with world.admin() as admin:
+        experiments = admin.post(
+            "/mlflow/api/2.0/mlflow/experiments/search", json={"max_results": 1000, "view_type": "ALL"}
+        ).json()
+        return {
+            "projects": admin.get("/api/v1/projects").json(),
+            "tokens": [(t["id"], t["revoked_at"]) for t in admin.get("/api/v1/tokens").json()],
+            "teams": admin.get("/api/v1/teams").json(),
+            "deployments": admin.get("/api/v1/deployments").json(),
+            "experiments": experiments.get("experiments", []),
+            "models": admin.get("/mlflow/api/2.0/mlflow/registered-models/search").json(),
+            "webhooks": admin.get("/mlflow/api/2.0/mlflow/webhooks").json(),
+            "artifacts": sorted(str(p) for p in (world.server.home / "artifacts").rglob("*")),
+        }
 
 
 @pytest.mark.postgres

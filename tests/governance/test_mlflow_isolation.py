@@ -110,6 +110,18 @@ def test_traces_and_evaluation_datasets_of_another_project_are_refused(genai: di
     with world.server.client(token) as client:
         for method, url, kwargs in (
             ("GET", f"{M2}/traces/{b['trace_id']}/info", {}),
+            (
+                "POST",
+                f"{M2}/traces",
+                {
+                    "json": {
+                        "experiment_id": b["experiment_id"],
+                        "timestamp_ms": 1,
+                        "request_metadata": [],
+                        "tags": [],
+                    }
+                },
+            ),
             ("GET", f"{M3}/traces/{b['trace_id']}", {}),
             ("GET", f"{M3}/traces/get", {"params": {"trace_id": b["trace_id"]}}),
             ("GET", f"{M3}/traces/batchGet", {"params": {"trace_ids": [a["trace_id"], b["trace_id"]]}}),

@@ -193,6 +193,10 @@ def test_resolve_finds_the_projects_of_a_request(
 
 
 def test_resolve_marks_searches_and_unresolved_requests() -> None:
+    # GET traces searches them (filtered answer); POST traces starts one in an experiment.
+    assert resolve(M + "traces", {"experiment_ids": "2"}, None, FakeLookup()).search == "traces"
+    started = resolve(M + "traces", {}, {"experiment_id": "2"}, FakeLookup(), method="POST")
+    assert (started.search, started.projects) == (None, ["beta"])
     assert resolve(M + "runs/search", {}, {"experiment_ids": ["1"]}, FakeLookup()).search == "runs/search"
     assert resolve("/mlflow/api/2.0/mlflow-artifacts/artifacts/x/y", {}, None, FakeLookup()).unresolved
     assert resolve(M + "traces/delete-traces", {}, {}, FakeLookup()).unresolved

@@ -49,6 +49,7 @@ from pave.governance.egress import EgressPolicy
 from pave.governance.permissions import PUBLIC, authorize, required_action
 from pave.governance.policy import check_quota, get_policy
 from pave.governance.scope import (
+    GRAPHQL_PATH,
     RequestScope,
     StoreLookup,
     artifact_path,
@@ -71,6 +72,7 @@ _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # The largest page MLflow's own clients ask for (runs search: 50000, metric history: 25000).
 MAX_RESULTS_CAP = 50_000
+_ARTIFACT_FILES = re.compile(r"/mlflow-artifacts/artifacts/.")
 _ARTIFACT_PARAMS = ("path", "artifact_path", "artifact_file_path")
 _RAW_BODY_ENDPOINTS = ("upload-artifact",)
 _PRODUCTION_STAGE = "production"
@@ -357,12 +359,16 @@ class SecurityMiddleware:
         request.principal = principal
 
         endpoint = mlflow_endpoint(path)
-        is_raw_upload = artifact_path(path) is not None or (endpoint or "").endswith(_RAW_BODY_ENDPOINTS)
+        # Only uploads carry raw bytes; every other body (multipart uploads' JSON included) is JSON.
+        is_raw_upload = (method == "PUT" and _ARTIFACT_FILES.search(path) is not None) or (
+            endpoint or ""
+        ).endswith(_RAW_BODY_ENDPOINTS)
         has_body = (length not in (None, "0")) or "transfer-encoding" in headers
-        json_api = (
+        json_api = not is_raw_upload and (
             path.startswith("/api/v1/")
-            or (endpoint is not None and not is_raw_upload)
-            or path == "/mlflow/graphql"
+            or endpoint is not None
+            or artifact_path(path) is not None
+            or path == GRAPHQL_PATH
         )
         if method in _STATE_CHANGING and has_body and json_api:
             media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -388,6 +394,26 @@ class SecurityMiddleware:
             document = json.loads(body) if body else None
         except ValueError:
             document = None
+        if (
+            body
+            and method in _STATE_CHANGING
+            and not path.startswith("/api/")
+            and (
+                not isinstance(document, dict)
+                or (path == GRAPHQL_PATH and not isinstance(document.get("query"), str))
+            )
+        ):
+            # MLflow's handlers expect an object; anything else (a string, a list) crashes them.
+            await self._refuse(
+                send,
+                request,
+                InvalidInput(
+                    f"the body of {method} {path} must be a JSON object"
+                    + (" with a 'query'" if path == GRAPHQL_PATH else ""),
+                    hint='send the request\'s fields as a JSON object: {"name": ...}',
+                ),
+            )
+            return
 
         try:
             access, request_scope = await anyio.to_thread.run_sync(
@@ -446,7 +472,7 @@ class SecurityMiddleware:
         lookup = StoreLookup()
         if path == OTLP_TRACES and headers.get(OTLP_EXPERIMENT_HEADER):
             params = {**params, "experiment_id": headers[OTLP_EXPERIMENT_HEADER]}
-        request_scope = resolve(path, params, document, lookup)
+        request_scope = resolve(path, params, document, lookup, method=method)
         request.scope = request_scope
         values: dict[str, Any] = dict(params)
         if isinstance(document, dict):
@@ -480,6 +506,13 @@ class SecurityMiddleware:
                 authorize(principal, access.actions(None), action, method, path, None)
             for project in projects:
                 authorize(principal, access.actions(project), action, method, path, project)
+            if request_scope.unresolved and action == "write" and endpoint:
+                # A write Pave cannot attribute to a project escapes its quotas and its isolation
+                # (and MLflow crashes on several of them when the id is missing).
+                raise InvalidInput(
+                    f"{method} {path} names no experiment, run, model or trace",
+                    hint="send the experiment_id (or run_id, name) of the project it belongs to",
+                )
 
             for value in collect_values(request_scope.graphql_args, ("path",)):
                 paths.check_relative_path(value, what="artifact path")

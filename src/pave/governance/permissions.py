@@ -19,6 +19,7 @@ from pave.errors import Forbidden
 from pave.governance.tokens import Principal
 
 PUBLIC = "public"  # no token needed
+DISABLED = "disabled"  # nobody, admins included: a feature of MLflow that Pave switches off
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,10 @@ RULES: tuple[Rule, ...] = (
         "admin",
     ),
     _rule(_READ + " " + _WRITE, r"/mlflow/ajax-api/2\.0/mlflow/gateway-proxy", "admin"),
-    # Webhooks make the server send requests (SSRF); workspaces and demo data are platform-wide.
+    # Demo data and workspaces are switched off in Pave: their writes would create or delete
+    # platform-wide objects that belong to no project (MLflow answers 503 for workspaces anyway).
+    _rule(_WRITE, r"/mlflow/(ajax-)?api/[23]\.0/mlflow/(workspaces|demo)(/.*)?", DISABLED),
+    # Webhooks make the server send requests (SSRF); workspaces are platform-wide.
     _rule(
         _READ + " " + _WRITE,
         r"/mlflow/(ajax-)?api/[23]\.0/mlflow/(webhooks|workspaces|demo|prompt-optimization)(/.*)?",
@@ -127,6 +131,12 @@ def authorize(
     principal: Principal, allowed: frozenset[str], action: str, method: str, path: str, project: str | None
 ) -> None:
     """Raise Forbidden unless ``action`` is among the ``allowed`` actions of ``principal``."""
+    if action == DISABLED:
+        raise Forbidden(
+            f"{principal.identity} ({principal.role} token) may not {method} {path}: "
+            "this MLflow feature is switched off in Pave",
+            hint="see docs/security.md (the permission table)",
+        )
     if principal.is_admin or action in allowed:
         return
     where = f" on project {project!r}" if project else ""

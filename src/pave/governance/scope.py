@@ -164,8 +164,10 @@ def collect_values(data: Any, keys: Iterable[str]) -> list[str]:
     return out
 
 
-def resolve(path: str, params: dict[str, Any], body: Any, lookup: Lookup) -> RequestScope:
-    """The scope of a request to ``path`` with query ``params`` and JSON ``body`` (or None)."""
+def resolve(
+    path: str, params: dict[str, Any], body: Any, lookup: Lookup, *, method: str = "GET"
+) -> RequestScope:
+    """The scope of a ``method`` request to ``path`` with query ``params`` and JSON ``body`` (or None)."""
     scope = RequestScope()
     values: dict[str, Any] = dict(params)
     if isinstance(body, dict):
@@ -200,7 +202,8 @@ def resolve(path: str, params: dict[str, Any], body: Any, lookup: Lookup) -> Req
         return scope
 
     endpoint = mlflow_endpoint(path)
-    if endpoint in SEARCH_ENDPOINTS:
+    # (``POST traces`` starts a trace in an experiment; ``GET traces`` searches them.)
+    if endpoint in SEARCH_ENDPOINTS and not (endpoint == "traces" and method == "POST"):
         scope.search = endpoint
         return scope
     if endpoint is not None and endpoint.startswith(_NAMED_BY_MODEL):
