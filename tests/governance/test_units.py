@@ -242,6 +242,11 @@ def test_filter_listing_keeps_only_visible_items() -> None:
     assert filter_listing("registered-models/search", models, lambda p: p == "beta", FakeLookup()) == {
         "registered_models": [{"name": "beta"}]
     }
+    issues = {"issues": [{"issue_id": "i1", "experiment_id": "1"}, {"issue_id": "i2", "experiment_id": "2"}]}
+    assert filter_listing("issues/search", issues, lambda p: p == "alpha", FakeLookup())["issues"] == [
+        {"issue_id": "i1", "experiment_id": "1"}
+    ]
+    assert resolve(M3 + "issues/search", {}, {}, FakeLookup()).search == "issues/search"
     projects = [{"name": "alpha"}, {"name": "beta"}]
     assert filter_pave_listing("/api/v1/projects", projects, lambda p: p == "alpha") == [{"name": "alpha"}]
 

@@ -49,6 +49,7 @@ SEARCH_ENDPOINTS = frozenset(
         "datasets/search",
         "traces",
         "unified-traces",
+        "issues/search",  # without an experiment_id MLflow searches every experiment's issues
     }
 )
 _NAMED_BY_MODEL = ("registered-models/", "model-versions/")
