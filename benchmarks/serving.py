@@ -52,6 +52,7 @@ class Result:
     latencies: list[float]
     errors: int
     client: str = "httpx"
+    cpu: float = 0.0  # CPU seconds the server's processes used per request (user + system)
 
     @property
     def throughput(self) -> float:
@@ -101,8 +102,12 @@ def train(workdir: Path) -> tuple[Any, Any, Path, Path]:
 
 def ensure_mlserver() -> Path:
     python = MLSERVER_VENV / "bin" / "python"
-    probe = subprocess.run([str(python), "-c", "import mlserver_sklearn"], capture_output=True)
-    if not python.exists() or probe.returncode != 0:
+    installed = (
+        python.exists()
+        and subprocess.run([str(python), "-c", "import mlserver_sklearn"], capture_output=True).returncode
+        == 0
+    )
+    if not installed:
         console.print(f"installing MLServer into {MLSERVER_VENV} ...")
         import sklearn
 
@@ -259,6 +264,23 @@ def start(server: Server, log: Path) -> subprocess.Popen[bytes]:
     raise RuntimeError(f"{server.name} did not become ready; see {log}")
 
 
+def server_cpu(proc: subprocess.Popen[bytes]) -> float:
+    """CPU seconds (user + system) used so far by every process of the server's session."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == proc.pid:  # session id: the server was started in a session of its own
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -365,17 +387,19 @@ async def load_raw(
     return Result(server.name, concurrency, len(latencies), elapsed, latencies, errors)
 
 
-def in_process(model: Any, X: Any) -> list[float]:
-    """Per-call time of the model's own predict on one row (numpy), as Pave calls it."""
+def in_process(model: Any, X: Any) -> tuple[list[float], float]:
+    """Per-call time of the model's own predict on one row (numpy), as Pave calls it, and its CPU
+    time per call."""
     warnings.filterwarnings("ignore", message="X does not have valid feature names")
     rows = X.to_numpy(dtype=np.float64)
     times = []
+    cpu0 = time.process_time()
     for i in range(2000):
         row = rows[i % len(rows)][None, :]
         t0 = time.perf_counter()
         model.predict_proba(row)
         times.append(time.perf_counter() - t0)
-    return times
+    return times, (time.process_time() - cpu0) / 2000
 
 
 def main() -> None:
@@ -391,7 +415,8 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="pave-bench-"))
     model, X, model_dir, mlserver_dir = train(workdir)
     expected = model.predict(X).tolist()
-    predict_times = in_process(model, X)
+    console.print(f"load average at start: {load_average()}")
+    predict_times, predict_cpu = in_process(model, X)
     results: list[Result] = []
     for server in servers(X, model_dir, mlserver_dir, workdir, only):
         console.print(f"[bold]{server.name}[/bold]: starting")
@@ -399,21 +424,36 @@ def main() -> None:
         try:
             for client, run in (("httpx", load), ("raw", load_raw)):
                 for concurrency in LEVELS:
+                    cpu0 = server_cpu(proc)
                     result = asyncio.run(run(server, expected, concurrency, args.requests, args.seconds))
                     result.client = client
+                    result.cpu = (server_cpu(proc) - cpu0) / (len(result.latencies) + min(100, args.requests))
                     console.print(
                         f"  {client} c={concurrency}: {result.throughput:,.0f} req/s, "
-                        f"p50 {result.pct(0.5):.2f} ms, p99 {result.pct(0.99):.2f} ms, {result.errors} errors"
+                        f"p50 {result.pct(0.5):.2f} ms, p99 {result.pct(0.99):.2f} ms, "
+                        f"{result.cpu * 1000:.2f} ms CPU/request, {result.errors} errors"
                     )
                     results.append(result)
         finally:
             stop(proc)
-    report(results, predict_times)
+    console.print(f"load average at the end: {load_average()}")
+    report(results, predict_times, predict_cpu)
 
 
-def report(results: list[Result], predict_times: list[float]) -> None:
+def report(results: list[Result], predict_times: list[float], predict_cpu: float) -> None:
     table = Table(title="Serving: one process per server, loopback")
-    for column in ("client", "server", "concurrency", "requests", "errors", "req/s", "p50 ms", "p99 ms"):
+    columns = (
+        "client",
+        "server",
+        "concurrency",
+        "requests",
+        "errors",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "CPU ms/req",
+    )
+    for column in columns:
         table.add_column(column, justify="left" if column in ("client", "server") else "right")
     for r in results:
         table.add_row(
@@ -425,6 +465,7 @@ def report(results: list[Result], predict_times: list[float]) -> None:
             f"{r.throughput:,.0f}",
             f"{r.pct(0.5):.2f}",
             f"{r.pct(0.99):.2f}",
+            f"{r.cpu * 1000:.3f}",
         )
     console.print(table)
 
@@ -452,15 +493,23 @@ def report(results: list[Result], predict_times: list[float]) -> None:
     overhead = Table(title="Pave at concurrency 1 above in-process predict_proba (ms)")
     for column in ("", "p50", "p99"):
         overhead.add_column(column, justify="right")
-    overhead.add_row("in-process predict_proba", f"{p50:.3f}", f"{p99:.3f}")
+    for column in ("CPU",):
+        overhead.add_column(column, justify="right")
+    overhead.add_row("in-process predict_proba", f"{p50:.3f}", f"{p99:.3f}", f"{predict_cpu * 1000:.3f}")
     for client in ("httpx", "raw"):
         pave1 = by.get((client, "pave", 1))
         if pave1:
-            overhead.add_row(f"pave c=1, {client} client", f"{pave1.pct(0.5):.3f}", f"{pave1.pct(0.99):.3f}")
+            overhead.add_row(
+                f"pave c=1, {client} client",
+                f"{pave1.pct(0.5):.3f}",
+                f"{pave1.pct(0.99):.3f}",
+                f"{pave1.cpu * 1000:.3f}",
+            )
             overhead.add_row(
                 f"overhead ({client} client included)",
                 f"{pave1.pct(0.5) - p50:.3f}",
                 f"{pave1.pct(0.99) - p99:.3f}",
+                f"{(pave1.cpu - predict_cpu) * 1000:.3f}",
             )
     console.print(overhead)
 
