@@ -323,6 +323,19 @@ def test_isolation_on_postgres(pave_server_factory: Any, postgres_url: str) -> N
     )
     with server.client(token) as client:
         assert [p["name"] for p in client.get("/api/v1/projects").json()] == ["pg-a"]
+    # The same through a team (migration 0007 on PostgreSQL).
+    with world.admin() as admin:
+        assert admin.post("/api/v1/teams", json={"name": "pg-team"}).status_code == 201
+        assert admin.put("/api/v1/teams/pg-team/members/pat").status_code == 200
+        assert admin.put("/api/v1/projects/pg-a/teams/pg-team", json={"role": "viewer"}).status_code == 200
+    through_team = world.token("pat", "developer")
+    found = _searches(world, through_team, made["pg-a"], made["pg-b"])
+    assert _names(found["experiments"].json(), "experiments") & {"pg-a", "pg-b"} == {"pg-a"}
+    assert _names(found["versions"].json(), "model_versions") == {"pg-a"}
+    run_in_a = world.mlflow(
+        "POST", "runs/create", through_team, json={"experiment_id": made["pg-a"]["experiment_id"]}
+    )
+    assert run_in_a.status_code == 403  # the team's role is viewer: the developer token reads only
 
 
 def test_an_admins_viewer_token_is_only_a_viewer(shared_server: PaveServer) -> None:
