@@ -13,6 +13,7 @@ sources are merged, so setting only ``PAVE_HOME`` moves everything.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from functools import cached_property
@@ -98,6 +99,13 @@ class Settings(BaseSettings):
         default_factory=lambda: ["127.0.0.1", "localhost", "[::1]", "testserver"],
         description="Host header allow-list ('*' allows any).",
     )
+    egress_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Private networks outbound requests (alert webhooks, dataset URLs) may reach, as CIDRs or "
+            "addresses, e.g. ['10.20.0.0/16'] for an in-cluster receiver. Empty: public addresses only."
+        ),
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -125,6 +133,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 "must look like sqlite:////path/to/file.db or postgresql+psycopg://user@host:5432/dbname"
             )
+        return value
+
+    @field_validator("egress_allowed_networks", mode="after")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is not an address or CIDR such as 10.20.0.0/16") from None
         return value
 
     # --- derived -------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from pave.config import load_settings, mask_url, read_credentials, write_credentials
-from pave.errors import ConfigError
+from pave.errors import ConfigError, Forbidden
+from pave.governance.egress import EgressPolicy
 
 
 @pytest.fixture
@@ -58,6 +59,22 @@ def test_unknown_setting_and_bad_values_are_named(home: Path, monkeypatch: pytes
     monkeypatch.setenv("PAVE_DATABASE_URL", "mysql://root@localhost/x")
     with pytest.raises(ConfigError, match="database_url"):
         load_settings()
+
+
+def test_egress_allow_list_takes_networks_and_names_a_bad_one(home: Path) -> None:
+    (home / "config.toml").write_text('[pave]\negress_allowed_networks = ["10.20.0.0/16", "127.0.0.1"]\n')
+    settings = load_settings()
+    policy = EgressPolicy(allowed_networks=tuple(settings.egress_allowed_networks), resolver=_resolves_to)
+    assert policy.check("http://receiver.internal:9000/hook")[2] == "10.20.3.4"
+    with pytest.raises(Forbidden):
+        EgressPolicy(resolver=_resolves_to).check("http://receiver.internal:9000/hook")
+    (home / "config.toml").write_text('[pave]\negress_allowed_networks = ["10.20.0.0/33"]\n')
+    with pytest.raises(ConfigError, match=r"10\.20\.0\.0/33"):
+        load_settings()
+
+
+def _resolves_to(host: str, port: int) -> list[str]:
+    return ["10.20.3.4"]
 
 
 def test_postgres_mlflow_store_gets_its_own_schema(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -46,6 +46,7 @@ from pave.api.routes import (
 from pave.api.routes import platform as platform_routes
 from pave.api.security import SecurityMiddleware
 from pave.errors import InvalidInput, NotFound, PaveError
+from pave.governance.egress import EgressPolicy
 from pave.portal import routes as portal_routes
 from pave.portal import sessions as portal_sessions
 from pave.tracking.server import MOUNT, mlflow_app
@@ -230,6 +231,7 @@ def create_app(platform: Platform) -> Any:
         _Dispatch(pave, mlflow_app()),
         sessions=platform.sessions,
         allowed_hosts=platform.settings.allowed_hosts,
+        egress=EgressPolicy(allowed_networks=tuple(platform.settings.egress_allowed_networks)),
         max_body=platform.settings.max_request_bytes,
         on_request=metrics.observe,
         artifact_root=platform.settings.artifacts,

@@ -143,7 +143,7 @@ class Scheduler:
         self.sessions = sessions
         self.settings = settings
         self.specs = specs or RegistrySpecs(settings)
-        self.egress = egress or EgressPolicy()
+        self.egress = egress or EgressPolicy(allowed_networks=tuple(settings.egress_allowed_networks))
         self.log_dir = log_directory or log_dir(settings)
         self.delivery_timeout = delivery_timeout
         self.base_delay = base_delay
