@@ -113,7 +113,10 @@ def test_a_viewer_sees_no_buttons_and_a_direct_post_is_refused_and_audited(porta
     home = viewer.get("/").text
     assert "watched" in home
     assert 'href="/new"' not in home
-    assert viewer.get("/new").status_code == 403
+    refused_page = viewer.get("/new", headers={"accept": "text/html"})
+    assert refused_page.status_code == 403
+    assert refused_page.headers["content-type"].startswith("text/html")  # a page for a person
+    assert "Back to the catalog" in refused_page.text
     page = viewer.get("/projects/watched/deployment")
     assert page.status_code == 200
     assert not actions.search(page.text)
@@ -124,9 +127,10 @@ def test_a_viewer_sees_no_buttons_and_a_direct_post_is_refused_and_audited(porta
     with portal.sessions() as session:
         last = session.query(AuditEvent).order_by(AuditEvent.seq.desc()).first()
     assert last is not None
-    assert (last.identity, last.path, last.outcome, last.status) == (
+    assert (last.identity, last.path, last.project, last.outcome, last.status) == (
         "vic",
         "/projects/watched/rollback",
+        "watched",
         "denied",
         403,
     )

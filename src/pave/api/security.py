@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import html
 import json
 import logging
 import re
@@ -121,6 +122,7 @@ class _Request:
     detail: str | None = None
     # Checks the bytes of a streamed upload against the project's stored-bytes quota.
     upload_check: Callable[[int], None] | None = None
+    html: bool = False  # a browser asking for a portal page: refusals come as a page, not JSON
 
     def audited(self, status: int) -> bool:
         if status in (401, 403) or self.refused:
@@ -152,6 +154,33 @@ async def send_error(send: Send, error: PaveError, headers: list[tuple[bytes, by
             "status": error.status_code,
             "headers": [
                 (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error_page(
+    send: Send, error: PaveError, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """The refusal of a portal page as a small HTML page (escaped), for a person rather than a program."""
+    message, hint = html.escape(error.message), html.escape(error.hint or "")
+    body = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<title>{error.status_code} · Pave</title><link rel="stylesheet" href="/static/portal.css"></head>'
+        f'<body><main id="main"><h1>{error.status_code}: {message}</h1>'
+        + (f"<p>{hint}</p>" if hint else "")
+        + '<p><a href="/">Back to the catalog</a></p></main></body></html>'
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": error.status_code,
+            "headers": [
+                (b"content-type", b"text/html; charset=utf-8"),
                 (b"content-length", str(len(body)).encode()),
                 *(headers or []),
             ],
@@ -222,6 +251,9 @@ class SecurityMiddleware:
             method=scope["method"],
             path=scope["path"],
             client=client[0] if client else None,
+            html=self.browser_sessions is not None
+            and "text/html" in headers.get("accept", "")
+            and not scope["path"].startswith(("/api/", "/mlflow", "/metrics")),
         )
         status_holder = {"status": 0}
 
@@ -266,6 +298,9 @@ class SecurityMiddleware:
     async def _refuse(self, send: Send, request: _Request, error: PaveError) -> None:
         request.refused, request.detail = True, f"{error.code}: {error.message}"[:500]
         extra = [(b"www-authenticate", b'Bearer realm="pave"')] if isinstance(error, Unauthenticated) else []
+        if request.html:
+            await send_error_page(send, error, extra)
+            return
         await send_error(send, error, extra)
 
     # --- the checks ---------------------------------------------------------------------------------

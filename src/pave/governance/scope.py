@@ -3,7 +3,8 @@
 Convention: a project's MLflow experiment and its registered model are both named after the
 project (the golden path also tags runs and versions with ``pave.project``). So:
 
-- Pave routes ``/api/v1/projects/{name}/...`` concern ``name``; ``POST /api/v1/projects`` the
+- Pave routes ``/api/v1/projects/{name}/...`` and portal pages ``/projects/{name}/...`` concern
+  ``name``; ``POST /api/v1/projects`` the
   name in the body;
 - MLflow registry routes (``registered-models/*``, ``model-versions/*``) concern the model
   ``name`` (and ``new_name`` on rename);
@@ -30,7 +31,7 @@ _MLFLOW_API = re.compile(r"/mlflow/(?:ajax-)?api/[23]\.0/?mlflow/(?P<endpoint>.+
 _ARTIFACTS = re.compile(
     r"/mlflow/(?:ajax-)?api/2\.0/mlflow-artifacts/(?:artifacts|presigned|mpu/[a-z]+)(?:/(?P<path>.*))?"
 )
-_PAVE_PROJECT = re.compile(r"/api/v1/projects/(?P<name>[^/]+)(?:/.*)?")
+_PAVE_PROJECT = re.compile(r"(?:/api/v1)?/projects/(?P<name>[^/]+)(?:/.*)?")  # API and portal pages
 _LOGGED_MODEL = re.compile(r"logged-models/(?P<id>[^/]+)(?:/.*)?")
 
 # MLflow routes that concern no project at all: the UI shell and server metadata.
