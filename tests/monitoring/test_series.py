@@ -79,6 +79,7 @@ def test_api_and_cli_show_verdicts_performance_and_alerts(
     assert "tenure" in shown.output
     assert "accuracy" in shown.output
     assert "Open alerts" in shown.output
+    assert "no retrain yet" in shown.output  # the closed loop's section, empty for this project
     listed_cli = CliRunner().invoke(cli, ["alerts", name, "--all"], env={"COLUMNS": "200"})
     assert listed_cli.exit_code == 0
     assert "tenure" in listed_cli.output

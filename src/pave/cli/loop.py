@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 from rich.table import Table
 
@@ -51,10 +53,16 @@ def loop(
             f"retrain: {'yes' if retrain_policy else 'no retrain: section'}, schedule {schedule}, "
             f"on alert: {source['on_alert']}, next scheduled: {(source['next_retrain_at'] or '-')[:19]}"
         )
-    table = Table(title=f"closed loop of {project}")
+    table = loop_table(doc["runs"], f"closed loop of {project}")
+    console.print(table if doc["runs"] else f"{project} has not been retrained yet: `pave retrain {project}`")
+
+
+def loop_table(runs: list[dict[str, Any]], title: str) -> Table:
+    """The turns of a project's closed loop, newest first: trigger, run, version, gates, rollout."""
+    table = Table(title=title, title_justify="left")
     for column in ("#", "started", "trigger", "state", "run", "version", "gates", "rollout", "outcome"):
         table.add_column(column)
-    for run in doc["runs"]:
+    for run in runs:
         gates = run["gates"]
         passed = sum(1 for g in gates if g.get("passed") or g.get("skipped"))
         state = run["state"]
@@ -70,4 +78,4 @@ def loop(
             str(run["rollout_id"] or "-"),
             run["error"] or run["outcome"] or "",
         )
-    console.print(table if doc["runs"] else f"{project} has not been retrained yet: `pave retrain {project}`")
+    return table

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from pave.cli.console import console, print_json
+from pave.cli.loop import loop_table
 from pave.client import Client
 
 app = typer.Typer()
@@ -129,6 +130,13 @@ def monitor(
         console.print(alerts_table(data["alerts"], "Open alerts"))
     else:
         console.print("no open alerts")
+
+    with Client() as client:
+        turns = client.get_loop(project, limit=5)["runs"]
+    if turns:
+        console.print(loop_table(turns, "Closed loop (latest retrains; all of them: pave loop PROJECT)"))
+    else:
+        console.print("no retrain yet (the closed loop: docs/automation.md)")
 
 
 @app.command("alerts")
