@@ -240,6 +240,10 @@ def test_an_open_alert_retrains_once_when_the_policy_says_retrain(any_store, tmp
     second = _alert(sessions, datetime.now(UTC) + timedelta(seconds=1))
     time.sleep(1.1)
     loop.tick(sessions, settings)
+    assert [r.alert_id for r in runs(store)] == [first]  # cooling down (default: an hour)
+
+    record(store, tmp_path / "gone", retrain={"cooldown": 0}, monitor={"on_alert": "retrain"})
+    loop.tick(sessions, settings)
     loop.tick(sessions, settings)
     assert [r.alert_id for r in runs(store)] == [second, first]
 

@@ -35,7 +35,7 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -289,30 +289,35 @@ def _alerts(sessions: sessionmaker[Session], now: datetime, audits: list[AuditEn
     if alert_table is None:  # monitoring is not installed
         return
     with sessions.begin() as session:
-        eligible = [
-            source.project
+        cooldowns = {
+            source.project: timedelta(seconds=_retrain_of(source.spec).cooldown)
             for source in session.scalars(select(LoopSourceRow))
             if source.spec.get("retrain") is not None
             and (source.spec.get("monitor") or {}).get("on_alert") == "retrain"
-        ]
-        if not eligible:
+        }
+        if not cooldowns:
             return
         query = (
             select(alert_table)
-            .where(alert_table.status == "open", alert_table.project.in_(eligible))
+            .where(alert_table.status == "open", alert_table.project.in_(list(cooldowns)))
             .order_by(alert_table.opened_at)
         )
         for alert in list(session.scalars(query)):
             if session.scalar(select(LoopRunRow.id).where(LoopRunRow.active == alert.project)) is not None:
                 continue
-            latest = session.scalar(
-                select(LoopRunRow.created_at)
+            latest = session.execute(
+                select(LoopRunRow.created_at, LoopRunRow.finished_at)
                 .where(LoopRunRow.project == alert.project)
                 .order_by(LoopRunRow.id.desc())
                 .limit(1)
-            )
-            if latest is not None and latest >= alert.opened_at:
+            ).first()
+            if latest is not None and latest.created_at >= alert.opened_at:
                 continue  # this alert was open when the latest turn started: handled
+            if (
+                latest is not None
+                and now < (latest.finished_at or latest.created_at) + cooldowns[alert.project]
+            ):
+                continue  # cooling down: the alert stays open and is taken up when the time is over
             row = trigger(
                 session,
                 alert.project,

@@ -274,6 +274,15 @@ class RetrainSpec(_Model):
     timeout: int = Field(
         default=3600, ge=10, le=7 * 86400, description="Seconds a retrain may run before it is stopped."
     )
+    cooldown: int = Field(
+        default=3600,
+        ge=0,
+        le=30 * 86400,
+        description=(
+            "Seconds after a retrain ends during which alerts start no other one (an alert that keeps "
+            "reopening must not retrain in a loop); 0: none. Manual and scheduled retrains ignore it."
+        ),
+    )
 
     @field_validator("set")
     @classmethod
