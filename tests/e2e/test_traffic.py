@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +70,8 @@ def _outputs(response: httpx.Response) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def platform(
     shared_server: PaveServer, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[dict[str, str], str, pd.DataFrame]:
-    """The shared platform with project `traffic`, versions 1 and 2 registered."""
+) -> Iterator[tuple[dict[str, str], str, pd.DataFrame]]:
+    """The shared platform with project `traffic`, versions 1 and 2 registered; undeployed after."""
     env = shared_server.env | {"PAVE_URL": shared_server.url, "PAVE_TOKEN": shared_server.token}
     project = tmp_path_factory.mktemp("traffic") / NAME
     created = run_pave("new", NAME, "-t", "tabular-classification", "--dir", str(project), env=env)
@@ -80,7 +81,8 @@ def platform(
         assert ran.returncode == 0, ran.stderr[-2000:]
     assert json.loads(ran.stdout)["model_version"] == "2"
     rows = pd.read_csv(project / "data" / "train.csv").drop(columns=["target"]).head(4)
-    return env, shared_server.wait_gateway(), rows
+    yield env, shared_server.wait_gateway(), rows
+    run_pave("undeploy", NAME, env=env)  # the shared platform serves only what other tests deploy
 
 
 def test_canary_sticky_shadow_and_scale_to_zero(
