@@ -155,6 +155,39 @@ def test_a_maintainer_token_without_a_role_on_the_project_is_refused(portal: Por
     )
 
 
+def test_an_approver_who_is_not_the_author_approves_from_the_model_card(portal: Portal) -> None:
+    from mlflow.tracking import MlflowClient
+
+    with transaction(portal.sessions) as session:
+        session.add(Project(name="vetted", owner="olga", description="", created_by="olga", labels={}))
+        session.flush()
+        set_member(session, "vetted", "ann", "approver", granted_by="olga")
+        set_member(session, "vetted", "dora", "approver", granted_by="olga")
+    url = portal.settings.mlflow_db_url
+    mlflow = MlflowClient(tracking_uri=url, registry_uri=url)
+    mlflow.create_registered_model("vetted")
+    version = mlflow.create_model_version("vetted", f"{portal.settings.artifacts}/vetted/1").version
+    mlflow.set_model_version_tag("vetted", version, "pave.author", "dora")
+    mlflow.set_model_version_tag("vetted", version, "pave.gates", "passed")
+    card_url = f"/projects/vetted/models/{version}"
+    approve = re.compile(rf'action="/projects/vetted/models/{version}/approve"')
+
+    author = portal.signed_in(portal.token("dora", "approver"))
+    assert not approve.search(author.get(card_url).text)  # nobody approves their own version
+    ann = portal.signed_in(portal.token("ann", "approver"))
+    card = ann.get(card_url).text
+    assert approve.search(card)
+    answer = ann.post(f"{card_url}/approve", data={"csrf": csrf_of(card), "comment": "checked <b>it</b>"})
+    assert answer.status_code == 303, answer.text
+    card = ann.get(card_url).text
+    assert "approved by ann" in card
+    assert "checked &lt;b&gt;it&lt;/b&gt;" in card
+    assert not approve.search(card)  # approved once
+    again = ann.post(f"{card_url}/approve", data={"csrf": csrf_of(card)})
+    assert again.status_code == 409  # approved already: refused, the first approval stands
+    assert mlflow.get_model_version("vetted", version).tags["pave.approval.by"] == "ann"
+
+
 @pytest.mark.parametrize("how", ["revoke", "sign-out"])
 def test_a_session_dies_with_its_token_and_on_sign_out(portal: Portal, how: str) -> None:
     secret = portal.token(f"dora-{how}", "developer")
@@ -191,6 +224,7 @@ def test_every_portal_route_has_a_rule_and_forms_need_more_than_read() -> None:
         "GET /static/portal.css",
     }
     assert seen["POST /projects/p/rollback"] == "deploy"
+    assert seen["POST /projects/p/models/p/approve"] == "approve"
     assert seen["POST /new"] == "write"
     assert seen["GET /audit"] == "admin"
 

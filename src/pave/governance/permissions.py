@@ -84,6 +84,7 @@ RULES: tuple[Rule, ...] = (
     _rule(_READ + " POST", r"/new", "write"),
     _rule(_READ, r"/audit", "admin"),
     _rule("POST", r"/projects/[^/]+/(deploy|undeploy|weights|rollout|promote|rollback)", "deploy"),
+    _rule("POST", r"/projects/[^/]+/models/[^/]+/approve", "approve"),
     # --- embedded MLflow ------------------------------------------------------------------------
     # Features Pave does not expose through MLflow: the AI gateway, jobs, the assistant.
     _rule(

@@ -188,6 +188,28 @@ async def rollback(request: Request, name: str) -> Response:
     return await _finish(request, name, "rollback")
 
 
+@router.post("/projects/{name}/models/{version}/approve")
+@page
+async def approve(request: Request, name: str, version: str) -> Response:
+    """An approver who is not the version's author approves it for production traffic."""
+    from pave.governance import approvals
+
+    fields = await read_form(request)
+    mirror(request, "POST", f"/api/v1/projects/{name}/approvals", name)
+    platform, actor = platform_of(request), principal_of(request).identity
+    if not version.isdigit():
+        raise InvalidInput(f"{version!r} is not a model version", hint="open it from the project page")
+    comment = fields.get("comment", "").strip()[:500]
+
+    def work(session: Any) -> None:
+        views.get_project(session, name)
+        registry = views.mlflow_client(platform.settings)._get_registry_client().store
+        approvals.approve(registry, name, version, approver=actor, comment=comment)
+
+    await run(request, work)
+    return back(f"/projects/{quote(name)}/models/{version}", f"approved version {version}")
+
+
 @router.post("/new")
 @page
 async def new_project(request: Request) -> Response:

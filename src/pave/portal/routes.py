@@ -229,6 +229,7 @@ async def model_page(request: Request, name: str, version: str) -> Response:
         },
         experiment=card.run.info.experiment_id if card.run else None,
         can_deploy=may(request, "PUT", f"/api/v1/projects/{name}/deployment", name),
+        can_approve=may(request, "POST", f"/api/v1/projects/{name}/approvals", name),
     )
 
 
