@@ -74,6 +74,8 @@ def test_api_and_cli_show_verdicts_performance_and_alerts(
         return sdk
 
     monkeypatch.setattr("pave.cli.monitor.Client", factory)
+    # The CLI's console measured the terminal when it was first imported, maybe by another test.
+    monkeypatch.setattr("pave.cli.console.console.width", 200)
     shown = CliRunner().invoke(cli, ["monitor", name], env={"COLUMNS": "200"})
     assert shown.exit_code == 0, shown.output
     assert "tenure" in shown.output

@@ -35,9 +35,12 @@ def test_a_run_through_the_control_plane(
         run_id=result.run_id, artifact_path="data/profile.json", tracking_uri=uri
     )
     assert "train" in json.loads(Path(profile).read_text())
-    mlflow.set_tracking_uri(uri)  # execute_project leaves no global behind; load_model needs one
+    # execute_project leaves no global behind; load_model needs both (another test may have set either)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     try:
         model = mlflow.pyfunc.load_model(f"models:/{result.model_name}@candidate")
     finally:
         mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
     assert model.metadata.run_id == result.run_id
