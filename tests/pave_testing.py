@@ -88,6 +88,11 @@ class PaveServer:
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.env['PAVE_GATEWAY_PORT']}"
 
+    @property
+    def gateway_headers(self) -> dict[str, str]:
+        """The gateway's model routes and /metrics need a token, like the control plane."""
+        return {"Authorization": f"Bearer {self.token}"}
+
     def wait_gateway(self, timeout: float = 120) -> str:
         """Wait until the gateway that `pave up` started answers; return its URL."""
         deadline = time.monotonic() + timeout

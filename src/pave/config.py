@@ -90,6 +90,14 @@ class Settings(BaseSettings):
     gateway_host: str = Field(default="127.0.0.1", description="Interface the inference gateway binds to.")
     gateway_port: int = Field(default=8080, ge=1, le=65535, description="Inference gateway port.")
     gateway_workers: int = Field(default=0, ge=0, le=64, description="Gateway processes; 0 = one per core.")
+    gateway_auth: Literal["token", "none"] = Field(
+        default="token",
+        description=(
+            "token: model routes and /metrics of the gateway need a Pave token that may read the "
+            "project; none: anyone who reaches the gateway may call it (only behind an ingress that "
+            "authenticates)."
+        ),
+    )
     environment: Literal["development", "production"] = Field(
         default="development", description="production refuses insecure settings."
     )

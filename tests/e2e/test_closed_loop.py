@@ -68,7 +68,10 @@ class LabelledLoad:
         }
 
     def _run(self) -> None:
-        with httpx.Client(timeout=30) as gateway, self.server.client() as api:
+        with (
+            httpx.Client(timeout=30, headers=self.server.gateway_headers) as gateway,
+            self.server.client() as api,
+        ):
             while not self._stop.is_set():
                 rows = self.frame.iloc[self._random.choice(len(self.frame), ROWS_PER_REQUEST, replace=False)]
                 response = gateway.post(self.url, json=self._body(rows))
@@ -119,7 +122,8 @@ def _deployed(server: PaveServer, tmp_path: Path, name: str, **spec: Any) -> tup
     assert run_pave("deploy", name, "--version", "1", env=env).returncode == 0
     gateway = server.wait_gateway()
     deadline = time.monotonic() + 120
-    while httpx.get(f"{gateway}/v2/models/{name}/versions/1/ready", timeout=5).status_code != 200:
+    ready = f"{gateway}/v2/models/{name}/versions/1/ready"
+    while httpx.get(ready, headers=server.gateway_headers, timeout=5).status_code != 200:
         assert time.monotonic() < deadline, "the deployment never became ready on the gateway"
         time.sleep(0.2)
     return project, pd.read_csv(project / "data" / "train.csv")

@@ -20,9 +20,7 @@ from pave_testing import PaveServer, run_pave
 pytestmark = pytest.mark.slow
 
 
-def _infer(
-    gateway: str, model: str, frame: pd.DataFrame, headers: dict[str, str] | None = None
-) -> httpx.Response:
+def _infer(gateway: str, model: str, frame: pd.DataFrame, headers: dict[str, str]) -> httpx.Response:
     body = {
         "id": "req-1",
         "inputs": [
@@ -30,13 +28,13 @@ def _infer(
             for c in frame.columns
         ],
     }
-    return httpx.post(f"{gateway}/v2/models/{model}/infer", json=body, headers=headers or {}, timeout=60)
+    return httpx.post(f"{gateway}/v2/models/{model}/infer", json=body, headers=headers, timeout=60)
 
 
-def _wait_served(gateway: str, model: str, version: str, timeout: float = 120) -> None:
+def _wait_served(gateway: str, model: str, version: str, auth: dict[str, str], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        response = httpx.get(f"{gateway}/v2/models/{model}/versions/{version}/ready", timeout=5)
+        response = httpx.get(f"{gateway}/v2/models/{model}/versions/{version}/ready", headers=auth, timeout=5)
         if response.status_code == 200:
             return
         time.sleep(0.2)
@@ -62,10 +60,22 @@ def test_deploy_serves_the_models_own_predictions(shared_server: PaveServer, tmp
     listed = json.loads(run_pave("deployments", "--json", env=env).stdout)
     assert [d["name"] for d in listed] == ["served"]
 
-    gateway = shared_server.wait_gateway()
-    _wait_served(gateway, "served", version)
+    gateway, auth = shared_server.wait_gateway(), shared_server.gateway_headers
+    _wait_served(gateway, "served", version, auth)
     rows = pd.read_csv(project / "data" / "train.csv").drop(columns=["target"]).head(25)
-    response = _infer(gateway, "served", rows)
+
+    # the gateway needs a token that may read the project, like the control plane
+    assert _infer(gateway, "served", rows, {}).status_code == 401
+    assert _infer(gateway, "served", rows, {"Authorization": "Bearer not-a-token"}).status_code == 401
+    outsider = run_pave("token", "create", "outsider", "--role", "viewer", env=env)  # no role on served
+    assert outsider.returncode == 0, outsider.stderr
+    refused = _infer(gateway, "served", rows, {"Authorization": f"Bearer {outsider.stdout.strip()}"})
+    assert refused.status_code == 403, refused.text
+    assert "error" in refused.json()
+    assert httpx.get(f"{gateway}/metrics", timeout=10).status_code == 401
+    assert httpx.get(f"{gateway}/v2/health/ready", timeout=10).status_code == 200  # probes need none
+
+    response = _infer(gateway, "served", rows, auth)
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["model_version"] == version
@@ -81,15 +91,16 @@ def test_deploy_serves_the_models_own_predictions(shared_server: PaveServer, tmp
     )
     assert np.array_equal(np.asarray(predicted["data"]), expected)
 
-    bad = httpx.post(f"{gateway}/v2/models/served/infer", content=b"{not json", timeout=30)
+    bad = httpx.post(f"{gateway}/v2/models/served/infer", content=b"{not json", headers=auth, timeout=30)
     assert bad.status_code == 400
     assert "error" in bad.json()
-    assert _infer(gateway, "nope", rows).status_code == 404
+    assert _infer(gateway, "nope", rows, auth).status_code == 404
 
     assert run_pave("undeploy", "served", env=env).returncode == 0
     deadline = time.monotonic() + 60
     while (
-        time.monotonic() < deadline and httpx.get(f"{gateway}/v2/models/served", timeout=5).status_code != 404
+        time.monotonic() < deadline
+        and httpx.get(f"{gateway}/v2/models/served", headers=auth, timeout=5).status_code != 404
     ):
         time.sleep(0.2)
-    assert httpx.get(f"{gateway}/v2/models/served", timeout=5).status_code == 404
+    assert httpx.get(f"{gateway}/v2/models/served", headers=auth, timeout=5).status_code == 404

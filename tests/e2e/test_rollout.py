@@ -32,8 +32,9 @@ mlflow.models.set_model(Exploding())
 class Load:
     """Clients sending predictions the whole time; every status is kept."""
 
-    def __init__(self, gateway: str, rows: pd.DataFrame) -> None:
+    def __init__(self, gateway: str, rows: pd.DataFrame, headers: dict[str, str]) -> None:
         self.url = f"{gateway}/v2/models/roll/infer"
+        self.headers = headers
         self.body = {
             "inputs": [
                 {"name": c, "datatype": "FP64", "shape": [len(rows)], "data": rows[c].astype(float).tolist()}
@@ -46,7 +47,7 @@ class Load:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        with httpx.Client(timeout=30) as client:
+        with httpx.Client(timeout=30, headers=self.headers) as client:
             while not self._stop.is_set():
                 response = client.post(self.url, json=self.body)
                 self.statuses.append(response.status_code)
@@ -124,11 +125,12 @@ def test_crashing_candidate_is_rolled_back_and_a_good_one_promoted(
     bad = _register_exploding(shared_server, project, tmp_path)
     fast = ["--steps", "50,100", "--interval", "2", "--min-requests", "10", "--max-p99-ms", "5000"]
     deadline = time.monotonic() + 120  # `pave deploy` returned; the gateway picks it up shortly after
-    while httpx.get(f"{gateway}/v2/models/roll/versions/1/ready", timeout=5).status_code != 200:
+    auth = shared_server.gateway_headers
+    while httpx.get(f"{gateway}/v2/models/roll/versions/1/ready", headers=auth, timeout=5).status_code != 200:
         assert time.monotonic() < deadline, "the deployment never became ready on the gateway"
         time.sleep(0.2)
 
-    with Load(gateway, rows) as load:
+    with Load(gateway, rows, auth) as load:
         while len(load.statuses) < 20:
             time.sleep(0.1)
         started = run_pave("rollout", "start", "roll", "--version", bad, *fast, env=env)
@@ -145,7 +147,7 @@ def test_crashing_candidate_is_rolled_back_and_a_good_one_promoted(
     good = run_pave("run", str(project), "--set", "train.C=0.5", "--json", env=env, timeout=600)
     assert good.returncode == 0, good.stderr[-2000:]
     candidate = json.loads(good.stdout)["model_version"]
-    with Load(gateway, rows) as load:
+    with Load(gateway, rows, auth) as load:
         started = run_pave("rollout", "start", "roll", "--version", candidate, *fast, env=env)
         assert started.returncode == 0, started.stderr
         promoted = _wait_rollout(env, "promoted")

@@ -25,6 +25,7 @@ from pave_testing import PaveServer, run_pave
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 NAME = "traffic"
+AUTH: dict[str, str] = {}  # the shared platform's token, set by the fixture
 
 
 def _body(rows: pd.DataFrame, request_id: str | None = None) -> dict[str, Any]:
@@ -41,7 +42,7 @@ def _body(rows: pd.DataFrame, request_id: str | None = None) -> dict[str, Any]:
 
 def _samples(gateway: str, metric: str) -> dict[str, float]:
     """``version -> value`` of one gateway metric for this test's deployment."""
-    text = httpx.get(f"{gateway}/metrics", timeout=10).text
+    text = httpx.get(f"{gateway}/metrics", headers=AUTH, timeout=10).text
     out: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -81,6 +82,7 @@ def platform(
         assert ran.returncode == 0, ran.stderr[-2000:]
     assert json.loads(ran.stdout)["model_version"] == "2"
     rows = pd.read_csv(project / "data" / "train.csv").drop(columns=["target"]).head(4)
+    AUTH.update(shared_server.gateway_headers)
     yield env, shared_server.wait_gateway(), rows
     run_pave("undeploy", NAME, env=env)  # the shared platform serves only what other tests deploy
 
@@ -94,7 +96,7 @@ def test_canary_sticky_shadow_and_scale_to_zero(
 
     # scale to zero: an idle deployment is unloaded, and its next request is answered correctly
     _deploy(env, gateway, "--version", "1", "--scale-to-zero-after", "1", shares={"1": 1.0})
-    with httpx.Client(timeout=60) as client:
+    with httpx.Client(timeout=60, headers=AUTH) as client:
         expected_v1 = _outputs(client.post(f"{gateway}/v2/models/{NAME}/versions/1/infer", json=body))
         deadline = time.monotonic() + 60
         while _samples(gateway, "pave_gateway_model_loaded").get("1") != 0.0:

@@ -165,7 +165,7 @@ def _predict(server: PaveServer, name: str, folder: Path, candidate: str, count:
     deadline = time.monotonic() + 180
     for version in ("1", candidate):
         url = f"{gateway}/v2/models/{name}/versions/{version}/ready"
-        while httpx.get(url, timeout=5).status_code != 200:
+        while httpx.get(url, headers=server.gateway_headers, timeout=5).status_code != 200:
             assert time.monotonic() < deadline, f"the gateway never served version {version}"
             time.sleep(0.5)
     rows = pd.read_csv(folder / "data" / "train.csv").drop(columns=["target"]).head(2)
@@ -175,7 +175,7 @@ def _predict(server: PaveServer, name: str, folder: Path, candidate: str, count:
             for c in rows.columns
         ]
     }
-    with httpx.Client(timeout=30) as client:
+    with httpx.Client(timeout=30, headers=server.gateway_headers) as client:
         for _ in range(count):
             assert client.post(f"{gateway}/v2/models/{name}/infer", json=body).status_code == 200
     return count

@@ -37,6 +37,7 @@ import orjson
 import pave
 from pave.config import Settings
 from pave.errors import InvalidInput, NotFound, PaveError, PayloadTooLarge, Unavailable, UserError
+from pave.serving.auth import METRICS, GatewayAuth
 from pave.serving.batching import OPEN_REQUESTS
 from pave.serving.deployments import DeploymentSource
 from pave.serving.inference_log import InferenceLog, Record
@@ -71,6 +72,8 @@ class GatewayOptions:
         log_sample_rate: the share of requests written to the inference log (0 turns it off).
         log_max_bytes, log_max_age: rotation of the inference log files.
         load_retry_after: seconds before a failed model load is tried again.
+        auth: the token check of model routes and /metrics (``pave.serving.auth``); None: open
+            (a gateway of a deployments file, with no store of tokens, on a private interface).
     """
 
     poll_interval: float = 0.5
@@ -83,6 +86,7 @@ class GatewayOptions:
     log_max_bytes: int = 64 * 1024 * 1024
     log_max_age: float = 3600.0
     load_retry_after: float = 10.0
+    auth: GatewayAuth | None = None
 
 
 class _Disconnected(Exception):
@@ -205,9 +209,11 @@ class Gateway:
                     raise NotFound(f"no route {path}")
                 if method not in _READ_METHODS:
                     raise _MethodNotAllowed(method)
+                await self._authorize(scope, METRICS)
                 await _respond(send, 200, self.metrics.render(), CONTENT_TYPE.encode())
                 return
             if len(parts) >= 3 and parts[1] == "models" and parts[2]:
+                await self._authorize(scope, parts[2])
                 await self._model_route(scope, receive, send, parts[2], parts[3:])
                 return
             if len(parts) > 1 and parts[1:] not in (
@@ -233,6 +239,18 @@ class Gateway:
         except PaveError as exc:
             self.metrics.unrouted_errors.labels(str(exc.status_code)).inc()
             await _respond(send, exc.status_code, error_body(exc.message))
+
+    async def _authorize(self, scope: Scope, deployment: str) -> None:
+        """Raise the refusal (401/403) of a caller the token check refuses; no-op without one."""
+        auth = self.options.auth
+        if auth is None:
+            return
+        authorization = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        known, refusal = auth.cached(authorization, deployment)
+        if not known:
+            refusal = await asyncio.to_thread(auth.check, authorization, deployment)
+        if refusal is not None:
+            raise refusal
 
     def _host_allowed(self, scope: Scope) -> bool:
         for name, value in scope["headers"]:

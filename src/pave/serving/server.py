@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from pave.config import Settings, load_settings
@@ -32,6 +33,16 @@ def _source(value: str, settings: Settings) -> DeploymentSource:
 SWITCH_INTERVAL = 0.0005
 
 
+def _with_auth(options: GatewayOptions | None, source: object, settings: Settings) -> GatewayOptions:
+    """The store's gateway checks tokens (unless ``gateway_auth`` is ``none``); a file's has no tokens."""
+    options = options or GatewayOptions()
+    if source == STORE and settings.gateway_auth == "token" and options.auth is None:
+        from pave.serving.auth import GatewayAuth
+
+        options = replace(options, auth=GatewayAuth(settings))
+    return options
+
+
 def app_from_env() -> Gateway:
     """The app factory uvicorn calls in each worker process."""
     sys.setswitchinterval(SWITCH_INTERVAL)
@@ -39,7 +50,7 @@ def app_from_env() -> Gateway:
     if not value:
         raise RuntimeError(f"{DEPLOYMENTS_ENV} is not set; start the gateway with run_gateway()")
     settings = load_settings()
-    return create_gateway(settings, _source(value, settings))
+    return create_gateway(settings, _source(value, settings), _with_auth(None, value, settings))
 
 
 def metrics_dir(settings: Settings) -> Path:
@@ -93,4 +104,4 @@ def run_gateway(
         uvicorn.run("pave.serving.server:app_from_env", factory=True, workers=count, **common)  # type: ignore[arg-type]
         return
     real_source = _source(str(source), settings) if isinstance(source, Path | str) else source
-    uvicorn.run(create_gateway(settings, real_source, options), **common)  # type: ignore[arg-type]
+    uvicorn.run(create_gateway(settings, real_source, _with_auth(options, source, settings)), **common)  # type: ignore[arg-type]
