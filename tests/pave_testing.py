@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,24 @@ def need_service(name: str, how: str, check: Callable[[], None]) -> None:
         if REQUIRE_SERVICES:
             pytest.fail(message)
         pytest.skip(message)
+
+
+@contextlib.contextmanager
+def mlflow_globals(uri: str) -> Iterator[None]:
+    """MLflow's process-wide tracking and registry URIs set to ``uri``, and both reset after.
+
+    ``execute_project`` leaves no global behind, but ``models:/`` loading needs one; another test
+    may have set either, so a test that needs them sets both.
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
 
 
 def free_port() -> int:

@@ -20,6 +20,7 @@ from pave.pipelines import execute_project, reproduce
 from pave.pipelines.errors import PipelineStepFailed
 from pave.registry.versions import list_model_versions, set_alias
 from pave.tracking.lineage import list_runs
+from pave_testing import mlflow_globals
 
 ProjectFactory = Callable[..., Path]
 
@@ -76,14 +77,8 @@ def test_a_run_records_lineage_registers_and_sets_candidate(
     assert version.tags["pave.data.train"] == result.data_versions["train"]
     assert version.tags["pave.git.commit"] == commit
     assert version.tags["pave.profile"] == f"runs:/{result.run_id}/data/profile.json"
-    # execute_project leaves no global behind; load_model needs both (another test may have set either)
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    try:
+    with mlflow_globals(tracking_uri):
         model = mlflow.pyfunc.load_model(f"models:/{result.model_name}@candidate")
-    finally:
-        mlflow.set_tracking_uri(None)
-        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
     assert model.metadata.signature is not None
     (summary,) = list_runs(result.project, tracking_uri=tracking_uri)
     assert summary.run_id == result.run_id

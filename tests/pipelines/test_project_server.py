@@ -13,6 +13,7 @@ import pytest
 from pave.config import Settings
 from pave.pipelines import execute_project
 from pave.registry.versions import list_model_versions
+from pave_testing import mlflow_globals
 
 pytestmark = pytest.mark.slow
 
@@ -35,12 +36,6 @@ def test_a_run_through_the_control_plane(
         run_id=result.run_id, artifact_path="data/profile.json", tracking_uri=uri
     )
     assert "train" in json.loads(Path(profile).read_text())
-    # execute_project leaves no global behind; load_model needs both (another test may have set either)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
+    with mlflow_globals(uri):
         model = mlflow.pyfunc.load_model(f"models:/{result.model_name}@candidate")
-    finally:
-        mlflow.set_tracking_uri(None)
-        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
     assert model.metadata.run_id == result.run_id

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -97,13 +97,20 @@ def authenticate(session: Session, secret: str | None) -> Principal:
         raise Unauthenticated(
             "the token is not valid", hint="check PAVE_TOKEN, or create one: `pave token create`"
         )
-    token, identity = row
+    principal = principal_of_token(*row, now=now)
+    if principal is None:
+        raise Unauthenticated("the token is revoked or expired", hint="create a new one: `pave token create`")
+    return principal
+
+
+def principal_of_token(token: Token, identity: Identity, *, now: datetime) -> Principal | None:
+    """The principal a token stands for, or None when it is revoked, expired or its identity disabled."""
     if (
         token.revoked_at is not None
         or identity.disabled
         or (token.expires_at is not None and token.expires_at <= now)
     ):
-        raise Unauthenticated("the token is revoked or expired", hint="create a new one: `pave token create`")
+        return None
     return Principal(
         identity=identity.name,
         token_id=token.id,

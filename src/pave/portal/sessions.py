@@ -17,7 +17,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from pave.errors import Unauthenticated
-from pave.governance.tokens import Principal, authenticate
+from pave.governance.tokens import Principal, authenticate, principal_of_token
 from pave.store.tables import Identity, PortalSession, Token, utcnow
 
 COOKIE = "pave_session"
@@ -80,20 +80,10 @@ def principal_of_session(session: Session, session_id: str) -> Principal:
     if row is None:
         raise signed_out
     browser, token, identity = row
-    if (
-        browser.expires_at <= now
-        or token.revoked_at is not None
-        or identity.disabled
-        or (token.expires_at is not None and token.expires_at <= now)
-    ):
+    principal = principal_of_token(token, identity, now=now) if browser.expires_at > now else None
+    if principal is None:
         raise signed_out
-    return Principal(
-        identity=identity.name,
-        token_id=token.id,
-        role=token.role,
-        project=token.project,
-        is_admin=token.role == "admin",
-    )
+    return principal
 
 
 def sign_out(session: Session, session_id: str) -> None:
