@@ -82,7 +82,8 @@ def test_deploy_serves_the_models_own_predictions(shared_server: PaveServer, tmp
     assert answer["id"] == "req-1"
 
     # the same version loaded in-process, through the registry, as a user would
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{shared_server.home / 'mlflow.db'}")
+    store = f"sqlite:///{shared_server.home / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=store, registry_uri=store)
     uri = client.get_model_version_download_uri("served", version)
     local = mlflow.sklearn.load_model(artifact_location(load_settings(home=shared_server.home), uri))
     expected = local.predict(rows)

@@ -12,7 +12,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from pave_testing import PaveServer, run_pave
+from pave_testing import PaveServer, mlflow_globals, run_pave
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -99,9 +99,7 @@ def _register_exploding(server: PaveServer, project: Path, tmp_path: Path) -> st
     code.write_text(EXPLODING)
     frame = pd.read_csv(project / "data" / "train.csv")
     x = frame.drop(columns=["target"]).head(5)
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(f"{server.url}/mlflow")  # process-wide: restored below
-    with pytest.MonkeyPatch.context() as patch:
+    with mlflow_globals(f"{server.url}/mlflow"), pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_TOKEN", server.token)
         mlflow.set_experiment("roll")
         with mlflow.start_run():
@@ -112,7 +110,6 @@ def _register_exploding(server: PaveServer, project: Path, tmp_path: Path) -> st
                 signature=infer_signature(x, frame["target"].head(5)),
                 pip_requirements=["mlflow"],
             )
-    mlflow.set_tracking_uri(previous)
     return str(info.registered_model_version)
 
 

@@ -66,7 +66,13 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
     # Both process-wide URIs, explicitly: a test that ran before may have left either pointing elsewhere.
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    mlflow.set_experiment("serving-tests")
+    # An explicit artifact location: an in-process control plane of another test module may have left
+    # MLflow's server settings in this worker's environment, and with them a proxied default.
+    mlflow.set_experiment(
+        experiment_id=mlflow.create_experiment(
+            "serving-tests", artifact_location=(root / "artifacts").as_uri()
+        )
+    )
     X, y = load_breast_cancer(return_X_y=True, as_frame=True)
     estimators = {
         "1": make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y),
