@@ -16,11 +16,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,6 +32,7 @@ from pave.monitoring.performance import metric_is_worse, performance_by_version
 from pave.monitoring.reference import Reference, build_reference, reference_from_profile
 from pave.monitoring.rules import NUMERIC_ONLY_METHODS, DriftConfig, DriftRule
 from pave.monitoring.spec import MonitorDef
+from pave.serving.inference_log import log_documents
 
 
 def window_rows(
@@ -48,52 +48,32 @@ def window_rows(
     inputs: list[str] = []
     columns: dict[str, list[Any]] = {"id": [], "version": [], "ts": []}
     total = 0
-    for path in sorted(log_dir.glob("inference-*.jsonl")):
-        first = _file_start(path)
-        try:
-            if (first is not None and first > hi) or path.stat().st_mtime < lo:
-                continue
-            content = path.read_bytes()
-        except FileNotFoundError:
+    for doc in log_documents(log_dir, lo, hi):
+        if doc.get("deployment") != deployment or doc.get("shadow") or not lo < doc.get("ts", 0.0) <= hi:
             continue
-        for line in content.splitlines():
-            try:
-                doc = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue  # a line being written right now
-            if doc.get("deployment") != deployment or doc.get("shadow") or not lo < doc.get("ts", 0.0) <= hi:
-                continue
-            doc_in = doc.get("inputs") if isinstance(doc.get("inputs"), dict) else {}
-            doc_out = doc.get("outputs") if isinstance(doc.get("outputs"), dict) else {}
-            n = max((len(v) for v in doc_out.values() if isinstance(v, list)), default=0)
-            if n == 0:
-                continue
-            for key, values in (doc_in | doc_out).items():
-                if isinstance(values, list) and len(values) == n:
-                    if key not in columns:
-                        columns[key] = [None] * total  # earlier requests did not have it
-                        if key in doc_in:
-                            inputs.append(key)
-                    columns[key].extend(values)
-            total += n
-            columns["id"].extend([doc.get("id")] * n)
-            columns["version"].extend([str(doc.get("version"))] * n)
-            columns["ts"].extend([doc["ts"]] * n)
-            for column in columns.values():
-                if len(column) < total:  # a column this request did not have
-                    column.extend([None] * (total - len(column)))
+        doc_in: dict[str, Any] = doc["inputs"] if isinstance(doc.get("inputs"), dict) else {}
+        doc_out: dict[str, Any] = doc["outputs"] if isinstance(doc.get("outputs"), dict) else {}
+        n = max((len(v) for v in doc_out.values() if isinstance(v, list)), default=0)
+        if n == 0:
+            continue
+        for key, values in (doc_in | doc_out).items():
+            if isinstance(values, list) and len(values) == n:
+                if key not in columns:
+                    columns[key] = [None] * total  # earlier requests did not have it
+                    if key in doc_in:
+                        inputs.append(key)
+                columns[key].extend(values)
+        total += n
+        columns["id"].extend([doc.get("id")] * n)
+        columns["version"].extend([str(doc.get("version"))] * n)
+        columns["ts"].extend([doc["ts"]] * n)
+        for column in columns.values():
+            if len(column) < total:  # a column this request did not have
+                column.extend([None] * (total - len(column)))
     frame = pd.DataFrame(columns)
     frame.insert(0, "timestamp", pd.to_datetime(frame.pop("ts"), unit="s", utc=True))
     frame.insert(1, "deployment", deployment)
     return frame, inputs
-
-
-def _file_start(path: Path) -> float | None:
-    try:
-        stamp = path.name.split("-")[1]
-        return datetime.strptime(stamp, "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC).timestamp()
-    except (IndexError, ValueError):
-        return None
 
 
 def pick_reference(profile: Mapping[str, Any], columns: list[str]) -> Reference | None:

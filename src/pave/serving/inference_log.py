@@ -25,7 +25,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -228,6 +228,30 @@ class InferenceLog:
         self._file_bytes = 0
 
 
+def log_documents(directory: Path, lo: float, hi: float) -> Iterator[dict[str, Any]]:
+    """Every complete record of the log files that may hold records between epochs ``lo`` and ``hi``.
+
+    Files that started after ``hi`` or were last written before ``lo`` are skipped unread; the
+    caller filters the records themselves by ``ts`` (with its own inclusive or exclusive bounds).
+    A line still being written is skipped.
+    """
+    for path in sorted(directory.glob("inference-*.jsonl")):
+        first = _file_start(path)
+        if first is not None and first > hi:
+            continue
+        try:
+            if path.stat().st_mtime < lo:
+                continue
+            content = path.read_bytes()
+        except FileNotFoundError:  # rotated away meanwhile
+            continue
+        for line in content.splitlines():
+            try:
+                yield orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+
+
 def _file_start(path: Path) -> float | None:
     try:
         stamp = path.name.split("-")[1]
@@ -261,31 +285,17 @@ def read_inference_log(
     lo = _epoch(start) if start is not None else float("-inf")
     hi = _epoch(end) if end is not None else float("inf")
     rows: list[dict[str, Any]] = []
-    for path in sorted(directory.glob("inference-*.jsonl")):
-        first = _file_start(path)
-        if first is not None and first >= hi:
+    for doc in log_documents(directory, lo, hi):
+        ts = doc.get("ts", 0.0)
+        if not lo <= ts < hi:
             continue
-        try:
-            if path.stat().st_mtime < lo:
-                continue
-            content = path.read_bytes()
-        except FileNotFoundError:
+        if deployment is not None and doc.get("deployment") != deployment:
             continue
-        for line in content.splitlines():
-            try:
-                doc = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue  # a line being written right now
-            ts = doc.get("ts", 0.0)
-            if not lo <= ts < hi:
-                continue
-            if deployment is not None and doc.get("deployment") != deployment:
-                continue
-            if version is not None and doc.get("version") != version:
-                continue
-            if doc.get("shadow") and not include_shadow:
-                continue
-            rows.append(doc)
+        if version is not None and doc.get("version") != version:
+            continue
+        if doc.get("shadow") and not include_shadow:
+            continue
+        rows.append(doc)
     columns = [
         "id",
         "deployment",
