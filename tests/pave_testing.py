@@ -187,6 +187,29 @@ class World:
         secret: str = response.json()["secret"]
         return secret
 
+    def state(self) -> dict[str, Any]:
+        """What a write could change: Pave's objects and MLflow's, and the artifact store.
+
+        Tests that prove a refused call changed nothing compare this before and after.
+        """
+        with self.admin() as admin:
+            experiments = admin.post(
+                "/mlflow/api/2.0/mlflow/experiments/search", json={"max_results": 1000, "view_type": "ALL"}
+            ).json()
+            return {
+                "projects": admin.get("/api/v1/projects").json(),
+                "tokens": [(t["id"], t["revoked_at"]) for t in admin.get("/api/v1/tokens").json()],
+                "teams": admin.get("/api/v1/teams").json(),
+                "deployments": admin.get("/api/v1/deployments").json(),
+                "experiments": experiments.get("experiments", []),
+                "models": admin.get("/mlflow/api/2.0/mlflow/registered-models/search").json(),
+                "webhooks": admin.get("/mlflow/api/2.0/mlflow/webhooks").json(),
+                "artifacts": sorted(
+                    p.relative_to(self.server.home).as_posix()
+                    for p in (self.server.home / "artifacts").rglob("*")
+                ),
+            }
+
     def project(self, name: str, owner: str | None = None) -> None:
         with self.admin() as admin:
             response = admin.post("/api/v1/projects", json={"name": name, "owner": owner})

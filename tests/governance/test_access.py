@@ -260,7 +260,7 @@ def test_role_by_route_matrix(matrix_server: PaveServer, inventory: list[tuple[s
     allowed = ROLES[role]
     wrong: dict[str, str] = {}
     refused = 0
-    before = _platform_state(world)
+    before = world.state()
     with httpx.Client(
         base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {token}"}
     ) as client:
@@ -277,25 +277,7 @@ def test_role_by_route_matrix(matrix_server: PaveServer, inventory: list[tuple[s
     denied = list(world.audit(identity=f"matrix-{role}", outcome="denied"))
     assert len(denied) >= min(refused, 1000)
     if role == "viewer":  # every call it may make is a read: its refused writes changed nothing
-        assert _platform_state(world) == before
-
-
-def _platform_state(world: World) -> dict[str, Any]:
-    """What a write could change: Pave's objects and MLflow's, and the artifact store."""
-    with world.admin() as admin:
-        experiments = admin.post(
-            "/mlflow/api/2.0/mlflow/experiments/search", json={"max_results": 1000, "view_type": "ALL"}
-        ).json()
-        return {
-            "projects": admin.get("/api/v1/projects").json(),
-            "tokens": [(t["id"], t["revoked_at"]) for t in admin.get("/api/v1/tokens").json()],
-            "teams": admin.get("/api/v1/teams").json(),
-            "deployments": admin.get("/api/v1/deployments").json(),
-            "experiments": experiments.get("experiments", []),
-            "models": admin.get("/mlflow/api/2.0/mlflow/registered-models/search").json(),
-            "webhooks": admin.get("/mlflow/api/2.0/mlflow/webhooks").json(),
-            "artifacts": sorted(str(p) for p in (world.server.home / "artifacts").rglob("*")),
-        }
+        assert world.state() == before
 
 
 @pytest.mark.postgres

@@ -72,26 +72,6 @@ def _attempts(payloads: list[bytes], index: int) -> list[tuple[str, dict[str, An
     ]
 
 
-def _state(world: World) -> dict[str, Any]:
-    with world.admin() as admin:
-        experiments = admin.post(
-            "/mlflow/api/2.0/mlflow/experiments/search", json={"max_results": 1000, "view_type": "ALL"}
-        ).json()
-        return {
-            "projects": admin.get("/api/v1/projects").json(),
-            "tokens": [(t["id"], t["revoked_at"]) for t in admin.get("/api/v1/tokens").json()],
-            "teams": admin.get("/api/v1/teams").json(),
-            "experiments": sorted(
-                (e["experiment_id"], e["name"], e["lifecycle_stage"]) for e in experiments["experiments"]
-            ),
-            "models": admin.get("/mlflow/api/2.0/mlflow/registered-models/search").json(),
-            "artifacts": sorted(
-                p.relative_to(world.server.home).as_posix()
-                for p in (world.server.home / "artifacts").rglob("*")
-            ),
-        }
-
-
 @pytest.mark.slow
 def test_pickles_on_every_control_plane_route_are_refused_and_never_unpickled(
     shared_server: PaveServer, inventory: list[tuple[str, str]], tmp_path: Path
@@ -112,7 +92,7 @@ def test_pickles_on_every_control_plane_route_are_refused_and_never_unpickled(
         and "/mlflow-artifacts/artifacts" not in p
     ]
     assert len(routes) > 150
-    before = _state(world)
+    before = world.state()
     accepted: dict[str, int] = {}
     with httpx.Client(
         base_url=server.url, headers={"Authorization": f"Bearer {server.token}"}, timeout=30
@@ -127,7 +107,7 @@ def test_pickles_on_every_control_plane_route_are_refused_and_never_unpickled(
                     accepted[f"{method} {path} ({how})"] = status
     assert accepted == {}
     assert not marker.exists(), "a pickle sent over the wire was unpickled"
-    assert _state(world) == before
+    assert world.state() == before
 
 
 def test_a_pickled_artifact_is_stored_as_bytes_and_never_loaded(
