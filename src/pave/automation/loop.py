@@ -48,7 +48,7 @@ from pave.config import Settings
 from pave.errors import Conflict, InvalidInput, NotFound, PaveError
 from pave.governance.audit import AuditEntry, append
 from pave.pipelines.spec import ProjectSpec, RetrainSpec
-from pave.store.tables import DeploymentRow, LoopRunRow, LoopSourceRow, RolloutRow, Token, utcnow
+from pave.store.tables import AlertRow, DeploymentRow, LoopRunRow, LoopSourceRow, RolloutRow, Token, utcnow
 
 log = logging.getLogger("pave.loop")
 
@@ -283,11 +283,6 @@ def _schedule(sessions: sessionmaker[Session], now: datetime, audits: list[Audit
 
 
 def _alerts(sessions: sessionmaker[Session], now: datetime, audits: list[AuditEntry]) -> None:
-    from pave.store import tables
-
-    alert_table = getattr(tables, "AlertRow", None)
-    if alert_table is None:  # monitoring is not installed
-        return
     with sessions.begin() as session:
         cooldowns = {
             source.project: timedelta(seconds=_retrain_of(source.spec).cooldown)
@@ -298,9 +293,9 @@ def _alerts(sessions: sessionmaker[Session], now: datetime, audits: list[AuditEn
         if not cooldowns:
             return
         query = (
-            select(alert_table)
-            .where(alert_table.status == "open", alert_table.project.in_(list(cooldowns)))
-            .order_by(alert_table.opened_at)
+            select(AlertRow)
+            .where(AlertRow.status == "open", AlertRow.project.in_(list(cooldowns)))
+            .order_by(AlertRow.opened_at)
         )
         for alert in list(session.scalars(query)):
             if session.scalar(select(LoopRunRow.id).where(LoopRunRow.active == alert.project)) is not None:
