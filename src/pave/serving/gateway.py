@@ -369,11 +369,13 @@ class Gateway:
             log.exception("inference on model '%s' failed", name)
             await self._fail(send, runtime, request_id, 500, f"inference failed: {type(exc).__name__}: {exc}")
             return
-        await _respond(send, 200, answer, version=runtime.version, request_id=request.id)
+        # Counted before the answer goes out, as errors are: a client that has its answer and then
+        # scrapes /metrics sees its request counted.
         latency = time.perf_counter() - start
         metrics = runtime.metrics
         metrics.requests.inc()
         metrics.latency.observe(latency)
+        await _respond(send, 200, answer, version=runtime.version, request_id=request.id)
         sampled = self.inference_log.sampled()
         if sampled:
             self.inference_log.record(
