@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from pave.errors import Unavailable
+from pave.serving.compiled import Predict, agrees, compile_estimator, probe_rows
 from pave.serving.protocol import TensorMeta, datatype_of
 from pave.serving.schema import Features, InputSchema, schema_from_signature
 
@@ -160,12 +161,17 @@ def _native(uri: str, path: Path, meta: Any, flavor: str) -> LoadedModel:
         warnings.filterwarnings("ignore", message="X does not have valid feature names")
     out_name = _output_name(meta.signature)
     predict_fn = estimator.predict
+    compiled = compile_estimator(estimator) if flavor == "sklearn" and schema.kind == "matrix" else None
     if not _is_classifier(estimator):
 
         def predict(features: Features) -> Outputs:
             return {out_name: np.asarray(predict_fn(features))}
 
-        return LoadedModel(uri=uri, flavor=flavor, schema=schema, predict=predict)
+        model = LoadedModel(uri=uri, flavor=flavor, schema=schema, predict=predict)
+        if compiled is not None:
+            model.predict = _compiled_outputs(compiled, out_name, with_proba=False)
+            model.check = predict  # _probe compares the two and keeps sklearn's on a mismatch
+        return model
 
     proba_fn = estimator.predict_proba
     classes = np.asarray(estimator.classes_)
@@ -179,10 +185,23 @@ def _native(uri: str, path: Path, meta: Any, flavor: str) -> LoadedModel:
         return {out_name: classes[proba.argmax(axis=1)], "predict_proba": proba}
 
     model = LoadedModel(uri=uri, flavor=flavor, schema=schema, predict=predict_both)
-    if _final_step(estimator) in ARGMAX_CLASSIFIERS:
-        model.predict = predict_from_proba
+    if compiled is not None:
+        model.predict = _compiled_outputs(compiled, out_name, with_proba=True)
         model.check = predict_both  # _probe compares the two and keeps predict_both on a mismatch
+    elif _final_step(estimator) in ARGMAX_CLASSIFIERS:
+        model.predict = predict_from_proba
+        model.check = predict_both
     return model
+
+
+def _compiled_outputs(compiled: Predict, out_name: str, *, with_proba: bool) -> Callable[[Features], Outputs]:
+    def predict(features: Features) -> Outputs:
+        values, proba = compiled(np.asarray(features, dtype=np.float64))
+        if with_proba:
+            return {out_name: values, "predict_proba": proba}  # type: ignore[dict-item]
+        return {out_name: values}
+
+    return predict
 
 
 # Classifiers whose predict() is exactly classes_[argmax(predict_proba())].
@@ -253,6 +272,8 @@ def _probe(model: LoadedModel, path: Path, meta: Any) -> None:
     from pave.serving.batching import concat
 
     features, n_rows, synthesized = example
+    if model.check is not None:
+        _keep_if_agrees(model, features)
     try:
         outputs = model.predict(features)  # also the warm-up
     except Exception:
@@ -263,11 +284,6 @@ def _probe(model: LoadedModel, path: Path, meta: Any) -> None:
     start = time.perf_counter()
     outputs = model.predict(features)
     single = time.perf_counter() - start
-    if model.check is not None:
-        reference = model.check(features)
-        if not all(np.array_equal(reference[k], outputs[k]) for k in reference):
-            model.predict = model.check
-        model.check = None
     model.batchable = all(a.ndim >= 1 and a.shape[0] == n_rows for a in outputs.values())
     batch_time = single
     if model.batchable:
@@ -279,6 +295,25 @@ def _probe(model: LoadedModel, path: Path, meta: Any) -> None:
         TensorMeta(name, datatype_of(a), (-1, *a.shape[1:]) if model.batchable else a.shape)
         for name, a in outputs.items()
     ]
+
+
+def _keep_if_agrees(model: LoadedModel, features: Features) -> None:
+    """Keep a shortcut predict only where it answers what the model's own predict answers."""
+    reference = model.check
+    assert reference is not None
+    model.check = None
+    rows = features
+    if isinstance(features, np.ndarray) and features.ndim == 2 and features.dtype.kind == "f":
+        rows = probe_rows(features)
+    try:
+        expected, actual = reference(rows), model.predict(rows)
+        same = expected.keys() == actual.keys() and all(agrees(expected[k], actual[k]) for k in expected)
+    except Exception:  # a shortcut that fails where the model does not is not kept
+        log.debug("the shortcut predict of %s failed its check", model.uri, exc_info=True)
+        same = False
+    if not same:
+        log.info("model %s: the shortcut predict disagrees with the model's; using the model's", model.uri)
+        model.predict = reference
 
 
 def _timed(predict: Callable[[Features], Outputs], features: Features) -> float:
