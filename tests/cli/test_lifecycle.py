@@ -63,7 +63,7 @@ def test_token_bootstrap_recovers_a_lost_admin_token(pave_server_factory: Callab
 
 
 @pytest.mark.timeout(600)
-def test_up_demo_seeds_a_registered_candidate(pave_server_factory: Callable[..., PaveServer]) -> None:
+def test_up_demo_seeds_a_deployed_model_with_traffic(pave_server_factory: Callable[..., PaveServer]) -> None:
     import time
 
     server = pave_server_factory(None, None, "--demo")
@@ -77,3 +77,13 @@ def test_up_demo_seeds_a_registered_candidate(pave_server_factory: Callable[...,
     log = (server.home / "logs" / "demo.log").read_text() if (server.home / "logs").exists() else ""
     assert versions, f"no demo model version after 420 s; demo.log:\n{log[-3000:]}"
     assert versions[0]["aliases"] == ["candidate"]
+    demo_log = server.home / "logs" / "demo.log"
+    while time.monotonic() < deadline and "predictions answered" not in demo_log.read_text():
+        time.sleep(1)
+    assert "demo: 300 of 300 predictions answered by the gateway" in demo_log.read_text(), (
+        demo_log.read_text()[-3000:]
+    )
+    with server.client() as client:
+        [deployment] = client.get("/api/v1/deployments").json()
+    assert deployment["name"] == "demo-churn"
+    assert [v["version"] for v in deployment["spec"]["versions"]] == ["1"]
