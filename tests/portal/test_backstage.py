@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +80,23 @@ def test_entities_validate_and_link_owners_and_apis(kinds: dict[str, jsonschema_
     assert churn["spec"]["providesApis"] == ["churn-inference"]
     api = by_kind[("API", "churn-inference")]
     definition = yaml.safe_load(api["spec"]["definition"])
-    assert "/v2/models/churn/infer" in definition["paths"]
+    # the gateway's own document, narrowed to this deployment's routes, with its token scheme
+    assert set(definition["paths"]) == {
+        "/v2/models/churn",
+        "/v2/models/churn/ready",
+        "/v2/models/churn/infer",
+        "/v2/models/churn/versions/{model_version}",
+        "/v2/models/churn/versions/{model_version}/ready",
+        "/v2/models/churn/versions/{model_version}/infer",
+    }
     assert definition["servers"] == [{"url": "http://pave:8080"}]
+    assert definition["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    infer = definition["paths"]["/v2/models/churn/infer"]["post"]
+    assert infer["security"] == [{"bearer": []}]
+    assert "parameters" not in infer
+    refs = re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(definition))
+    assert refs
+    assert set(refs) <= set(definition["components"]["schemas"])
     assert by_kind[("Component", "recs")]["spec"]["lifecycle"] == "experimental"
     assert ("API", "recs-inference") not in by_kind
     assert by_kind[("User", "alice-example.com")]["spec"]["memberOf"] == ["Data-Science"]

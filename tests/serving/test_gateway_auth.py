@@ -101,3 +101,27 @@ def test_the_gateway_refuses_without_a_token_in_the_protocols_error_shape(
     other = client.post("/v2/models/other/infer", headers=headers, json={"inputs": []})
     assert other.status_code == 403
     assert "other" in other.json()["error"]
+
+
+def test_the_openapi_document_declares_the_token_where_the_gateway_asks_for_it(
+    settings: Settings, make_client: Callable[..., tuple[TestClient, Any, Any]]
+) -> None:
+    client, _, _ = make_client(deployment("cancer"), auth=GatewayAuth(settings))
+    doc = client.get("/v2/openapi.json").json()
+    assert doc["components"]["securitySchemes"]["bearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": doc["components"]["securitySchemes"]["bearer"]["description"],
+    }
+    for route, item in doc["paths"].items():
+        for method, operation in item.items():
+            concrete = route.replace("{model_name}", "cancer").replace("{model_version}", "1")
+            answer = client.request(method, concrete, json={"inputs": []})
+            if operation.get("security") == [{"bearer": []}]:
+                assert answer.status_code == 401, route  # declared, and asked for
+                assert {"401", "403"} <= set(operation["responses"]), route
+            else:
+                assert route.startswith("/v2/health") or route in ("/v2", "/v2/openapi.json"), route
+                assert answer.status_code == 200, route
+    open_client, _, _ = make_client(deployment("cancer"))  # a gateway without tokens says so
+    assert "securitySchemes" not in open_client.get("/v2/openapi.json").json()["components"]

@@ -2,7 +2,8 @@
 
 Organisations that already run Backstage see Pave's projects there: a ``Component`` per project
 (owner, template, lifecycle, links to the portal and to MLflow), an ``API`` per deployment with
-the OpenAPI definition of its Open Inference Protocol endpoints, and a ``User`` per owner (and a
+the OpenAPI definition of its Open Inference Protocol endpoints (the gateway's own document, with
+its bearer scheme), and a ``User`` per owner (and a
 ``Group`` per team, when the caller may list teams). Entity names follow Backstage's rules
 (``[A-Za-z0-9][-A-Za-z0-9_.]*``, at most 63 characters).
 """
@@ -14,6 +15,9 @@ from collections.abc import Iterable
 from typing import Any
 
 import yaml
+
+import pave
+from pave.serving.openapi import openapi_document
 
 API_VERSION = "backstage.io/v1alpha1"
 _BAD = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -29,81 +33,28 @@ def owner_ref(identity: str) -> str:
     return f"user:default/{entity_name(identity)}"
 
 
-def openapi_definition(deployment: str, gateway_url: str) -> dict[str, Any]:
-    """The OpenAPI 3.0 document of one deployment's Open Inference Protocol (v2) endpoints."""
-    tensor = {
-        "type": "object",
-        "required": ["name", "shape", "datatype", "data"],
-        "properties": {
-            "name": {"type": "string"},
-            "shape": {"type": "array", "items": {"type": "integer"}},
-            "datatype": {"type": "string", "examples": ["FP64", "INT64", "BYTES"]},
-            "data": {"type": "array", "items": {}},
-        },
+def openapi_definition(deployment: str, gateway_url: str, *, token_required: bool = True) -> dict[str, Any]:
+    """The OpenAPI document of one deployment's endpoints: the gateway's own document
+    (``pave.serving.openapi``), narrowed to the model routes with the deployment's name filled in."""
+    document = openapi_document(pave.__version__, token_required=token_required)
+    paths: dict[str, Any] = {}
+    for route, item in document["paths"].items():
+        if not route.startswith("/v2/models/{model_name}"):
+            continue
+        for operation in item.values():
+            operation["parameters"] = [p for p in operation["parameters"] if p["name"] != "model_name"]
+            if not operation["parameters"]:
+                del operation["parameters"]
+        paths[route.replace("{model_name}", deployment)] = item
+    document["info"] = {
+        "title": f"{deployment} inference",
+        "version": document["info"]["version"],
+        "description": f"Open Inference Protocol v2 endpoints of the Pave deployment {deployment}. "
+        + document["info"]["description"],
     }
-    error = {"type": "object", "properties": {"error": {"type": "string"}}}
-    base = f"/v2/models/{deployment}"
-    return {
-        "openapi": "3.0.3",
-        "info": {
-            "title": f"{deployment} inference",
-            "version": "v2",
-            "description": f"Open Inference Protocol v2 endpoints of the Pave deployment {deployment}.",
-        },
-        "servers": [{"url": gateway_url}],
-        "paths": {
-            f"{base}/infer": {
-                "post": {
-                    "operationId": "infer",
-                    "summary": "Predict (the router picks the version by the deployment's traffic weights)",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "required": ["inputs"],
-                                    "properties": {
-                                        "id": {"type": "string"},
-                                        "parameters": {"type": "object"},
-                                        "inputs": {"type": "array", "items": tensor},
-                                    },
-                                }
-                            }
-                        },
-                    },
-                    "responses": {
-                        "200": {
-                            "description": "predictions",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "properties": {
-                                            "model_name": {"type": "string"},
-                                            "model_version": {"type": "string"},
-                                            "id": {"type": "string"},
-                                            "outputs": {"type": "array", "items": tensor},
-                                        },
-                                    }
-                                }
-                            },
-                        },
-                        "400": {
-                            "description": "invalid input",
-                            "content": {"application/json": {"schema": error}},
-                        },
-                    },
-                }
-            },
-            f"{base}/ready": {
-                "get": {"operationId": "model_ready", "responses": {"200": {"description": "ready"}}}
-            },
-            base: {
-                "get": {"operationId": "model_metadata", "responses": {"200": {"description": "metadata"}}}
-            },
-        },
-    }
+    document["servers"] = [{"url": gateway_url}]
+    document["paths"] = paths
+    return document
 
 
 def entities(

@@ -128,7 +128,9 @@ class Gateway:
         self._poller: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._server_metadata = orjson.dumps({"name": "pave", "version": pave.__version__, "extensions": []})
-        self._openapi = orjson.dumps(openapi_document(pave.__version__))
+        self._openapi = orjson.dumps(
+            openapi_document(pave.__version__, token_required=options.auth is not None)
+        )
 
     # --- lifecycle -----------------------------------------------------------------------------------
 

@@ -197,8 +197,13 @@ def _model_routes(versioned: bool) -> dict[str, Any]:
     }
 
 
-def openapi_document(version: str) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the gateway's routes."""
+def openapi_document(version: str, *, token_required: bool = False) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the gateway's routes.
+
+    With ``token_required`` (the platform's gateway), the model routes and ``/metrics`` declare the
+    bearer scheme and their 401 and 403 answers; the health routes, the server metadata and this
+    document stay open.
+    """
     paths: dict[str, Any] = {
         "/v2/health/live": {
             "get": {
@@ -243,6 +248,22 @@ def openapi_document(version: str) -> dict[str, Any]:
             }
         },
     }
+    components: dict[str, Any] = {"schemas": _SCHEMAS}
+    if token_required:
+        components["securitySchemes"] = {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "A Pave token of a caller who may read the deployment's project "
+                "(`pave token create`); /metrics needs a platform-wide token.",
+            }
+        }
+        for route, item in paths.items():
+            if route.startswith("/v2/models/") or route == "/metrics":
+                for operation in item.values():
+                    operation["security"] = [{"bearer": []}]
+                    operation["responses"]["401"] = _error("no token, or a token that is not valid")
+                    operation["responses"]["403"] = _error("the token may not read this deployment")
     return {
         "openapi": "3.1.0",
         "info": {
@@ -251,5 +272,5 @@ def openapi_document(version: str) -> dict[str, Any]:
             "description": 'Open Inference Protocol v2 (REST). Errors answer {"error": "..."}.',
         },
         "paths": paths,
-        "components": {"schemas": _SCHEMAS},
+        "components": components,
     }
