@@ -86,8 +86,8 @@ class LabelledLoad:
                 time.sleep(0.02)
 
     def _post_labels(self, api: httpx.Client) -> None:
-        # The gateway appends to its inference log in the background: an answer a few milliseconds
-        # old may not be indexed yet (404). Such a batch is posted again with the next one.
+        # The route waits up to 2 s for ids the gateway has answered but not logged yet; on a machine
+        # so loaded that even that is not enough (404), the batch is posted again with the next one.
         status = api.post("/api/v1/feedback", json={"items": self._pending}).status_code
         self._retries = self._retries + 1 if status == 404 else 0
         if status != 404 or self._retries > 20:

@@ -60,16 +60,19 @@ def write_log(
     rows_per_request: int = 1,
     ts: float | None = None,
     shadow: bool = False,
+    ids: list[str] | None = None,
 ) -> list[str]:
-    """Append requests to a real inference log and wait for them; returns their inference ids."""
+    """Append requests to a real inference log and wait for them; returns their inference ids
+    (``ids``, when given: one per request)."""
+    given = iter(ids or [])
     log = InferenceLog(directory)
     log.start()
-    ids = []
+    written: list[str] = []
     now = time.time() if ts is None else ts
     for start in range(0, len(inputs), rows_per_request):
         part = slice(start, start + rows_per_request)
-        inference_id = uuid.uuid4().hex
-        ids.append(inference_id)
+        inference_id = next(given, None) or uuid.uuid4().hex
+        written.append(inference_id)
         log.record(
             Record(
                 id=inference_id,
@@ -85,7 +88,7 @@ def write_log(
         )
     log.flush()
     log.close()
-    return ids
+    return written
 
 
 def traffic(rows: int, seed: int, shift: dict[str, float] | None = None) -> pd.DataFrame:

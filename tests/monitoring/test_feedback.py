@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -93,6 +95,26 @@ def test_regression_and_batched_requests(control_plane: ControlPlane) -> None:
     assert perf.metrics["mae"] == pytest.approx(0.625)
     assert perf.metrics["rmse"] == pytest.approx(np.sqrt(4.25 / 4))
     assert perf.scores.tolist() == [0.25, 0.0, 0.0, 4.0]
+
+
+def test_a_label_posted_as_its_prediction_is_being_logged_waits_for_it(control_plane: ControlPlane) -> None:
+    # The gateway appends to its log a few tens of milliseconds after answering; a client that posts
+    # the label at once must not get a 404 for an id the control plane is about to see.
+    cp = control_plane
+    churn = cp.add_deployment("churn")
+    ids = [uuid.uuid4().hex, uuid.uuid4().hex]
+    late = threading.Timer(
+        0.2, write_log, (cp.log_dir, churn, "1", _frame(2), {"predict": [0, 1]}), {"ids": ids}
+    )
+    late.start()
+    try:
+        answer = cp.client.post(
+            "/api/v1/feedback", json={"items": [{"inference_id": i, "label": 1} for i in ids]}
+        )
+    finally:
+        late.join()
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["created"] == 2
 
 
 def test_bad_feedback_is_refused_and_nothing_is_stored(control_plane: ControlPlane) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import anyio
@@ -14,6 +15,8 @@ from pave.monitoring.feedback import MAX_ITEMS, Label, record_feedback, unknown_
 from pave.monitoring.ingest import ingest, log_dir
 
 router = APIRouter(prefix="/api/v1", tags=["feedback"])
+# How long a label for an inference id the index does not hold yet waits for the gateway's log.
+FRESH_PREDICTION_WAIT = 2.0
 
 
 class FeedbackItem(BaseModel):
@@ -34,9 +37,16 @@ async def post_feedback(
     labels = [Label(item.inference_id, item.label) for item in body.items]
 
     def work() -> dict[str, Any]:
-        if unknown_ids(session, [item.inference_id for item in labels]):
-            # Predictions made since the last tick of the background loop: index them now.
+        ids = [item.inference_id for item in labels]
+        deadline = time.monotonic() + FRESH_PREDICTION_WAIT
+        while unknown_ids(session, ids):
+            # Predictions made since the last tick of the background loop: index them now. The
+            # gateway writes its log a few tens of milliseconds after answering, so a label posted
+            # right after its prediction waits for it (up to FRESH_PREDICTION_WAIT) instead of a 404.
             ingest(platform.sessions, log_dir(platform.settings))
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
         return record_feedback(
             session, labels, actor=principal.identity, may_write=lambda project: access.can("write", project)
         )
