@@ -1,13 +1,20 @@
 """Compiled predict paths answer exactly what scikit-learn answers, or are not used."""
 
+import lightgbm
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.decomposition import PCA
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import (
+    ExtraTreesRegressor,
+    GradientBoostingClassifier,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
 from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, StandardScaler
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from pave.serving.compiled import agrees, compile_estimator, probe_rows
 from pave.serving.loading import LoadedModel, _keep_if_agrees
@@ -35,6 +42,14 @@ CLASSIFIERS = {
         y_binary,
     ),
     "passthrough step": (make_pipeline("passthrough", LogisticRegression(max_iter=2000)), y_labels),
+    "decision tree": (DecisionTreeClassifier(max_depth=6, random_state=0), y_labels),
+    "random forest": (RandomForestClassifier(n_estimators=25, random_state=0), y_binary),
+    "scaled random forest, string classes": (
+        make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=10, random_state=0)),
+        y_labels,
+    ),
+    "lightgbm binary": (lightgbm.LGBMClassifier(n_estimators=30, verbose=-1), y_binary),
+    "lightgbm multiclass, string classes": (lightgbm.LGBMClassifier(n_estimators=30, verbose=-1), y_labels),
 }
 REGRESSORS = {
     "linear": (LinearRegression(), y_value),
@@ -42,6 +57,10 @@ REGRESSORS = {
     "lasso": (Lasso(alpha=0.1), y_value),
     "elastic net": (ElasticNet(alpha=0.1), y_value),
     "two targets": (Ridge(), y_two),
+    "decision tree": (DecisionTreeRegressor(max_depth=8, random_state=0), y_value),
+    "random forest": (RandomForestRegressor(n_estimators=20, random_state=0), y_value),
+    "extra trees": (ExtraTreesRegressor(n_estimators=20, random_state=0), y_value),
+    "lightgbm": (lightgbm.LGBMRegressor(n_estimators=40, verbose=-1), y_value),
 }
 
 
@@ -68,12 +87,23 @@ def test_regressors_agree_with_sklearn(name):
     assert agrees(estimator.predict(UNSEEN), values)
 
 
+def test_a_lightgbm_booster_and_a_large_batch():
+    booster = lightgbm.train({"objective": "binary", "verbose": -1}, lightgbm.Dataset(X, y_binary), 20)
+    compiled = compile_estimator(booster)
+    assert compiled is not None
+    many = np.vstack([UNSEEN] * 8)  # above the one-thread limit: LightGBM's own threads, same answers
+    for rows in (UNSEEN, many):
+        values, proba = compiled(rows)
+        assert proba is None
+        assert agrees(booster.predict(rows), values)
+
+
 def test_what_is_not_supported_is_not_compiled():
-    assert compile_estimator(RandomForestClassifier(n_estimators=3).fit(X, y_binary)) is None
+    assert compile_estimator(GradientBoostingClassifier(n_estimators=3).fit(X, y_binary)) is None
+    two_outputs = RandomForestRegressor(n_estimators=3).fit(X, y_two)
+    assert compile_estimator(two_outputs) is None
     assert compile_estimator(make_pipeline(PCA(2), LogisticRegression()).fit(X, y_binary)) is None
-    assert (
-        compile_estimator(make_pipeline(StandardScaler(), RandomForestClassifier(3)).fit(X, y_binary)) is None
-    )
+    assert compile_estimator(make_pipeline(PCA(2), RandomForestClassifier(3)).fit(X, y_binary)) is None
 
 
 def test_agreement_is_strict():

@@ -232,7 +232,9 @@ def test_lightgbm_native_path(make_client, models):
     proba = np.array(out["predict_proba"]["data"]).reshape(-1, 2)
     assert np.allclose(proba, models.lightgbm_estimator.predict_proba(X))
     assert client.get("/v2/models/gbm").json()["platform"] == "lightgbm"
-    assert gateway.table.entries["gbm"].runtimes["1"].model.schema.kind == "matrix"
+    model = gateway.table.entries["gbm"].runtimes["1"].model
+    assert model.schema.kind == "matrix"
+    assert "_compiled_outputs" in model.predict.__qualname__  # the booster itself, one thread
 
 
 def test_pyfunc_fallback_path(make_client, models):

@@ -1,4 +1,4 @@
-"""Compiled predict paths: common scikit-learn models reduced to the numpy they compute.
+"""Compiled predict paths: common models reduced to the work their prediction needs.
 
 For one row, scikit-learn spends about a millisecond validating its input (``check_array``,
 dataframe detection, estimator tags) around a few microseconds of arithmetic. The gateway has
@@ -11,7 +11,16 @@ turns the estimators whose arithmetic is a handful of numpy operations into one 
   ``Ridge``, ``Lasso``, ``ElasticNet``;
 - a ``Pipeline`` made only of those.
 
-Anything else returns ``None`` and keeps scikit-learn's own predict. A compiled path is never
+Tree models keep their own compiled code but lose the per-call overhead around it:
+
+- scikit-learn trees and forests (``DecisionTree*``, ``RandomForest*``, ``ExtraTrees*``, one
+  output): each tree's own predict on float32 without re-validation (``check_input=False``),
+  summed in the estimators' order as scikit-learn does;
+- LightGBM (the scikit-learn API models and a ``Booster``): the booster itself, on one thread for
+  the small batches a gateway sees (OpenMP's thread start-up costs more than a few rows'
+  prediction; larger batches use LightGBM's default threads).
+
+Anything else returns ``None`` and keeps the model's own predict. A compiled path is never
 trusted on its own: ``pave.serving.loading`` compares it with the estimator's own output on the
 input example and on perturbed copies of it at load time, and keeps scikit-learn's path when they
 disagree (labels must be equal, numbers within 1e-9 relative).
@@ -31,8 +40,20 @@ Predict = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
 _LINEAR_REGRESSORS = frozenset({"LinearRegression", "Ridge", "Lasso", "ElasticNet"})
 
 
+_FORESTS = frozenset(
+    {"RandomForestClassifier", "ExtraTreesClassifier", "RandomForestRegressor", "ExtraTreesRegressor"}
+)
+_TREES = frozenset(
+    {"DecisionTreeClassifier", "ExtraTreeClassifier", "DecisionTreeRegressor", "ExtraTreeRegressor"}
+)
+# Below this many rows, LightGBM predicts on one thread.
+LIGHTGBM_SINGLE_THREAD_ROWS = 1024
+
+
 def compile_estimator(estimator: Any) -> Predict | None:
-    """A numpy closure computing what ``estimator`` predicts, or ``None`` if it is not supported."""
+    """A closure computing what ``estimator`` predicts, or ``None`` if it is not supported."""
+    if type(estimator).__module__.startswith("lightgbm"):
+        return _compile_lightgbm(estimator)
     steps = getattr(estimator, "steps", None)
     if steps is not None:
         if type(estimator).__name__ != "Pipeline":
@@ -89,6 +110,8 @@ def _compile_transform(step: Any) -> Transform | None:
 
 def _compile_final(estimator: Any) -> Predict | None:
     name = type(estimator).__name__
+    if name in _FORESTS or name in _TREES:
+        return _compile_trees(estimator, name in _FORESTS)
     coef = getattr(estimator, "coef_", None)
     intercept = getattr(estimator, "intercept_", None)
     if coef is None or intercept is None or not isinstance(coef, np.ndarray):
@@ -123,6 +146,61 @@ def _compile_final(estimator: Any) -> Predict | None:
 
         return multinomial
     return None
+
+
+def _compile_trees(estimator: Any, forest: bool) -> Predict | None:
+    if getattr(estimator, "n_outputs_", 1) != 1:
+        return None
+    trees = list(estimator.estimators_) if forest else [estimator]
+    classes = getattr(estimator, "classes_", None)
+    count = float(len(trees))
+
+    if classes is not None:
+        classes = np.asarray(classes)
+
+        def classify(X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+            X = np.ascontiguousarray(X, dtype=np.float32)
+            proba = trees[0].predict_proba(X, check_input=False)
+            for tree in trees[1:]:
+                proba += tree.predict_proba(X, check_input=False)
+            if forest:
+                proba /= count
+            return classes.take(proba.argmax(axis=1), axis=0), proba
+
+        return classify
+
+    def regress(X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        values = trees[0].predict(X, check_input=False)
+        for tree in trees[1:]:
+            values = values + tree.predict(X, check_input=False)
+        return (values / count if forest else values), None
+
+    return regress
+
+
+def _compile_lightgbm(estimator: Any) -> Predict | None:
+    if callable(getattr(estimator, "objective", None)):  # a custom objective predicts raw scores
+        return None
+    booster = getattr(estimator, "booster_", estimator)
+    if not callable(getattr(booster, "predict", None)):
+        return None
+    classes = getattr(estimator, "classes_", None)
+
+    def raw(X: np.ndarray) -> np.ndarray:
+        threads = {"num_threads": 1} if X.shape[0] < LIGHTGBM_SINGLE_THREAD_ROWS else {}
+        return np.asarray(booster.predict(X, **threads))
+
+    if classes is None:  # a regressor, a ranker, or a bare Booster: its prediction as it is
+        return lambda X: (raw(X), None)
+    classes = np.asarray(classes)
+
+    def classify(X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        result = raw(X)
+        proba = np.vstack((1.0 - result, result)).transpose() if result.ndim == 1 else result
+        return classes[proba.argmax(axis=1)], proba
+
+    return classify
 
 
 def probe_rows(X: np.ndarray, rows: int = 64, seed: int = 0) -> np.ndarray:

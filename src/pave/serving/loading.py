@@ -4,7 +4,8 @@
 URIs are downloaded once into a cache), reads the MLmodel file, and picks a predict path:
 
 - sklearn: the estimator itself (``mlflow.sklearn.load_model``); ``predict`` and, for
-  classifiers, ``predict_proba`` on a numpy matrix in the estimator's feature order;
+  classifiers, ``predict_proba`` on a numpy matrix in the estimator's feature order, or the
+  compiled path of ``pave.serving.compiled`` where it agrees with them;
 - lightgbm: likewise (the sklearn API model, or a ``Booster``);
 - anything else: ``mlflow.pyfunc.load_model(...).predict`` on a DataFrame or tensors.
 
@@ -161,7 +162,7 @@ def _native(uri: str, path: Path, meta: Any, flavor: str) -> LoadedModel:
         warnings.filterwarnings("ignore", message="X does not have valid feature names")
     out_name = _output_name(meta.signature)
     predict_fn = estimator.predict
-    compiled = compile_estimator(estimator) if flavor == "sklearn" and schema.kind == "matrix" else None
+    compiled = compile_estimator(estimator) if schema.kind == "matrix" else None
     if not _is_classifier(estimator):
 
         def predict(features: Features) -> Outputs:
