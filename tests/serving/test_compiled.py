@@ -186,3 +186,22 @@ def test_the_golden_path_model_is_served_compiled(tmp_path):
     out = model.predict(UNSEEN)
     assert np.array_equal(out["predict"], estimator.predict(rows))
     assert agrees(estimator.predict_proba(rows), out["predict_proba"])
+
+
+def test_missing_values_go_to_the_models_own_predict(tmp_path):
+    import mlflow
+
+    from pave.serving.loading import load_model
+
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(6)])
+    holes = UNSEEN[:5].copy()
+    holes[1, 2] = np.nan
+    linear = make_pipeline(StandardScaler(), LogisticRegression()).fit(frame, y_binary)
+    mlflow.sklearn.save_model(linear, tmp_path / "linear", input_example=frame.head(3))
+    model = load_model(str(tmp_path / "linear"), tracking_uri=None, cache_dir=tmp_path / "cache")
+    with pytest.raises(ValueError, match="NaN"):  # sklearn's own refusal (the gateway answers 400)
+        model.predict(holes)
+    gbm = lightgbm.LGBMClassifier(n_estimators=20, verbose=-1).fit(frame, y_binary)
+    mlflow.lightgbm.save_model(gbm, tmp_path / "gbm", input_example=frame.head(3))
+    model = load_model(str(tmp_path / "gbm"), tracking_uri=None, cache_dir=tmp_path / "cache")
+    assert np.array_equal(model.predict(holes)["predict_proba"], gbm.predict_proba(holes))  # LightGBM's own

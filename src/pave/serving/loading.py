@@ -170,7 +170,7 @@ def _native(uri: str, path: Path, meta: Any, flavor: str) -> LoadedModel:
 
         model = LoadedModel(uri=uri, flavor=flavor, schema=schema, predict=predict)
         if compiled is not None:
-            model.predict = _compiled_outputs(compiled, out_name, with_proba=False)
+            model.predict = _compiled_outputs(compiled, out_name, predict, with_proba=False)
             model.check = predict  # _probe compares the two and keeps sklearn's on a mismatch
         return model
 
@@ -187,7 +187,7 @@ def _native(uri: str, path: Path, meta: Any, flavor: str) -> LoadedModel:
 
     model = LoadedModel(uri=uri, flavor=flavor, schema=schema, predict=predict_both)
     if compiled is not None:
-        model.predict = _compiled_outputs(compiled, out_name, with_proba=True)
+        model.predict = _compiled_outputs(compiled, out_name, predict_both, with_proba=True)
         model.check = predict_both  # _probe compares the two and keeps predict_both on a mismatch
     elif _final_step(estimator) in ARGMAX_CLASSIFIERS:
         model.predict = predict_from_proba
@@ -195,9 +195,16 @@ def _native(uri: str, path: Path, meta: Any, flavor: str) -> LoadedModel:
     return model
 
 
-def _compiled_outputs(compiled: Predict, out_name: str, *, with_proba: bool) -> Callable[[Features], Outputs]:
+def _compiled_outputs(
+    compiled: Predict, out_name: str, reference: Callable[[Features], Outputs], *, with_proba: bool
+) -> Callable[[Features], Outputs]:
     def predict(features: Features) -> Outputs:
-        values, proba = compiled(np.asarray(features, dtype=np.float64))
+        matrix = np.asarray(features, dtype=np.float64)
+        if not np.isfinite(matrix).all():
+            # NaN (an optional input left out) or infinity: the model's own predict decides, with
+            # its own handling of missing values or its own error (a 400 for the caller)
+            return reference(features)
+        values, proba = compiled(matrix)
         if with_proba:
             return {out_name: values, "predict_proba": proba}  # type: ignore[dict-item]
         return {out_name: values}
