@@ -98,6 +98,17 @@ class Settings(BaseSettings):
             "authenticates)."
         ),
     )
+    executor: Literal["local", "ray"] = Field(
+        default="local",
+        description="Where `pave run` runs pipeline steps: local (this process) or ray (a Ray cluster).",
+    )
+    executor_address: str | None = Field(
+        default=None,
+        description=(
+            "The Ray cluster for executor = ray: 'auto' (the cluster this machine is part of), "
+            "'ray://HEAD:10001' (Ray Client), an address 'HOST:PORT'; unset starts Ray for the run."
+        ),
+    )
     environment: Literal["development", "production"] = Field(
         default="development", description="production refuses insecure settings."
     )

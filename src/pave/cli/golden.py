@@ -167,6 +167,12 @@ def run(
     set_: list[str] = typer.Option([], "--set", help="Override a parameter: STEP.PARAM=VALUE (repeatable)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Run every step; store nothing in the cache."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    executor: str | None = typer.Option(
+        None, "--executor", help="Where the steps run: local or ray (default: the `executor` setting)."
+    ),
+    executor_address: str | None = typer.Option(
+        None, "--executor-address", help="The Ray cluster: auto, ray://HEAD:10001 or HOST:PORT."
+    ),
 ) -> None:
     """Run the project's pipeline as one tracked MLflow run; register the model; apply the gates.
 
@@ -174,7 +180,7 @@ def run(
     """
     from pave.pipelines import execute_project
 
-    settings = load_settings()
+    settings = load_settings(executor=executor, executor_address=executor_address)
     # MLflow writes its run links to stdout; keep stdout for Pave's own output (--json).
     with Client(settings=settings) as client, contextlib.redirect_stdout(sys.stderr):
         _client_env(client)

@@ -1,7 +1,8 @@
 """Executors run one step at a time; the engine decides what to run.
 
-The :class:`Executor` protocol is deliberately small (one method) so a Ray executor can submit the
-same :class:`StepTask` to a cluster later. :class:`LocalExecutor` runs it in this process.
+The :class:`Executor` protocol is deliberately small (one method): :class:`LocalExecutor` runs a
+:class:`StepTask` in this process, and ``pave.integrations.ray.RayExecutor`` submits the same task
+to a Ray cluster, where it runs through :class:`LocalExecutor` again.
 """
 
 from __future__ import annotations

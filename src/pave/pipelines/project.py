@@ -41,6 +41,7 @@ from pave.errors import InvalidInput, NotFound, PaveError, Unavailable
 from pave.pipelines.dag import build_dag
 from pave.pipelines.engine import PipelineResult, StepRecord, run_pipeline
 from pave.pipelines.errors import PipelineStepFailed
+from pave.pipelines.executor import Executor, LocalExecutor
 from pave.pipelines.modules import local_top_level_names, project_imports, resolve
 from pave.pipelines.spec import ProjectSpec, load_spec
 from pave.registry import flavors
@@ -416,22 +417,40 @@ def _run_steps(
     log_dir: Path,
 ) -> PipelineResult:
     try:
-        pipeline = run_pipeline(
-            spec,
-            project,
-            sources=frames,
-            source_hashes=result.data_versions,
-            cache_dir=settings.home / "cache" / spec.name if cache else None,
-            log_dir=log_dir,
-            from_step=from_step,
-            progress=progress,
-        )
+        with _executor(settings, project) as executor:
+            pipeline = run_pipeline(
+                spec,
+                project,
+                sources=frames,
+                source_hashes=result.data_versions,
+                cache_dir=settings.home / "cache" / spec.name if cache else None,
+                log_dir=log_dir,
+                from_step=from_step,
+                executor=executor,
+                progress=progress,
+            )
     except PipelineStepFailed as exc:
         if exc.result is not None:
             result.steps = exc.result.steps
         raise
     result.steps = pipeline.steps
     return pipeline
+
+
+@contextmanager
+def _executor(settings: Settings, project: Path) -> Iterator[Executor]:
+    """The executor the settings name, open for the run; its name is tagged on the MLflow run."""
+    import mlflow
+
+    if settings.executor == "local":
+        mlflow.set_tag(L.TAG_EXECUTOR, "local")
+        yield LocalExecutor()
+        return
+    from pave.integrations.ray import RayExecutor
+
+    mlflow.set_tag(L.TAG_EXECUTOR, f"ray {settings.executor_address or '(local instance)'}")
+    with RayExecutor(project, settings.executor_address) as executor:
+        yield executor
 
 
 def _metrics(spec: ProjectSpec, pipeline: PipelineResult) -> dict[str, float]:

@@ -47,6 +47,7 @@ TAG_ERROR_CODE = "pave.error.code"
 TAG_FAILED_STEP = "pave.failed_step"
 TAG_FROM_STEP = "pave.from_step"
 TAG_CACHED_STEPS = "pave.steps.cached"
+TAG_EXECUTOR = "pave.executor"  # where the steps ran: local, or ray (with the cluster address)
 TAG_MODEL_NAME = "pave.model.name"
 TAG_MODEL_VERSION = "pave.model.version"
 TAG_GATES = "pave.gates"
