@@ -98,6 +98,12 @@ class Settings(BaseSettings):
             "authenticates)."
         ),
     )
+    inference_retention_days: float = Field(
+        default=30.0,
+        ge=1.0,
+        le=3650.0,
+        description="How long the gateways' inference log, its index and the labels posted for it are kept.",
+    )
     executor: Literal["local", "ray"] = Field(
         default="local",
         description="Where `pave run` runs pipeline steps: local (this process) or ray (a Ray cluster).",

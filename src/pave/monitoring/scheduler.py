@@ -35,6 +35,7 @@ from pave.governance.egress import EgressPolicy
 from pave.monitoring.alerts import Verdict, apply_verdicts
 from pave.monitoring.ingest import ingest, log_dir
 from pave.monitoring.monitors import evaluate_drift, evaluate_performance, evaluate_prediction_drift
+from pave.monitoring.retention import prune
 from pave.monitoring.sinks import deliver_pending
 from pave.monitoring.spec import MonitorDef, MonitorSpec
 from pave.store.tables import DeploymentRow, MonitorStateRow
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 SPEC_ARTIFACT = "pave/spec.json"  # written by pave.pipelines.project with every run
 PROFILE_ARTIFACT = "data/profile.json"
 RETRY_SECONDS = 60.0  # a version without a readable spec is looked at again after this
+PRUNE_EVERY = timedelta(hours=1)  # how often the retention is applied
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,7 @@ class Scheduler:
         self.log_dir = log_directory or log_dir(settings)
         self.delivery_timeout = delivery_timeout
         self.base_delay = base_delay
+        self._pruned_at: datetime | None = None
 
     def tick(self, now: datetime | None = None, *, force: bool = False) -> None:
         """One pass; ``force`` runs every monitor whatever its schedule. Never raises."""
@@ -155,6 +158,17 @@ class Scheduler:
             ingest(self.sessions, self.log_dir)
         except Exception:
             log.exception("monitoring: indexing the inference log failed")
+        if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY:
+            self._pruned_at = now
+            try:
+                prune(
+                    self.sessions,
+                    self.log_dir,
+                    retention_days=self.settings.inference_retention_days,
+                    now=now,
+                )
+            except Exception:
+                log.exception("monitoring: applying the retention failed")
         try:
             with self.sessions() as session:
                 deployments = list(session.scalars(select(DeploymentRow)))
