@@ -23,7 +23,7 @@ from mlflow import MlflowClient
 from pave.config import Settings
 from pave.integrations.ray import RayExecutor, RayUnavailable
 from pave.pipelines import execute_project
-from pave.pipelines.engine import run_pipeline
+from pave.pipelines.engine import PipelineResult, run_pipeline
 from pave.pipelines.errors import PipelineStepFailed
 from pave.pipelines.spec import load_spec
 from pave_testing import free_port, need_service
@@ -158,18 +158,17 @@ def test_a_project_runs_on_the_cluster_as_it_runs_locally(
     assert "training with C = 1.0" in log  # the step's own output came back
 
 
+def _run(root: Path, executor: RayExecutor, logs: Path) -> PipelineResult:
+    spec = load_spec(root)
+    return run_pipeline(
+        spec, root, sources={}, source_hashes={}, cache_dir=None, log_dir=logs, executor=executor
+    )
+
+
 def test_retries_failures_and_logs_on_the_cluster(make_project, tmp_path: Path, ray_cluster: str) -> None:
     root = make_project({"pave.yaml": _flaky_yaml(retries=2, fail_times=2), "steps.py": FLAKY})
     with RayExecutor(root, ray_cluster) as executor:
-        result = run_pipeline(
-            load_spec(root),
-            root,
-            sources={},
-            source_hashes={},
-            cache_dir=None,
-            log_dir=tmp_path / "logs",
-            executor=executor,
-        )
+        result = _run(root, executor, tmp_path / "logs")
         assert result.record("first").attempts == 3
         assert result.output("second")["after"] is True
         assert result.output("first")["pid"] != os.getpid()
@@ -180,15 +179,7 @@ def test_retries_failures_and_logs_on_the_cluster(make_project, tmp_path: Path, 
     # an executor ships one project to the cluster: another project gets its own
     failing = make_project({"pave.yaml": _flaky_yaml(retries=1, fail_times=5), "steps.py": FLAKY}, "failing")
     with RayExecutor(failing, ray_cluster) as executor, pytest.raises(PipelineStepFailed) as info:
-        run_pipeline(
-            load_spec(failing),
-            failing,
-            sources={},
-            source_hashes={},
-            cache_dir=None,
-            log_dir=tmp_path / "failing-logs",
-            executor=executor,
-        )
+        _run(failing, executor, tmp_path / "failing-logs")
     assert info.value.step == "first"
     assert "RuntimeError: boom 1" in info.value.message
     assert not (root / "attempts.txt").exists(), "the steps ran on the cluster's copy of the project"

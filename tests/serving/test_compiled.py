@@ -64,13 +64,17 @@ REGRESSORS = {
 }
 
 
-@pytest.mark.parametrize("name", CLASSIFIERS)
-def test_classifiers_agree_with_sklearn(name):
-    estimator, y = CLASSIFIERS[name]
+def _fit_and_compile(estimator, y):
     estimator.fit(X, y)
     compiled = compile_estimator(estimator)
     assert compiled is not None
-    labels, proba = compiled(UNSEEN)
+    return compiled(UNSEEN)
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_classifiers_agree_with_sklearn(name):
+    estimator, y = CLASSIFIERS[name]
+    labels, proba = _fit_and_compile(estimator, y)
     assert np.array_equal(labels, estimator.predict(UNSEEN))
     assert proba is not None
     assert agrees(estimator.predict_proba(UNSEEN), proba)
@@ -79,10 +83,7 @@ def test_classifiers_agree_with_sklearn(name):
 @pytest.mark.parametrize("name", REGRESSORS)
 def test_regressors_agree_with_sklearn(name):
     estimator, y = REGRESSORS[name]
-    estimator.fit(X, y)
-    compiled = compile_estimator(estimator)
-    assert compiled is not None
-    values, proba = compiled(UNSEEN)
+    values, proba = _fit_and_compile(estimator, y)
     assert proba is None
     assert agrees(estimator.predict(UNSEEN), values)
 
