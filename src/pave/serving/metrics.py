@@ -14,7 +14,7 @@ With several worker processes (``run_gateway`` sets ``PROMETHEUS_MULTIPROC_DIR``
 of the gateway's own, emptied at start), prometheus_client's multiprocess mode keeps every
 worker's values in memory-mapped files and ``/metrics`` answers, whichever worker takes the
 scrape, the sum of the counters and histograms over the workers and the largest gauge value among
-the live ones.
+the live ones (the gauge files of a worker that died are removed at the next scrape).
 """
 
 from __future__ import annotations
@@ -122,7 +122,37 @@ class GatewayMetrics:
     def render(self) -> bytes:
         """The text exposition: this process's registry, or the sum over the gateway's workers."""
         if self.multiprocess_dir:
+            forget_dead_workers(self.multiprocess_dir)
             registry = CollectorRegistry()
             MultiProcessCollector(registry, path=self.multiprocess_dir)
             return generate_latest(registry)
         return generate_latest(self.registry)
+
+
+def forget_dead_workers(directory: str) -> list[int]:
+    """Remove the live-gauge files of worker processes that are gone (a crashed worker that the
+    server replaced): their last values would otherwise still count. Counters and histograms of
+    dead workers stay, as Prometheus expects of totals. Returns the pids forgotten."""
+    from prometheus_client.multiprocess import mark_process_dead
+
+    dead = set()
+    for name in os.listdir(directory):
+        if not (name.startswith("gauge_live") and name.endswith(".db")):
+            continue
+        pid_text = name[: -len(".db")].rpartition("_")[2]
+        if not pid_text.isdigit() or _alive(int(pid_text)):
+            continue
+        dead.add(int(pid_text))
+    for pid in dead:
+        mark_process_dead(pid, directory)
+    return sorted(dead)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
