@@ -6,7 +6,9 @@ Every Ray test of the suite lives in this module, so that one xdist worker owns 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -99,9 +101,16 @@ def ray_cluster() -> Iterator[str]:
     """A Ray head node (GCS, raylet, two CPUs) started with `ray start`, as a platform team would."""
 
     def check() -> None:
-        import ray  # noqa: F401
+        if importlib.util.find_spec("ray") is None:
+            raise ModuleNotFoundError("No module named 'ray'")
 
     need_service("Ray", "install the extra: pip install 'pave[ray]' (scripts/install dev does)", check)
+    # Token authentication, as a cluster should run: Ray reads the mode and the token when it is
+    # imported, so they are set before this process imports it (only this module uses Ray).
+    assert "ray" not in sys.modules, "Ray was imported before the cluster's token could be set"
+    token = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    saved = {name: os.environ.get(name) for name in token}
+    os.environ.update(token)
     temp = Path(tempfile.mkdtemp(prefix="pray-", dir="/tmp"))  # Ray's socket paths must stay short
     port = free_port()
     command = [
@@ -123,6 +132,11 @@ def ray_cluster() -> Iterator[str]:
     finally:
         _stop_cluster(temp)
         shutil.rmtree(temp, ignore_errors=True)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def test_a_project_runs_on_the_cluster_as_it_runs_locally(
