@@ -448,7 +448,6 @@ class Gateway:
             runtime.metrics.shadow_error()
             log.debug("shadow version %s of '%s' failed: %s", runtime.version, runtime.deployment, exc)
             return
-        runtime.metrics.shadow_requests.inc()
         if sampled:
             self.inference_log.record(
                 Record(
@@ -463,6 +462,9 @@ class Gateway:
                     shadow=True,
                 )
             )
+        # Counted once its answer is queued for the log: whoever sees the count can flush the log
+        # and find the answer there.
+        runtime.metrics.shadow_requests.inc()
 
     async def _read_body(self, scope: Scope, receive: Any) -> bytes:
         content_type: bytes | None = None
