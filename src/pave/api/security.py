@@ -147,19 +147,7 @@ class _Request:
 
 
 async def send_error(send: Send, error: PaveError, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    body = orjson.dumps(error.to_dict())
-    await send(
-        {
-            "type": "http.response.start",
-            "status": error.status_code,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *(headers or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await _send(send, error.status_code, b"application/json", orjson.dumps(error.to_dict()), headers)
 
 
 async def send_error_page(
@@ -175,12 +163,19 @@ async def send_error_page(
         + (f"<p>{hint}</p>" if hint else "")
         + '<p><a href="/">Back to the catalog</a></p></main></body></html>'
     ).encode()
+    await _send(send, error.status_code, b"text/html; charset=utf-8", body, headers)
+
+
+async def _send(
+    send: Send, status: int, content_type: bytes, body: bytes, headers: list[tuple[bytes, bytes]] | None
+) -> None:
+    """One whole response: status, content type and length, extra headers, body."""
     await send(
         {
             "type": "http.response.start",
-            "status": error.status_code,
+            "status": status,
             "headers": [
-                (b"content-type", b"text/html; charset=utf-8"),
+                (b"content-type", content_type),
                 (b"content-length", str(len(body)).encode()),
                 *(headers or []),
             ],

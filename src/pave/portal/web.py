@@ -106,7 +106,7 @@ def mirror(request: Request, method: str, api_path: str, project: str | None) ->
     Raises:
         Forbidden: the caller's role on the project does not include the action.
     """
-    action = required_action(method, api_path) or "admin"  # no rule: deny like the API
+    action = _action(method, api_path)
     scope = request.scope.get(SCOPE_KEY)
     if project is not None and scope is not None:
         scope.add(project)  # the audit record names the project
@@ -121,9 +121,15 @@ def mirror(request: Request, method: str, api_path: str, project: str | None) ->
 
 
 def may(request: Request, method: str, api_path: str, project: str | None) -> bool:
-    action = required_action(method, api_path) or "admin"
+    """Whether :func:`mirror` would allow it: decides which buttons a page shows."""
+    action = _action(method, api_path)
     access = access_of(request)
     return access.principal.is_admin or action in access.actions(project)
+
+
+def _action(method: str, api_path: str) -> str:
+    """The permission the API route needs; a route with no rule needs admin, as the API denies it."""
+    return required_action(method, api_path) or "admin"
 
 
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
