@@ -23,7 +23,6 @@ from pave_testing import (
     REDIS_URL,
     PaveServer,
     World,
-    free_port,
     need_service,
     pave_env,
 )
@@ -83,8 +82,7 @@ def pave_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ca
 
     def start(database_url: str | None = None, home: Path | None = None, *extra: str) -> PaveServer:
         home = home or tmp_path_factory.mktemp("pave-home")
-        env = pave_env(home, **({"PAVE_DATABASE_URL": database_url} if database_url else {}))
-        server = PaveServer(home=home, port=free_port(), env=env).start(*extra)
+        server = PaveServer.up(home, *extra, **({"PAVE_DATABASE_URL": database_url} if database_url else {}))
         servers.append(server)
         return server
 
@@ -97,7 +95,7 @@ def pave_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ca
 def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaveServer]:
     """One `pave up` on SQLite shared by the tests that only read or add their own objects."""
     home = tmp_path_factory.mktemp("pave-shared")
-    server = PaveServer(home=home, port=free_port(), env=pave_env(home)).start()
+    server = PaveServer.up(home)
     yield server
     server.stop()
 

@@ -126,6 +126,11 @@ class PaveServer:
         token: str = json.loads((self.home / "credentials.json").read_text())["token"]
         return token
 
+    @classmethod
+    def up(cls, home: Path, *extra: str, **env: str) -> PaveServer:
+        """`pave up` on ``home`` (SQLite unless ``env`` names a database), on free ports, ready."""
+        return cls(home=home, port=free_port(), env=pave_env(home, **env)).start(*extra)
+
     def start(self, *extra: str, timeout: float = 120) -> PaveServer:
         self.home.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:

@@ -10,7 +10,7 @@ import pytest
 
 from pave.governance.permissions import DISABLED, required_action
 from pave.governance.roles import ROLES
-from pave_testing import PaveServer, World, free_port, pave_env, run_pave
+from pave_testing import PaveServer, World, run_pave
 
 
 def test_every_route_of_the_running_app_has_a_rule(inventory: list[tuple[str, str]]) -> None:
@@ -241,7 +241,7 @@ def test_member_cli_add_list_remove(members_world: World) -> None:
 def matrix_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaveServer]:
     """One platform of its own for the matrix (its calls hit every route with an empty body)."""
     home = tmp_path_factory.mktemp("pave-matrix")
-    server = PaveServer(home=home, port=free_port(), env=pave_env(home)).start()
+    server = PaveServer.up(home)
     yield server
     server.stop()
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pave.config import Settings
 from pave.governance.tokens import create_token
 from pave.store.db import make_engine, session_factory, transaction
-from pave_testing import PaveServer, free_port, pave_env
+from pave_testing import PaveServer
 
 CSRF = re.compile(r'name="csrf" value="([^"]*)"')
 
@@ -70,5 +70,5 @@ def csrf_of(html: str) -> str:
 
 
 def start_portal(home: Path) -> Portal:
-    server = PaveServer(home=home, port=free_port(), env=pave_env(home)).start()
+    server = PaveServer.up(home)
     return Portal(server)

@@ -15,13 +15,13 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from pave_testing import PaveServer, free_port, pave_env
+from pave_testing import PaveServer
 
 
 @pytest.fixture(scope="module")
 def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaveServer]:
     home = tmp_path_factory.mktemp("pave-fuzz")
-    server = PaveServer(home=home, port=free_port(), env=pave_env(home)).start()
+    server = PaveServer.up(home)
     yield server
     server.stop()
 
