@@ -201,6 +201,11 @@ class Settings(BaseSettings):
         return self.home / "run"
 
     @property
+    def inference_log_dir(self) -> Path:
+        """Where the gateways append their inference log (one JSON-lines file per process)."""
+        return self.home / "inference-log"
+
+    @property
     def url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
         return f"http://{host}:{self.port}"
@@ -211,8 +216,8 @@ class Settings(BaseSettings):
         return f"http://{host}:{self.gateway_port}"
 
     def ensure_home(self) -> None:
-        """Create the home and its private folders (mode 0700)."""
-        for path in (self.home, self.run_dir, self.home / "tmp"):
+        """Create the home and its private folders (mode 0700) before any process writes to them."""
+        for path in (self.home, self.run_dir, self.home / "tmp", self.inference_log_dir):
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not self.artifacts.partition("://")[1]:
             Path(self.artifacts).mkdir(mode=0o700, parents=True, exist_ok=True)

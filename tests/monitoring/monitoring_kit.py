@@ -35,7 +35,7 @@ class ControlPlane:
 
     @property
     def log_dir(self) -> Path:
-        return self.settings.home / "inference-log"
+        return self.settings.inference_log_dir
 
     def add_deployment(self, prefix: str, versions: tuple[str, ...] = ("1",)) -> str:
         """A new project and its deployment, named ``prefix-<random>``; returns the name."""

@@ -59,7 +59,7 @@ def _label(sessions: sessionmaker[Session], ids: list[str]) -> None:
 
 def test_old_predictions_their_labels_and_log_files_go_and_recent_ones_stay(store) -> None:
     settings, sessions = store
-    directory = settings.home / "inference-log"
+    directory = settings.inference_log_dir
     old = _predictions(directory, days_ago=45)
     recent = _predictions(directory, days_ago=2)
     assert ingest(sessions, directory) == 6
@@ -83,7 +83,7 @@ def test_old_predictions_their_labels_and_log_files_go_and_recent_ones_stay(stor
 
 def test_the_monitoring_loop_applies_the_retention_about_once_an_hour(store) -> None:
     settings, sessions = store
-    directory = settings.home / "inference-log"
+    directory = settings.inference_log_dir
     _predictions(directory, days_ago=45)
     scheduler = Scheduler(sessions, settings, log_directory=directory)
     scheduler.tick(NOW)  # indexes the old file, then prunes it

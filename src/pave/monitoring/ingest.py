@@ -22,17 +22,11 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from pave.config import Settings
 from pave.store.tables import InferenceIndexRow, InferenceLogCursor, utcnow
 
 log = logging.getLogger(__name__)
 MAX_BYTES_PER_TICK = 64 * 1024 * 1024
 _LOCK = threading.Lock()  # the background loop and a feedback request may ingest at once
-
-
-def log_dir(settings: Settings) -> Path:
-    """The gateways' inference log directory (``PAVE_HOME/inference-log``)."""
-    return settings.home / "inference-log"
 
 
 def ingest(sessions: sessionmaker[Session], directory: Path, *, max_bytes: int = MAX_BYTES_PER_TICK) -> int:

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pave.config import Settings
 from pave.governance.egress import EgressPolicy
 from pave.monitoring.alerts import Verdict, apply_verdicts
-from pave.monitoring.ingest import ingest, log_dir
+from pave.monitoring.ingest import ingest
 from pave.monitoring.monitors import evaluate_drift, evaluate_performance, evaluate_prediction_drift
 from pave.monitoring.retention import prune
 from pave.monitoring.sinks import deliver_pending
@@ -146,7 +146,7 @@ class Scheduler:
         self.settings = settings
         self.specs = specs or RegistrySpecs(settings)
         self.egress = egress or EgressPolicy(allowed_networks=tuple(settings.egress_allowed_networks))
-        self.log_dir = log_directory or log_dir(settings)
+        self.log_dir = log_directory or settings.inference_log_dir
         self.delivery_timeout = delivery_timeout
         self.base_delay = base_delay
         self._pruned_at: datetime | None = None

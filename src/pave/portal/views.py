@@ -325,7 +325,7 @@ def traffic(settings: Settings, deployment: str, *, window: timedelta = timedelt
 
     now = datetime.now(UTC)
     start = now - window
-    frame = read_inference_log(settings.home / "inference-log", start=start, deployment=deployment)
+    frame = read_inference_log(settings.inference_log_dir, start=start, deployment=deployment)
     out = Traffic(
         labels=(start.strftime("%H:%M"), now.strftime("%H:%M UTC")),
         window=(start.timestamp(), now.timestamp()),

@@ -114,7 +114,7 @@ class Gateway:
             options.load_retry_after,
         )
         self.inference_log = InferenceLog(
-            options.log_dir or settings.home / "inference-log",
+            options.log_dir or settings.inference_log_dir,
             sample_rate=options.log_sample_rate,
             max_bytes=options.log_max_bytes,
             max_age=options.log_max_age,

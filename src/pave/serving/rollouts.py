@@ -472,7 +472,7 @@ def tick(
     ``performance`` gives the labelled outcomes per version for the model-metric guard (None: no
     labels, the guard never rolls back and ``require_labels`` holds).
     """
-    log_dir = log_dir or settings.home / "inference-log"
+    log_dir = log_dir or settings.inference_log_dir
     with sessions() as session:
         ids = list(session.scalars(select(RolloutRow.id).where(RolloutRow.state == RUNNING)))
     for rollout_id in ids:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from pave.api.deps import PlatformDep, PrincipalDep, SessionDep
 from pave.api.security import access_of
 from pave.monitoring.feedback import MAX_ITEMS, Label, record_feedback, unknown_ids
-from pave.monitoring.ingest import ingest, log_dir
+from pave.monitoring.ingest import ingest
 
 router = APIRouter(prefix="/api/v1", tags=["feedback"])
 # How long a label for an inference id the index does not hold yet waits for the gateway's log.
@@ -43,7 +43,7 @@ async def post_feedback(
             # Predictions made since the last tick of the background loop: index them now. The
             # gateway writes its log a few tens of milliseconds after answering, so a label posted
             # right after its prediction waits for it (up to FRESH_PREDICTION_WAIT) instead of a 404.
-            ingest(platform.sessions, log_dir(platform.settings))
+            ingest(platform.sessions, platform.settings.inference_log_dir)
             if time.monotonic() >= deadline:
                 break
             time.sleep(0.05)

@@ -11,7 +11,6 @@ from fastapi import APIRouter, Query
 from pave.api.deps import PlatformDep, SessionDep
 from pave.errors import InvalidInput
 from pave.monitoring import series
-from pave.monitoring.ingest import log_dir
 from pave.monitoring.scheduler import monitoring_of
 from pave.monitoring.spec import parse_duration
 from pave.serving.store import get_deployment
@@ -59,7 +58,7 @@ async def drift(
         monitoring = monitoring_of(platform.settings, deployment)
         profile = monitoring.profile if monitoring is not None else {}
         return series.drift_series(
-            log_dir(platform.settings),
+            platform.settings.inference_log_dir,
             deployment.name,
             profile,
             until=datetime.now(UTC),
