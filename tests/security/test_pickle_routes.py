@@ -18,6 +18,7 @@ import builtins
 import json
 import pickle
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,11 +73,19 @@ def _attempts(payloads: list[bytes], index: int) -> list[tuple[str, dict[str, An
     ]
 
 
+@pytest.fixture(scope="module")
+def quiet_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaveServer]:
+    """A platform of its own: the test proves that nothing anywhere changed, so nothing else may write."""
+    server = PaveServer.up(tmp_path_factory.mktemp("pave-pickles"), "--no-gateway")
+    yield server
+    server.stop()
+
+
 @pytest.mark.slow
 def test_pickles_on_every_control_plane_route_are_refused_and_never_unpickled(
-    shared_server: PaveServer, inventory: list[tuple[str, str]], tmp_path: Path
+    quiet_server: PaveServer, inventory: list[tuple[str, str]], tmp_path: Path
 ) -> None:
-    server = shared_server
+    server = quiet_server
     world = World(server)
     world.project("pickled")
     world.experiment("pickled")
