@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import multiprocessing
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect, select, text
+from sqlalchemy import event, inspect, select, text
 
 from pave.store import migrate
-from pave.store.db import make_engine, session_factory
+from pave.store.db import check_connection, make_engine, session_factory
 from pave.store.tables import Identity
+from pave_testing import POSTGRES_URL
 
 ALL = [f"{n:04d}" for n in range(1, 9)]  # every migration, in order
 
@@ -65,6 +67,63 @@ def test_two_processes_on_a_fresh_sqlite_home_migrate_exactly_once(tmp_path: Pat
 def test_two_processes_on_fresh_postgres_migrate_exactly_once(tmp_path: Path, postgres_url: str) -> None:
     results = _race(tmp_path, postgres_url)
     _assert_once(results, postgres_url)
+
+
+@pytest.mark.postgres
+def test_a_second_process_that_meets_the_schema_half_created_waits_for_it(postgres_url: str) -> None:
+    """The first process has created the URL's schema but not committed; the second must not fail.
+
+    The race test above hits this window only now and then (CI did once); here the first
+    process is held right after its CREATE SCHEMA until the second is blocked behind it.
+    """
+    first, second = make_engine(postgres_url), make_engine(postgres_url)
+    created, release = threading.Event(), threading.Event()
+    pids: list[int] = []
+
+    @event.listens_for(first, "after_cursor_execute")
+    def hold(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("CREATE SCHEMA"):
+            created.set()
+            release.wait(60)
+
+    @event.listens_for(second, "connect")
+    def remember(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            pids.append(cursor.fetchone()[0])
+
+    errors: list[Exception] = []
+
+    def connect(engine: Any) -> None:
+        try:
+            check_connection(engine)
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=connect, args=(first,))]
+    threads[0].start()
+    assert created.wait(60)
+    threads.append(threading.Thread(target=connect, args=(second,)))
+    threads[1].start()
+    watcher = make_engine(POSTGRES_URL)
+    blocked = False
+    for _ in range(600):
+        with watcher.connect() as conn:
+            waiting = conn.scalar(
+                text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid"),
+                {"pid": pids[0] if pids else -1},
+            )
+        if waiting == "Lock":
+            blocked = True
+            break
+        threads[1].join(0.1)
+    release.set()
+    for thread in threads:
+        thread.join(60)
+    for engine in (first, second, watcher):
+        engine.dispose()
+    assert blocked, "the second process never waited for the first"
+    assert errors == []
 
 
 def test_sqlite_runs_in_wal_with_full_sync(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from pave.config import mask_url, postgres_schema
 from pave.errors import ConfigError, Unavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+_SCHEMA_LOCK_KEY = 0x5041_5653  # "PAVS" (the migrations lock "PAVE")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -64,6 +65,10 @@ def check_connection(engine: Engine) -> None:
         with engine.begin() as conn:
             schema = postgres_schema(str(engine.url.render_as_string(hide_password=False)))
             if engine.dialect.name == "postgresql" and schema:
+                # Two processes creating the same schema at once: IF NOT EXISTS does not stop the
+                # second from failing on the catalog's unique index, so they take turns (the lock
+                # is released when this transaction ends).
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK_KEY})
                 conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
             conn.execute(text("SELECT 1"))
     except OperationalError as exc:
