@@ -1,3 +1,4 @@
+import threading
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -64,3 +65,27 @@ def test_a_full_queue_drops_instead_of_blocking(tmp_path):
     for i in range(8):
         log.record(record(i, 0.0))
     assert log.dropped == 3
+
+
+def test_flush_waits_for_a_batch_the_writer_has_taken_but_not_written(tmp_path):
+    log = InferenceLog(tmp_path)
+    taken, release = threading.Event(), threading.Event()
+    write = log._write
+
+    def slow_write(batch):  # the writer has taken the record off the queue and holds it here
+        taken.set()
+        release.wait(30)
+        write(batch)
+
+    log._write = slow_write
+    log.start()
+    log.record(record(1, 0.0))
+    assert taken.wait(30)
+    flushing = threading.Thread(target=log.flush)
+    flushing.start()
+    flushing.join(0.5)
+    assert flushing.is_alive(), "flush returned while a queued record was not written yet"
+    release.set()
+    flushing.join(30)
+    assert read_inference_log(tmp_path, datetime.fromtimestamp(0, UTC))["id"].tolist() == ["r1"]
+    log.close()

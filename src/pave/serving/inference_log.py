@@ -118,6 +118,7 @@ class InferenceLog:
         self.flush_interval = flush_interval
         self.max_queue = max_queue
         self.dropped = 0
+        self.queued = 0  # records ever accepted by record(); the writer catches up with it
         self.written = 0
         self._dropped_on_write = 0
         # A deque, not a queue: append never wakes the writer, which drains it in bulk every
@@ -143,6 +144,7 @@ class InferenceLog:
             self.dropped += 1
             return
         self._pending.append(record)
+        self.queued += 1
 
     def start(self) -> None:
         if self._thread is None:
@@ -159,8 +161,12 @@ class InferenceLog:
             self._thread = None
 
     def flush(self, timeout: float = 10.0) -> None:
-        """Wait until every record queued so far is written (for tests and shutdown)."""
-        target = self.written + self._dropped_on_write + len(self._pending)
+        """Wait until every record queued so far is written (for tests and shutdown).
+
+        Counted from what was queued, not from what still waits in the queue: the writer may hold
+        a batch it has taken from the queue but not written yet.
+        """
+        target = self.queued
         deadline = time.monotonic() + timeout
         while self.written + self._dropped_on_write < target and time.monotonic() < deadline:
             time.sleep(0.005)
