@@ -228,10 +228,61 @@ def test_deploying_or_rolling_out_an_unapproved_version_is_refused(gated: dict[s
         for method, path, body in (
             ("PUT", "/api/v1/projects/gated/deployment", {"version": unapproved}),
             ("PUT", "/api/v1/projects/gated/deployment", {"canary_version": unapproved}),
-            ("POST", "/api/v1/projects/gated/rollout", {"version": unapproved}),
         ):
             response = client.request(method, path, json=body)
             assert response.status_code == 403, (path, body, response.text)
             assert "needs an approval" in response.json()["error"]["message"]
             assert world.last_audit(response.headers["x-request-id"])["outcome"] == "denied"
         assert client.get("/api/v1/projects/gated/deployment").status_code == 404, "nothing was deployed"
+
+
+def test_every_version_that_would_take_traffic_needs_the_approval(gated: dict[str, Any]) -> None:
+    """A shadow, a canary or a rollout's candidate is production traffic too (finding: shadow skipped it)."""
+    world: World = gated["world"]
+    answer = world.mlflow("GET", "experiments/get-by-name", params={"experiment_name": "gated"}).json()
+    experiment_id = answer["experiment"]["experiment_id"]
+
+    def version() -> str:  # files in the platform's artifact store, so that it can be deployed
+        run_id = world.run(experiment_id, gated["dora"])
+        created = world.mlflow(
+            "POST",
+            "model-versions/create",
+            gated["dora"],
+            json={
+                "name": "gated",
+                "source": f"mlflow-artifacts:/{experiment_id}/{run_id}/artifacts/model",
+                "run_id": run_id,
+            },
+        )
+        assert created.status_code == 200, created.text
+        number: str = created.json()["model_version"]["version"]
+        return number
+
+    approved = version()
+    with world.server.client(gated["alice"]) as client:
+        assert client.post("/api/v1/projects/gated/approvals", json={"version": approved}).status_code == 200
+    unapproved = version()
+    with world.server.client(gated["mike"]) as client:
+        for body in (
+            {"version": approved, "shadow_version": unapproved},
+            {"version": approved, "canary_version": unapproved},
+            {"version": unapproved},
+        ):
+            response = client.put("/api/v1/projects/gated/deployment", json=body)
+            assert response.status_code == 403, (body, response.text)
+            assert f"version {unapproved} needs an approval" in response.json()["error"]["message"]
+            assert world.last_audit(response.headers["x-request-id"])["outcome"] == "denied"
+            assert client.get("/api/v1/projects/gated/deployment").status_code == 404, "nothing deployed"
+
+        deployed = client.put("/api/v1/projects/gated/deployment", json={"version": approved})
+        assert deployed.status_code == 200, deployed.text
+        for method, path, body in (
+            ("PUT", "/api/v1/projects/gated/deployment", {"version": approved, "shadow_version": unapproved}),
+            ("POST", "/api/v1/projects/gated/rollout", {"version": unapproved}),
+        ):
+            response = client.request(method, path, json=body)
+            assert response.status_code == 403, (path, body, response.text)
+        spec = client.get("/api/v1/projects/gated/deployment").json()["spec"]
+        assert [v["version"] for v in spec["versions"]] == [approved]
+        assert "shadow" not in spec
+        assert client.delete("/api/v1/projects/gated/deployment").status_code == 200

@@ -15,7 +15,6 @@ the answer, off the event loop. Every answer carries the security headers and ``
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import html
 import json
@@ -599,12 +598,14 @@ class SecurityMiddleware:
             endpoint == "model-versions/transition-stage"
             and str(values.get("stage", "")).lower() == _PRODUCTION_STAGE
         )
-        if policy.require_approval:
+        if promoting and policy.require_approval:
+            # MLflow's alias and stage routes; Pave's own deployment routes check in the domain
+            # (pave.serving.store), where every change of traffic passes.
             from mlflow.server import handlers
 
             registry = handlers._get_model_registry_store()
-            for version in _production_versions(registry, project, method, path, values, promoting):
-                approvals.check_promotion(registry, project, version, require_approval=True)
+            version = str(values.get("version", ""))
+            approvals.check_promotion(registry, project, version, require_approval=True)
         if endpoint == "runs/create" and policy.max_concurrent_runs is not None:
             running = _running_runs(scope.experiment_ids, policy.max_concurrent_runs + 1)
             check_quota(policy, "concurrent_runs", running)
@@ -748,26 +749,6 @@ def _check_request_path(path: str, query: bytes) -> None:
 
 # Multipart uploads send their parts straight to the object store, past the proxy.
 _DIRECT_UPLOADS = re.compile(r"/mlflow-artifacts/mpu/create(/|$)")
-_DEPLOYMENT = re.compile(r"/api/v1/projects/[^/]+/(deployment|rollout)")
-
-
-def _production_versions(
-    registry: Any, project: str, method: str, path: str, values: dict[str, Any], promoting: bool
-) -> list[str]:
-    """The model versions a request would put in front of production traffic."""
-    if promoting:
-        return [str(values.get("version", ""))]
-    match = _DEPLOYMENT.fullmatch(path)
-    if match is None or method not in ("PUT", "POST"):
-        return []
-    versions = [str(values[k]) for k in ("version", "canary_version") if values.get(k)]
-    alias = values.get("alias")
-    if match[1] == "deployment" and not values.get("version"):
-        alias = alias or approvals.CHAMPION
-    if isinstance(alias, str) and alias.lower() != approvals.CHAMPION:
-        with contextlib.suppress(Exception):  # no such alias: the deployment route answers that
-            versions.append(str(registry.get_model_version_by_alias(project, alias).version))
-    return versions
 
 
 def _check_caps(values: dict[str, Any]) -> None:

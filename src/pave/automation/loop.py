@@ -497,10 +497,6 @@ def _error_lines(path: Path) -> str:
 def _start_rollout(
     session: Session, settings: Settings, row: LoopRunRow, spec: RetrainSpec, audits: list[AuditEntry]
 ) -> None:
-    from mlflow import MlflowClient
-
-    from pave.governance.approvals import check_promotion
-    from pave.governance.policy import get_policy
     from pave.serving import rollouts
 
     project, version = row.project, str(row.model_version)
@@ -515,10 +511,7 @@ def _start_rollout(
         )
         return
     try:
-        client = MlflowClient(tracking_uri=settings.mlflow_db_url, registry_uri=settings.mlflow_db_url)
-        require = get_policy(session, project).require_approval
-        check_promotion(client, project, version, require_approval=require)
-        with session.begin_nested():
+        with session.begin_nested():  # the rollout checks the project's approval policy itself
             rollout = rollouts.start(
                 session,
                 settings,

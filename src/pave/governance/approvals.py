@@ -133,12 +133,32 @@ def approval_of(registry: Registry, project: str, version: str) -> Approval | No
     )
 
 
+def check_traffic(
+    registry: Registry,
+    project: str,
+    serving: set[str],
+    wanted: set[str],
+    *,
+    require_approval: bool,
+) -> None:
+    """Refuse to put a version in front of production traffic without the approval the policy needs.
+
+    ``serving`` are the versions that take traffic now (weight above zero, or the shadow copy),
+    ``wanted`` those that would after the change. Every version that would start to take
+    traffic (the primary, a canary, a shadow, a rollout's candidate) needs the approval; versions
+    already serving may keep serving and lose traffic, so a rollback is never refused.
+    """
+    for version in sorted(wanted - serving, key=lambda v: (len(v), v)):
+        check_promotion(registry, project, version, require_approval=require_approval)
+
+
 def check_promotion(registry: Registry, project: str, version: str, *, require_approval: bool) -> None:
     """Refuse to make ``version`` the champion of ``project`` without the approval its policy needs."""
     if not require_approval:
         return
     if approval_of(registry, project, version) is None:
         raise Forbidden(
-            f"{project} version {version} needs an approval before it becomes {CHAMPION}",
+            f"{project} version {version} needs an approval before it takes production traffic "
+            f"or becomes {CHAMPION}",
             hint=f"an approver other than its author runs `pave approve {project} {version}`",
         )

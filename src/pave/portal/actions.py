@@ -34,18 +34,6 @@ from pave.portal.web import (
 from pave.store.tables import Project, utcnow
 
 
-def _approved_if_required(session: Any, settings: Any, project: str, versions: list[str]) -> None:
-    """The project's policy may require an approval before a version takes production traffic."""
-    from pave.governance import approvals
-    from pave.governance.policy import get_policy
-
-    if not get_policy(session, project).require_approval:
-        return
-    client = views.mlflow_client(settings)
-    for version in versions:
-        approvals.check_promotion(client, project, version, require_approval=True)
-
-
 @router.post("/projects/{name}/deploy")
 @page
 async def deploy(request: Request, name: str) -> Response:
@@ -63,7 +51,6 @@ async def deploy(request: Request, name: str) -> Response:
         views.get_project(session, name)
         if views.deployment_of(session, name) is None:
             check_quota(get_policy(session, name), "deployments", store.count_deployments(session, name))
-        _approved_if_required(session, platform.settings, name, [version])
         store.deploy(session, platform.settings, project=name, actor=actor, version=version)
 
     await run(request, work)
@@ -119,9 +106,8 @@ async def weights(request: Request, name: str) -> Response:
         if abs(sum(r["weight"] for r in new) - 100) > 1e-6:
             raise InvalidInput("the weights must add up to 100", hint="e.g. 90 and 10")
         kept = [r for r in new if r["weight"] > 0]
-        _approved_if_required(session, platform.settings, name, [str(r["version"]) for r in kept])
         spec["versions"] = kept
-        store.replace_spec(session, row, spec)
+        store.replace_spec(session, platform.settings, row, spec)
         row.updated_by = actor
         return ", ".join(f"v{r['version']} {charts.fmt(r['weight'])}%" for r in kept)
 
@@ -151,7 +137,6 @@ async def start_rollout(request: Request, name: str) -> Response:
     def work(session: Any) -> None:
         from pave.serving import rollouts
 
-        _approved_if_required(session, platform.settings, name, [version])
         rollouts.start(session, platform.settings, project=name, version=version, actor=actor, policy=policy)
 
     await run(request, work)

@@ -146,7 +146,7 @@ def _set_weights(session: Session, settings: Settings, row: RolloutRow, candidat
     if candidate_share > 0:
         versions.append({"version": cand["version"], "uri": cand["uri"], "weight": candidate_share})
     spec["versions"] = versions
-    deployments.replace_spec(session, deployment, spec)
+    deployments.replace_spec(session, settings, deployment, spec)
 
 
 def start(

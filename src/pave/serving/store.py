@@ -28,7 +28,8 @@ ARTIFACTS_SCHEME = "mlflow-artifacts:"
 
 @dataclass(frozen=True)
 class VersionRef:
-    """A registered model version and where its files are in the artifact store."""
+    """A registered model version and where MLflow says its files are (mapped into the artifact
+    store when a deployment is written: :func:`artifact_location`)."""
 
     model: str
     version: str
@@ -38,11 +39,10 @@ class VersionRef:
 def resolve_version(
     settings: Settings, model: str, *, version: str | None = None, alias: str | None = None
 ) -> VersionRef:
-    """Find ``model``'s version (by number or alias) and its location in the artifact store.
+    """Find ``model``'s version (by number or alias) and MLflow's download URI of its files.
 
     Raises:
         NotFound: no such model, version or alias.
-        InvalidInput: the version's files are not in the platform's artifact store.
     """
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -59,7 +59,7 @@ def resolve_version(
         raise NotFound(
             f"model {model!r} has no {what}", hint=f"`pave models {model}` lists its versions and aliases"
         ) from exc
-    return VersionRef(model, str(found.version), artifact_location(settings, location))
+    return VersionRef(model, str(found.version), location)
 
 
 def artifact_location(settings: Settings, location: str) -> str:
@@ -84,6 +84,36 @@ def artifact_location(settings: Settings, location: str) -> str:
         f"model files at {location} are outside the platform's artifact store",
         hint="deploy only versions registered through the platform (pave run, or MLflow against /mlflow)",
     )
+
+
+def _refs(spec: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if not spec:
+        return []
+    return [*spec.get("versions", []), *([spec["shadow"]] if spec.get("shadow") else [])]
+
+
+def traffic_versions(spec: dict[str, Any] | None) -> set[str]:
+    """The versions of a deployment spec that see production requests: weight above 0, or the shadow."""
+    shadow = (spec or {}).get("shadow")
+    return {
+        str(ref["version"]) for ref in _refs(spec) if ref is shadow or float(ref.get("weight", 1.0)) > 0
+    }
+
+
+def _check_approvals(
+    session: Session, settings: Settings, project: str, before: dict[str, Any] | None, after: dict[str, Any]
+) -> None:
+    """The one place a deployment change meets the approval policy (deploy, weights, rollouts)."""
+    from mlflow import MlflowClient
+
+    from pave.governance.approvals import check_traffic
+    from pave.governance.policy import get_policy
+
+    policy = get_policy(session, project)
+    if not policy.require_approval:
+        return
+    client = MlflowClient(tracking_uri=settings.mlflow_db_url, registry_uri=settings.mlflow_db_url)
+    check_traffic(client, project, traffic_versions(before), traffic_versions(after), require_approval=True)
 
 
 def _bump(session: Session) -> None:
@@ -139,21 +169,36 @@ def deploy(
         spec["sticky"] = sticky
     if scale_to_zero_after is not None:
         spec["scale_to_zero_after"] = scale_to_zero_after
-    parse_deployments([spec], origin=f"deployment {project}")  # the gateway must accept it
     row = session.scalar(select(DeploymentRow).where(DeploymentRow.name == project))
     if row is None:
-        row = DeploymentRow(name=project, project=project, spec=spec, created_by=actor, updated_by=actor)
-        session.add(row)
-    else:
-        row.spec, row.updated_by, row.updated_at = spec, actor, utcnow()
-    _bump(session)
+        row = DeploymentRow(name=project, project=project, spec={}, created_by=actor, updated_by=actor)
+    _write(session, settings, row, spec)
+    row.updated_by = actor
     return row
 
 
-def replace_spec(session: Session, row: DeploymentRow, spec: dict[str, Any]) -> None:
-    """Change a deployment's traffic (rollouts do), checked as the gateway will read it."""
+def replace_spec(session: Session, settings: Settings, row: DeploymentRow, spec: dict[str, Any]) -> None:
+    """Change a deployment's traffic (rollouts and the portal's weights do)."""
+    _write(session, settings, row, spec)
+
+
+def _write(session: Session, settings: Settings, row: DeploymentRow, spec: dict[str, Any]) -> None:
+    """The one path of every deployment change: the approval policy for each version that would
+    start taking traffic, the model files mapped into the artifact store (and refused outside it),
+    the spec checked as the gateway will read it, then stored with the counter bumped."""
+    _check_approvals(session, settings, row.project, row.spec or None, spec)
+    stored = {ref["uri"] for ref in _refs(row.spec)}  # checked when they were written
+
+    def located(ref: dict[str, Any]) -> dict[str, Any]:
+        return ref if ref["uri"] in stored else {**ref, "uri": artifact_location(settings, ref["uri"])}
+
+    spec = {**spec, "versions": [located(v) for v in spec["versions"]]}
+    if spec.get("shadow"):
+        spec["shadow"] = located(spec["shadow"])
     parse_deployments([spec], origin=f"deployment {row.name}")
     row.spec, row.updated_at = spec, utcnow()
+    if row.id is None:
+        session.add(row)
     _bump(session)
 
 
