@@ -163,3 +163,58 @@ def test_traces_and_evaluation_datasets_of_another_project_are_refused(genai: di
         info = admin.get(f"{M3}/traces/{b['trace_id']}").json()["trace"]["trace_info"]
         assert "k" not in info.get("tags", {})
         assert admin.get(f"{M3}/datasets/{b['dataset_id']}").status_code == 200
+
+
+def test_model_version_files_of_another_project_are_refused(genai: dict[str, Any]) -> None:
+    """``model-versions/get-artifact`` lives outside MLflow's REST API: its project is the model's name."""
+    world: World = genai["world"]
+    server, token = world.server, genai["token"]
+    versions = {}
+    for name in ("gi-a", "gi-b"):
+        ids = genai[name]
+        folder = f"{ids['experiment_id']}/{ids['run_id']}/artifacts/model"
+        with world.admin() as admin:
+            put = admin.put(
+                f"/mlflow/api/2.0/mlflow-artifacts/artifacts/{folder}/weights.bin",
+                content=f"weights of {name}".encode(),
+            )
+            assert put.status_code == 200, put.text
+        created = world.mlflow(
+            "POST",
+            "model-versions/create",
+            json={"name": name, "source": f"mlflow-artifacts:/{folder}", "run_id": ids["run_id"]},
+        )
+        assert created.status_code == 200, created.text
+        versions[name] = created.json()["model_version"]["version"]
+    with server.client(token) as client:
+        own = client.get(
+            "/mlflow/model-versions/get-artifact",
+            params={"name": "gi-a", "version": versions["gi-a"], "path": "weights.bin"},
+        )
+        assert own.status_code == 200, own.text
+        assert own.content == b"weights of gi-a"
+        other = client.get(
+            "/mlflow/model-versions/get-artifact",
+            params={"name": "gi-b", "version": versions["gi-b"], "path": "weights.bin"},
+        )
+        assert other.status_code == 403, other.text
+        assert b"weights of gi-b" not in other.content
+        assert world.last_audit(other.headers["x-request-id"])["outcome"] == "denied"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        pytest.param("/mlflow/model-versions/get-artifact?version=1&path=weights.bin", id="no-model-name"),
+        pytest.param(f"{M2}/experiments/get", id="no-experiment-id"),
+        pytest.param(f"{M2}-artifacts/artifacts?path=model", id="artifact-listing-without-experiment"),
+    ],
+)
+def test_a_request_that_names_no_project_is_denied(genai: dict[str, Any], target: str) -> None:
+    """Unresolved = denied (the gate falls back to no platform role), admins included."""
+    world: World = genai["world"]
+    for token in (genai["token"], None):
+        with world.server.client(token) as client:
+            response = client.get(target)
+        assert response.status_code == 403, (target, response.text)
+        assert "names no experiment, run, model or trace" in response.json()["error"]["message"]

@@ -46,7 +46,7 @@ from pave.errors import (
 from pave.governance import approvals, audit, paths
 from pave.governance.access import Access
 from pave.governance.egress import EgressPolicy
-from pave.governance.permissions import PUBLIC, authorize, required_action
+from pave.governance.permissions import PUBLIC, authorize, is_global, required_action
 from pave.governance.policy import check_quota, get_policy
 from pave.governance.scope import (
     GRAPHQL_PATH,
@@ -525,23 +525,19 @@ class SecurityMiddleware:
         with self.sessions() as session:
             access = Access.load(session, principal)
             projects = request_scope.projects
+            if request_scope.unresolved and not is_global(method, path):
+                # What cannot be attributed to a project escapes its roles, quotas and isolation
+                # (first the refusal a token's role alone earns: it says more).
+                authorize(principal, access.token_actions, action, method, path, None)
+                raise Forbidden(
+                    f"{method} {path} names no experiment, run, model or trace that Pave can attribute "
+                    "to a project; denied",
+                    hint="send the experiment_id (or run_id, the model's name) of the project it concerns",
+                )
             if not projects:
-                if request_scope.unresolved and principal.project is not None and not principal.is_admin:
-                    raise Forbidden(
-                        f"a token scoped to project {principal.project!r} cannot {method} {path}: "
-                        "the request names no object of a project",
-                        hint="use a platform-wide token for this",
-                    )
                 authorize(principal, access.actions(None), action, method, path, None)
             for project in projects:
                 authorize(principal, access.actions(project), action, method, path, project)
-            if request_scope.unresolved and action == "write" and endpoint:
-                # A write Pave cannot attribute to a project escapes its quotas and its isolation
-                # (and MLflow crashes on several of them when the id is missing).
-                raise InvalidInput(
-                    f"{method} {path} names no experiment, run, model or trace",
-                    hint="send the experiment_id (or run_id, name) of the project it belongs to",
-                )
 
             for value in collect_values(request_scope.graphql_args, ("path",)):
                 paths.check_relative_path(value, what="artifact path")

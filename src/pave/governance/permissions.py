@@ -27,13 +27,16 @@ class Rule:
     methods: frozenset[str]
     pattern: re.Pattern[str]
     action: str
+    # A global route concerns no project (platform-wide objects, the UI shell); on any other route
+    # a request whose project cannot be told is denied.
+    is_global: bool = False
 
     def matches(self, method: str, path: str) -> bool:
         return method in self.methods and self.pattern.fullmatch(path) is not None
 
 
-def _rule(methods: str, pattern: str, action: str) -> Rule:
-    return Rule(frozenset(methods.split()), re.compile(pattern), action)
+def _rule(methods: str, pattern: str, action: str, *, is_global: bool = False) -> Rule:
+    return Rule(frozenset(methods.split()), re.compile(pattern), action, is_global)
 
 
 _READ = "GET HEAD"
@@ -91,8 +94,9 @@ RULES: tuple[Rule, ...] = (
         _READ + " " + _WRITE,
         r"/mlflow/((ajax-)?api/[23]\.0/)?(mlflow/)?(gateway|jobs|assistant)(/.*)?",
         "admin",
+        is_global=True,
     ),
-    _rule(_READ + " " + _WRITE, r"/mlflow/ajax-api/2\.0/mlflow/gateway-proxy", "admin"),
+    _rule(_READ + " " + _WRITE, r"/mlflow/ajax-api/2\.0/mlflow/gateway-proxy", "admin", is_global=True),
     # Demo data and workspaces are switched off in Pave: their writes would create or delete
     # platform-wide objects that belong to no project (MLflow answers 503 for workspaces anyway).
     _rule(_WRITE, r"/mlflow/(ajax-)?api/[23]\.0/mlflow/(workspaces|demo)(/.*)?", DISABLED),
@@ -101,6 +105,7 @@ RULES: tuple[Rule, ...] = (
         _READ + " " + _WRITE,
         r"/mlflow/(ajax-)?api/[23]\.0/mlflow/(webhooks|workspaces|demo|prompt-optimization)(/.*)?",
         "admin",
+        is_global=True,
     ),
     # Searches are POSTs in MLflow's API but read nothing but what the caller may see.
     _rule("POST", r"/mlflow/(ajax-)?api/[23]\.0/mlflow/([a-z-]+/)*search(-[a-z]+)?", "read"),
@@ -113,19 +118,29 @@ RULES: tuple[Rule, ...] = (
     # (MLflow also registers this one without the slash after "2.0".)
     _rule("POST", r"/mlflow/(ajax-)?api/2\.0/?mlflow/experiments/search-datasets", "read"),
     # MLflow's GraphQL schema only has queries and search "mutations"; the UI reads through it.
-    _rule("POST", r"/mlflow/graphql", "read"),
+    # Its answers are filtered item by item, and the ids in its arguments are checked like any other.
+    _rule("POST", r"/mlflow/graphql", "read", is_global=True),
     _rule(_READ, r"/mlflow(/.*)?", "read"),
     _rule(_WRITE, r"/mlflow/(ajax-)?api/[23]\.0/.+", "write"),
     _rule("POST", r"/mlflow/v1/traces", "write"),
 )
 
 
+def rule_for(method: str, path: str) -> Rule | None:
+    """The rule that decides a request, or None when no rule covers it (deny)."""
+    return next((rule for rule in RULES if rule.matches(method, path)), None)
+
+
 def required_action(method: str, path: str) -> str | None:
     """The action a request needs, or None when no rule covers it (deny)."""
-    for rule in RULES:
-        if rule.matches(method, path):
-            return rule.action
-    return None
+    rule = rule_for(method, path)
+    return rule.action if rule is not None else None
+
+
+def is_global(method: str, path: str) -> bool:
+    """Whether the route is declared to concern no project."""
+    rule = rule_for(method, path)
+    return rule is not None and rule.is_global
 
 
 def authorize(

@@ -15,8 +15,8 @@ project (the golden path also tags runs and versions with ``pave.project``). So:
   (every artifact location is ``mlflow-artifacts:/<experiment id>/...``);
 - searches concern no project: their answers are filtered item by item (:func:`filter_listing`).
 
-A request whose project cannot be told is *unresolved*; the caller decides (Pave refuses it to
-project-scoped tokens).
+A request whose project cannot be told is *unresolved*, and the gate denies it unless the
+permission table declares its route global (:func:`pave.governance.permissions.is_global`).
 """
 
 from __future__ import annotations
@@ -32,6 +32,11 @@ _ARTIFACTS = re.compile(
     r"/mlflow/(?:ajax-)?api/2\.0/mlflow-artifacts/(?:artifacts|presigned|mpu/[a-z]+)(?:/(?P<path>.*))?"
 )
 _PAVE_PROJECT = re.compile(r"(?:/api/v1)?/projects/(?P<name>[^/]+)(?:/.*)?")  # API and portal pages
+# MLflow's routes outside its REST API that still name an object: the endpoint they stand for.
+_UI_ENDPOINTS = {
+    "/mlflow/get-artifact": "get-artifact",
+    "/mlflow/model-versions/get-artifact": "model-versions/get-artifact",
+}
 _LOGGED_MODEL = re.compile(r"logged-models/(?P<id>[^/]+)(?:/.*)?")
 
 # MLflow routes that concern no project at all: the UI shell and server metadata.
@@ -203,7 +208,7 @@ def resolve(
             scope.unresolved = True
         return scope
 
-    endpoint = mlflow_endpoint(path)
+    endpoint = mlflow_endpoint(path) or _UI_ENDPOINTS.get(path)
     # (``POST traces`` starts a trace in an experiment; ``GET traces`` searches them.)
     if endpoint in SEARCH_ENDPOINTS and not (endpoint == "traces" and method == "POST"):
         scope.search = endpoint

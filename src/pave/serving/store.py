@@ -95,9 +95,7 @@ def _refs(spec: dict[str, Any] | None) -> list[dict[str, Any]]:
 def traffic_versions(spec: dict[str, Any] | None) -> set[str]:
     """The versions of a deployment spec that see production requests: weight above 0, or the shadow."""
     shadow = (spec or {}).get("shadow")
-    return {
-        str(ref["version"]) for ref in _refs(spec) if ref is shadow or float(ref.get("weight", 1.0)) > 0
-    }
+    return {str(ref["version"]) for ref in _refs(spec) if ref is shadow or float(ref.get("weight", 1.0)) > 0}
 
 
 def _check_approvals(
