@@ -142,6 +142,62 @@ def test_model_source_pointing_at_host_files(target: dict[str, Any], source: str
     assert len(after.json()["model_versions"]) == len(before.json()["model_versions"])
 
 
+# --- artifact locations that point at the host's files ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        pytest.param("file:///etc", id="file-uri"),
+        pytest.param("/etc", id="absolute-path"),
+        pytest.param("/tmp/x", id="tmp"),
+        pytest.param("mlflow-artifacts:/1", id="another-experiments-folder"),
+        pytest.param("s3://someone-elses-bucket/x", id="foreign-bucket"),
+    ],
+)
+def test_experiment_artifact_location_outside_the_store(target: dict[str, Any], location: str) -> None:
+    world: World = target["world"]
+    name = f"{target['project']}-loc"
+    response = world.mlflow(
+        "POST", "experiments/create", target["developer"], json={"name": name, "artifact_location": location}
+    )
+    assert_refused(world, response.status_code, dict(response.headers), expected=400)
+    assert "artifact_location" in response.json()["error"]["message"]
+    found = world.mlflow("GET", "experiments/get-by-name", params={"experiment_name": name})
+    assert found.status_code == 404, "no experiment was created"
+
+
+def test_artifacts_of_an_experiment_made_outside_the_store_are_refused(
+    target: dict[str, Any], tmp_path: Path
+) -> None:
+    """An experiment with a foreign location made before the check (straight in MLflow's store)."""
+    from mlflow import MlflowClient
+
+    world: World = target["world"]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("host secret")
+    store = f"sqlite:///{target['server'].home / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
+    experiment_id = client.create_experiment("legacy-outside", artifact_location=str(tmp_path))
+    run_id = client.create_run(experiment_id).info.run_id
+    (tmp_path / run_id / "artifacts").mkdir(parents=True)
+    (tmp_path / run_id / "artifacts" / "secret.txt").write_text("host secret")
+    with world.admin() as admin:
+        upload = admin.post(
+            "/mlflow/ajax-api/2.0/mlflow/upload-artifact",
+            params={"run_uuid": run_id, "path": "pwned.txt"},
+            content=b"owned",
+        )
+        read = admin.get("/mlflow/get-artifact", params={"run_uuid": run_id, "path": "secret.txt"})
+        listing = admin.get("/mlflow/api/2.0/mlflow/artifacts/list", params={"run_id": run_id})
+    for response in (upload, read, listing):
+        assert_refused(world, response.status_code, dict(response.headers), expected=403)
+        assert b"host secret" not in response.content
+        assert "outside the platform's artifact store" in response.json()["error"]["message"]
+    assert not list(tmp_path.rglob("pwned.txt"))
+
+
 # --- SSRF: webhooks and redirects -------------------------------------------------------------------
 
 

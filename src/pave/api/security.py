@@ -54,6 +54,7 @@ from pave.governance.scope import (
     StoreLookup,
     artifact_path,
     collect_values,
+    endpoint_of,
     filter_graphql,
     filter_listing,
     filter_pave_listing,
@@ -227,6 +228,7 @@ class SecurityMiddleware:
         self.allowed_hosts = allowed_hosts
         self.max_body = max_body
         self.on_request = on_request
+        self.artifact_store = artifact_root or ""
         self.artifact_root = Path(artifact_root) if artifact_root and "://" not in artifact_root else None
         self.egress = egress or EgressPolicy()
 
@@ -506,7 +508,7 @@ class SecurityMiddleware:
         values: dict[str, Any] = dict(params)
         if isinstance(document, dict):
             values.update(document)
-        endpoint = mlflow_endpoint(path) or ""
+        endpoint = endpoint_of(path) or ""
         action = request.action
 
         # Promotion to production needs "approve", whatever else the route needs.
@@ -547,6 +549,14 @@ class SecurityMiddleware:
                 paths.check_inside(
                     self.artifact_root, paths.check_relative_path(relative, what="artifact path")
                 )
+            if "artifact" in endpoint:  # run, logged-model and trace artifacts: the experiment's store
+                for experiment_id in request_scope.experiment_ids:
+                    paths.check_experiment_location(
+                        experiment_id,
+                        lookup.experiment_name(experiment_id),
+                        lookup.experiment_location(experiment_id),
+                        self.artifact_store,
+                    )
             if method in _STATE_CHANGING:
                 self._check_content(endpoint, path, values, request_scope)
                 if request_scope.project is not None:
@@ -557,6 +567,8 @@ class SecurityMiddleware:
         return access, request_scope
 
     def _check_content(self, endpoint: str, path: str, values: dict[str, Any], scope: RequestScope) -> None:
+        if endpoint == "experiments/create":
+            paths.check_artifact_location(values.get("artifact_location"))
         if endpoint == "model-versions/create":
             paths.check_model_source(str(values.get("source", "")))
             for tag in values.get("tags") or []:

@@ -129,6 +129,11 @@ def mlflow_endpoint(path: str) -> str | None:
     return match["endpoint"] if match else None
 
 
+def endpoint_of(path: str) -> str | None:
+    """The MLflow endpoint a path stands for, its routes outside the REST API included."""
+    return mlflow_endpoint(path) or _UI_ENDPOINTS.get(path)
+
+
 def artifact_path(path: str) -> str | None:
     """The artifact path of an ``mlflow-artifacts`` route (``""`` for the root), None elsewhere."""
     match = _ARTIFACTS.fullmatch(path)
@@ -208,7 +213,7 @@ def resolve(
             scope.unresolved = True
         return scope
 
-    endpoint = mlflow_endpoint(path) or _UI_ENDPOINTS.get(path)
+    endpoint = endpoint_of(path)
     # (``POST traces`` starts a trace in an experiment; ``GET traces`` searches them.)
     if endpoint in SEARCH_ENDPOINTS and not (endpoint == "traces" and method == "POST"):
         scope.search = endpoint
@@ -473,20 +478,29 @@ class StoreLookup:
     """A :class:`Lookup` on the embedded MLflow's own stores (blocking: call off the event loop)."""
 
     def __init__(self) -> None:
-        self._experiments: dict[str, str | None] = {}
+        self._experiments: dict[str, Any] = {}
 
     def _tracking(self) -> Any:
         from mlflow.server import handlers
 
         return handlers._get_tracking_store()
 
-    def experiment_name(self, experiment_id: str) -> str | None:
+    def _experiment(self, experiment_id: str) -> Any:
         if experiment_id not in self._experiments:
             try:
-                self._experiments[experiment_id] = self._tracking().get_experiment(experiment_id).name
+                self._experiments[experiment_id] = self._tracking().get_experiment(experiment_id)
             except Exception:
                 self._experiments[experiment_id] = None
         return self._experiments[experiment_id]
+
+    def experiment_name(self, experiment_id: str) -> str | None:
+        experiment = self._experiment(experiment_id)
+        return str(experiment.name) if experiment is not None else None
+
+    def experiment_location(self, experiment_id: str) -> str | None:
+        """Where the experiment keeps its artifacts (None: no such experiment)."""
+        experiment = self._experiment(experiment_id)
+        return str(experiment.artifact_location) if experiment is not None else None
 
     def run_experiment(self, run_id: str) -> str | None:
         try:
