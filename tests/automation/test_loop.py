@@ -16,7 +16,7 @@ import pytest
 
 from pave.automation import loop
 from pave.automation.cron import parse_cron
-from pave.errors import Conflict, InvalidInput, NotFound
+from pave.errors import Conflict, Forbidden, InvalidInput, NotFound
 from pave.store.tables import AlertRow, AuditEvent, LoopRunRow, LoopSourceRow, Token
 
 
@@ -25,10 +25,10 @@ def spec(name: str = "churn", **extra: Any) -> dict[str, Any]:
 
 
 def record(store: Any, directory: Path, **extra: Any) -> None:
-    _, sessions = store
+    settings, sessions = store
     with sessions.begin() as session:
         loop.record_source(
-            session, project="churn", directory=str(directory), spec=spec(**extra), actor="ann"
+            session, settings, project="churn", directory=str(directory), spec=spec(**extra), actor="ann"
         )
 
 
@@ -59,22 +59,25 @@ def test_cron_errors_name_the_field(expression, fragment):
 
 
 def test_clear_errors_before_anything_runs(store, tmp_path):
-    _, sessions = store
+    settings, sessions = store
     with sessions.begin() as session, pytest.raises(NotFound, match="does not know where project churn"):
         loop.trigger(session, "churn", trigger="manual", actor="ann")
     record(store, tmp_path)
     with sessions.begin() as session, pytest.raises(InvalidInput, match="no retrain: section"):
         loop.trigger(session, "churn", trigger="manual", actor="ann")
     with sessions.begin() as session, pytest.raises(InvalidInput, match="not 'other'"):
-        loop.record_source(session, project="other", directory=str(tmp_path), spec=spec(), actor="ann")
+        loop.record_source(
+            session, settings, project="other", directory=str(tmp_path), spec=spec(), actor="ann"
+        )
     with sessions.begin() as session, pytest.raises(InvalidInput, match="absolute"):
-        loop.record_source(session, project="churn", directory="churn", spec=spec(), actor="ann")
+        loop.record_source(session, settings, project="churn", directory="churn", spec=spec(), actor="ann")
     with (
         sessions.begin() as session,
         pytest.raises(InvalidInput, match=r"retrain.schedule in pave.yaml: cron minute"),
     ):
         loop.record_source(
             session,
+            settings,
             project="churn",
             directory=str(tmp_path),
             spec=spec(retrain={"schedule": "61 * * * *"}),
@@ -86,12 +89,47 @@ def test_clear_errors_before_anything_runs(store, tmp_path):
     ):
         loop.record_source(
             session,
+            settings,
             project="churn",
             directory=str(tmp_path),
             spec=spec(retrain={"rollout": {"stepz": [5]}}),
             actor="a",
         )
     assert runs(store) == []
+
+
+@pytest.mark.parametrize("where", ["home", "artifacts", "link-into-artifacts"])
+def test_a_folder_the_platform_writes_is_never_recorded_nor_run(store, tmp_path, where):
+    """The API fills the home and the artifact store: code there is a developer's, not a checkout."""
+    settings, sessions = store
+    folder = {
+        "home": settings.home / "projects" / "churn",
+        "artifacts": Path(settings.artifacts) / "1" / "abc" / "artifacts",
+        "link-into-artifacts": tmp_path / "innocent",
+    }[where]
+    if where == "link-into-artifacts":
+        (Path(settings.artifacts) / "2").mkdir(parents=True)
+        folder.symlink_to(Path(settings.artifacts) / "2", target_is_directory=True)
+    else:
+        folder.mkdir(parents=True)
+    (folder / "pave.yaml").write_text("name: churn\nsteps: []\n")
+    with sessions.begin() as session, pytest.raises(Forbidden, match="inside the platform's own storage"):
+        loop.record_source(
+            session, settings, project="churn", directory=str(folder), spec=spec(retrain={}), actor="ann"
+        )
+    # A folder recorded before, then swapped for a link into the store, is refused when the turn starts.
+    outside = tmp_path / "checkout"
+    outside.mkdir()
+    record(store, outside, retrain={})
+    outside.rmdir()
+    outside.symlink_to(Path(settings.artifacts), target_is_directory=True)
+    with sessions.begin() as session:
+        loop.trigger(session, "churn", trigger="manual", actor="ann")
+    loop.tick(sessions, settings)
+    (turn,) = runs(store)
+    assert turn.state == "failed"
+    assert "inside the platform's own storage" in (turn.error or "")
+    assert turn.pid is None, "nothing was started"
 
 
 def test_one_turn_per_project_at_a_time(any_store, tmp_path):

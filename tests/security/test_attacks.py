@@ -198,6 +198,42 @@ def test_artifacts_of_an_experiment_made_outside_the_store_are_refused(
     assert not list(tmp_path.rglob("pwned.txt"))
 
 
+# --- code execution on the control plane ------------------------------------------------------------
+
+
+def test_code_uploaded_as_artifacts_is_never_recorded_for_the_loop_to_run(target: dict[str, Any]) -> None:
+    """A developer fills a folder over the API and asks the loop to retrain from it every minute."""
+    world: World = target["world"]
+    project = target["project"]
+    world.member(project, "lou", "developer")
+    developer = world.token("lou", "developer")
+    folder = f"{target['experiment_id']}/{target['run_id']}/artifacts/evil"
+    marker = Path(target["server"].home) / "pwned-by-loop"
+    spec = {
+        "name": project,
+        "steps": [{"name": "train", "function": "steps:train"}],
+        "retrain": {"schedule": "* * * * *"},
+    }
+    files = {
+        "pave.yaml": f"name: {project}\nsteps:\n  - name: train\n    function: steps:train\n".encode(),
+        "steps.py": f"open({str(marker)!r}, 'w').write('owned')\ndef train():\n    pass\n".encode(),
+    }
+    with world.server.client(developer) as client:
+        for name, content in files.items():
+            put = client.put(f"{ART}/{folder}/{name}", content=content)
+            assert put.status_code == 200, put.text
+        on_disk = _artifact_root(target) / folder
+        assert (on_disk / "steps.py").is_file()
+        for directory in (str(on_disk), str(on_disk.parent.parent), str(Path(target["server"].home))):
+            body = {"directory": directory, "spec": spec}
+            response = client.put(f"/api/v1/projects/{project}/source", json=body)
+            assert_refused(world, response.status_code, dict(response.headers), expected=403)
+            assert "inside the platform's own storage" in response.json()["error"]["message"]
+        loop = client.get(f"/api/v1/projects/{project}/loop").json()
+    assert loop["source"] is None, "nothing was recorded"
+    assert not marker.exists()
+
+
 # --- SSRF: webhooks and redirects -------------------------------------------------------------------
 
 

@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pave.automation.cron import parse_cron
 from pave.config import Settings
-from pave.errors import Conflict, InvalidInput, NotFound, PaveError
+from pave.errors import Conflict, Forbidden, InvalidInput, NotFound, PaveError
 from pave.governance.audit import AuditEntry, append
 from pave.pipelines.spec import ProjectSpec, RetrainSpec
 from pave.store.tables import AlertRow, DeploymentRow, LoopRunRow, LoopSourceRow, RolloutRow, Token, utcnow
@@ -72,14 +72,43 @@ def _note(row: LoopRunRow, kind: str, **details: Any) -> None:
 # --- where projects live -----------------------------------------------------------------------------
 
 
+def check_folder(settings: Settings, directory: str) -> Path:
+    """A folder the loop may run ``pave run`` in: absolute, and nowhere the platform writes.
+
+    The platform's home and artifact root are filled over the API (run artifacts, datasets,
+    projects made in the portal); a folder there would let a developer choose the code that the
+    control plane's host runs. Symbolic links are followed before the check.
+
+    Raises:
+        InvalidInput: the folder is not absolute.
+        Forbidden: the folder is inside the platform's home or artifact store.
+    """
+    path = Path(directory)
+    if not path.is_absolute():
+        raise InvalidInput(f"the project folder must be an absolute path, got {directory!r}")
+    real = path.resolve()
+    places = [settings.home.resolve()]
+    if "://" not in settings.artifacts:
+        places.append(Path(settings.artifacts).expanduser().resolve())
+    for place in places:
+        if real.is_relative_to(place):
+            raise Forbidden(
+                f"the project folder {directory} is inside the platform's own storage ({place}), "
+                "which the API fills; the loop never runs code from there",
+                hint="run `pave run` in the project's own checkout (a folder outside PAVE_HOME)",
+            )
+    return real
+
+
 def record_source(
-    session: Session, *, project: str, directory: str, spec: dict[str, Any], actor: str
+    session: Session, settings: Settings, *, project: str, directory: str, spec: dict[str, Any], actor: str
 ) -> LoopSourceRow:
     """Remember where ``project`` lives and its spec as of its latest ``pave run``.
 
     Raises:
         InvalidInput: the spec is not this project's, the folder is not absolute, or the
             ``retrain.schedule`` cron expression is invalid.
+        Forbidden: the folder is inside the platform's own storage (:func:`check_folder`).
     """
     try:
         parsed = ProjectSpec.model_validate(spec)
@@ -87,8 +116,7 @@ def record_source(
         raise InvalidInput(f"the spec sent for {project} is not a valid pave.yaml: {exc}") from exc
     if parsed.name != project:
         raise InvalidInput(f"the spec is project {parsed.name!r}, not {project!r}")
-    if not Path(directory).is_absolute():
-        raise InvalidInput(f"the project folder must be an absolute path, got {directory!r}")
+    check_folder(settings, directory)
     schedule = parsed.retrain.schedule if parsed.retrain else None
     try:
         cron = parse_cron(schedule) if schedule else None
@@ -344,7 +372,7 @@ def _advance(
             return
         source = get_source(session, row.project)
         spec = retrain_spec(source)
-        directory = Path(source.directory)
+        directory = check_folder(settings, source.directory)  # again: links may have moved since
         if not (directory / "pave.yaml").is_file():
             raise NotFound(
                 f"the project folder {directory} recorded for {row.project} has no pave.yaml on this host",

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 
-from pave.api.deps import PrincipalDep, SessionDep
+from pave.api.deps import PlatformDep, PrincipalDep, SessionDep
 from pave.automation import loop
 
 router = APIRouter(prefix="/api/v1/projects/{name}", tags=["loop"])
@@ -20,11 +20,16 @@ class SourceRecord(BaseModel):
 
 @router.put("/source", operation_id="record_project_source")
 def record_source(
-    name: str, body: SourceRecord, session: SessionDep, principal: PrincipalDep
+    name: str, body: SourceRecord, session: SessionDep, principal: PrincipalDep, platform: PlatformDep
 ) -> dict[str, Any]:
     """Record where the project lives (``pave run`` does it): what a retrain re-runs."""
     row = loop.record_source(
-        session, project=name, directory=body.directory, spec=body.spec, actor=principal.identity
+        session,
+        platform.settings,
+        project=name,
+        directory=body.directory,
+        spec=body.spec,
+        actor=principal.identity,
     )
     return loop.describe_source(row) or {}
 
