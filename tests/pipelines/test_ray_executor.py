@@ -98,7 +98,8 @@ def _stop_cluster(temp: Path) -> None:
 
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[str]:
-    """A Ray head node (GCS, raylet, two CPUs) started with `ray start`, as a platform team would."""
+    """A two-node Ray cluster (a head and a worker node, two CPUs each) started with `ray start`, as a
+    platform team would; both nodes run on this machine, each with its own temporary folder."""
 
     def check() -> None:
         if importlib.util.find_spec("ray") is None:
@@ -113,19 +114,15 @@ def ray_cluster() -> Iterator[str]:
     os.environ.update(token)
     temp = Path(tempfile.mkdtemp(prefix="pray-", dir="/tmp"))  # Ray's socket paths must stay short
     port = free_port()
-    command = [
-        str(Path(sys.executable).parent / "ray"),
-        "start",
-        "--head",
-        f"--port={port}",
-        "--num-cpus=2",
-        "--include-dashboard=false",
-        "--disable-usage-stats",
-        f"--temp-dir={temp}",
-        "--node-ip-address=127.0.0.1",
-    ]
+    ray = str(Path(sys.executable).parent / "ray")
+    common = ["--num-cpus=2", "--disable-usage-stats", "--node-ip-address=127.0.0.1"]
+    head = [ray, "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}/h"]
+    # A second node joins the head, as a worker host would (its own temp dir: its own processes).
+    worker = [ray, "start", f"--address=127.0.0.1:{port}", f"--temp-dir={temp}/w"]
     env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0"}
-    started = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    started = subprocess.run(head + common, env=env, capture_output=True, text=True, timeout=180)
+    if started.returncode == 0:
+        started = subprocess.run(worker + common, env=env, capture_output=True, text=True, timeout=180)
     try:
         assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
         yield f"127.0.0.1:{port}"
@@ -207,3 +204,69 @@ def test_a_cluster_nobody_runs_is_refused_before_ray_waits_for_it(tmp_path: Path
     assert "ray start --head" in (info.value.hint or "")
     with pytest.raises(RayUnavailable, match="not a Ray cluster address"), RayExecutor(tmp_path, "nowhere"):
         pass
+
+
+def test_independent_steps_run_at_once_on_both_nodes_with_their_resources(
+    make_project, tmp_path: Path, ray_cluster: str
+) -> None:
+    from test_parallel import STEPS, branches
+
+    # Two CPUs each on nodes of two CPUs: they cannot share a node, and each step passes only when
+    # the other one runs at the same time.
+    text = branches(tmp_path / "marks", resources="{cpus: 2}")
+    (tmp_path / "marks").mkdir()
+    root = make_project({"pave.yaml": text, "steps.py": STEPS})
+    with RayExecutor(root, ray_cluster) as executor:
+        result = _run(root, executor, tmp_path / "logs")
+    left, right = result.record("left"), result.record("right")
+    assert left.started < right.ended
+    assert right.started < left.ended
+    assert left.node != right.node
+    assert {left.node, right.node} == _node_ids(ray_cluster)
+    assert left.assigned["CPU"] == right.assigned["CPU"] == 2.0
+    assert left.cpu_seconds > 0
+    assert left.peak_memory > 0
+    assert result.output("both")[0] != os.getpid()
+
+
+def _node_ids(address: str) -> set[str]:
+    import ray
+
+    ray.init(address=address, namespace="pave-test", log_to_driver=False, configure_logging=False)
+    try:
+        return {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    finally:
+        ray.shutdown()
+
+
+def test_foreach_timeouts_and_impossible_resources_on_the_cluster(
+    make_project, tmp_path: Path, ray_cluster: str
+) -> None:
+    from test_parallel import STEPS
+
+    text = """
+name: fan
+steps:
+  - {name: square, function: steps:square, params: {x: [1, 2, 3, 4]}, foreach: x}
+  - {name: total, function: steps:total, inputs: {values: square}}
+"""
+    root = make_project({"pave.yaml": text, "steps.py": STEPS})
+    with RayExecutor(root, ray_cluster) as executor:
+        result = _run(root, executor, tmp_path / "fan")
+    assert result.output("square") == [1, 4, 9, 16]
+    assert result.output("total") == 30
+
+    slow = "name: slow\nsteps:\n  - {name: nap, function: steps:slow, params: {seconds: 120}, timeout: 3}\n"
+    root = make_project({"pave.yaml": slow, "steps.py": STEPS}, "slow")
+    with RayExecutor(root, ray_cluster) as executor, pytest.raises(PipelineStepFailed) as info:
+        _run(root, executor, tmp_path / "slow")
+    assert "ran longer than its timeout of 3 s" in info.value.message
+
+    huge = (
+        "name: huge\nsteps:\n  - "
+        "{name: big, function: steps:slow, params: {seconds: 0}, resources: {cpus: 3}}"
+    )
+    root = make_project({"pave.yaml": huge, "steps.py": STEPS}, "huge")
+    with RayExecutor(root, ray_cluster) as executor, pytest.raises(PipelineStepFailed) as info:
+        _run(root, executor, tmp_path / "huge")
+    assert "asks for 3 CPU, and the largest node of the cluster has 2" in info.value.message

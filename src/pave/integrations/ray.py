@@ -27,7 +27,8 @@ from types import TracebackType
 from typing import Any
 
 from pave.errors import PaveError
-from pave.pipelines.executor import LocalExecutor, StepOutcome, StepTask
+from pave.pipelines.errors import StepTimedOut
+from pave.pipelines.executor import StepOutcome, StepTask, portable, run_here
 
 # Not shipped to the cluster with the project: version control, environments, caches, local state.
 WORKING_DIR_EXCLUDES = [".git/", ".venv/", "venv/", "__pycache__/", ".pave/", "mlruns/", "*.pyc"]
@@ -50,13 +51,22 @@ def _ray() -> Any:
 
 
 class RayExecutor:
-    """Runs each step as a Ray task; use as a context manager around the pipeline run."""
+    """Runs each step as a Ray task; use as a context manager around the pipeline run.
 
-    def __init__(self, project_dir: Path, address: str | None = None, *, num_cpus: float = 1.0) -> None:
+    Steps run concurrently (the engine calls :meth:`run` from several threads; Ray queues what the
+    cluster cannot run yet) with the step's ``resources`` as the task's ``num_cpus``, ``num_gpus``
+    and ``memory``; a step that no node of the cluster could ever hold fails at once, naming the
+    largest node, instead of waiting forever. A ``timeout`` cancels the task (force: the worker
+    process is stopped).
+    """
+
+    capacity: float | None = None  # Ray queues what the cluster cannot run yet
+
+    def __init__(self, project_dir: Path, address: str | None = None) -> None:
         self.project_dir = Path(project_dir).resolve()
         self.address = address
-        self.num_cpus = num_cpus
         self._remote: Any = None
+        self._largest: dict[str, float] = {}
 
     def __enter__(self) -> RayExecutor:
         ray = _ray()
@@ -84,6 +94,10 @@ class RayExecutor:
                 'on a cluster node or "ray://HEAD:10001" from outside',
             ) from exc
         self._remote = ray.remote(max_retries=0)(_run_on_worker)
+        for node in ray.nodes():
+            if node.get("Alive"):
+                for name, amount in (node.get("Resources") or {}).items():
+                    self._largest[name] = max(self._largest.get(name, 0.0), float(amount))
         return self
 
     def __exit__(
@@ -96,22 +110,53 @@ class RayExecutor:
         if self._remote is None:
             raise RuntimeError("RayExecutor.run outside its `with` block")
         ray = _ray()
+        refusal = self._unschedulable(task)
+        if refusal is not None:
+            return StepOutcome(error=refusal, attempts=0)
         log_path = task.log_path
         task.log_path = Path("step.log")  # replaced on the worker; the driver's path means nothing there
+        resources = task.resources
         try:
-            ref = self._remote.options(num_cpus=self.num_cpus, name=f"pave-step-{task.name}").remote(task)
-            outcome, log_text = ray.get(ref)
-        except Exception as exc:  # the task could not run (serialisation, a lost worker): the step failed
-            outcome, log_text = (
-                StepOutcome(error=_portable(exc), attempts=1),
-                f"Ray could not run the step: {exc}\n",
-            )
+            ref = self._remote.options(
+                num_cpus=resources.cpus,
+                num_gpus=resources.gpus,
+                memory=resources.memory_bytes,
+                name=f"pave-step-{task.name}",
+            ).remote(task)
         finally:
             task.log_path = log_path
+        try:
+            outcome, log_text = ray.get(ref, timeout=task.timeout)
+        except ray.exceptions.GetTimeoutError:
+            ray.cancel(ref, force=True)
+            outcome = StepOutcome(error=StepTimedOut(task.name, task.timeout or 0.0), attempts=1)
+            log_text = f"--- stopped: the step ran longer than its timeout of {task.timeout:g} s ---\n"
+        except Exception as exc:  # the task could not run (serialisation, a lost worker): the step failed
+            outcome, log_text = (
+                StepOutcome(error=portable(exc), attempts=1),
+                f"Ray could not run the step: {exc}\n",
+            )
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("a", encoding="utf-8") as stream:
             stream.write(log_text)
         return outcome
+
+    def _unschedulable(self, task: StepTask) -> PaveError | None:
+        wanted = {
+            "CPU": task.resources.cpus,
+            "GPU": task.resources.gpus,
+            "memory": task.resources.memory_bytes or 0,
+        }
+        for name, amount in wanted.items():
+            largest = self._largest.get(name, 0.0)
+            if amount and amount > largest:
+                return RayUnavailable(
+                    f"step {task.name} asks for {amount:g} {name}, "
+                    f"and the largest node of the cluster has {largest:g}",
+                    hint=f"lower resources of step {task.name} in pave.yaml, "
+                    "or add a node that has them to the cluster",
+                )
+        return None
 
 
 def _check_reachable(address: str | None) -> None:
@@ -135,22 +180,19 @@ def _check_reachable(address: str | None) -> None:
 
 def _run_on_worker(task: StepTask) -> tuple[StepOutcome, str]:
     """On a Ray worker: run the step as LocalExecutor does; return its outcome and its log."""
+    import ray
+
+    context = ray.get_runtime_context()
     with tempfile.TemporaryDirectory(prefix="pave-step-") as folder:
         task.log_path = Path(folder) / "step.log"
-        task.log_path.write_text(f"--- ran on Ray node {socket.gethostname()}, pid {os.getpid()} ---\n")
+        node = context.get_node_id()
+        task.log_path.write_text(
+            f"--- ran on Ray node {socket.gethostname()} {node}, pid {os.getpid()} ---\n"
+        )
         if task.context is not None:
             task.context.project_dir = Path.cwd()  # the working_dir copy of the project
-        outcome = LocalExecutor().run(task)
-        outcome.error = _portable(outcome.error) if outcome.error is not None else None
+        outcome = run_here(task)
+        outcome.node = node
+        outcome.assigned = {k: float(v) for k, v in context.get_assigned_resources().items()}
+        outcome.error = portable(outcome.error) if outcome.error is not None else None
         return outcome, task.log_path.read_text(encoding="utf-8", errors="replace")
-
-
-def _portable(error: BaseException) -> BaseException:
-    """The error itself when it survives pickling, else a RuntimeError that keeps its message."""
-    import pickle
-
-    try:
-        pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes, never from the wire
-    except Exception:
-        return RuntimeError(f"{type(error).__name__}: {error}")
-    return error

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,9 +19,9 @@ from rich.console import Console
 
 from pave.pipelines.cache import StepCache, step_key
 from pave.pipelines.context import StepContext
-from pave.pipelines.dag import build_dag
+from pave.pipelines.dag import Dag, build_dag
 from pave.pipelines.errors import PipelineDefinitionError, PipelineStepFailed
-from pave.pipelines.executor import Executor, LocalExecutor, StepTask
+from pave.pipelines.executor import Executor, LocalExecutor, StepOutcome, StepTask
 from pave.pipelines.modules import Fingerprints, callable_or_raise, project_imports, resolve
 from pave.pipelines.spec import DATA_PREFIX, ProjectSpec, StepSpec
 
@@ -29,7 +30,7 @@ Status = Literal["ran", "cached", "failed", "not run"]
 
 @dataclass
 class StepRecord:
-    """What the engine did with one step."""
+    """What the engine did with one step, where it ran and what it used."""
 
     name: str
     status: Status
@@ -38,6 +39,20 @@ class StepRecord:
     attempts: int = 0
     log_path: Path | None = None
     reason: str = ""  # why it ran: "changed", "forced (--from-step)", "cache off", "not cacheable"
+    host: str = ""
+    node: str = ""  # the Ray node id on a cluster, else the host; foreach: the nodes, comma-separated
+    started: float = 0.0  # epoch seconds
+    ended: float = 0.0
+    cpu_seconds: float = 0.0
+    peak_memory: int = 0
+    items: int = 0  # foreach: how many items ran
+    assigned: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (the run's ``steps`` and the ``pave/steps.json`` artifact)."""
+        out = {k: v for k, v in self.__dict__.items() if k != "log_path"}
+        out["log_path"] = str(self.log_path) if self.log_path else None
+        return out
 
 
 @dataclass
@@ -127,58 +142,218 @@ def run_pipeline(
             keys[step.name] = step_key(
                 fingerprint=fingerprints.of(step.function), inputs=inputs, params=step.params, seed=spec.seed
             )
-        for step in dag.order:
-            key = keys[step.name]
-            log_path = log_dir / f"{step.name}.log"
-            reason = _why_run(step, key, cache, forced)
+        run = _Run(spec, project_dir, dag, keys, functions, sources, cache, forced, executor, result, display)
+        run.go()
+    return result
+
+
+@dataclass
+class _Unit:
+    """One task of a step: the step itself, or one item of a ``foreach`` step."""
+
+    step: StepSpec
+    index: int | None
+    task: StepTask
+
+
+class _Run:
+    """The scheduler of one pipeline run: launches ready steps up to the executor's capacity.
+
+    Steps whose inputs are all there are ready; a ``foreach`` step is one unit per item. A unit runs
+    in this thread when it is the only thing to do (no process, no thread: a chain of steps runs as
+    it always did), otherwise on a thread of a pool that calls ``executor.run`` (isolated: the local
+    executor forks). The first failure stops new launches; what is running finishes (and is cached).
+    """
+
+    def __init__(
+        self,
+        spec: ProjectSpec,
+        project_dir: Path,
+        dag: Dag,
+        keys: dict[str, str],
+        functions: dict[str, Any],
+        sources: Mapping[str, Any],
+        cache: StepCache,
+        forced: set[str],
+        executor: Executor,
+        result: PipelineResult,
+        display: _Display,
+    ) -> None:
+        self.spec, self.project_dir, self.dag, self.keys = spec, project_dir, dag, keys
+        self.functions, self.sources, self.cache, self.forced = functions, sources, cache, forced
+        self.executor, self.result, self.display = executor, result, display
+        self.records: dict[str, StepRecord] = {}
+        self.reasons: dict[str, str] = {}
+        self.outcomes: dict[str, dict[int | None, StepOutcome]] = {}
+        self.left: dict[str, int] = {}  # units of a step not back yet
+        self.queue: list[_Unit] = []
+        self.running: dict[Future[StepOutcome], _Unit] = {}
+        self.failure: tuple[str, StepOutcome] | None = None
+
+    def go(self) -> None:
+        for step in self.dag.order:
+            reason = _why_run(step, self.keys[step.name], self.cache, self.forced)
             if reason is None:
-                record = StepRecord(step.name, "cached", key, log_path=None)
-                result.steps.append(record)
-                result.metrics.update(cache.metrics(step.name, key))
-                display.done(record)
-                continue
-            display.start(step.name)
-            signature = inspect.signature(functions[step.name])
-            kwargs = _arguments(step, signature, sources, result)
+                record = StepRecord(step.name, "cached", self.keys[step.name])
+                self.records[step.name] = record
+                self.result.steps.append(record)
+                self.result.metrics.update(self.cache.metrics(step.name, record.key))
+                self.display.done(record)
+            else:
+                self.reasons[step.name] = reason
+        waiting = [s for s in self.dag.order if s.name not in self.records]
+        with ThreadPoolExecutor(max_workers=32, thread_name_prefix="pave-step") as pool:
+            while True:
+                if self.failure is None:
+                    for step in [s for s in waiting if self._ready(s)]:
+                        waiting.remove(step)
+                        self.queue += self._units(step)
+                if not self.running and (self.failure is not None or not self.queue):
+                    break
+                self._launch(pool)
+                if not self.running:
+                    continue
+                finished, _ = wait(list(self.running), return_when=FIRST_COMPLETED)
+                for future in finished:
+                    self._finished(self.running.pop(future), future.result())
+        self.result.steps[:] = [  # in DAG order, whatever order they finished in
+            self.records.get(step.name) or StepRecord(step.name, "not run", self.keys[step.name])
+            for step in self.dag.order
+        ]
+        if self.failure is not None:
+            name, outcome = self.failure
+            assert outcome.error is not None
+            log = self.records[name].log_path
+            error = PipelineStepFailed(name, outcome.error, attempts=outcome.attempts, log=str(log))
+            error.result = self.result
+            raise error from outcome.error
+
+    def _ready(self, step: StepSpec) -> bool:
+        return all(
+            up in self.records and self.records[up].status in ("ran", "cached")
+            for up in self.dag.upstream[step.name]
+        )
+
+    def _units(self, step: StepSpec) -> list[_Unit]:
+        signature = inspect.signature(self.functions[step.name])
+        kwargs = _arguments(step, signature, self.sources, self.result)
+        items: list[int | None] = (
+            [None] if step.foreach is None else list(range(len(step.params[step.foreach])))
+        )
+        self.outcomes[step.name] = {}
+        self.left[step.name] = len(items)
+        self.display.start(step.name)
+        units = []
+        for index in items:
+            args = dict(kwargs)
+            if index is not None:
+                assert step.foreach is not None
+                args[step.foreach] = step.params[step.foreach][index]
             context = None
             if "ctx" in signature.parameters:
                 logger = logging.getLogger(f"pave.step.{step.name}")
                 logger.setLevel(logging.INFO)
-                context = StepContext(seed=spec.seed, project_dir=project_dir, step=step.name, logger=logger)
-                kwargs["ctx"] = context
+                context = StepContext(
+                    seed=self.spec.seed, project_dir=self.project_dir, step=step.name, logger=logger
+                )
+                args["ctx"] = context
+            log_path = self.result.log_dir / (
+                f"{step.name}.log" if index is None else f"{step.name}.{index}.log"
+            )
             log_path.unlink(missing_ok=True)
             task = StepTask(
-                step.name, functions[step.name], kwargs, step.retries, spec.seed, log_path, context
-            )
-            outcome = executor.run(task)
-            result.metrics.update(outcome.metrics)
-            record = StepRecord(
                 step.name,
-                "ran" if outcome.ok else "failed",
-                key,
-                outcome.seconds,
-                outcome.attempts,
+                self.functions[step.name],
+                args,
+                step.retries,
+                self.spec.seed,
                 log_path,
-                reason,
+                context,
+                resources=step.resources,
+                timeout=step.timeout,
             )
-            result.steps.append(record)
-            display.done(record)
-            if outcome.error is not None:
-                for later in dag.order[len(result.steps) :]:
-                    result.steps.append(StepRecord(later.name, "not run", keys[later.name]))
-                error = PipelineStepFailed(
-                    step.name, outcome.error, attempts=outcome.attempts, log=str(log_path)
-                )
-                error.result = result
-                raise error from outcome.error
-            result._values[step.name] = outcome.value
-            if (
-                step.cache
-                and cache.root is not None
-                and not cache.store(step.name, key, outcome.value, outcome.metrics)
-            ):
+            units.append(_Unit(step, index, task))
+        return units
+
+    def _launch(self, pool: ThreadPoolExecutor) -> None:
+        capacity = self.executor.capacity
+        while self.queue and self.failure is None:
+            unit = self.queue[0]
+            if not self.running and len(self.queue) == 1 and unit.step.timeout is None:
+                # The only thing to do: run it right here (a chain of steps needs no process or thread).
+                self.queue.pop(0)
+                self._finished(unit, self.executor.run(unit.task))
+                return
+            busy = sum(u.task.resources.cpus for u in self.running.values())
+            if capacity is not None and self.running and busy + unit.task.resources.cpus > capacity:
+                return
+            self.queue.pop(0)
+            unit.task.isolate = True
+            self.running[pool.submit(self.executor.run, unit.task)] = unit
+
+    def _finished(self, unit: _Unit, outcome: StepOutcome) -> None:
+        name = unit.step.name
+        done = self.outcomes[name]
+        done[unit.index] = outcome
+        self.left[name] -= 1
+        if outcome.error is not None and self.failure is None:
+            self.failure = (name, outcome)
+            self.left[name] -= sum(1 for u in self.queue if u.step.name == name)
+            self.queue = [u for u in self.queue if u.step.name != name]
+        if (
+            self.left[name] == 0
+        ):  # every item of the step is back (a failed foreach waits for its running ones)
+            self._record(unit.step, done)
+
+    def _record(self, step: StepSpec, done: dict[int | None, StepOutcome]) -> None:
+        outcomes = [done[i] for i in sorted(done, key=lambda i: -1 if i is None else i)]
+        failed = next((o for o in outcomes if o.error is not None), None)
+        log_path = self.result.log_dir / f"{step.name}.log"
+        if step.foreach is not None:
+            _gather_logs(step.name, log_path, sorted(i for i in done if i is not None), self.result.log_dir)
+        record = StepRecord(
+            step.name,
+            "failed" if failed else "ran",
+            self.keys[step.name],
+            max(o.ended for o in outcomes) - min(o.started for o in outcomes),
+            max(o.attempts for o in outcomes),
+            log_path,
+            self.reasons[step.name],
+            host=",".join(dict.fromkeys(o.host for o in outcomes)),
+            node=",".join(dict.fromkeys(o.node for o in outcomes)),
+            started=min(o.started for o in outcomes),
+            ended=max(o.ended for o in outcomes),
+            cpu_seconds=sum(o.cpu_seconds for o in outcomes),
+            peak_memory=max(o.peak_memory for o in outcomes),
+            items=len(outcomes) if step.foreach is not None else 0,
+            assigned=outcomes[0].assigned,
+        )
+        self.records[step.name] = record
+        self.result.steps.append(record)
+        for outcome in outcomes:
+            self.result.metrics.update(outcome.metrics)
+        self.display.done(record)
+        if failed is not None:
+            if self.failure is not None and self.failure[0] == step.name:
+                self.failure = (step.name, failed)
+            return
+        value = [o.value for o in outcomes] if step.foreach is not None else outcomes[0].value
+        self.result._values[step.name] = value
+        if step.cache and self.cache.root is not None:
+            metrics = {k: v for o in outcomes for k, v in o.metrics.items()}
+            if not self.cache.store(step.name, record.key, value, metrics):
                 record.reason += " (output not cacheable)"
-    return result
+
+
+def _gather_logs(step: str, log_path: Path, indexes: list[int], log_dir: Path) -> None:
+    """One ``<step>.log`` for a foreach step: each item's log under a header, in item order."""
+    with log_path.open("w", encoding="utf-8") as out:
+        for index in indexes:
+            part = log_dir / f"{step}.{index}.log"
+            out.write(f"--- {step} item {index} ---\n")
+            if part.is_file():
+                out.write(part.read_text(encoding="utf-8", errors="replace"))
+                part.unlink()
 
 
 def _why_run(step: StepSpec, key: str, cache: StepCache, forced: set[str]) -> str | None:
@@ -232,6 +407,7 @@ class _Display:
         self.total = total
         self._progress: Any = None
         self._task: Any = None
+        self._running: list[str] = []
 
     def __enter__(self) -> _Display:
         if self.enabled:
@@ -256,16 +432,23 @@ class _Display:
             self._progress.__exit__(None, None, None)
 
     def start(self, name: str) -> None:
+        self._running.append(name)
         if self._progress is not None:
-            self._progress.update(self._task, description=f"running [bold]{name}[/]")
+            self._progress.update(self._task, description=f"running [bold]{', '.join(self._running)}[/]")
 
     def done(self, record: StepRecord) -> None:
+        if record.name in self._running:
+            self._running.remove(record.name)
         if self._progress is None:
             return
         if record.status == "cached":
             line = f"  [dim]- {record.name}: unchanged, skipped (cached)[/]"
         elif record.status == "ran":
-            line = f"  [green]✓[/] {record.name}: ran in {record.seconds:.2f}s ({record.reason})"
+            where = f" on {record.node}" if record.node and record.node != record.host else ""
+            items = f", {record.items} items" if record.items else ""
+            line = (
+                f"  [green]✓[/] {record.name}: ran in {record.seconds:.2f}s{where}{items} ({record.reason})"
+            )
         else:
             line = (
                 f"  [red]✗[/] {record.name}: failed after {record.attempts} attempt(s), log {record.log_path}"

@@ -50,6 +50,7 @@ from pave.registry.versions import CANDIDATE, champion_metrics, register_version
 from pave.tracking import lineage as L
 
 SPEC_ARTIFACT = "pave/spec.json"
+STEPS_ARTIFACT = "pave/steps.json"  # each step: status, node, start and end, CPU-seconds, peak memory
 PROFILE_ARTIFACT = "data/profile.json"
 VALIDATION_ARTIFACT = "data/validation.json"
 VERSIONS_ARTIFACT = "data/versions.json"
@@ -96,17 +97,7 @@ class RunResult:
         out = {k: v for k, v in self.__dict__.items() if k not in ("steps", "gates", "log_dir")}
         out["log_dir"] = str(self.log_dir)
         out["gates"] = [g.to_dict() for g in self.gates]
-        out["steps"] = [
-            {
-                "name": s.name,
-                "status": s.status,
-                "seconds": s.seconds,
-                "attempts": s.attempts,
-                "reason": s.reason,
-                "key": s.key,
-            }
-            for s in self.steps
-        ]
+        out["steps"] = [s.to_dict() for s in self.steps]
         return out
 
 
@@ -432,9 +423,17 @@ def _run_steps(
     except PipelineStepFailed as exc:
         if exc.result is not None:
             result.steps = exc.result.steps
+            _log_steps(result.steps)
         raise
     result.steps = pipeline.steps
+    _log_steps(result.steps)
     return pipeline
+
+
+def _log_steps(steps: list[StepRecord]) -> None:
+    import mlflow
+
+    mlflow.log_dict({"steps": [s.to_dict() for s in steps]}, STEPS_ARTIFACT)
 
 
 @contextmanager

@@ -145,6 +145,49 @@ class DataSpec(_Model):
         return list(self.validate_sources)
 
 
+MEMORY = r"^\s*\d+(\.\d+)?\s*([KMGT]i?)?B?\s*$"
+_MEMORY_UNITS = {
+    "": 1,
+    "K": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "KI": 2**10,
+    "MI": 2**20,
+    "GI": 2**30,
+    "TI": 2**40,
+}
+
+
+class ResourcesSpec(_Model):
+    """What one step needs from the machine or the cluster (Ray schedules it on a node that has it)."""
+
+    cpus: float = Field(default=1.0, gt=0, le=1024, description="CPU cores the step uses (Ray num_cpus).")
+    gpus: float = Field(default=0.0, ge=0, le=64, description="GPUs the step uses (Ray num_gpus).")
+    memory: int | str | None = Field(
+        default=None,
+        description="Memory the step needs: bytes, or a size such as 512MB, 2GB, 4GiB (Ray memory).",
+    )
+
+    @field_validator("memory")
+    @classmethod
+    def _size(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, str) and not re.match(MEMORY, value, re.IGNORECASE):
+            raise ValueError(f"memory {value!r} is not a size: write bytes or e.g. 512MB, 2GB, 4GiB")
+        if isinstance(value, int) and value <= 0:
+            raise ValueError("memory must be positive")
+        return value
+
+    @property
+    def memory_bytes(self) -> int | None:
+        """``memory`` in bytes (``None`` when not given)."""
+        if self.memory is None or isinstance(self.memory, int):
+            return self.memory
+        match = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?)?B?\s*$", self.memory, re.IGNORECASE)
+        assert match is not None  # checked by _size
+        return int(float(match.group(1)) * _MEMORY_UNITS[(match.group(2) or "").upper()])
+
+
 class StepSpec(_Model):
     """One step of the pipeline: a plain Python function."""
 
@@ -158,6 +201,22 @@ class StepSpec(_Model):
     retries: int = Field(default=0, ge=0, le=10, description="Extra attempts when the step raises.")
     cache: bool = Field(
         default=True, description="Reuse the cached output when nothing it depends on changed."
+    )
+    resources: ResourcesSpec = Field(
+        default_factory=ResourcesSpec, description="CPUs, GPUs and memory the step needs."
+    )
+    foreach: str | None = Field(
+        default=None,
+        description=(
+            "A param holding a list: the step runs once per item (at the same time where resources "
+            "allow), the param set to that item; its output is the list of the results, in order."
+        ),
+    )
+    timeout: float | None = Field(
+        default=None,
+        gt=0,
+        le=7 * 86400,
+        description="Seconds the step may run (all attempts together) before it is stopped and fails.",
     )
 
     @field_validator("name")
@@ -174,6 +233,11 @@ class StepSpec(_Model):
             raise ValueError(f"argument(s) {', '.join(both)} given both in inputs and in params")
         if "ctx" in self.inputs or "ctx" in self.params:
             raise ValueError("'ctx' is reserved for the StepContext; rename that argument")
+        if self.foreach is not None:
+            if self.foreach not in self.params:
+                raise ValueError(f"foreach names {self.foreach!r}, which is not one of this step's params")
+            if not isinstance(self.params[self.foreach], list) or not self.params[self.foreach]:
+                raise ValueError(f"foreach: param {self.foreach} must be a non-empty list")
         return self
 
     @property
