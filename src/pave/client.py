@@ -17,6 +17,7 @@ from pave.errors import (
     ConfigError,
     Conflict,
     Forbidden,
+    InternalError,
     InvalidInput,
     NotFound,
     PaveError,
@@ -34,6 +35,7 @@ _BY_STATUS: dict[int, type[PaveError]] = {
     409: Conflict,
     413: PayloadTooLarge,
     429: QuotaExceeded,
+    500: InternalError,
     503: Unavailable,
 }
 

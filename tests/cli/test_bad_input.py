@@ -71,7 +71,9 @@ def test_corrupt_credentials_file(tmp_path: Path) -> None:
 
 def test_no_platform_running(tmp_path: Path) -> None:
     env = pave_env(tmp_path, PAVE_URL="http://127.0.0.1:9", PAVE_TOKEN="pave_x")
-    _assert_clean_error(run_pave("projects", env=env), "no Pave control plane answers", "pave up")
+    result = run_pave("projects", env=env)
+    _assert_clean_error(result, "no Pave control plane answers", "pave up")
+    assert result.returncode == 5  # unreachable, not a usage error (2)
 
 
 @pytest.mark.parametrize("args", [["token", "revoke", "not-a-number"], ["up", "--port", "abc"]])

@@ -32,13 +32,13 @@ def test_token_lifecycle_and_status(pave_server_factory: Callable[..., PaveServe
     viewer_env = env | {"PAVE_TOKEN": secret}
     assert run_pave("projects", env=viewer_env).returncode == 0
     denied = run_pave("token", "list", env=viewer_env)
-    assert denied.returncode == 1
+    assert denied.returncode == 4  # refused
     assert "needs 'admin'" in denied.stderr
 
     revoked = run_pave("token", "revoke", "2", env=env)
     assert revoked.returncode == 0, revoked.stderr
     refused = run_pave("projects", env=viewer_env)
-    assert refused.returncode == 1
+    assert refused.returncode == 4  # refused
     assert "revoked or expired" in refused.stderr
 
     shown = run_pave("config", "show", "--json", env=env)

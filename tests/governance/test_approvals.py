@@ -120,11 +120,11 @@ def test_policy_is_admin_only(gated: dict[str, Any]) -> None:
         )
         assert client.get("/api/v1/projects/gated/policy").json()["require_approval"] is True
     env = world.server.env | {"PAVE_URL": world.server.url, "PAVE_TOKEN": gated["mike"]}
-    shown = run_pave("project", "policy", "gated", env=env)
+    shown = run_pave("project", "policy", "gated", "--json", env=env)
     assert shown.returncode == 0, shown.stderr
     assert '"require_approval": true' in shown.stdout
     refused = run_pave("project", "policy", "gated", "--max-concurrent-runs", "5", env=env)
-    assert refused.returncode == 1
+    assert refused.returncode == 4  # refused
     assert "needs 'admin'" in refused.stderr
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
-from rich.table import Table
 
-from pave.cli.console import console, err_console
+from pave.cli.console import EXIT_FAILED, JSON, console, emit, err_console, table
 from pave.client import Client
 
 app = typer.Typer(help="The audit trail: who did what, allowed or denied.", invoke_without_command=True)
@@ -25,17 +25,22 @@ def list_(
     outcome: str | None = typer.Option(None, "--outcome", help="allowed, denied or failed."),
     since: str | None = typer.Option(None, "--since", help="30m, 2h, 7d or an ISO date."),
     limit: int = typer.Option(100, "--limit", min=1, max=1000),
+    as_json: bool = JSON,
 ) -> None:
     """List audit records, oldest first (filters combine)."""
     if ctx.invoked_subcommand is not None:
         return
     with Client() as client:
         rows = client.audit(identity=identity, project=project, outcome=outcome, since=since, limit=limit)
-    table = Table(title="Audit trail")
-    for column in ("seq", "at", "identity", "method", "path", "project", "status", "outcome", "client"):
-        table.add_column(column)
+    emit(rows, _render, as_json=as_json)
+
+
+def _render(rows: list[dict[str, Any]]) -> None:
+    shown = table(
+        "Audit trail", "seq", "at", "identity", "method", "path", "project", "status", "outcome", "client"
+    )
     for r in rows:
-        table.add_row(
+        shown.add_row(
             str(r["seq"]),
             r["at"][:23],
             r["identity"] or "-",
@@ -46,14 +51,19 @@ def list_(
             r["outcome"],
             r["client"] or "-",
         )
-    console.print(table if rows else "no matching audit records")
+    console.print(shown if rows else "no matching audit records")
 
 
 @app.command("verify")
-def verify() -> None:
+def verify(as_json: bool = JSON) -> None:
     """Check the whole chain; exit 1 and name the first bad record if a row was edited or deleted."""
     with Client() as client:
         result = client.verify_audit()
+    if as_json:
+        emit(result, lambda _: None, as_json=True)
+        if not result["ok"]:
+            sys.exit(EXIT_FAILED)
+        return
     if result["ok"]:
         console.print(f"audit chain intact: {result['checked']} records verified")
         return
@@ -62,7 +72,7 @@ def verify() -> None:
     )
     err_console.print(f"{result['checked']} records before it are intact; the head says {result['head']}")
     # sys.exit, not typer.Exit: main() runs Typer with standalone_mode=False, which swallows Exit codes.
-    sys.exit(1)
+    sys.exit(EXIT_FAILED)
 
 
 @app.command("export")

@@ -14,15 +14,13 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from pave.cli.console import console, err_console, print_json
+from pave.cli.console import EXIT_GATES, JSON, console, emit, err_console, print_json, table
 from pave.client import Client
 from pave.config import load_settings
 from pave.errors import InvalidInput, PaveError
 
 app = typer.Typer()
 template_app = typer.Typer(help="Work with golden-path templates.", no_args_is_help=True)
-
-EXIT_GATES_FAILED = 3
 
 
 def _client_env(client: Client) -> None:
@@ -49,16 +47,27 @@ def _when(ms: int | None) -> str:
 
 
 @app.command("templates")
-def templates() -> None:
+def templates(as_json: bool = JSON) -> None:
     """List the golden-path templates."""
+    from dataclasses import asdict
+
     from pave.templates import list_templates
 
-    table = Table(title="Golden-path templates (`pave new NAME --template T`)")
-    for column in ("template", "version", "description", "generates"):
-        table.add_column(column)
-    for info in list_templates():
-        table.add_row(info.name, info.version, info.description, info.generates)
-    console.print(table)
+    found = [asdict(info) for info in list_templates()]
+    emit(found, _render_templates, as_json=as_json)
+
+
+def _render_templates(found: list[dict[str, Any]]) -> None:
+    shown = table(
+        "Golden-path templates (`pave new NAME --template T`)",
+        "template",
+        "version",
+        "description",
+        "generates",
+    )
+    for info in found:
+        shown.add_row(info["name"], info["versions"][-1], info["description"], info["generates"])
+    console.print(shown)
 
 
 @app.command("new")
@@ -201,13 +210,14 @@ def run(
     if not result.gates_passed:
         failed = [g for g in result.gates if not g.passed and not g.skipped]
         err_console.print(f"gates failed ({len(failed)}): the aliases did not move")
-        raise typer.Exit(EXIT_GATES_FAILED)
+        raise typer.Exit(EXIT_GATES)
 
 
 @app.command("reproduce")
 def reproduce(
     run_id: str = typer.Argument(..., help="The run to re-execute (see `pave runs`)."),
     project_dir: Path | None = typer.Option(None, "--dir", help="Where the project is now."),
+    as_json: bool = JSON,
 ) -> None:
     """Re-execute a past run from its recorded code, data versions, params and seed."""
     from pave.pipelines import reproduce as do_reproduce
@@ -220,9 +230,23 @@ def reproduce(
             tracking_uri=client.mlflow_tracking_uri,
             settings=settings,
             project_dir=project_dir,
-            progress=sys.stderr.isatty(),
+            progress=not as_json and sys.stderr.isatty(),
         )
-    table = Table(title=f"reproduction of {run_id} as {result.run.run_id} ({result.code})")
+    if as_json:
+        print_json(
+            {
+                "original_run_id": result.original_run_id,
+                "run": result.run.to_dict(),
+                "metrics": {
+                    k: {"original": d.original, "reproduced": d.reproduced} for k, d in result.metrics.items()
+                },
+                "identical": result.identical,
+                "code": result.code,
+                "warnings": result.warnings,
+            }
+        )
+        return
+    table = Table(title=f"reproduction of {result.original_run_id} as {result.run.run_id} ({result.code})")
     for column in ("metric", "original", "reproduced", "difference"):
         table.add_column(column)
     for metric, diff in result.metrics.items():

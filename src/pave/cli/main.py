@@ -1,7 +1,8 @@
 """The ``pave`` command: one Typer app, one module per command group.
 
-Every PaveError ends as two lines (the headline and the hint) and a non-zero exit code; the
-traceback appears only under ``pave --debug``.
+Every PaveError ends as two lines (the headline and the hint) and the exit code of its kind
+(:mod:`pave.cli.console` lists them); the traceback appears only under ``pave --debug``. Shell
+completion: ``pave --install-completion`` (bash, zsh, fish, PowerShell).
 """
 
 from __future__ import annotations
@@ -10,17 +11,26 @@ import sys
 from importlib import import_module
 
 import typer
+from rich.markup import escape
 
 from pave import __version__
-from pave.cli.console import err_console, state
-from pave.errors import PaveError, UserError
+from pave.cli.console import (
+    EXIT_FAILED,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    err_console,
+    exit_code,
+    print_error,
+    state,
+)
+from pave.errors import PaveError
 
 app = typer.Typer(
     name="pave",
     help="Pave: the paved road from a notebook to a monitored production model.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
 )
 
 # (module, attribute, group name or None to merge its commands at the top level)
@@ -90,34 +100,32 @@ def main() -> None:
     _quiet_libraries()
     try:
         # standalone_mode=False hands back a command's exit code instead of exiting with it
-        code = app(standalone_mode=False)
+        code = app(prog_name="pave", standalone_mode=False)
     except PaveError as error:
         if state.debug:
             err_console.print_exception()
-        err_console.print(f"[bold red]error:[/] {error.message}", highlight=False, markup=True)
-        if error.hint:
-            err_console.print(f"[bold]hint:[/] {error.hint}", highlight=False)
-        sys.exit(1 if isinstance(error, UserError) else 2)
+        print_error(error)
+        sys.exit(exit_code(error))
     except KeyboardInterrupt:
         err_console.print("interrupted")
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except typer.Exit as exit_:
         sys.exit(exit_.exit_code)
     except typer.Abort:
         err_console.print("aborted")
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
     except typer.TyperException as exc:  # usage errors: wrong option, bad value
         show = getattr(exc, "show", None)
         if callable(show):
             show()
         else:
-            err_console.print(f"error: {exc}")
-        sys.exit(getattr(exc, "exit_code", 2))
+            err_console.print(f"error: {exc}", markup=False)
+        sys.exit(getattr(exc, "exit_code", EXIT_USAGE))
     except Exception as exc:  # a bug in Pave
         if state.debug:
             err_console.print_exception()
-        err_console.print(f"[bold red]internal error:[/] {exc.__class__.__name__}: {exc}", highlight=False)
+        err_console.print(f"[bold red]internal error:[/] {exc.__class__.__name__}: {escape(str(exc))}")
         err_console.print("[bold]hint:[/] run again with `pave --debug ...` and report the traceback")
-        sys.exit(70)
+        sys.exit(EXIT_INTERNAL)
     if isinstance(code, int) and code != 0:
         sys.exit(code)

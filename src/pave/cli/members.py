@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import typer
-from rich.table import Table
+from typing import Any
 
-from pave.cli.console import console, print_json
+import typer
+
+from pave.cli.console import JSON, console, emit, table
 from pave.client import Client
 from pave.errors import InvalidInput
 
@@ -45,20 +46,21 @@ def add(
 
 
 @member_app.command("list")
-def list_(project: str = typer.Argument(...)) -> None:
+def list_(project: str = typer.Argument(...), as_json: bool = JSON) -> None:
     """List the members of PROJECT and their roles, teams included."""
     with Client() as client:
-        members = client.list_members(project)
-        teams = client.list_team_roles(project)
-    table = Table(title=f"Members of {project}")
-    for column in ("identity", "role", "granted by", "granted at"):
-        table.add_column(column)
-    for m in members:
-        table.add_row(m["identity"], m["role"], m["granted_by"], m["granted_at"][:19])
-    for t in teams:
-        table.add_row(f"team:{t['team']}", t["role"], t["granted_by"], t["granted_at"][:19])
-    empty = not members and not teams
-    console.print(f"{project} has no members besides its owner and the admins" if empty else table)
+        found = {"members": client.list_members(project), "teams": client.list_team_roles(project)}
+    emit(found, lambda doc: _render_members(project, doc), as_json=as_json)
+
+
+def _render_members(project: str, found: dict[str, list[dict[str, Any]]]) -> None:
+    shown = table(f"Members of {project}", "identity", "role", "granted by", "granted at")
+    for m in found["members"]:
+        shown.add_row(m["identity"], m["role"], m["granted_by"], m["granted_at"][:19])
+    for t in found["teams"]:
+        shown.add_row(f"team:{t['team']}", t["role"], t["granted_by"], t["granted_at"][:19])
+    empty = not found["members"] and not found["teams"]
+    console.print(f"{project} has no members besides its owner and the admins" if empty else shown)
 
 
 @member_app.command("remove")
@@ -92,6 +94,7 @@ def policy(
     max_concurrent_runs: int | None = typer.Option(None, "--max-concurrent-runs", min=0),
     max_deployments: int | None = typer.Option(None, "--max-deployments", min=0),
     max_stored_bytes: int | None = typer.Option(None, "--max-stored-bytes", min=0),
+    as_json: bool = JSON,
 ) -> None:
     """Show PROJECT's policy, or change the fields given (admin)."""
     changes = {
@@ -103,7 +106,15 @@ def policy(
     changes = {k: v for k, v in changes.items() if v is not None}
     with Client() as client:
         result = client.set_policy(project, **changes) if changes else client.get_policy(project)
-    print_json(result)
+    emit(result, lambda doc: _render_policy(project, doc), as_json=as_json)
+
+
+def _render_policy(project: str, policy: dict[str, Any]) -> None:
+    shown = table(f"Policy of {project}", "setting", "value")
+    for key, value in policy.items():
+        if key != "project":
+            shown.add_row(key, "-" if value is None else str(value))
+    console.print(shown)
 
 
 @app.command("approve")

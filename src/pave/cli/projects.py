@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-import typer
-from rich.table import Table
+from typing import Any
 
-from pave.cli.console import console
+import typer
+
+from pave.cli.console import JSON, console, emit, table
 from pave.client import Client
 
 app = typer.Typer()
 
 
 @app.command("projects")
-def projects() -> None:
+def projects(as_json: bool = JSON) -> None:
     """List the projects on the platform."""
     with Client() as client:
         rows = client.list_projects()
-    table = Table(title="Projects")
-    for column in ("name", "owner", "template", "created"):
-        table.add_column(column)
+    emit(rows, _render, as_json=as_json)
+
+
+def _render(rows: list[dict[str, Any]]) -> None:
+    found = table("Projects", "name", "owner", "template", "created")
     for p in rows:
         template = f"{p['template']} {p['template_version'] or ''}".strip() if p["template"] else "-"
-        table.add_row(p["name"], p["owner"], template, p["created_at"][:19])
-    console.print(table if rows else "no projects yet: `pave new NAME --template tabular-classification`")
+        found.add_row(p["name"], p["owner"], template, p["created_at"][:19])
+    console.print(found if rows else "no projects yet: `pave new NAME --template tabular-classification`")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import typer
-from rich.table import Table
+from typing import Any
 
-from pave.cli.console import console
+import typer
+
+from pave.cli.console import JSON, console, emit, table
 from pave.client import Client
 
 app = typer.Typer(
@@ -26,20 +27,22 @@ def create(
 
 
 @app.command("list")
-def list_() -> None:
+def list_(as_json: bool = JSON) -> None:
     """List the teams, their members and their project roles (admin)."""
     with Client() as client:
         teams = client.list_teams()
+    emit(teams, _render, as_json=as_json)
+
+
+def _render(teams: list[dict[str, Any]]) -> None:
     if not teams:
         console.print("no teams yet: `pave team create NAME`")
         return
-    table = Table(title="Teams")
-    for column in ("team", "members", "project roles", "description"):
-        table.add_column(column)
+    shown = table("Teams", "team", "members", "project roles", "description")
     for t in teams:
         roles = ", ".join(f"{p}={r}" for p, r in t["projects"].items())
-        table.add_row(t["name"], ", ".join(t["members"]), roles, t["description"])
-    console.print(table)
+        shown.add_row(t["name"], ", ".join(t["members"]), roles, t["description"])
+    console.print(shown)
 
 
 @app.command("add")

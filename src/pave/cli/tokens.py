@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import typer
-from rich.table import Table
+from typing import Any
 
-from pave.cli.console import console, err_console
+import typer
+
+from pave.cli.console import JSON, console, emit, err_console, table
 from pave.client import Client
 from pave.config import load_settings, write_credentials
 
@@ -36,15 +37,19 @@ def create(
 
 
 @app.command("list")
-def list_() -> None:
+def list_(as_json: bool = JSON) -> None:
     """List tokens (never their secrets)."""
     with Client() as client:
         tokens = client.list_tokens()
-    table = Table(title="API tokens")
-    for column in ("id", "identity", "name", "prefix", "role", "project", "created", "expires", "status"):
-        table.add_column(column)
+    emit(tokens, _render, as_json=as_json)
+
+
+def _render(tokens: list[dict[str, Any]]) -> None:
+    shown = table(
+        "API tokens", "id", "identity", "name", "prefix", "role", "project", "created", "expires", "status"
+    )
     for t in tokens:
-        table.add_row(
+        shown.add_row(
             str(t["id"]),
             t["identity"],
             t["name"],
@@ -55,7 +60,7 @@ def list_() -> None:
             (t["expires_at"] or "never")[:19],
             "revoked" if t["revoked_at"] else "active",
         )
-    console.print(table)
+    console.print(shown)
 
 
 @app.command("revoke")
