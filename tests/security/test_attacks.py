@@ -9,6 +9,7 @@ must be refused with a 4xx, change nothing, and leave an audit record.
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import pickle
 import threading
@@ -570,3 +571,209 @@ def test_clickjacking_and_sniffing_headers_on_every_kind_of_answer(target: dict[
         assert "x-request-id" in headers
     ui = {k.lower(): v for k, v in dict(answers[0].headers).items()}
     assert "frame-ancestors 'self'" in ui["content-security-policy"]
+
+
+# --- leaving a project by renaming, or by taking its name --------------------------------------------
+
+
+def test_scope_escape_by_renaming_an_experiment_onto_another_project(target: dict[str, Any]) -> None:
+    world: World = target["world"]
+    world.project("exp-rename-victim")
+    scoped = world.token("ci-exp-attack", "maintainer", project=target["project"])
+    response = world.mlflow(
+        "POST",
+        "experiments/update",
+        scoped,
+        json={"experiment_id": target["experiment_id"], "new_name": "exp-rename-victim"},
+    )
+    assert_refused(world, response.status_code, dict(response.headers), expected=403)
+    got = world.mlflow("GET", "experiments/get", params={"experiment_id": target["experiment_id"]})
+    assert got.json()["experiment"]["name"] == target["project"]
+
+
+@pytest.mark.parametrize("endpoint", ["experiments/update", "registered-models/rename"])
+def test_scope_escape_by_renaming_out_of_every_project(target: dict[str, Any], endpoint: str) -> None:
+    """A developer of the project renames its experiment (model) to a name no project has."""
+    world: World = target["world"]
+    world.member(target["project"], "rhea", "developer")
+    developer = world.token("rhea", "developer")
+    body = (
+        {"experiment_id": target["experiment_id"], "new_name": "escaped-experiment"}
+        if endpoint == "experiments/update"
+        else {"name": target["project"], "new_name": "escaped-model"}
+    )
+    response = world.mlflow("POST", endpoint, developer, json=body)
+    assert_refused(world, response.status_code, dict(response.headers), expected=403)
+    assert "between projects" in response.json()["error"]["message"]
+    got = world.mlflow("GET", "experiments/get", params={"experiment_id": target["experiment_id"]})
+    assert got.json()["experiment"]["name"] == target["project"]
+    assert world.mlflow("GET", "registered-models/get", params={"name": target["project"]}).status_code == 200
+
+
+def test_renaming_an_experiment_outside_every_project_still_works(target: dict[str, Any]) -> None:
+    world: World = target["world"]
+    experiment_id = world.experiment("free-before-rename")
+    response = world.mlflow(
+        "POST", "experiments/update", json={"experiment_id": experiment_id, "new_name": "free-after-rename"}
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_squatting_a_project_on_an_experiment_outside_every_project(target: dict[str, Any]) -> None:
+    """Creating a project named like someone's free experiment would make the creator its owner."""
+    world: World = target["world"]
+    experiment_id = world.experiment("squat-target")
+    world.run(experiment_id)
+    squatter = world.token("sam", "developer")
+    with world.server.client(squatter) as client:
+        response = client.post("/api/v1/projects", json={"name": "squat-target"})
+    assert response.status_code == 409, response.text
+    assert "outside any project" in response.json()["error"]["message"]
+    with world.admin() as admin:
+        assert admin.get("/api/v1/projects/squat-target").status_code == 404
+        assert admin.post("/api/v1/projects", json={"name": "squat-target"}).status_code == 201
+
+
+# --- parsers: depth, Unicode, origins --------------------------------------------------------------
+
+
+_DEEP = b'{"a":' * 50_000 + b"1" + b"}" * 50_000
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/api/v1/projects"),
+        ("POST", "/api/v1/tokens"),
+        ("PUT", "/api/v1/projects/attack-surface/members/someone"),
+        ("PUT", "/api/v1/projects/attack-surface/policy"),
+        ("POST", "/api/v1/projects/attack-surface/approvals"),
+        ("PUT", "/api/v1/projects/attack-surface/deployment"),
+        ("POST", "/api/v1/feedback"),
+        ("POST", "/api/v1/teams"),
+        ("POST", f"{MLFLOW}/experiments/create"),
+        ("POST", f"{MLFLOW}/runs/log-batch"),
+        ("POST", f"{MLFLOW}/runs/search"),
+        ("POST", "/mlflow/graphql"),
+        ("POST", "/mlflow/ajax-api/2.0/mlflow/experiments/create"),
+    ],
+)
+def test_deeply_nested_json_is_a_400_not_a_crash(target: dict[str, Any], method: str, path: str) -> None:
+    response = raw(target["server"], method, path, body=_DEEP, headers={"Content-Type": "application/json"})
+    assert_refused(target["world"], response.status, response.headers, expected=400)
+    assert b"nests deeper" in response.body
+
+
+def test_deeply_nested_graphql_query_is_a_400(target: dict[str, Any]) -> None:
+    query = "{" + "a {" * 20_000 + "b" + "}" * 20_001
+    response = raw(
+        target["server"],
+        "POST",
+        "/mlflow/graphql",
+        body=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert_refused(target["world"], response.status, response.headers, expected=400)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (f"{MLFLOW}/experiments/create", b'{"name": "bad-\\ud800-name"}'),
+        ("/api/v1/projects", b'{"name": "ok-name", "description": "\\udfff"}'),
+        (f"{MLFLOW}/registered-models/create", b'{"name": "attack-surface", "description": "\\ud83d"}'),
+    ],
+)
+def test_lone_surrogate_is_a_400_not_a_crash(target: dict[str, Any], path: str, body: bytes) -> None:
+    response = raw(target["server"], "POST", path, body=body, headers={"Content-Type": "application/json"})
+    assert_refused(target["world"], response.status, response.headers, expected=400)
+    assert b"not valid Unicode" in response.body
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://localhost:8000@evil.example",
+        "http://127.0.0.1@evil.example",
+        "http://user:pass@localhost",
+        "http://localhost.evil.example",
+        "null",
+    ],
+)
+def test_cross_origin_state_change_with_a_disguised_origin(target: dict[str, Any], origin: str) -> None:
+    world: World = target["world"]
+    name = f"xorigin-{abs(hash(origin)) % 10**6}"
+    with world.admin() as admin:
+        pave = admin.post("/api/v1/projects", json={"name": name}, headers={"Origin": origin})
+        mlflow = admin.post(f"{MLFLOW}/experiments/create", json={"name": name}, headers={"Origin": origin})
+        for response in (pave, mlflow):
+            assert_refused(world, response.status_code, dict(response.headers), expected=403)
+        assert admin.get(f"/api/v1/projects/{name}").status_code == 404
+    assert world.mlflow("GET", "experiments/get-by-name", params={"experiment_name": name}).status_code == 404
+
+
+# --- a model version made of another project's files ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def victim(target: dict[str, Any]) -> dict[str, str]:
+    """A second project with a run, a logged model and a version, that the attacker has no role on."""
+    world: World = target["world"]
+    world.project("source-victim")
+    experiment_id = world.experiment("source-victim")
+    run_id = world.run(experiment_id)
+    version = world.version("source-victim", run_id)
+    logged = world.mlflow(
+        "POST", "logged-models", json={"experiment_id": experiment_id, "name": "m", "source_run_id": run_id}
+    )
+    assert logged.status_code == 200, logged.text
+    return {
+        "experiment_id": experiment_id,
+        "run_id": run_id,
+        "version": version,
+        "model_id": logged.json()["model"]["info"]["model_id"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("source", "with_run"),
+    [
+        ("models:/source-victim/{version}", False),
+        ("models:/source-victim@champion", False),
+        ("models:/{model_id}", False),
+        ("runs:/{run_id}/model", True),
+        ("mlflow-artifacts:/{experiment_id}/{run_id}/artifacts/model", False),
+        ("mlflow-artifacts:/nothing/model", False),
+    ],
+)
+@pytest.mark.parametrize("into", ["attack-surface", "free-sink-model"])
+def test_model_version_made_of_another_projects_files(
+    target: dict[str, Any], victim: dict[str, str], source: str, with_run: bool, into: str
+) -> None:
+    """Even an admin may not register another project's model files under this project (or no project)."""
+    world: World = target["world"]
+    world.mlflow("POST", "registered-models/create", json={"name": into})
+    body: dict[str, Any] = {"name": into, "source": source.format(**victim)}
+    if with_run:
+        body["run_id"] = victim["run_id"]
+    before = world.mlflow("GET", "model-versions/search", params={"filter": f"name='{into}'"}).json()
+    response = world.mlflow("POST", "model-versions/create", json=body)
+    assert_refused(world, response.status_code, dict(response.headers), expected=403)
+    after = world.mlflow("GET", "model-versions/search", params={"filter": f"name='{into}'"}).json()
+    assert after == before
+
+
+def test_model_version_of_the_projects_own_run_still_registers(target: dict[str, Any]) -> None:
+    world: World = target["world"]
+    version = world.version(target["project"], target["run_id"])
+    assert version.isdigit()
+
+
+# --- the databases on disk ------------------------------------------------------------------------
+
+
+def test_databases_are_readable_by_their_owner_only(target: dict[str, Any]) -> None:
+    home = Path(target["server"].home)
+    for name in ("pave.db", "mlflow.db"):
+        for path in home.glob(f"{name}*"):
+            assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"

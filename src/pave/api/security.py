@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import html
+import itertools
 import json
 import logging
 import re
@@ -26,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import orjson
@@ -43,7 +44,7 @@ from pave.errors import (
     Unauthenticated,
     UserError,
 )
-from pave.governance import approvals, audit, paths
+from pave.governance import approvals, audit, paths, projects
 from pave.governance.access import Access
 from pave.governance.egress import EgressPolicy
 from pave.governance.permissions import PUBLIC, authorize, is_global, required_action
@@ -60,8 +61,10 @@ from pave.governance.scope import (
     filter_pave_listing,
     mlflow_endpoint,
     resolve,
+    source_owners,
 )
 from pave.governance.tokens import Principal, authenticate
+from pave.tracking import stores
 
 log = logging.getLogger("pave.security")
 
@@ -189,6 +192,78 @@ def _host_allowed(host: str, allowed: list[str]) -> bool:
         return True
     name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
     return name in allowed or host in allowed
+
+
+def origin_allowed(origin: str, allowed: list[str]) -> bool:
+    """Whether a browser's ``Origin`` is one of the platform's own: http(s)://HOST[:PORT], nothing else.
+
+    Parsed, not cut at ``://``: ``http://localhost:8000@evil.example`` is evil.example (userinfo),
+    and an origin with a path, query or credentials is no origin a browser sends.
+    """
+    try:
+        parts = urlsplit(origin)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        return False
+    if (
+        parts.scheme not in ("http", "https")
+        or "@" in parts.netloc
+        or not parts.hostname
+        or parts.path
+        or parts.query
+        or parts.fragment
+    ):
+        return False
+    return _host_allowed(parts.netloc, allowed)
+
+
+# JSON nested deeper than this is refused before any parser recurses into it (Python's own
+# parsers raise RecursionError near 1,000 levels; MLflow's and Pave's bodies need a handful).
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def json_depth(raw: bytes) -> int:
+    """How deeply the arrays and objects of a JSON text nest (strings ignored), without recursion."""
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    steps = (1 if b in b"[{" else -1 for b in brackets)
+    return max(itertools.accumulate(steps), default=0)
+
+
+def parse_json(raw: bytes) -> Any:
+    """The JSON document of a body, or None when it is not JSON (the application answers that).
+
+    Raises:
+        InvalidInput: nested deeper than :data:`MAX_JSON_DEPTH`, or text that is not Unicode
+            (a lone surrogate such as ``"\\ud800"``, which no database can store).
+    """
+    if json_depth(raw) > MAX_JSON_DEPTH:
+        raise InvalidInput(
+            f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels",
+            hint="flatten the request; no Pave or MLflow request needs that depth",
+        )
+    try:
+        document = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    try:
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(
+            "the JSON body holds text that is not valid Unicode (a lone surrogate escape such as \\ud800)",
+            hint="send UTF-8 text; escape characters outside the BMP as a surrogate pair",
+        ) from None
+    return document
+
+
+def check_graphql_depth(query: Any) -> None:
+    """A GraphQL query nests selections no deeper than JSON may (its parser recurses too)."""
+    if isinstance(query, str) and json_depth(query.encode("utf-8", "replace")) > MAX_JSON_DEPTH:
+        raise InvalidInput(
+            f"the GraphQL query nests deeper than {MAX_JSON_DEPTH} levels",
+            hint="ask for fewer nested fields at once",
+        )
 
 
 def _with_security_headers(
@@ -352,11 +427,7 @@ class SecurityMiddleware:
             return
 
         origin = headers.get("origin")
-        if (
-            method in _STATE_CHANGING
-            and origin
-            and not _host_allowed(origin.split("://", 1)[-1], self.allowed_hosts)
-        ):
+        if method in _STATE_CHANGING and origin and not origin_allowed(origin, self.allowed_hosts):
             await self._refuse(
                 send,
                 request,
@@ -422,9 +493,12 @@ class SecurityMiddleware:
             for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()
         }
         try:
-            document = json.loads(body) if body else None
-        except ValueError:
-            document = None
+            document = parse_json(body) if body else None
+            if path == GRAPHQL_PATH and isinstance(document, dict):
+                check_graphql_depth(document.get("query"))
+        except PaveError as error:
+            await self._refuse(send, request, error)
+            return
         if (
             body
             and method in _STATE_CHANGING
@@ -559,6 +633,7 @@ class SecurityMiddleware:
                     )
             if method in _STATE_CHANGING:
                 self._check_content(endpoint, path, values, request_scope)
+                _check_ownership(session, lookup, endpoint, values, request_scope)
                 if request_scope.project is not None:
                     request.upload_check = self._check_policy(
                         session, endpoint, method, path, values, request_scope, headers
@@ -609,13 +684,11 @@ class SecurityMiddleware:
         if promoting and policy.require_approval:
             # MLflow's alias and stage routes; Pave's own deployment routes check in the domain
             # (pave.serving.store), where every change of traffic passes.
-            from mlflow.server import handlers
-
-            registry = handlers._get_model_registry_store()
+            registry = stores.registry_store()
             version = str(values.get("version", ""))
             approvals.check_promotion(registry, project, version, require_approval=True)
         if endpoint == "runs/create" and policy.max_concurrent_runs is not None:
-            running = _running_runs(scope.experiment_ids, policy.max_concurrent_runs + 1)
+            running = stores.running_runs(scope.experiment_ids, policy.max_concurrent_runs + 1)
             check_quota(policy, "concurrent_runs", running)
         if policy.max_stored_bytes is None:
             return None
@@ -667,9 +740,8 @@ class SecurityMiddleware:
         version = answer.get("model_version") if isinstance(answer, dict) else None
         if status == 200 and isinstance(version, dict):
             from mlflow.entities.model_registry import ModelVersionTag
-            from mlflow.server import handlers
 
-            handlers._get_model_registry_store().set_model_version_tag(
+            stores.registry_store().set_model_version_tag(
                 version["name"],
                 str(version["version"]),
                 ModelVersionTag(approvals.TAG_AUTHOR, principal.identity),
@@ -755,6 +827,33 @@ def _check_request_path(path: str, query: bytes) -> None:
                         paths.check_relative_path(value, what=key)
 
 
+def _check_ownership(
+    session: Session, lookup: StoreLookup, endpoint: str, values: dict[str, Any], scope: RequestScope
+) -> None:
+    """Nothing moves between projects: no renames onto or off a project, no version of another's model."""
+    if endpoint == "experiments/update":
+        old = lookup.experiment_name(str(values.get("experiment_id", "")))
+        new = _text(values.get("new_name"))
+        projects.check_rename("experiment", old, new, projects.existing_projects(session, [old, new]))
+    elif endpoint == "registered-models/rename":
+        old, new = _text(values.get("name")), _text(values.get("new_name"))
+        projects.check_rename("registered model", old, new, projects.existing_projects(session, [old, new]))
+    elif endpoint == "model-versions/create":
+        name, source = _text(values.get("name")), _text(values.get("source")) or ""
+        owners = source_owners(paths.fully_decoded(source), lookup)
+        if owners is None:
+            raise Forbidden(
+                f"model source {source[:200]!r} names no run, experiment or model of this platform",
+                hint="register a model logged to the same project: runs:/<run_id>/<path> or models:/<id>",
+            )
+        named = [name, *owners, *scope.projects]
+        projects.check_same_project(name, named, projects.existing_projects(session, named))
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 # Multipart uploads send their parts straight to the object store, past the proxy.
 _DIRECT_UPLOADS = re.compile(r"/mlflow-artifacts/mpu/create(/|$)")
 
@@ -771,18 +870,6 @@ def _check_caps(values: dict[str, Any]) -> None:
                 f"{key}={number} is over the cap of {MAX_RESULTS_CAP}",
                 hint="page through the results with page_token",
             )
-
-
-def _running_runs(experiment_ids: list[str], limit: int) -> int:
-    from mlflow.entities import ViewType
-    from mlflow.server import handlers
-
-    if not experiment_ids:
-        return 0
-    runs = handlers._get_tracking_store().search_runs(
-        experiment_ids, "attributes.status = 'RUNNING'", ViewType.ACTIVE_ONLY, max_results=limit
-    )
-    return len(runs)
 
 
 def _folder_bytes(folder: Path) -> int:

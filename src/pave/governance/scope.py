@@ -225,6 +225,8 @@ def resolve(
         scope.add(_first(values, ("new_name",)))
     elif endpoint in ("experiments/create",):
         scope.add(_first(values, ("name",)))
+    elif endpoint == "experiments/update":
+        scope.add(_first(values, ("new_name",)))  # a rename lands in the project of the new name
     elif endpoint == "experiments/get-by-name":
         scope.add(_first(values, ("experiment_name",)))
 
@@ -255,6 +257,33 @@ def resolve(
     if not scope.projects and not (run_ids or model_ids or experiment_ids or objects):
         scope.unresolved = True
     return scope
+
+
+def source_owners(source: str, lookup: Lookup) -> list[str] | None:
+    """The names (experiments, registered models) whose data a model version's ``source`` reads.
+
+    ``runs:/<run>/...`` reads the run's experiment, ``mlflow-artifacts:/<experiment id>/...`` that
+    experiment's folder, ``models:/<name>/...`` the registered model, ``models:/<model id>`` the
+    logged model's experiment. None when the source names nothing that can be told (fail closed).
+    """
+    from pave.tracking.stores import parse_model_uri
+
+    scheme, _, rest = source.partition(":")
+    rest = rest.lstrip("/")
+    experiment: str | None = None
+    if scheme == "runs":
+        experiment = lookup.run_experiment(rest.split("/", 1)[0])
+    elif scheme == "mlflow-artifacts":
+        first = rest.split("/", 1)[0]
+        experiment = first if first.isdigit() else None
+    elif scheme == "models":
+        parsed = parse_model_uri(source)
+        if parsed is not None and parsed.name:
+            return [parsed.name]
+        if parsed is not None and parsed.model_id:
+            experiment = lookup.logged_model_experiment(parsed.model_id)
+    name = lookup.experiment_name(experiment) if experiment is not None else None
+    return [name] if name is not None else None
 
 
 def _object_ids(endpoint: str, path: str, values: dict[str, Any]) -> list[tuple[str, str]]:
@@ -481,9 +510,9 @@ class StoreLookup:
         self._experiments: dict[str, Any] = {}
 
     def _tracking(self) -> Any:
-        from mlflow.server import handlers
+        from pave.tracking import stores
 
-        return handlers._get_tracking_store()
+        return stores.tracking_store()
 
     def _experiment(self, experiment_id: str) -> Any:
         if experiment_id not in self._experiments:

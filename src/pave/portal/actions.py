@@ -14,9 +14,9 @@ from urllib.parse import quote
 import anyio
 from fastapi import Request
 from fastapi.responses import Response
-from sqlalchemy import select
 
 from pave.errors import Conflict, InvalidInput, PaveError
+from pave.governance import projects
 from pave.portal import charts, views
 from pave.portal.web import (
     NAME,
@@ -31,7 +31,7 @@ from pave.portal.web import (
     router,
     run,
 )
-from pave.store.tables import Project, utcnow
+from pave.tracking import stores
 
 
 @router.post("/projects/{name}/deploy")
@@ -215,7 +215,7 @@ async def new_project(request: Request) -> Response:
         info = get_template(fields.get("template", ""))
 
         def exists(session: Any) -> bool:
-            return session.scalar(select(Project.id).where(Project.name == name)) is not None
+            return bool(projects.existing_projects(session, [name]))
 
         if await run(request, exists):
             raise Conflict(f"project {name!r} exists already", hint="pick another name")
@@ -228,19 +228,15 @@ async def new_project(request: Request) -> Response:
         path = await anyio.to_thread.run_sync(lambda: generate(info.name, target, answers))
 
         def register(session: Any) -> None:
-            session.add(
-                Project(
-                    name=name,
-                    owner=principal.identity,
-                    description=answers["description"],
-                    template=info.name,
-                    template_version=info.version,
-                    created_by=principal.identity,
-                    created_at=utcnow(),
-                    labels={},
-                )
+            projects.create_project(
+                session,
+                principal,
+                name,
+                claimed=stores.name_taken,
+                description=answers["description"],
+                template=info.name,
+                template_version=info.version,
             )
-            session.flush()
 
         try:
             await run(request, register)

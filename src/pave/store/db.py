@@ -6,6 +6,8 @@ survives a crash of the process or the machine, and concurrent writers wait inst
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +34,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def private_file(path: Path) -> None:
+    """Create the SQLite file ``path`` readable by its owner only (0600), and tighten an existing one.
+
+    The metadata database holds token hashes and the audit chain, MLflow's everything logged: no
+    other user of the machine reads them. SQLite gives its -wal and -shm files the database
+    file's mode when it creates them; those left by an older install are tightened too.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    for item in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(OSError):  # absent, or another user's file: left as it is
+            if item.stat().st_mode & 0o077:
+                item.chmod(0o600)
+
+
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     """An engine for ``url``, with Pave's durability settings; bad URLs raise ConfigError."""
     try:
@@ -43,7 +60,7 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         ) from exc
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            private_file(Path(parsed.database))
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

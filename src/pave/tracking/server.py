@@ -53,10 +53,9 @@ def configure(settings: Settings) -> None:
 
 def init_stores() -> None:
     """Create (or migrate) MLflow's backend store now, not on the first request."""
-    from mlflow.server import handlers
+    from pave.tracking import stores
 
-    handlers._get_tracking_store()
-    handlers._get_model_registry_store()
+    stores.init_stores()
 
 
 def mlflow_app() -> Any:

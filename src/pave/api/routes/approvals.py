@@ -50,9 +50,9 @@ class ApprovalOut(BaseModel):
 
 
 def _registry() -> Any:
-    from mlflow.server import handlers
+    from pave.tracking import stores
 
-    return handlers._get_model_registry_store()
+    return stores.registry_store()
 
 
 @router.get("/policy", operation_id="get_policy")

@@ -8,11 +8,12 @@ from datetime import datetime
 from fastapi import APIRouter, status
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from pave.api.deps import PrincipalDep, SessionDep
-from pave.errors import Conflict, NotFound
-from pave.store.tables import Project, utcnow
+from pave.errors import NotFound
+from pave.governance import projects
+from pave.store.tables import Project
+from pave.tracking import stores
 
 router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
 NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
@@ -58,23 +59,17 @@ def list_projects(session: SessionDep) -> list[ProjectOut]:
 
 @router.post("", status_code=status.HTTP_201_CREATED, operation_id="create_project")
 def create_project(body: ProjectCreate, session: SessionDep, principal: PrincipalDep) -> ProjectOut:
-    if session.scalar(select(Project.id).where(Project.name == body.name)) is not None:
-        raise Conflict(f"project {body.name!r} exists already", hint="pick another name")
-    project = Project(
-        name=body.name,
-        owner=body.owner or principal.identity,
+    project = projects.create_project(
+        session,
+        principal,
+        body.name,
+        claimed=stores.name_taken,
+        owner=body.owner,
         description=body.description,
         template=body.template,
         template_version=body.template_version,
-        created_by=principal.identity,
-        created_at=utcnow(),
         labels=body.labels,
     )
-    session.add(project)
-    try:
-        session.flush()
-    except IntegrityError as exc:  # a concurrent create won the race
-        raise Conflict(f"project {body.name!r} exists already", hint="pick another name") from exc
     return _out(project)
 
 

@@ -1,0 +1,89 @@
+"""MLflow's stores and private helpers, reached from this one module.
+
+Pave embeds MLflow's server and needs a few things MLflow keeps private: the tracking and
+registry stores the server built from its environment (:func:`pave.tracking.server.configure`),
+and its parser of ``models:/`` URIs. Every other module asks here, so an MLflow upgrade that
+moves them breaks one file, which ``tests/foundation/test_stores.py`` checks against the pinned
+MLflow.
+
+The store functions only work in a process that configured the embedded server (the control
+plane, or a test that called ``configure``); they block, so call them off the event loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+def tracking_store() -> Any:
+    """The embedded server's tracking store (experiments, runs, logged models, traces)."""
+    from mlflow.server import handlers
+
+    return handlers._get_tracking_store()
+
+
+def registry_store() -> Any:
+    """The embedded server's model registry store (registered models, versions, prompts)."""
+    from mlflow.server import handlers
+
+    return handlers._get_model_registry_store()
+
+
+def init_stores() -> None:
+    """Create (or migrate) MLflow's backend store now, not on the first request."""
+    tracking_store()
+    registry_store()
+
+
+@dataclass(frozen=True)
+class ModelUri:
+    """What a ``models:/`` URI names: a registered model (by ``name``) or a logged model (``model_id``)."""
+
+    name: str | None = None
+    model_id: str | None = None
+
+
+def parse_model_uri(uri: str) -> ModelUri | None:
+    """``models:/churn/3`` -> name ``churn``; ``models:/m-abc`` -> model_id; None if unreadable."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.store.artifact.utils.models import _parse_model_uri
+
+    try:
+        parsed = _parse_model_uri(uri)
+    except MlflowException:
+        return None
+    return ModelUri(name=parsed.name, model_id=parsed.model_id)
+
+
+def experiment_exists(name: str) -> bool:
+    """Whether MLflow has an experiment called ``name`` (deleted ones included)."""
+    return tracking_store().get_experiment_by_name(name) is not None
+
+
+def registered_model_exists(name: str) -> bool:
+    """Whether MLflow has a registered model (or prompt) called ``name``."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        registry_store().get_registered_model(name)
+    except MlflowException:
+        return False
+    return True
+
+
+def name_taken(name: str) -> bool:
+    """Whether MLflow has an experiment or a registered model called ``name``."""
+    return experiment_exists(name) or registered_model_exists(name)
+
+
+def running_runs(experiment_ids: list[str], limit: int) -> int:
+    """How many runs of these experiments are RUNNING (counting stops at ``limit``)."""
+    from mlflow.entities import ViewType
+
+    if not experiment_ids:
+        return 0
+    runs = tracking_store().search_runs(
+        experiment_ids, "attributes.status = 'RUNNING'", ViewType.ACTIVE_ONLY, max_results=limit
+    )
+    return len(runs)
