@@ -68,6 +68,7 @@ def pave_env(home: Path, **extra: str) -> dict[str, str]:
     env["PAVE_HOME"] = str(home)
     # Every platform a test starts gets its own gateway port, and one gateway process is enough.
     env["PAVE_GATEWAY_PORT"] = str(free_port())
+    env["PAVE_GATEWAY_GRPC_PORT"] = str(free_port())
     env["PAVE_GATEWAY_WORKERS"] = "1"
     env.update(extra)
     return env

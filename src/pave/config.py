@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535, description="Control-plane port.")
     gateway_host: str = Field(default="127.0.0.1", description="Interface the inference gateway binds to.")
     gateway_port: int = Field(default=8080, ge=1, le=65535, description="Inference gateway port.")
+    gateway_grpc_port: int = Field(
+        default=8081,
+        ge=0,
+        le=65535,
+        description="Inference gateway's gRPC port (OIP inference.GRPCInferenceService); 0 turns gRPC off.",
+    )
     gateway_workers: int = Field(default=0, ge=0, le=64, description="Gateway processes; 0 = one per core.")
     gateway_auth: Literal["token", "none"] = Field(
         default="token",

@@ -185,12 +185,12 @@ def test_bad_requests_get_the_right_status_and_an_error(
     assert fragment in response.json()["error"]
 
 
-def test_wrong_method_and_binary_extension_are_refused(make_client, models):
+def test_wrong_method_and_a_bad_binary_request_are_refused(make_client, models):
     client, _, _ = make_client()
     assert client.get(INFER).status_code == 405
-    binary = client.post(INFER, content=b"{}", headers={"inference-header-content-length": "2"})
+    binary = client.post(INFER, content=b"{}", headers={"inference-header-content-length": "20"})
     assert binary.status_code == 400
-    assert "binary tensor extension" in binary.json()["error"]
+    assert "Inference-Header-Content-Length is 20" in binary.json()["error"]
 
 
 def test_a_model_that_fails_to_load_answers_503(make_client, models):

@@ -125,3 +125,41 @@ def test_the_openapi_document_declares_the_token_where_the_gateway_asks_for_it(
                 assert answer.status_code == 200, route
     open_client, _, _ = make_client(deployment("cancer"))  # a gateway without tokens says so
     assert "securitySchemes" not in open_client.get("/v2/openapi.json").json()["components"]
+
+
+def test_grpc_and_kserve_v1_take_the_same_tokens(
+    settings: Settings, live_server: Callable[..., Any], models: Any
+) -> None:
+    import httpx
+    import numpy as np
+    import tritonclient.grpc as triton_grpc
+    from tritonclient.utils import InferenceServerException
+
+    from pave_testing import free_port
+
+    _, vic = _token(settings, "vic", "viewer")
+    server = live_server(
+        deployment("cancer"), deployment("other"), auth=GatewayAuth(settings), grpc_port=free_port()
+    )
+    client = triton_grpc.InferenceServerClient(f"127.0.0.1:{server.gateway.options.grpc_port}")
+    assert client.is_server_live()  # probes need no token
+    table = triton_grpc.InferInput("input-0", [1, 30], "FP64")
+    table.set_data_from_numpy(models.X.to_numpy()[:1])
+    with pytest.raises(InferenceServerException, match="needs a token") as missing:
+        client.infer("cancer", [table])
+    assert missing.value.status() == "StatusCode.UNAUTHENTICATED"
+    token = {"authorization": vic.decode()}
+    result = client.infer("cancer", [table], headers=token)
+    np.testing.assert_array_equal(result.as_numpy("predict"), models.estimators["1"].predict(models.X[:1]))
+    with pytest.raises(InferenceServerException, match="may not call") as other:
+        client.infer("other", [table], headers=token)
+    assert other.value.status() == "StatusCode.PERMISSION_DENIED"
+    with pytest.raises(InferenceServerException) as metadata:
+        client.get_model_metadata("cancer")
+    assert metadata.value.status() == "StatusCode.UNAUTHENTICATED"
+    body = {"instances": models.X.to_numpy()[:2].tolist()}
+    assert httpx.post(f"{server.url}/v1/models/cancer:predict", json=body).status_code == 401
+    v1 = httpx.post(f"{server.url}/v1/models/cancer:predict", json=body, headers=token)
+    assert v1.status_code == 200
+    assert httpx.post(f"{server.url}/v1/models/other:predict", json=body, headers=token).status_code == 403
+    assert httpx.get(f"{server.url}/v1/models", headers=token).json() == {"models": ["cancer"]}

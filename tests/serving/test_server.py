@@ -34,7 +34,7 @@ def test_gateway_process_serves_the_file_and_follows_its_changes(models, tmp_pat
     deployments = tmp_path / "deployments.json"
     write(deployments, "1", v1)
     port = free_port()
-    env = {**os.environ, "PAVE_HOME": str(tmp_path / "home")}
+    env = {**os.environ, "PAVE_HOME": str(tmp_path / "home"), "PAVE_GATEWAY_GRPC_PORT": str(free_port())}
     command = [sys.executable, "-m", "pave.serving", "--deployments", str(deployments), "--port", str(port)]
     proc = subprocess.Popen([*command, "--workers", "1"], env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"

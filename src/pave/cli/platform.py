@@ -80,6 +80,9 @@ def up(
     host: str | None = typer.Option(None, "--host", help="Interface to bind (default 127.0.0.1)."),
     port: int | None = typer.Option(None, "--port", help="Control-plane port (default 8000)."),
     gateway_port: int | None = typer.Option(None, "--gateway-port", help="Gateway port (default 8080)."),
+    gateway_grpc_port: int | None = typer.Option(
+        None, "--gateway-grpc-port", help="Gateway gRPC port (default 8081; 0: no gRPC)."
+    ),
     no_gateway: bool = typer.Option(False, "--no-gateway", help="Start the control plane only."),
     demo: bool = typer.Option(False, "--demo", help="Also seed a small demo project."),
 ) -> None:
@@ -91,7 +94,9 @@ def up(
     GracefulServer = _graceful_server_class()
     from pave.api.platform import open_platform
 
-    settings = load_settings(host=host, port=port, gateway_port=gateway_port)
+    settings = load_settings(
+        host=host, port=port, gateway_port=gateway_port, gateway_grpc_port=gateway_grpc_port
+    )
     running = read_pidfile(settings, CONTROL_PLANE)
     if running:
         raise Conflict(
@@ -102,6 +107,8 @@ def up(
     start_gateway = not no_gateway and read_pidfile(settings, GATEWAY) is None
     if start_gateway:
         ensure_port_free(settings.gateway_host, settings.gateway_port, "--gateway-port")
+        if settings.gateway_grpc_port:
+            ensure_port_free(settings.gateway_host, settings.gateway_grpc_port, "--gateway-grpc-port")
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
         err_console.print(f"[yellow]warning:[/] listening on {settings.host}: reachable from other machines")
 
@@ -160,6 +167,7 @@ def _spawn_gateway(settings: Settings) -> subprocess.Popen[bytes]:
         "PAVE_HOME": str(settings.home),
         "PAVE_GATEWAY_HOST": settings.gateway_host,
         "PAVE_GATEWAY_PORT": str(settings.gateway_port),
+        "PAVE_GATEWAY_GRPC_PORT": str(settings.gateway_grpc_port),
     }
     with log_path.open("ab") as log:
         return subprocess.Popen([sys.executable, "-m", "pave", "serve"], env=env, stdout=log, stderr=log)

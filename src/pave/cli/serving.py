@@ -91,17 +91,23 @@ def serve(
     host: str | None = typer.Option(None, "--host", help="Interface (default 127.0.0.1)."),
     port: int | None = typer.Option(None, "--port", help="Port (default 8080)."),
     workers: int | None = typer.Option(None, "--workers", help="Processes (default: one per core)."),
+    grpc_port: int | None = typer.Option(None, "--grpc-port", help="gRPC port (default 8081; 0: none)."),
 ) -> None:
     """Run the inference gateway alone (`pave up` starts it too), serving the store's deployments."""
     from pave.cli.platform import ensure_port_free
     from pave.serving.server import run_gateway
 
-    settings = load_settings(gateway_host=host, gateway_port=port, gateway_workers=workers)
+    settings = load_settings(
+        gateway_host=host, gateway_port=port, gateway_workers=workers, gateway_grpc_port=grpc_port
+    )
     ensure_port_free(settings.gateway_host, settings.gateway_port, "--port")
+    if settings.gateway_grpc_port:
+        ensure_port_free(settings.gateway_host, settings.gateway_grpc_port, "--grpc-port")
     pidfile = settings.run_dir / f"{GATEWAY}.json"
     settings.ensure_home()
     pidfile.write_text(json.dumps({"pid": os.getpid(), "url": settings.gateway_url, "started": time.time()}))
-    err_console.print(f"inference gateway {settings.gateway_url}/v2 (Ctrl-C stops)")
+    grpc = f", gRPC on port {settings.gateway_grpc_port}" if settings.gateway_grpc_port else ""
+    err_console.print(f"inference gateway {settings.gateway_url}/v2{grpc} (Ctrl-C stops)")
     try:
         run_gateway(settings, "store")
     finally:

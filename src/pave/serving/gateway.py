@@ -36,15 +36,17 @@ import orjson
 
 import pave
 from pave.config import Settings
-from pave.errors import InvalidInput, NotFound, PaveError, PayloadTooLarge, Unavailable, UserError
+from pave.errors import InvalidInput, NotFound, PaveError, Unavailable
+from pave.serving import binary, compression, v1
 from pave.serving.auth import METRICS, GatewayAuth
 from pave.serving.batching import OPEN_REQUESTS
+from pave.serving.body import Body, Disconnected, read_body
 from pave.serving.deployments import DeploymentSource
 from pave.serving.inference_log import InferenceLog, Record
 from pave.serving.loading import LoadedModel, load_model
 from pave.serving.metrics import CONTENT_TYPE, GatewayMetrics
 from pave.serving.openapi import openapi_document
-from pave.serving.protocol import InferenceRequest, encode_response, error_body, new_id, parse_request
+from pave.serving.protocol import InferenceRequest, error_body, new_id, output_names
 from pave.serving.runtime import BatchPolicy, ModelRuntime
 from pave.serving.schema import Features
 from pave.serving.table import DeploymentTable, Entry
@@ -54,8 +56,9 @@ log = logging.getLogger(__name__)
 Scope = dict[str, Any]
 Message = dict[str, Any]
 JSON = b"application/json"
+OCTETS = b"application/octet-stream"
 _INFER_METHODS = ("POST",)
-_READ_METHODS = ("GET", "HEAD")
+READ_METHODS = ("GET", "HEAD")
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class GatewayOptions:
         load_retry_after: seconds before a failed model load is tried again.
         auth: the token check of model routes and /metrics (``pave.serving.auth``); None: open
             (a gateway of a deployments file, with no store of tokens, on a private interface).
+        grpc_port: serve OIP over gRPC on this port too (``grpc_server.py``); None: REST only.
     """
 
     poll_interval: float = 0.5
@@ -87,10 +91,7 @@ class GatewayOptions:
     log_max_age: float = 3600.0
     load_retry_after: float = 10.0
     auth: GatewayAuth | None = None
-
-
-class _Disconnected(Exception):
-    pass
+    grpc_port: int | None = None
 
 
 class Gateway:
@@ -127,7 +128,10 @@ class Gateway:
         self._start_lock: asyncio.Lock | None = None
         self._poller: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
-        self._server_metadata = orjson.dumps({"name": "pave", "version": pave.__version__, "extensions": []})
+        self._grpc: Any = None
+        self._server_metadata = orjson.dumps(
+            {"name": "pave", "version": pave.__version__, "extensions": [binary.EXTENSION]}
+        )
         self._openapi = orjson.dumps(
             openapi_document(pave.__version__, token_required=options.auth is not None)
         )
@@ -150,9 +154,16 @@ class Gateway:
             # the garbage collector's full passes, whose pauses otherwise show up as tail latency.
             gc.freeze()
             self._poller = asyncio.create_task(self._poll())
+            if self.options.grpc_port:
+                from pave.serving.grpc_server import start_server
+
+                self._grpc = await start_server(self, self.settings.gateway_host, self.options.grpc_port)
             self._started = True
 
     async def shutdown(self) -> None:
+        if self._grpc is not None:
+            await self._grpc.stop(5)
+            self._grpc = None
         if self._poller is not None:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -200,22 +211,25 @@ class Gateway:
 
     async def _http(self, scope: Scope, receive: Any, send: Any) -> None:
         if not self._any_host and not self._host_allowed(scope):
-            await _respond(send, 400, error_body("host not allowed"))
+            await respond(send, 400, error_body("host not allowed"))
             return
         path: str = scope["path"]
         method: str = scope["method"]
         parts = path.strip("/").split("/")
         try:
+            if parts[0] == "v1" and len(parts) > 1:
+                await v1.route(self, scope, receive, send, parts)
+                return
             if parts[0] != "v2":
                 if path != "/metrics":
                     raise NotFound(f"no route {path}")
-                if method not in _READ_METHODS:
-                    raise _MethodNotAllowed(method)
-                await self._authorize(scope, METRICS)
-                await _respond(send, 200, self.metrics.render(), CONTENT_TYPE.encode())
+                if method not in READ_METHODS:
+                    raise MethodNotAllowed(method)
+                await self.authorize(scope, METRICS)
+                await respond(send, 200, self.metrics.render(), CONTENT_TYPE.encode())
                 return
             if len(parts) >= 3 and parts[1] == "models" and parts[2]:
-                await self._authorize(scope, parts[2])
+                await self.authorize(scope, parts[2])
                 await self._model_route(scope, receive, send, parts[2], parts[3:])
                 return
             if len(parts) > 1 and parts[1:] not in (
@@ -224,30 +238,36 @@ class Gateway:
                 ["openapi.json"],
             ):
                 raise NotFound(f"no route {path}")
-            if method not in _READ_METHODS:
-                raise _MethodNotAllowed(method)
+            if method not in READ_METHODS:
+                raise MethodNotAllowed(method)
             if len(parts) == 1:
-                await _respond(send, 200, self._server_metadata)
+                await respond(send, 200, self._server_metadata)
             elif parts[1] == "openapi.json":
-                await _respond(send, 200, self._openapi)
+                await respond(send, 200, self._openapi)
             elif parts[1:] == ["health", "live"]:
-                await _respond(send, 200, b'{"live":true}')
+                await respond(send, 200, b'{"live":true}')
             elif parts[1:] == ["health", "ready"]:
                 if not self.table.synced:
                     raise Unavailable("the gateway has not read its deployments yet")
-                await _respond(send, 200, b'{"ready":true}')
-        except _Disconnected:
+                await respond(send, 200, b'{"ready":true}')
+        except Disconnected:
             return
         except PaveError as exc:
             self.metrics.unrouted_errors.labels(str(exc.status_code)).inc()
-            await _respond(send, exc.status_code, error_body(exc.message))
+            await respond(send, exc.status_code, error_body(exc.message))
 
-    async def _authorize(self, scope: Scope, deployment: str) -> None:
+    async def authorize(self, scope: Scope, deployment: str) -> None:
         """Raise the refusal (401/403) of a caller the token check refuses; no-op without one."""
+        if self.options.auth is None:
+            return
+        authorization = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        await self.check_token(authorization, deployment)
+
+    async def check_token(self, authorization: bytes | None, deployment: str) -> None:
+        """The token check of one request's ``Authorization`` value (every protocol's)."""
         auth = self.options.auth
         if auth is None:
             return
-        authorization = next((v for k, v in scope["headers"] if k == b"authorization"), None)
         known, refusal = auth.cached(authorization, deployment)
         if not known:
             refusal = await asyncio.to_thread(auth.check, authorization, deployment)
@@ -275,21 +295,21 @@ class Gateway:
         method = scope["method"]
         if action == "infer":
             if method not in _INFER_METHODS:
-                raise _MethodNotAllowed(method)
+                raise MethodNotAllowed(method)
             await self._infer(scope, receive, send, name, version)
             return
-        if method not in _READ_METHODS:
-            raise _MethodNotAllowed(method)
-        entry = self._entry(name)
-        runtime = self._runtime(entry, version or entry.main_version)
+        if method not in READ_METHODS:
+            raise MethodNotAllowed(method)
+        entry = self.entry(name)
+        runtime = self.runtime(entry, version or entry.main_version)
         if action == "ready":
-            await self._ready(send, entry, version)
+            await self.ready(send, entry, version)
         else:
-            await self._metadata(send, entry, runtime)
+            await self.metadata(send, entry, runtime)
 
     # --- model endpoints -----------------------------------------------------------------------------
 
-    def _entry(self, name: str) -> Entry:
+    def entry(self, name: str) -> Entry:
         entry = self.table.entries.get(name)
         if entry is None:
             if not self.table.synced:
@@ -298,7 +318,7 @@ class Gateway:
         return entry
 
     @staticmethod
-    def _runtime(entry: Entry, version: str) -> ModelRuntime:
+    def runtime(entry: Entry, version: str) -> ModelRuntime:
         runtime = entry.runtimes.get(version)
         if runtime is None:
             raise NotFound(
@@ -307,48 +327,118 @@ class Gateway:
             )
         return runtime
 
-    async def _ready(self, send: Any, entry: Entry, version: str | None) -> None:
+    @staticmethod
+    def check_ready(entry: Entry, version: str | None) -> None:
+        """Raise Unavailable unless the version (default: every routed one) can answer now."""
         versions = [version] if version else [ref.version for ref in entry.deployment.versions]
         for v in versions:
             runtime = entry.runtimes[v]
             if runtime.state in ("failed", "loading"):
                 raise Unavailable(runtime.error or f"model '{entry.deployment.name}' version {v} is loading")
         # a scaled-to-zero version is ready: the next request loads it and is answered
-        await _respond(send, 200, orjson.dumps({"name": entry.deployment.name, "ready": True}))
 
-    async def _metadata(self, send: Any, entry: Entry, runtime: ModelRuntime) -> None:
+    async def ready(self, send: Any, entry: Entry, version: str | None) -> None:
+        self.check_ready(entry, version)
+        await respond(send, 200, orjson.dumps({"name": entry.deployment.name, "ready": True}))
+
+    @staticmethod
+    async def describe(entry: Entry, runtime: ModelRuntime) -> dict[str, Any]:
+        """The OIP model metadata of a version (every protocol's answer carries the same)."""
         if not runtime.platform:  # never loaded yet: loading tells what the model takes
             await runtime.ensure_loaded()
-        body = {
+        return {
             "name": entry.deployment.name,
             "versions": list(entry.runtimes),
             "platform": runtime.platform,
             "inputs": [t.to_dict() for t in runtime.inputs],
             "outputs": [t.to_dict() for t in runtime.outputs],
         }
-        await _respond(send, 200, orjson.dumps(body), version=runtime.version)
+
+    async def metadata(self, send: Any, entry: Entry, runtime: ModelRuntime) -> None:
+        body = await self.describe(entry, runtime)
+        await respond(send, 200, orjson.dumps(body), version=runtime.version)
 
     async def _infer(self, scope: Scope, receive: Any, send: Any, name: str, version: str | None) -> None:
         start = time.perf_counter()
-        runtime: ModelRuntime | None = None
+        inference: Inference | None = None
         request_id: str | None = None
+        accept: bytes | None = None
         try:
-            body = await self._read_body(scope, receive)
-            request = parse_request(body)
+            body = await self.read_body(scope, receive)
+            accept = body.accept_encoding
+            request = body.parse()
             request_id = request.id
-            entry = self._entry(name)
-            routed = version is None
-            if version is None:
-                key = entry.router.sticky_key(scope["headers"], request.parameters)
-                version = entry.router.pick(key)
-            runtime = self._runtime(entry, version)
-            open_requests = scope.get(OPEN_REQUESTS)  # set by Pave's HTTP protocol (http.py)
-            alone = open_requests is not None and len(open_requests) <= 1
+            inference = await self.run_inference(
+                name, version, request, scope["headers"], scope.get(OPEN_REQUESTS), start
+            )
+            names = output_names(name, inference.outputs, request.outputs)
+            head = {"model_name": name, "model_version": inference.runtime.version, "id": request.id}
+            answer, json_length = binary.encode_response(
+                head, inference.outputs, names, request.binary_outputs
+            )
+        except Disconnected:
+            return
+        except Exception as exc:  # a bug in the model or in Pave is answered too, never a dropped connection
+            runtime, status, message = self.failure(exc, name, inference)
+            await respond(
+                send,
+                status,
+                error_body(message),
+                request_id=request_id or new_id(),
+                version=runtime.version if runtime is not None else None,
+            )
+            return
+        latency = self.answered(inference)
+        extra = [] if json_length is None else [(binary.HEADER, str(json_length).encode())]
+        await respond(
+            send,
+            200,
+            answer,
+            JSON if json_length is None else OCTETS,
+            version=inference.runtime.version,
+            request_id=request.id,
+            extra=extra,
+            accept=accept,
+        )
+        self.follow_up(inference, latency)
+
+    async def run_inference(
+        self,
+        name: str,
+        version: str | None,
+        request: InferenceRequest,
+        headers: list[tuple[bytes, bytes]],
+        open_requests: Any = None,
+        start: float | None = None,
+    ) -> Inference:
+        """Route a parsed request and predict: the one inference path of every protocol.
+
+        The router picks the version unless ``version`` is given; a routed version that crashes is
+        answered for by the heaviest other one (the failure counted and logged for the rollout
+        guards). The caller encodes the outputs, then calls :meth:`answered` before it sends the
+        answer and :meth:`follow_up` after.
+
+        Args:
+            open_requests: the server's set of open requests (``OPEN_REQUESTS``), when it tells.
+
+        Raises:
+            PaveError: the caller's error (400, 404) or an unavailable model (503), wrapped in
+                :class:`VersionFailed` once a version is picked (:meth:`failure` unwraps it).
+        """
+        start = time.perf_counter() if start is None else start
+        entry = self.entry(name)
+        routed = version is None
+        if version is None:
+            key = entry.router.sticky_key(headers, request.parameters)
+            version = entry.router.pick(key)
+        runtime = self.runtime(entry, version)
+        alone = open_requests is not None and len(open_requests) <= 1
+        try:
             try:
                 model = runtime.model or await runtime.ensure_loaded()
                 features, n_rows = model.schema.bind(request.inputs)
                 outputs = await _predict(runtime, features, n_rows, alone)
-            except (PaveError, _Disconnected):
+            except PaveError:
                 raise
             except Exception as exc:
                 # A version that crashes (a bad canary) is answered for by the heaviest other version:
@@ -357,46 +447,67 @@ class Gateway:
                 if fallback is None:
                     raise
                 self._record_failure(runtime, request, exc, start)
-                runtime = self._runtime(entry, fallback)
+                runtime = self.runtime(entry, fallback)
                 model = runtime.model or await runtime.ensure_loaded()
                 features, n_rows = model.schema.bind(request.inputs)
                 outputs = await _predict(runtime, features, n_rows, alone)
-            answer = encode_response(name, runtime.version, request.id, outputs, request.outputs)
-        except _Disconnected:
-            return
-        except PaveError as exc:
-            await self._fail(send, runtime, request_id, exc.status_code, exc.message)
-            return
-        except Exception as exc:  # a bug in the model or in Pave: answer, never crash the connection
-            log.exception("inference on model '%s' failed", name)
-            await self._fail(send, runtime, request_id, 500, f"inference failed: {type(exc).__name__}: {exc}")
-            return
-        # Counted before the answer goes out, as errors are: a client that has its answer and then
-        # scrapes /metrics sees its request counted.
-        latency = time.perf_counter() - start
-        metrics = runtime.metrics
+        except Exception as exc:
+            raise VersionFailed(exc, runtime) from exc
+        return Inference(request, entry, runtime, model, features, outputs, start)
+
+    @staticmethod
+    def answered(inference: Inference) -> float:
+        """Count a successful inference (before its answer goes out, as errors are: a client that has
+        its answer and then scrapes /metrics sees its request counted); its latency."""
+        latency = time.perf_counter() - inference.start
+        metrics = inference.runtime.metrics
         metrics.requests.inc()
         metrics.latency.observe(latency)
-        await _respond(send, 200, answer, version=runtime.version, request_id=request.id)
+        return latency
+
+    def follow_up(self, inference: Inference, latency: float) -> None:
+        """After the answer: the inference log record and the shadow's copy."""
+        request, runtime = inference.request, inference.runtime
         sampled = self.inference_log.sampled()
         if sampled:
             self.inference_log.record(
                 Record(
                     request.id,
-                    name,
+                    runtime.deployment,
                     runtime.version,
                     time.time(),
                     latency,
-                    features,
-                    model.schema.order,
-                    outputs,
+                    inference.features,
+                    inference.model.schema.order,
+                    inference.outputs,
                 )
             )
-        shadow = entry.shadow
+        shadow = inference.entry.shadow
         if shadow is not None and shadow is not runtime:
             task = asyncio.create_task(self._shadow(shadow, request, sampled))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+
+    def failure(
+        self, exc: BaseException, name: str, inference: Inference | None = None
+    ) -> tuple[ModelRuntime | None, int, str]:
+        """Count a failed inference against its version (or as unrouted): (version, status, message).
+
+        Each protocol answers the status and message in its own error shape.
+        """
+        runtime = inference.runtime if inference is not None else None
+        if isinstance(exc, VersionFailed):
+            runtime, exc = exc.runtime, exc.error
+        if isinstance(exc, PaveError):
+            status, message = exc.status_code, exc.message
+        else:
+            log.error("inference on model '%s' failed", name, exc_info=exc)
+            status, message = 500, f"inference failed: {type(exc).__name__}: {exc}"
+        if runtime is not None:
+            runtime.metrics.error(status)
+        else:
+            self.metrics.unrouted_errors.labels(str(status)).inc()
+        return runtime, status, message
 
     def _record_failure(
         self, runtime: ModelRuntime, request: InferenceRequest, exc: Exception, start: float
@@ -420,21 +531,6 @@ class Gateway:
                 {},
                 error=f"{type(exc).__name__}: {exc}"[:500],
             )
-        )
-
-    async def _fail(
-        self, send: Any, runtime: ModelRuntime | None, request_id: str | None, status: int, message: str
-    ) -> None:
-        if runtime is not None:
-            runtime.metrics.error(status)
-        else:
-            self.metrics.unrouted_errors.labels(str(status)).inc()
-        await _respond(
-            send,
-            status,
-            error_body(message),
-            request_id=request_id or new_id(),
-            version=runtime.version if runtime is not None else None,
         )
 
     async def _shadow(self, runtime: ModelRuntime, request: InferenceRequest, sampled: bool) -> None:
@@ -466,64 +562,34 @@ class Gateway:
         # and find the answer there.
         runtime.metrics.shadow_requests.inc()
 
-    async def _read_body(self, scope: Scope, receive: Any) -> bytes:
-        content_type: bytes | None = None
-        for name, value in scope["headers"]:
-            if name == b"content-type":
-                content_type = value
-            elif name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    raise InvalidInput("invalid Content-Length header") from None
-                if declared > self.max_body:
-                    raise PayloadTooLarge(
-                        f"request body of {declared} bytes is over the limit of {self.max_body}"
-                    )
-            elif name == b"inference-header-content-length":
-                raise InvalidInput(
-                    "the binary tensor extension is not supported; send the tensors as JSON "
-                    "(tritonclient: binary_data=False)"
-                )
-        if content_type is not None and not _is_json(content_type):
-            raise _UnsupportedMediaType(
-                f"content type {content_type.decode('latin-1')[:100]!r} is not accepted; "
-                "send the request as application/json"
-            )
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _Disconnected
-        body: bytes = message.get("body", b"")
-        if not message.get("more_body", False):
-            if len(body) > self.max_body:
-                raise PayloadTooLarge(f"request body is over the limit of {self.max_body} bytes")
-            return body
-        chunks = [body]
-        size = len(body)
-        while message.get("more_body", False):
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _Disconnected
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                raise PayloadTooLarge(f"request body is over the limit of {self.max_body} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+    async def read_body(self, scope: Scope, receive: Any) -> Body:
+        """The request body and what its headers say about it (checked: size, type, encoding)."""
+        return await read_body(scope, receive, self.max_body)
 
 
-def _is_json(content_type: bytes) -> bool:
-    """``application/json`` or a ``+json`` type, parameters (charset) aside."""
-    media = content_type.partition(b";")[0].strip().lower()
-    return media == b"application/json" or media.endswith(b"+json")
+@dataclass(slots=True)
+class Inference:
+    """One answered inference, as every protocol's route gets it from :meth:`Gateway.run_inference`."""
+
+    request: InferenceRequest
+    entry: Entry
+    runtime: ModelRuntime
+    model: LoadedModel
+    features: Features
+    outputs: dict[str, Any]
+    start: float
 
 
-class _UnsupportedMediaType(UserError):
-    status_code = 415
-    code = "unsupported_media_type"
+class VersionFailed(Exception):
+    """An inference that failed once a version was picked: the error, and the version it counts against."""
+
+    def __init__(self, error: Exception, runtime: ModelRuntime) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.runtime = runtime
 
 
-class _MethodNotAllowed(PaveError):
+class MethodNotAllowed(PaveError):
     status_code = 405
     code = "method_not_allowed"
 
@@ -541,7 +607,7 @@ async def _predict(runtime: ModelRuntime, features: Features, n_rows: int, alone
         ) from exc
 
 
-async def _respond(
+async def respond(
     send: Any,
     status: int,
     body: bytes,
@@ -549,8 +615,19 @@ async def _respond(
     *,
     version: str | None = None,
     request_id: str | None = None,
+    extra: list[tuple[bytes, bytes]] | None = None,
+    accept: bytes | None = None,
 ) -> None:
-    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    """Send an answer; compressed when the caller accepts it and it is large enough to pay."""
+    headers = [(b"content-type", content_type)]
+    if accept is not None and len(body) >= compression.MIN_SIZE:
+        encoding = compression.choose(accept)
+        if encoding is not None:
+            body = compression.deflate(body, encoding)
+            headers.append((b"content-encoding", encoding))
+    headers.append((b"content-length", str(len(body)).encode()))
+    if extra:
+        headers.extend(extra)
     if version is not None and _header_safe(version):
         headers.append((b"pave-model-version", version.encode()))
     if request_id is not None and _header_safe(request_id):

@@ -68,6 +68,7 @@ class InferenceRequest:
     parameters: dict[str, Any]
     outputs: list[str] | None
     id_given: bool
+    binary_outputs: bool | frozenset[str] = frozenset()  # outputs asked for as raw bytes
 
 
 # Inference ids need to be unique, not secret: a generator seeded once from the OS is ~100x cheaper
@@ -103,6 +104,7 @@ def parse_request(body: bytes) -> InferenceRequest:
     if not isinstance(parameters, dict):
         raise InvalidInput("'parameters' must be an object")
     outputs: list[str] | None = None
+    binary: bool | frozenset[str] = parameters.get("binary_data_output") is True
     requested = doc.get("outputs")
     if requested is not None:
         if not isinstance(requested, list) or not all(
@@ -110,12 +112,19 @@ def parse_request(body: bytes) -> InferenceRequest:
         ):
             raise InvalidInput("'outputs' must be a list of objects with a 'name'")
         outputs = [o["name"] for o in requested] or None
+        if binary is False:
+            binary = frozenset(
+                o["name"]
+                for o in requested
+                if isinstance(o.get("parameters"), dict) and o["parameters"].get("binary_data") is True
+            )
     return InferenceRequest(
         id=request_id or new_id(),
         inputs=inputs,
         parameters=parameters,
         outputs=outputs,
         id_given=request_id is not None,
+        binary_outputs=binary or frozenset(),
     )
 
 
@@ -135,11 +144,11 @@ def _check_input(item: Any, position: int) -> None:
         raise InvalidInput(
             f"input '{name}': unknown datatype {datatype!r}; use one of {', '.join(DATATYPES)}"
         )
-    if "data" not in item:
-        raise InvalidInput(f"input '{name}' has no 'data'")
     params = item.get("parameters")
     if params is not None and not isinstance(params, dict):
         raise InvalidInput(f"input '{name}': 'parameters' must be an object")
+    if "data" not in item and not (params and "binary_data_size" in params):
+        raise InvalidInput(f"input '{name}' has no 'data'")
 
 
 def decode_tensor(item: dict[str, Any]) -> np.ndarray:
@@ -151,14 +160,23 @@ def decode_tensor(item: dict[str, Any]) -> np.ndarray:
     name: str = item["name"]
     datatype: str = item["datatype"]
     shape: list[int] = item["shape"]
-    data = item["data"]
-    if not isinstance(data, list):
-        data = [data]
+    data = item.get("data")
+    if data is None:
+        raise InvalidInput(
+            f"input '{name}' announces {item['parameters']['binary_data_size']} bytes of binary data, "
+            "but the request is not in the binary tensor format",
+            hint="send the header Inference-Header-Content-Length with the JSON part's length",
+        )
     dtype = DATATYPES[datatype]
-    try:
-        raw = np.asarray(data) if datatype != "BYTES" else np.asarray(data, dtype=object)
-    except (ValueError, TypeError):
-        raise InvalidInput(f"input '{name}': 'data' is not a regular (non-ragged) array") from None
+    if isinstance(data, np.ndarray):  # decoded already (binary extension, gRPC)
+        raw = data
+    else:
+        if not isinstance(data, list):
+            data = [data]
+        try:
+            raw = np.asarray(data) if datatype != "BYTES" else np.asarray(data, dtype=object)
+        except (ValueError, TypeError):
+            raise InvalidInput(f"input '{name}': 'data' is not a regular (non-ragged) array") from None
     expected = math.prod(shape)
     if raw.size != expected:
         raise InvalidInput(f"input '{name}': shape {shape} needs {expected} values, 'data' has {raw.size}")
@@ -201,6 +219,22 @@ def encode_output(name: str, array: np.ndarray) -> dict[str, Any]:
     return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": data}
 
 
+def output_names(model_name: str, outputs: dict[str, np.ndarray], requested: list[str] | None) -> list[str]:
+    """The outputs an answer carries: the requested ones, else all.
+
+    Raises:
+        InvalidInput: the request asked for an output the model does not produce.
+    """
+    if requested is None:
+        return list(outputs)
+    unknown = [n for n in requested if n not in outputs]
+    if unknown:
+        raise InvalidInput(
+            f"unknown output '{unknown[0]}'; model '{model_name}' produces {', '.join(outputs)}"
+        )
+    return requested
+
+
 def encode_response(
     model_name: str,
     model_version: str,
@@ -213,15 +247,7 @@ def encode_response(
     Raises:
         InvalidInput: the request asked for an output the model does not produce.
     """
-    if requested is not None:
-        unknown = [n for n in requested if n not in outputs]
-        if unknown:
-            raise InvalidInput(
-                f"unknown output '{unknown[0]}'; model '{model_name}' produces {', '.join(outputs)}"
-            )
-        names = requested
-    else:
-        names = list(outputs)
+    names = output_names(model_name, outputs, requested)
     body = {
         "model_name": model_name,
         "model_version": model_version,

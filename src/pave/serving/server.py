@@ -34,8 +34,13 @@ SWITCH_INTERVAL = 0.0005
 
 
 def _with_auth(options: GatewayOptions | None, source: object, settings: Settings) -> GatewayOptions:
-    """The store's gateway checks tokens (unless ``gateway_auth`` is ``none``); a file's has no tokens."""
+    """The store's gateway checks tokens (unless ``gateway_auth`` is ``none``); a file's has no tokens.
+
+    Every gateway run here serves gRPC too, on ``gateway_grpc_port`` (unless it is 0).
+    """
     options = options or GatewayOptions()
+    if options.grpc_port is None and settings.gateway_grpc_port:
+        options = replace(options, grpc_port=settings.gateway_grpc_port)
     if source == STORE and settings.gateway_auth == "token" and options.auth is None:
         from pave.serving.auth import GatewayAuth
 
@@ -100,6 +105,9 @@ def run_gateway(
         if not isinstance(source, Path | str):
             raise ValueError("several gateway workers need a deployments file or the store")
         os.environ[DEPLOYMENTS_ENV] = source if source == STORE else str(Path(source).resolve())
+        # each worker serves gRPC itself (on a port they share): it reads where from the environment
+        os.environ["PAVE_GATEWAY_HOST"] = settings.gateway_host
+        os.environ["PAVE_GATEWAY_GRPC_PORT"] = str(settings.gateway_grpc_port)
         os.environ[MULTIPROC_ENV] = str(metrics_dir(settings))
         uvicorn.run("pave.serving.server:app_from_env", factory=True, workers=count, **common)  # type: ignore[arg-type]
         return
