@@ -22,6 +22,7 @@ from pave_testing import (
     POSTGRES_URL,
     REDIS_URL,
     PaveServer,
+    S3Server,
     World,
     need_service,
     pave_env,
@@ -128,3 +129,22 @@ def inventory(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, str]]
     routes = [tuple(r) for r in json.loads(out.stdout.strip().splitlines()[-1])]
     assert len(routes) > 300, "MLflow's routes are part of the inventory"
     return routes  # type: ignore[return-value]
+
+
+# --- an S3-compatible object store -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's standalone S3 server (what MLflow's own suite uses), started once per test process."""
+    server = S3Server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    """The S3 server with this process's AWS variables pointing at it (for in-process code)."""
+    for key, value in s3_server.env.items():
+        monkeypatch.setenv(key, value)
+    return s3_server

@@ -265,3 +265,62 @@ class World:
         rows = self.audit(request_id=request_id)
         assert len(rows) == 1, f"expected one audit record for request {request_id}, found {rows}"
         return rows[0]
+
+
+# --- an S3-compatible object store (moto's standalone server) -------------------------------------
+
+
+@dataclass
+class S3Server:
+    """moto's S3 server on a free port: ``env`` holds the standard AWS variables that reach it."""
+
+    endpoint: str
+    server: Any = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "pave-test",
+            "AWS_SECRET_ACCESS_KEY": "pave-test-secret",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+    @classmethod
+    def start(cls) -> S3Server:
+        from moto.server import ThreadedMotoServer
+
+        port = free_port()
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        return cls(f"http://127.0.0.1:{port}", server)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+            region_name=self.env["AWS_DEFAULT_REGION"],
+        )
+
+    @contextlib.contextmanager
+    def checking_credentials(self) -> Iterator[None]:
+        """moto accepts any key unless told otherwise: check keys (real IAM rules) inside the block."""
+        httpx.post(f"{self.endpoint}/moto-api/reset-auth", content=b"0", timeout=5).raise_for_status()
+        try:
+            yield
+        finally:
+            httpx.post(f"{self.endpoint}/moto-api/reset-auth", content=b"inf", timeout=5)
+
+    def bucket(self) -> str:
+        """A new empty bucket."""
+        name = f"pave-{secrets.token_hex(6)}"
+        self.client().create_bucket(Bucket=name)
+        return name

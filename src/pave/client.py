@@ -7,7 +7,9 @@ that ``pave up`` writes (``$PAVE_HOME/credentials.json``); for the URL, the conf
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NoReturn
 from urllib.parse import quote
 
 import httpx
@@ -95,12 +97,18 @@ class Client:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise Unavailable(
-                f"no Pave control plane answers at {self.url} ({exc.__class__.__name__})",
-                hint="start it with `pave up`, or set PAVE_URL",
-            ) from exc
+            raise self._unreachable(exc) from exc
         if response.is_success:
             return response.json() if response.content else None
+        self._raise(response)
+
+    def _unreachable(self, exc: Exception) -> Unavailable:
+        return Unavailable(
+            f"no Pave control plane answers at {self.url} ({exc.__class__.__name__})",
+            hint="start it with `pave up`, or set PAVE_URL",
+        )
+
+    def _raise(self, response: httpx.Response) -> NoReturn:
         try:
             body = response.json()["error"]
             message, hint, details = body.get("message", ""), body.get("hint"), body.get("details")
@@ -312,6 +320,81 @@ class Client:
         )
         return result
 
+    # --- content-addressed objects: dataset versions and code snapshots -------------------------
+
+    def _object_path(self, project: str, kind: str, sha: str) -> str:
+        return f"/api/v1/projects/{quote(project, safe='')}/{kind}/{sha}"
+
+    def has_object(self, project: str, kind: str, sha: str) -> bool:
+        """Whether ``project`` stored the object (a HEAD: nothing is downloaded)."""
+        try:
+            response = self._http.head(self._object_path(project, kind, sha))
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
+        if response.status_code == 404:
+            return False
+        if not response.is_success:
+            self._raise(response)
+        return True
+
+    def put_object(
+        self,
+        project: str,
+        kind: str,
+        sha: str,
+        path: Path,
+        *,
+        filename: str | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Send the file ``path`` (whose sha256 is ``sha``) as the project's object, streamed."""
+        size = path.stat().st_size
+
+        def chunks() -> Iterator[bytes]:
+            sent = 0
+            with path.open("rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    sent += len(chunk)
+                    yield chunk
+                    if on_progress is not None:
+                        on_progress(sent, size)
+
+        result: dict[str, Any] = self.request(
+            "PUT",
+            self._object_path(project, kind, sha),
+            params={"filename": filename or path.name},
+            content=chunks(),
+            headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"},
+            timeout=httpx.Timeout(60.0, read=600.0),
+        )
+        return result
+
+    def get_object(self, project: str, kind: str, sha: str, folder: Path) -> Path:
+        """Download the project's object into ``folder`` under its stored file name."""
+        from pave.data.objects import check_filename
+
+        try:
+            with self._http.stream("GET", self._object_path(project, kind, sha)) as response:
+                if not response.is_success:
+                    response.read()
+                    self._raise(response)
+                target = folder / check_filename(response.headers.get("x-pave-filename", "object"))
+                folder.mkdir(parents=True, exist_ok=True)
+                partial = target.with_name(f".{target.name}.part")
+                with partial.open("wb") as out:
+                    for chunk in response.iter_bytes(1 << 20):
+                        out.write(chunk)
+                partial.replace(target)
+                return target
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
+
+    def objects(
+        self, project: str, *, on_progress: Callable[[int, int], None] | None = None
+    ) -> PlatformObjects:
+        """The project's object store through the platform (for ``execute_project`` and ``reproduce``)."""
+        return PlatformObjects(self, project, on_progress=on_progress)
+
     # --- the closed loop: retraining -----------------------------------------------------------
 
     def record_source(self, project: str, directory: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -369,3 +452,30 @@ class Client:
             params["project"] = project
         result: list[dict[str, Any]] = self.request("GET", "/api/v1/alerts", params=params)
         return result
+
+
+class PlatformObjects:
+    """A project's :class:`~pave.data.objects.ObjectStore` through the platform's routes: a client
+    needs no object-store credentials, only its token (read to fetch, write to store)."""
+
+    def __init__(
+        self, client: Client, project: str, *, on_progress: Callable[[int, int], None] | None = None
+    ) -> None:
+        self.client = client
+        self.project = project
+        self.on_progress = on_progress
+
+    def has(self, kind: str, sha: str) -> bool:
+        return self.client.has_object(self.project, kind, sha)
+
+    def put(self, kind: str, sha: str, path: Path, manifest: dict[str, Any]) -> None:
+        filename = str(manifest.get("filename") or path.name)
+        self.client.put_object(self.project, kind, sha, path, filename=filename, on_progress=self.on_progress)
+
+    def fetch(self, kind: str, sha: str, folder: Path) -> Path:
+        from pave.storage import ObjectMissing
+
+        try:
+            return self.client.get_object(self.project, kind, sha, folder)
+        except NotFound as error:
+            raise ObjectMissing(error.message, hint=error.hint) from None

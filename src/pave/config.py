@@ -126,6 +126,11 @@ class Settings(BaseSettings):
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="Request body limit.")
+    max_upload_bytes: int = Field(
+        default=100 * 1024**3,
+        ge=1024,
+        description="Body limit of a dataset version or code snapshot sent through the platform.",
+    )
     allowed_hosts: list[str] = Field(
         default_factory=lambda: ["127.0.0.1", "localhost", "[::1]", "testserver"],
         description="Host header allow-list ('*' allows any).",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -232,10 +233,13 @@ def test_reproduce_gives_identical_metrics_from_the_stored_data(
 ) -> None:
     root = churn_project(gates="  []")
     original = execute_project(root, tracking_uri=tracking_uri, settings=settings, progress=False)
-    # the project's copy of the data changes afterwards: reproduce must use the recorded version
+    # the project's copy of the data changes afterwards, then the folder goes away entirely:
+    # reproduce uses the recorded data version and the run's code snapshot
     (root / "data" / "train.csv").write_text("age,income,plan,churn\n1,1.0,basic,0\n")
-    with pytest.warns(UserWarning, match="current code"):
-        again = reproduce(original.run_id, tracking_uri=tracking_uri, settings=settings)
+    shutil.rmtree(root)
+    again = reproduce(original.run_id, tracking_uri=tracking_uri, settings=settings)
+    assert again.code == f"code snapshot {original.code_snapshot[:12]}"
+    assert not again.warnings
     assert again.identical, again.metrics
     assert again.run.metrics["roc_auc"] == original.metrics["roc_auc"]
     assert again.run.ran_steps == ["prepare", "train", "evaluate"]
@@ -256,7 +260,7 @@ def git_commit_all(root: Path) -> str:
     ).stdout.strip()
 
 
-def test_reproduce_checks_out_the_recorded_commit(
+def test_reproduce_runs_the_snapshot_not_the_edited_folder(
     churn_project: ProjectFactory, tracking_uri: str, settings: Settings
 ) -> None:
     root = churn_project(gates="  []")
@@ -265,9 +269,23 @@ def test_reproduce_checks_out_the_recorded_commit(
     steps = root / "steps.py"  # an uncommitted edit that changes the metrics
     steps.write_text(steps.read_text().replace('"accuracy": float(', '"accuracy": 0.5 * float('))
     again = reproduce(original.run_id, tracking_uri=tracking_uri, settings=settings)
-    assert again.code == f"git commit {commit} (worktree)"
+    assert again.code == f"code snapshot {original.code_snapshot[:12]} of git commit {commit[:12]}"
     assert again.identical, again.metrics
     assert all(d.diff == 0 for d in again.metrics.values())
+
+
+def test_runs_without_a_snapshot_check_out_the_recorded_commit(
+    churn_project: ProjectFactory, tracking_uri: str, settings: Settings
+) -> None:
+    root = churn_project(gates="  []")
+    commit = git_commit_all(root)
+    original = execute_project(root, tracking_uri=tracking_uri, settings=settings, progress=False)
+    client(tracking_uri).delete_tag(original.run_id, "pave.code.snapshot")  # as runs recorded before 0.2
+    steps = root / "steps.py"
+    steps.write_text(steps.read_text().replace('"accuracy": float(', '"accuracy": 0.5 * float('))
+    again = reproduce(original.run_id, tracking_uri=tracking_uri, settings=settings)
+    assert again.code == f"git commit {commit} (worktree)"
+    assert again.identical, again.metrics
     worktrees = subprocess.run(["git", "worktree", "list"], cwd=root, capture_output=True, text=True).stdout
     assert len(worktrees.strip().splitlines()) == 1  # the temporary worktree is gone
 

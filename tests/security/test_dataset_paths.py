@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 
 from pave.data.errors import UnsafePath
+from pave.data.objects import StorageObjects
 from pave.data.paths import extract_archive, project_path
 from pave.data.versioning import stored_file, version_file
 from pave.errors import InvalidInput
 from pave.governance import paths as governance_paths
+from pave.storage import open_storage
 
 
 @pytest.fixture
@@ -96,20 +98,22 @@ def test_a_tar_link_in_a_dataset_archive_is_refused(project: Path, tmp_path: Pat
 
 
 def test_dataset_store_paths_from_run_records_cannot_leave_the_store(project: Path, tmp_path: Path) -> None:
-    root = str(tmp_path / "artifacts")
-    version = version_file("train", project / "data" / "train.csv", artifact_root=root, file_format="csv")
-    assert stored_file(version.sha256, artifact_root=root).read_text() == "a\n1\n"
+    root = tmp_path / "artifacts"
+    store = StorageObjects(open_storage(str(root)))
+    out = tmp_path / "out"
+    version = version_file("train", project / "data" / "train.csv", objects=store, file_format="csv")
+    assert stored_file(version.sha256, objects=store, folder=out).read_text() == "a\n1\n"
     # The sha is read from a run's tags, which any developer can write through MLflow's API.
     for forged in ("../../../secret", "..", "ab/../../x", version.sha256[:12]):
         with pytest.raises(UnsafePath, match="not a sha256 digest"):
-            stored_file(forged, artifact_root=root)
-    manifest = Path(version.stored_path).parent / "manifest.json"
+            stored_file(forged, objects=store, folder=out)
+    manifest = (root / version.stored_path).parent / "manifest.json"
     record = json.loads(manifest.read_text())
     for filename in ("../../../../secret.csv", "/etc/passwd", "%2e%2e/%2e%2e/x"):
         manifest.write_text(json.dumps(record | {"filename": filename}))
-        with pytest.raises(UnsafePath, match="outside its folder"):
-            stored_file(version.sha256, artifact_root=root)
-    (Path(version.stored_path).parent / "link.csv").symlink_to(tmp_path / "secret.csv")
+        with pytest.raises(UnsafePath, match=r"outside its folder|link out of the store"):
+            stored_file(version.sha256, objects=store, folder=out)
+    ((root / version.stored_path).parent / "link.csv").symlink_to(tmp_path / "secret.csv")
     manifest.write_text(json.dumps(record | {"filename": "link.csv"}))
-    with pytest.raises(UnsafePath, match="outside its folder"):
-        stored_file(version.sha256, artifact_root=root)
+    with pytest.raises(UnsafePath, match=r"outside its folder|link out of the store"):
+        stored_file(version.sha256, objects=store, folder=out)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pave.config import Settings
 from pave.errors import Unavailable
 from pave.governance.tokens import create_token, has_any_identity
+from pave.storage import open_storage
 from pave.store import migrate
 from pave.store.db import check_connection, make_engine, session_factory, transaction
 from pave.tracking import server as mlflow_server
@@ -38,8 +39,14 @@ class Platform:
 
 
 def open_platform(settings: Settings, *, bootstrap_admin: bool = True) -> Platform:
-    """Connect to the stores, apply migrations exactly once, and create the first admin token."""
+    """Connect to the stores, apply migrations exactly once, and create the first admin token.
+
+    Raises:
+        StorageError: the object store at ``artifact_root`` is unreachable, refuses the
+            credentials or has no such bucket (one line naming the setting to fix).
+    """
     settings.ensure_home()
+    open_storage(settings.artifacts).check()
     engine = make_engine(settings.db_url)
     check_connection(engine)
     mlflow_engine = make_engine(settings.mlflow_db_url, pool_size=1)

@@ -77,6 +77,8 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # The largest page MLflow's own clients ask for (runs search: 50000, metric history: 25000).
 MAX_RESULTS_CAP = 50_000
 _ARTIFACT_FILES = re.compile(r"/mlflow-artifacts/artifacts/.")
+# Pave's own raw uploads: a project's dataset versions and code snapshots (pave.api.routes.objects).
+_OBJECT_UPLOADS = re.compile(r"/api/v1/projects/[^/]+/(datasets|code)/[0-9a-f]{64}")
 _ARTIFACT_PARAMS = ("path", "artifact_path", "artifact_file_path")
 _RAW_BODY_ENDPOINTS = ("upload-artifact",)
 _PRODUCTION_STAGE = "production"
@@ -291,6 +293,7 @@ class SecurityMiddleware:
         sessions: sessionmaker[Session],
         allowed_hosts: list[str],
         max_body: int,
+        max_upload: int | None = None,
         on_request: Callable[[str, str, int, float], None] | None = None,
         artifact_root: str | None = None,
         egress: EgressPolicy | None = None,
@@ -302,6 +305,7 @@ class SecurityMiddleware:
         self.engine: Engine = sessions.kw["bind"]
         self.allowed_hosts = allowed_hosts
         self.max_body = max_body
+        self.max_upload = max(max_upload or max_body, max_body)
         self.on_request = on_request
         self.artifact_store = artifact_root or ""
         self.artifact_root = Path(artifact_root) if artifact_root and "://" not in artifact_root else None
@@ -393,13 +397,17 @@ class SecurityMiddleware:
             return
 
         length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+        # Datasets and code snapshots stream to the object store: they have their own limit.
+        object_upload = method == "PUT" and _OBJECT_UPLOADS.fullmatch(path) is not None
+        limit = self.max_upload if object_upload else self.max_body
+        if length is not None and (not length.isdigit() or int(length) > limit):
             await self._refuse(
                 send,
                 request,
                 PayloadTooLarge(
-                    f"request body of {length} bytes is over the limit of {self.max_body}",
-                    hint="send less per request, or raise PAVE_MAX_REQUEST_BYTES",
+                    f"request body of {length} bytes is over the limit of {limit}",
+                    hint="send less per request, or raise "
+                    + ("PAVE_MAX_UPLOAD_BYTES" if object_upload else "PAVE_MAX_REQUEST_BYTES"),
                 ),
             )
             return
@@ -462,9 +470,11 @@ class SecurityMiddleware:
 
         endpoint = mlflow_endpoint(path)
         # Only uploads carry raw bytes; every other body (multipart uploads' JSON included) is JSON.
-        is_raw_upload = (method == "PUT" and _ARTIFACT_FILES.search(path) is not None) or (
-            endpoint or ""
-        ).endswith(_RAW_BODY_ENDPOINTS)
+        is_raw_upload = (
+            object_upload
+            or (method == "PUT" and _ARTIFACT_FILES.search(path) is not None)
+            or (endpoint or "").endswith(_RAW_BODY_ENDPOINTS)
+        )
         has_body = (length not in (None, "0")) or "transfer-encoding" in headers
         json_api = not is_raw_upload and (
             path.startswith("/api/v1/")
@@ -534,7 +544,9 @@ class SecurityMiddleware:
         scope[PRINCIPAL_KEY] = principal
         scope[ACCESS_KEY] = access
         scope[SCOPE_KEY] = request_scope
-        chunked_upload = is_raw_upload and method in _STATE_CHANGING and length is None and has_body
+        chunked_upload = (
+            is_raw_upload and not object_upload and method in _STATE_CHANGING and length is None and has_body
+        )
         if body is None and (request.upload_check is not None or chunked_upload):
             # Count the upload before MLflow sees a byte of it: over the quota, nothing is written.
             try:
@@ -550,7 +562,7 @@ class SecurityMiddleware:
                 for k, v in scope["headers"]
                 if k.lower() not in (b"content-length", b"transfer-encoding")
             ] + [(b"content-length", str(len(body)).encode())]
-        downstream = _replay(body, receive) if body is not None else _limited(receive, self.max_body)
+        downstream = _replay(body, receive) if body is not None else _limited(receive, limit)
 
         post = self._post_processor(request, access, endpoint)
         if post is None:

@@ -155,6 +155,30 @@ def _print_run(result: Any) -> None:
         console.print(f"model {result.model_name} version {result.model_version}{alias}")
 
 
+def _upload_progress(enabled: bool) -> Any:
+    """A progress bar on stderr for large uploads (data versions over 16 MB), None when off."""
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    state: dict[str, Any] = {}
+
+    def update(sent: int, total: int) -> None:
+        if total < 16 << 20:
+            return
+        if "bar" not in state:
+            state["bar"] = Progress(
+                "uploading", BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err_console
+            )
+            state["bar"].start()
+            state["task"] = state["bar"].add_task("upload", total=total)
+        state["bar"].update(state["task"], completed=sent)
+        if sent >= total:
+            state.pop("bar").stop()
+
+    return update
+
+
 def _record_source(client: Client, project_dir: Path) -> None:
     """Tell the control plane where this project lives, so that it can retrain it (best effort)."""
     from pave.pipelines import load_spec
@@ -187,9 +211,10 @@ def run(
 
     Exits 0 when the gates pass, 3 when the run succeeded but a gate failed, 1 when the run failed.
     """
-    from pave.pipelines import execute_project
+    from pave.pipelines import execute_project, load_spec
 
     settings = load_settings(executor=executor, executor_address=executor_address)
+    project = load_spec(project_dir).name
     # MLflow writes its run links to stdout; keep stdout for Pave's own output (--json).
     with Client(settings=settings) as client, contextlib.redirect_stdout(sys.stderr):
         _client_env(client)
@@ -201,6 +226,7 @@ def run(
             params_override=_parse_sets(set_),
             progress=not as_json and sys.stderr.isatty(),
             cache=not no_cache,
+            objects=client.objects(project, on_progress=_upload_progress(sys.stderr.isatty())),
         )
         _record_source(client, project_dir)
     if as_json:
@@ -231,6 +257,7 @@ def reproduce(
             settings=settings,
             project_dir=project_dir,
             progress=not as_json and sys.stderr.isatty(),
+            objects_for=client.objects,
         )
     if as_json:
         print_json(

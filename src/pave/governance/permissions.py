@@ -70,6 +70,9 @@ RULES: tuple[Rule, ...] = (
     _rule(_READ, r"/api/v1/projects/[^/]+/loop", "read"),
     _rule("PUT", r"/api/v1/projects/[^/]+/source", "write"),
     _rule("POST", r"/api/v1/projects/[^/]+/retrain", "deploy"),
+    # Content-addressed objects: dataset versions and code snapshots (raw bytes up and down).
+    _rule(_READ, r"/api/v1/projects/[^/]+/(datasets|code)/[^/]+", "read"),
+    _rule("PUT", r"/api/v1/projects/[^/]+/(datasets|code)/[^/]+", "write"),
     _rule(_READ, r"/api/v1/platform/metrics", "read"),  # aggregates only, no project's details
     # Feedback names inference ids, not a project: the route checks write on each id's project.
     _rule("POST", r"/api/v1/feedback", "write"),

@@ -3,7 +3,8 @@
 :func:`execute_project` is what ``pave run`` and the API call; :func:`reproduce` re-executes a past
 run from what it recorded. One call is one MLflow run in the experiment named after the project:
 
-1. lineage tags (git commit and dirty flag, environment hash and lock, seed, template, Pave version);
+1. lineage tags (git commit and dirty flag, environment hash and lock, seed, template, Pave version)
+   and the code snapshot (an archive of the project in the object store, :mod:`pave.pipelines.snapshot`);
 2. each data source is read, versioned in the content-addressed store, validated, profiled;
 3. the steps run (cached ones are skipped) with their logs captured;
 4. metrics are logged; the model is logged with signature, input example and pinned requirements;
@@ -12,10 +13,14 @@ run from what it recorded. One call is one MLflow run in the experiment named af
 
 Any failure (invalid data, a raising step, a missing file) ends the run FAILED with tag
 ``pave.error`` and artifact ``error.json``; nothing is registered and no alias moves.
+
+Dataset versions and code snapshots go to an :class:`~pave.data.objects.ObjectStore`: the
+platform's routes for a client (``pave run``), the store itself for code with direct access.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -23,7 +28,7 @@ import subprocess
 import tempfile
 import traceback
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +38,7 @@ import yaml
 
 from pave.config import Settings, mask_url
 from pave.data.errors import DataFileMissing
+from pave.data.objects import ObjectStore, StorageObjects
 from pave.data.paths import project_path
 from pave.data.profile import profile_frame
 from pave.data.validation import check, validate_frame
@@ -43,11 +49,15 @@ from pave.pipelines.engine import PipelineResult, StepRecord, run_pipeline
 from pave.pipelines.errors import PipelineStepFailed
 from pave.pipelines.executor import Executor, LocalExecutor
 from pave.pipelines.modules import local_top_level_names, project_imports, resolve
+from pave.pipelines.snapshot import ARCHIVE, make_snapshot, restore_snapshot
 from pave.pipelines.spec import ProjectSpec, load_spec
 from pave.registry import flavors
 from pave.registry.gates import GateResult, all_passed, evaluate_gates
 from pave.registry.versions import CANDIDATE, champion_metrics, register_version
+from pave.storage import StorageError, open_storage
 from pave.tracking import lineage as L
+
+TAG_SNAPSHOT = "pave.code.snapshot"  # sha256 of the run's code archive in the object store
 
 SPEC_ARTIFACT = "pave/spec.json"
 STEPS_ARTIFACT = "pave/steps.json"  # each step: status, node, start and end, CPU-seconds, peak memory
@@ -82,6 +92,7 @@ class RunResult:
     env_hash: str
     artifact_uri: str
     log_dir: Path
+    code_snapshot: str | None = None
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -121,7 +132,7 @@ class ReproduceResult:
     run: RunResult
     metrics: dict[str, MetricDiff]
     identical: bool
-    code: str  # "git commit <sha> (worktree)" or "current code in <dir>"
+    code: str  # "code snapshot <sha>", "git commit <sha> (worktree)" or "current code in <dir>"
     warnings: list[str] = field(default_factory=list)
 
 
@@ -134,6 +145,7 @@ def execute_project(
     params_override: Mapping[str, Any] | None = None,
     progress: bool = True,
     cache: bool = True,
+    objects: ObjectStore | None = None,
 ) -> RunResult:
     """Run the project in ``project_dir`` end to end, as one MLflow run.
 
@@ -146,6 +158,8 @@ def execute_project(
         params_override: ``{"step.param": value}``; string values are parsed as YAML (``"0.5"`` -> 0.5).
         progress: show the live progress display (turn off for tests and non-terminals).
         cache: False runs every step and stores nothing.
+        objects: where dataset versions and the code snapshot go (default: the object store at
+            ``settings.artifacts``, written directly).
 
     Raises:
         NotFound / InvalidInput: no or invalid ``pave.yaml``, unknown ``from_step`` or override
@@ -164,7 +178,13 @@ def execute_project(
             from_step=from_step,
             progress=progress,
             cache=cache,
+            objects=objects or direct_objects(settings),
         )
+
+
+def direct_objects(settings: Settings) -> ObjectStore:
+    """The object store at ``settings.artifacts``, written without going through the platform."""
+    return StorageObjects(open_storage(settings.artifacts))
 
 
 def apply_overrides(spec: ProjectSpec, overrides: Mapping[str, Any]) -> ProjectSpec:
@@ -218,6 +238,7 @@ def _execute(
     from_step: str | None,
     progress: bool,
     cache: bool,
+    objects: ObjectStore,
     data_files: Mapping[str, Path] | None = None,
     extra_tags: Mapping[str, str] | None = None,
     register: bool = True,
@@ -291,7 +312,8 @@ def _execute(
         mlflow.log_dict(spec.model_dump(mode="json", by_alias=True), SPEC_ARTIFACT)
         if params:
             mlflow.log_params(params)
-        frames = _load_data(spec, project, settings, data_files, result)
+        _snapshot(spec, project, objects, result)
+        frames = _load_data(spec, project, objects, data_files, result)
         mlflow.set_tags({f"{L.TAG_DATA_PREFIX}{k}": v for k, v in result.data_versions.items()})
         _validate(spec, project, frames, result)
         if frames:
@@ -303,6 +325,8 @@ def _execute(
         mlflow.set_tag(L.TAG_CACHED_STEPS, ",".join(pipeline.cached))
         _model_and_gates(spec, pipeline, client, result, register, project)
     except BaseException as exc:
+        if isinstance(exc, StorageError):
+            exc.hint = f"{exc.hint}; then run `pave run` again (finished steps come from the cache)"
         _fail(client, run_id, exc, log_dir)
         if isinstance(exc, PaveError):
             exc.run_id = run_id  # type: ignore[attr-defined]
@@ -350,10 +374,27 @@ def _experiment(client: Any, spec: ProjectSpec, tracking_uri: str, settings: Set
         return str(client.get_experiment_by_name(spec.name).experiment_id)
 
 
+def _snapshot(spec: ProjectSpec, project: Path, objects: ObjectStore, result: RunResult) -> None:
+    """Store the run's code (declared data files left out: they are dataset versions)."""
+    import mlflow
+
+    from pave.data.versioning import sha256_file
+
+    with tempfile.TemporaryDirectory(prefix="pave-snapshot-") as tmp:
+        archive = make_snapshot(
+            project, Path(tmp) / ARCHIVE, skip=[s.path for s in spec.data.sources.values()]
+        )
+        sha = sha256_file(archive)
+        if not objects.has("code", sha):
+            objects.put("code", sha, archive, {"filename": ARCHIVE, "project": spec.name})
+    result.code_snapshot = sha
+    mlflow.set_tag(TAG_SNAPSHOT, sha)
+
+
 def _load_data(
     spec: ProjectSpec,
     project: Path,
-    settings: Settings,
+    objects: ObjectStore,
     data_files: Mapping[str, Path] | None,
     result: RunResult,
 ) -> dict[str, Any]:
@@ -372,9 +413,7 @@ def _load_data(
                 f"{type(exc).__name__}: {exc}",
                 hint=f"check the file, or set data.sources.{name}.format in pave.yaml",
             ) from exc
-        version = version_file(
-            name, path, artifact_root=settings.artifacts, file_format=file_format, frame=frame
-        )
+        version = version_file(name, path, objects=objects, file_format=file_format, frame=frame)
         versions.append(version)
         frames[name] = frame
         result.data_versions[name] = version.sha256
@@ -560,20 +599,34 @@ def _pickle_project_by_value(project: Path) -> Iterator[None]:
 
 
 def _fail(client: Any, run_id: str, exc: BaseException, log_dir: Path) -> None:
-    """Record the cause on the run and end it FAILED; never hide the original error."""
+    """Record the cause on the run and end it FAILED; never hide the original error.
+
+    The tags go first: they live in the tracking store, which may answer when the object store
+    holding ``error.json`` and the logs does not (the failure may be that store's outage).
+    """
     import mlflow
 
-    try:
-        body: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
-        if isinstance(exc, PaveError):
-            body.update({"message": exc.message, "hint": exc.hint, "code": exc.code, "details": exc.details})
-        body["traceback"] = "".join(traceback.format_exception(exc))
-        client.log_text(run_id, json.dumps(body, indent=2, default=str), ERROR_ARTIFACT)
-        client.set_tag(run_id, L.TAG_ERROR, (body["message"] or type(exc).__name__)[:4000])
-        client.set_tag(run_id, L.TAG_ERROR_CODE, body.get("code", "internal"))
-        if isinstance(exc, PipelineStepFailed):
+    body: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
+    if isinstance(exc, PaveError):
+        body.update({"message": exc.message, "hint": exc.hint, "code": exc.code, "details": exc.details})
+    body["traceback"] = "".join(traceback.format_exception(exc))
+    records = [
+        lambda: client.set_tag(run_id, L.TAG_ERROR, (body["message"] or type(exc).__name__)[:4000]),
+        lambda: client.set_tag(run_id, L.TAG_ERROR_CODE, body.get("code", "internal")),
+        lambda: (
             client.set_tag(run_id, L.TAG_FAILED_STEP, exc.step)
-        _log_dir_artifacts(client, run_id, log_dir)
+            if isinstance(exc, PipelineStepFailed)
+            else None
+        ),
+        lambda: client.log_text(run_id, json.dumps(body, indent=2, default=str), ERROR_ARTIFACT),
+        lambda: _log_dir_artifacts(client, run_id, log_dir),
+    ]
+    try:
+        for record in records:
+            try:
+                record()
+            except Exception as error:  # recorded as far as the stores allow; the cause is raised
+                warnings.warn(f"could not record the failure of run {run_id}: {error}", stacklevel=2)
     finally:
         mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
 
@@ -593,54 +646,55 @@ def reproduce(
     settings: Settings,
     project_dir: str | Path | None = None,
     progress: bool = False,
+    objects_for: Callable[[str], ObjectStore] | None = None,
 ) -> ReproduceResult:
-    """Re-execute run ``run_id`` from its recorded spec, params, seed and data versions.
+    """Re-execute run ``run_id`` from its recorded code snapshot, spec, params, seed and data versions.
 
-    The code is the recorded git commit, checked out in a temporary ``git worktree``, when the run
-    was made in a git repository that still has that commit; otherwise the current code (with a
-    warning). Steps all run (no cache); nothing is registered; the new run is tagged
-    ``pave.reproduces=<run_id>``.
+    The code is the run's snapshot (any machine that may read the project has it). Runs recorded
+    before snapshots existed fall back to their git commit, checked out in a temporary
+    ``git worktree``, and then to the current code in ``project_dir`` (with a warning). Steps all
+    run (no cache); nothing is registered; the new run is tagged ``pave.reproduces=<run_id>``.
 
     Args:
         run_id: the run to reproduce.
         tracking_uri: MLflow tracking URI.
-        settings: Pave settings (the dataset store is under ``settings.artifacts``).
-        project_dir: where the project is now (default: the folder recorded on the run).
+        settings: Pave settings.
+        project_dir: where the project is now (only for runs without a snapshot).
         progress: show the live progress display.
+        objects_for: the object store of a project, where the run's snapshot and data versions are
+            read (default: the object store at ``settings.artifacts``, directly).
 
     Raises:
-        NotFound: no such run, or its project folder is gone.
+        NotFound: no such run, or (without a snapshot) its project folder is gone.
         DataFileMissing: a recorded data version is not in the dataset store.
     """
-    import mlflow
-
     original = L.get_run(run_id, tracking_uri=tracking_uri)
     tags = dict(original.data.tags)
-    project = Path(project_dir or tags.get(L.TAG_PROJECT_DIR, "")).resolve()
-    if not tags.get(L.TAG_PROJECT_DIR) and project_dir is None:
+    if not tags.get(L.TAG_PROJECT_DIR) and not tags.get(TAG_SNAPSHOT) and project_dir is None:
         raise NotFound(f"run {run_id} was not made by pave run", hint="reproduce a run listed by `pave runs`")
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    project_name = tags.get(L.TAG_PROJECT, "")
+    objects = objects_for(project_name) if objects_for is not None else direct_objects(settings)
     with tempfile.TemporaryDirectory(prefix="pave-reproduce-") as tmp:
-        spec_file = client.download_artifacts(run_id, SPEC_ARTIFACT, tmp)
-        spec = ProjectSpec.model_validate(json.loads(Path(spec_file).read_text(encoding="utf-8")))
-        data_files: dict[str, Path] = {}
-        for name in spec.data.sources:
-            sha = tags.get(f"{L.TAG_DATA_PREFIX}{name}")
-            if sha is None:
-                raise DataFileMissing(f"run {run_id} recorded no version of data source {name}")
-            data_files[name] = stored_file(sha, artifact_root=settings.artifacts)
+        checkout = check_out(run_id, Path(tmp), tracking_uri=tracking_uri, objects=objects, tags=tags)
         notes: list[str] = []
-        with _code_at(project, tags, Path(tmp), notes) as (code_dir, code), _mlflow_uris(tracking_uri):
+        project = Path(project_dir or tags.get(L.TAG_PROJECT_DIR) or tmp).resolve()
+        code_at = (
+            contextlib.nullcontext((checkout.code_dir, checkout.code))
+            if checkout.code_dir is not None
+            else _code_at(project, tags, Path(tmp), notes)
+        )
+        with code_at as (code_dir, code), _mlflow_uris(tracking_uri):
             run = _execute(
                 code_dir,
-                spec,
+                checkout.spec,
                 tracking_uri=tracking_uri,
                 settings=settings,
                 from_step=None,
                 progress=progress,
                 cache=False,
-                data_files=data_files,
-                extra_tags={L.TAG_REPRODUCES: run_id, L.TAG_PROJECT_DIR: str(project)},
+                objects=objects,
+                data_files=checkout.data_files,
+                extra_tags={L.TAG_REPRODUCES: run_id, L.TAG_PROJECT_DIR: tags.get(L.TAG_PROJECT_DIR, "")},
                 register=False,
                 notes=notes,
             )
@@ -650,6 +704,62 @@ def reproduce(
     return ReproduceResult(
         original_run_id=run_id, run=run, metrics=diffs, identical=identical, code=code, warnings=notes
     )
+
+
+@dataclass
+class Checkout:
+    """A past run brought back into a folder: its spec, its code (when snapshotted) and its data."""
+
+    spec: ProjectSpec
+    code_dir: Path | None  # None: the run has no snapshot
+    code: str
+    data_files: dict[str, Path]
+
+
+def check_out(
+    run_id: str,
+    folder: Path,
+    *,
+    tracking_uri: str,
+    objects: ObjectStore,
+    tags: Mapping[str, str] | None = None,
+) -> Checkout:
+    """Bring run ``run_id`` back into ``folder``: spec, code snapshot in ``folder/project`` with the
+    recorded data versions at their declared paths (so ``pave run`` there runs it again).
+
+    Raises:
+        NotFound: no such run.
+        DataFileMissing: a recorded data version is not in the store.
+        ObjectMissing: the recorded snapshot is not in the store.
+    """
+    import mlflow
+
+    from pave.data.paths import project_path
+
+    tags = dict(tags if tags is not None else L.get_run(run_id, tracking_uri=tracking_uri).data.tags)
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    spec_file = client.download_artifacts(run_id, SPEC_ARTIFACT, str(folder))
+    spec = ProjectSpec.model_validate(json.loads(Path(spec_file).read_text(encoding="utf-8")))
+    snapshot = tags.get(TAG_SNAPSHOT)
+    code_dir = restore_snapshot(objects, snapshot, folder / "project") if snapshot else None
+    data_files: dict[str, Path] = {}
+    for name, source in spec.data.sources.items():
+        sha = tags.get(f"{L.TAG_DATA_PREFIX}{name}")
+        if sha is None:
+            raise DataFileMissing(f"run {run_id} recorded no version of data source {name}")
+        fetched = stored_file(sha, objects=objects, folder=folder / "data" / name)
+        if code_dir is not None:  # where the project's steps expect the file
+            target = project_path(code_dir, source.path, must_exist=False)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fetched = fetched.replace(target)
+        data_files[name] = fetched
+    commit = tags.get(L.TAG_GIT_COMMIT)
+    code = (
+        f"code snapshot {snapshot[:12]}" + (f" of git commit {commit[:12]}" if commit else "")
+        if snapshot
+        else ""
+    )
+    return Checkout(spec=spec, code_dir=code_dir, code=code, data_files=data_files)
 
 
 @contextmanager

@@ -364,6 +364,26 @@ class PortalSession(Base):
 # --- automation (migration 0006) ---------------------------------------------------------------------
 
 
+class ProjectObjectRow(Base):
+    """A content-addressed object (dataset version, code snapshot) stored by a project.
+
+    The bytes live once in the object store whoever stored them; this index is what lets a project
+    read an object back: only what the project itself stored (and proved it had, by sending it).
+    """
+
+    __tablename__ = "project_objects"
+    __table_args__ = (UniqueConstraint("project", "kind", "sha256", name="uq_project_objects"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(20))
+    sha256: Mapped[str] = mapped_column(String(64))
+    filename: Mapped[str] = mapped_column(String(200))
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class LoopSourceRow(Base):
     """Where a project lives, as its last ``pave run`` recorded it: what a retrain re-runs.
 
