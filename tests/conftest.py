@@ -57,7 +57,7 @@ def postgres_url() -> Iterator[str]:
     yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
     engine = create_engine(POSTGRES_URL)
     with engine.begin() as conn:
-        for name in (schema, f"{schema}_mlflow"):
+        for name in (schema, f"{schema}_mlflow", f"{schema}_optuna"):
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
     engine.dispose()
 

@@ -198,6 +198,13 @@ class Settings(BaseSettings):
         return with_search_path(self.db_url, f"{postgres_schema(self.db_url) or 'pave'}_mlflow")
 
     @cached_property
+    def tuning_db_url(self) -> str:
+        """Optuna's study storage (``pave tune``): its own SQLite file, or its own schema beside Pave's."""
+        if self.db_url.startswith("sqlite"):
+            return f"sqlite:///{self.home / 'optuna.db'}"
+        return with_search_path(self.db_url, f"{postgres_schema(self.db_url) or 'pave'}_optuna")
+
+    @cached_property
     def artifacts(self) -> str:
         """The artifact root (a local path or an object-store URI)."""
         return self.artifact_root or str(self.home / "artifacts")

@@ -270,3 +270,31 @@ steps:
     with RayExecutor(root, ray_cluster) as executor, pytest.raises(PipelineStepFailed) as info:
         _run(root, executor, tmp_path / "huge")
     assert "asks for 3 CPU, and the largest node of the cluster has 2" in info.value.message
+
+
+def test_tuning_trials_run_at_once_on_both_nodes(
+    make_project, tracking_uri: str, tmp_path: Path, ray_cluster: str
+) -> None:
+    from test_tune import STEPS, tuning_yaml
+
+    from pave.pipelines.tune import tune_project
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    # Trials take the CPUs of their largest step: two CPUs, so two trials at once need both nodes.
+    text = tuning_yaml("tune-ray", marks, trials=3, parallel=2, nap=4.0).replace(
+        "nap: 4.0}}", "nap: 4.0}, resources: {cpus: 2}}"
+    )
+    root = make_project({"pave.yaml": text, "steps.py": STEPS})
+    settings = Settings(home=tmp_path / "home", executor="ray", executor_address=ray_cluster)
+    result = tune_project(root, tracking_uri=tracking_uri, settings=settings, progress=False)
+    assert [t.state for t in result.trials] == ["COMPLETE"] * 3
+    first, *later = sorted(result.trials, key=lambda t: t.number)
+    a, b = later
+    assert a.started < b.ended  # type: ignore[operator]
+    assert b.started < a.ended  # type: ignore[operator]
+    assert a.node != b.node
+    assert {a.node.split("ray:")[1], b.node.split("ray:")[1]} == _node_ids(ray_cluster)  # type: ignore[union-attr]
+    assert first.node is not None
+    assert "ray:" not in first.node  # the first trial ran alone, here, to fill the cache
+    assert len(list(marks.iterdir())) == 1

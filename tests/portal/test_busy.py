@@ -269,3 +269,55 @@ def test_platform_numbers_on_a_busy_platform(busy: Portal) -> None:
     assert numbers.mean_hours_to_production is not None
     assert (numbers.drift_incidents, numbers.drift_open) == (3, 2)
     assert numbers.mean_hours_to_resolve_drift == pytest.approx(2, abs=0.1)
+
+
+TUNED_STEPS = """
+def train(x: float) -> float:
+    return -((x - 1.0) ** 2) + 0.01 * x
+
+
+def evaluate(score: float) -> dict:
+    return {"score": score}
+"""
+
+TUNED_YAML = """
+name: {name}
+steps:
+  - {{name: train, function: steps:train, params: {{x: 0.0}}}}
+  - {{name: evaluate, function: steps:evaluate, inputs: {{score: train}}}}
+metrics: {{step: evaluate, primary: score}}
+tune:
+  metric: score
+  trials: 6
+  params:
+    train.x: {{type: float, low: -3, high: 3}}
+"""
+
+
+def test_the_tuning_page_plots_the_trials_of_a_real_study(busy: Portal, tmp_path: Path) -> None:
+    from pave.config import Settings
+    from pave.pipelines.tune import tune_project
+
+    name = _name(1)
+    root = tmp_path / name
+    root.mkdir()
+    (root / "pave.yaml").write_text(TUNED_YAML.format(name=name))
+    (root / "steps.py").write_text(TUNED_STEPS)
+    settings = Settings(home=tmp_path / "home", artifact_root=busy.settings.artifacts)
+    result = tune_project(root, tracking_uri=busy.settings.mlflow_db_url, settings=settings, progress=False)
+    admin = busy.signed_in(busy.admin_token)
+    page = admin.get(f"/projects/{name}/tuning")
+    assert page.status_code == 200, page.text[-800:]
+    html = page.text
+    assert f"Study {result.study}" in html
+    assert "score by trial (maximize)" in html
+    assert "best so far" in html
+    assert html.count("<polyline") == 2
+    assert "parameter importances" in html
+    assert html.count("/mlflow/#/experiments/") >= 7  # the parent run and the six trials
+    assert result.best is not None
+    assert f"trial {result.best.number}:" in html
+    assert admin.get(f"/projects/{_name(2)}/tuning").status_code == 200  # no study yet: says how
+    assert "pave tune" in admin.get(f"/projects/{_name(2)}/tuning").text
+    outsider = busy.signed_in(busy.token("trudy", "maintainer"))
+    assert outsider.get(f"/projects/{name}/tuning").status_code == 403

@@ -86,7 +86,7 @@ RULES: tuple[Rule, ...] = (
     _rule("GET HEAD POST", r"/signin", PUBLIC),
     _rule(_READ, r"/static/portal\.(css|js)", PUBLIC),
     _rule("POST", r"/signout", "read"),
-    _rule(_READ, r"/|/platform|/projects/[^/]+(/models/[^/]+|/deployment)?", "read"),
+    _rule(_READ, r"/|/platform|/projects/[^/]+(/models/[^/]+|/deployment|/tuning)?", "read"),
     _rule(_READ + " POST", r"/new", "write"),
     _rule(_READ, r"/audit", "admin"),
     _rule("POST", r"/projects/[^/]+/(deploy|undeploy|weights|rollout|promote|rollback)", "deploy"),

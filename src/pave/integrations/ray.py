@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -62,9 +63,12 @@ class RayExecutor:
 
     capacity: float | None = None  # Ray queues what the cluster cannot run yet
 
-    def __init__(self, project_dir: Path, address: str | None = None) -> None:
+    def __init__(
+        self, project_dir: Path, address: str | None = None, *, env: dict[str, str] | None = None
+    ) -> None:
         self.project_dir = Path(project_dir).resolve()
         self.address = address
+        self.env = dict(env or {})  # environment variables of the job's workers
         self._remote: Any = None
         self._largest: dict[str, float] = {}
 
@@ -76,7 +80,9 @@ class RayExecutor:
                 hint="run one pipeline on Ray at a time per process, or call ray.shutdown() first",
             )
         _check_reachable(self.address)
-        runtime_env = {"working_dir": str(self.project_dir), "excludes": WORKING_DIR_EXCLUDES}
+        runtime_env: dict[str, Any] = {"working_dir": str(self.project_dir), "excludes": WORKING_DIR_EXCLUDES}
+        if self.env:
+            runtime_env["env_vars"] = self.env
         try:
             ray.init(
                 address=self.address,
@@ -140,6 +146,37 @@ class RayExecutor:
         with log_path.open("a", encoding="utf-8") as stream:
             stream.write(log_text)
         return outcome
+
+    def run_all(
+        self,
+        function: Callable[..., Any],
+        calls: list[tuple[Any, ...]],
+        *,
+        num_cpus: float = 1.0,
+        waiting: Callable[[], None] | None = None,
+    ) -> list[Any]:
+        """Run ``function(*args)`` for every ``args`` of ``calls`` as Ray tasks at once; their results.
+
+        ``waiting`` is called about twice a second while they run (a progress display). The first
+        task that raises stops the wait: its error is raised (the original error when Ray kept it).
+        """
+        ray = _ray()
+        remote = ray.remote(max_retries=0, num_cpus=num_cpus)(function)
+        refs = [remote.remote(*args) for args in calls]
+        pending = list(refs)
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1, timeout=0.5)
+                for ref in done:
+                    ray.get(ref)  # raises the task's error at once
+                if waiting is not None:
+                    waiting()
+        except ray.exceptions.RayTaskError as exc:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else None
+            raise (cause or exc) from None
+        return [ray.get(ref) for ref in refs]
 
     def _unschedulable(self, task: StepTask) -> PaveError | None:
         wanted = {

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+# Set by `pave tune` around a trial: (step, value, position) -> None, raising StepPruned when the
+# pruner stops the trial. None outside tuning, where ctx.report only logs the value.
+reporter: Callable[[str, float, int], None] | None = None
+
+
+class StepPruned(Exception):
+    """Raised by :meth:`StepContext.report` when the tuner stops an unpromising trial (never retried)."""
 
 
 @dataclass
@@ -32,3 +41,14 @@ class StepContext:
         if not math.isfinite(number):
             self.logger.warning("metric %s is %s", name, number)
         self.metrics[str(name)] = number
+
+    def report(self, value: float, position: int) -> None:
+        """Report an intermediate value of the tuned metric (an epoch's, an iteration's score).
+
+        While ``pave tune`` runs, the pruner compares it with other trials at the same position and
+        may stop this trial here (raising :class:`StepPruned`, which ends the step; it is not
+        retried). Outside tuning it is only logged.
+        """
+        self.logger.info("reported %s at %d", value, position)
+        if reporter is not None:
+            reporter(self.step, float(value), int(position))

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from pave.pipelines.context import StepContext
+from pave.pipelines.context import StepContext, StepPruned
 from pave.pipelines.errors import StepTimedOut
 from pave.pipelines.spec import ResourcesSpec
 
@@ -125,6 +125,10 @@ def run_here(task: StepTask) -> StepOutcome:
                     with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
                         outcome.value = task.function(**task.kwargs)
                     outcome.error = None
+                    break
+                except StepPruned as exc:  # the tuner stopped this trial: no retry
+                    outcome.error = exc
+                    stream.write(f"--- pruned at attempt {attempt}: {exc} ---\n")
                     break
                 except Exception as exc:  # the step's own error: recorded, maybe retried
                     outcome.error = exc

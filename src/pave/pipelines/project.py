@@ -187,6 +187,44 @@ def direct_objects(settings: Settings) -> ObjectStore:
     return StorageObjects(open_storage(settings.artifacts))
 
 
+def run_spec(
+    project_dir: str | Path,
+    spec: ProjectSpec,
+    *,
+    tracking_uri: str,
+    settings: Settings,
+    tags: Mapping[str, str] | None = None,
+    register: bool = True,
+    progress: bool = False,
+    objects: ObjectStore | None = None,
+) -> RunResult:
+    """Run a spec already loaded (and changed: a tuning trial's params) as one MLflow run.
+
+    What ``pave tune`` calls for each trial (``register=False``) and for the best trial's model,
+    which is logged, gated and registered as by :func:`execute_project`.
+    """
+    with _mlflow_uris(tracking_uri):
+        return _execute(
+            Path(project_dir).resolve(),
+            spec,
+            tracking_uri=tracking_uri,
+            settings=settings,
+            from_step=None,
+            progress=progress,
+            cache=True,
+            extra_tags=tags,
+            register=register,
+            objects=objects or direct_objects(settings),
+        )
+
+
+def project_experiment(spec: ProjectSpec, *, tracking_uri: str, settings: Settings) -> str:
+    """The id of the project's MLflow experiment (created when missing)."""
+    import mlflow
+
+    return _experiment(mlflow.MlflowClient(tracking_uri=tracking_uri), spec, tracking_uri, settings)
+
+
 def apply_overrides(spec: ProjectSpec, overrides: Mapping[str, Any]) -> ProjectSpec:
     """A copy of ``spec`` with ``{"step.param": value}`` applied (``seed`` overrides the seed)."""
     if not overrides:

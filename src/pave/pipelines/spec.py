@@ -357,6 +357,59 @@ class RetrainSpec(_Model):
         return value
 
 
+class SearchSpace(_Model):
+    """The values one param may take while tuning (Optuna's suggest_float / suggest_int / categorical)."""
+
+    type: Literal["float", "int", "categorical"] = Field(description="float, int or categorical.")
+    low: float | None = Field(default=None, description="float/int: the smallest value.")
+    high: float | None = Field(default=None, description="float/int: the largest value.")
+    log: bool = Field(default=False, description="float/int: sample on a log scale (low must be > 0).")
+    step: float | None = Field(default=None, gt=0, description="float/int: the grid step (not with log).")
+    choices: list[Any] | None = Field(default=None, description="categorical: the values to choose from.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SearchSpace:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical space needs a non-empty `choices` list")
+            if self.low is not None or self.high is not None or self.log or self.step is not None:
+                raise ValueError("a categorical space takes only `choices` (no low, high, log, step)")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError(f"a {self.type} space needs `low` and `high`")
+        if self.choices is not None:
+            raise ValueError(f"a {self.type} space takes low and high, not `choices`")
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low:g}) is greater than high ({self.high:g})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log-scale space needs low > 0")
+        if self.log and self.step is not None:
+            raise ValueError("`step` and `log` cannot be used together")
+        if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
+            raise ValueError("an int space needs whole numbers for low and high")
+        return self
+
+
+class TuneSpec(_Model):
+    """Hyperparameter tuning (``pave tune``): which metric, how many trials, and the search space."""
+
+    metric: str = Field(min_length=1, description="The metric to optimise (one the pipeline logs).")
+    direction: Literal["maximize", "minimize"] = Field(
+        default="maximize", description="Better is higher or lower."
+    )
+    trials: int = Field(default=20, ge=1, le=100_000, description="How many trials (complete or pruned).")
+    parallel: int = Field(
+        default=1, ge=1, le=1024, description="Trials at once: local processes, or Ray tasks on a cluster."
+    )
+    sampler: Literal["tpe", "random"] = Field(default="tpe", description="Optuna's sampler: tpe or random.")
+    pruner: Literal["median", "none"] = Field(
+        default="median", description="Stop trials whose reported values fall below the median (ctx.report)."
+    )
+    params: dict[str, SearchSpace] = Field(
+        min_length=1, description="step.param -> its search space; the param must be in that step's params."
+    )
+
+
 class ProjectSpec(_Model):
     """A whole ``pave.yaml``."""
 
@@ -379,6 +432,9 @@ class ProjectSpec(_Model):
     )
     retrain: RetrainSpec | None = Field(
         default=None, description="Automatic retraining: schedule, rollout of retrained versions."
+    )
+    tune: TuneSpec | None = Field(
+        default=None, description="Hyperparameter tuning with `pave tune`: metric, trials, search space."
     )
 
     @model_validator(mode="after")
@@ -445,6 +501,8 @@ def reference_problems(spec: ProjectSpec) -> list[tuple[Loc, str, str]]:
     for where, target in checks:
         if target is not None and target not in names:
             problems.append((where, f"unknown step {target!r}", f"use one of: {known}"))
+    if spec.tune is not None:
+        problems += _tune_problems(spec, spec.tune)
     for i, name in enumerate(spec.data.validate_sources or []):
         if name not in spec.data.sources:
             problems.append(
@@ -454,6 +512,30 @@ def reference_problems(spec: ProjectSpec) -> list[tuple[Loc, str, str]]:
         problems.append(
             (("data", "validate"), "sources to validate but no schema", "add data.schema: module:Model")
         )
+    return problems
+
+
+def _tune_problems(spec: ProjectSpec, tune: TuneSpec) -> list[tuple[Loc, str, str]]:
+    problems: list[tuple[Loc, str, str]] = []
+    steps = {s.name: s for s in spec.steps}
+    for key in tune.params:
+        loc: Loc = ("tune", "params", key)
+        step_name, dot, param = key.partition(".")
+        if not dot or not param:
+            problems.append((loc, f"{key!r} is not of the form step.param", "write it as e.g. train.C"))
+        elif step_name not in steps:
+            problems.append((loc, f"unknown step {step_name!r}", f"use one of: {spec.step_names()}"))
+        elif param not in steps[step_name].params:
+            known = ", ".join(steps[step_name].params) or "none"
+            problems.append(
+                (
+                    loc,
+                    f"unknown param {param!r} of step {step_name} (its params: {known})",
+                    f"add {param} to the params of {step_name} (its value when not tuning), or fix the name",
+                )
+            )
+        elif param == steps[step_name].foreach:
+            problems.append((loc, f"{key} is the foreach list of {step_name}", "tune another param"))
     return problems
 
 

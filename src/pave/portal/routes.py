@@ -198,6 +198,43 @@ async def project_page(request: Request, name: str) -> Response:
     )
 
 
+@router.get("/projects/{name}/tuning")
+@page
+async def tuning_page(request: Request, name: str) -> Response:
+    mirror(request, "GET", f"/api/v1/projects/{name}/runs", name)
+    settings = platform_of(request).settings
+    project = await run(request, lambda s: views.get_project(s, name))
+    studies = await anyio.to_thread.run_sync(lambda: views.tunings(settings, name))
+    chosen = request.query_params.get("run", "")
+    study = next((t for t in studies if t.run_id == chosen), studies[0] if studies else None)
+    objective = importance = None
+    if study is not None:
+        points = [(t["number"], t["value"]) for t in study.trials if t["value"] is not None]
+        best: list[tuple[float, float]] = []
+        for number, value in points:
+            better = max if study.direction == "maximize" else min
+            best.append((number, value if not best else better(best[-1][1], value)))
+        objective = charts.line_chart(
+            f"{study.metric} by trial ({study.direction})",
+            [charts.Series("trial", points), charts.Series("best so far", best)],
+            x_labels=("first trial", "last trial") if len(points) > 1 else (),
+        )
+        importance = charts.bar_chart(
+            "parameter importances (fANOVA)",
+            sorted(study.importances.items(), key=lambda kv: -kv[1]),
+        )
+    return render(
+        request,
+        "tuning.html",
+        project=project,
+        studies=studies,
+        study=study,
+        objective=objective,
+        importance=importance,
+        experiment=await anyio.to_thread.run_sync(lambda: views.experiment_id(settings, name)),
+    )
+
+
 @router.get("/projects/{name}/models/{version}")
 @page
 async def model_page(request: Request, name: str, version: str) -> Response:

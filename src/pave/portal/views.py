@@ -420,3 +420,83 @@ def audit_rows(
     if q:
         stmt = stmt.where(AuditEvent.path.contains(q))
     return list(session.scalars(stmt.order_by(AuditEvent.seq.desc()).limit(limit)))
+
+
+# --- tuning --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Tuning:
+    """One ``pave tune`` study: its parent run, its trials (child runs) and parameter importances."""
+
+    run_id: str
+    study: str
+    status: str
+    started: int | None
+    metric: str
+    direction: str
+    trials: list[dict[str, Any]]
+    importances: dict[str, float]
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        done = [t for t in self.trials if t["value"] is not None and t["state"] == "complete"]
+        if not done:
+            return None
+        pick = max if self.direction == "maximize" else min
+        return pick(done, key=lambda t: t["value"])
+
+
+def tunings(settings: Settings, name: str, limit: int = 20) -> list[Tuning]:
+    """The project's tuning studies, newest first, with their trials read from the child runs."""
+    experiment = experiment_id(settings, name)
+    if experiment is None:
+        return []
+    client = mlflow_client(settings)
+    parents = client.search_runs(
+        [experiment],
+        filter_string="tags.`pave.kind` = 'tune'",
+        order_by=["start_time DESC"],
+        max_results=limit,
+    )
+    found = []
+    for parent in parents:
+        params = parent.data.params
+        metric = params.get("tune.metric", "")
+        children = client.search_runs(
+            [experiment],
+            filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+            max_results=5000,
+        )
+        trials = sorted(
+            (
+                {
+                    "number": int(child.data.tags.get("pave.tune.trial", -1)),
+                    "state": child.data.tags.get("pave.tune.state", child.info.status.lower()),
+                    "value": child.data.metrics.get(metric),
+                    "params": {k: v for k, v in child.data.params.items() if k in _tuned(parent)},
+                    "run_id": child.info.run_id,
+                }
+                for child in children
+            ),
+            key=lambda t: t["number"],
+        )
+        importances = _artifact_json(settings, parent, "tune/importances.json") or {}
+        found.append(
+            Tuning(
+                run_id=parent.info.run_id,
+                study=parent.data.tags.get("pave.tune.study", ""),
+                status=parent.info.status,
+                started=parent.info.start_time,
+                metric=metric,
+                direction=params.get("tune.direction", "maximize"),
+                trials=trials,
+                importances={str(k): float(v) for k, v in importances.items()},
+            )
+        )
+    return found
+
+
+def _tuned(parent: Any) -> set[str]:
+    spec = parent.data.params
+    return {k.removeprefix("tune.param.") for k in spec if k.startswith("tune.param.")}
