@@ -64,7 +64,8 @@ def free_port() -> int:
 
 
 def pave_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAVE_", "MLFLOW_"))}
+    # COLUMNS: pytest exports the terminal's width, which would narrow the CLI's piped tables
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAVE_", "MLFLOW_")) and k != "COLUMNS"}
     env["PAVE_HOME"] = str(home)
     # Every platform a test starts gets its own gateway port, and one gateway process is enough.
     env["PAVE_GATEWAY_PORT"] = str(free_port())

@@ -299,8 +299,13 @@ def test_an_open_alert_retrains_once_when_the_policy_says_retrain(any_store, tmp
             "registered",
             "no deployment",
         ),
+        (
+            {"gates_passed": True, "gates": [], "reused": True},
+            "unchanged",
+            "nothing changed since version 3",
+        ),
     ],
-    ids=["gates-failed", "no-deployment"],
+    ids=["gates-failed", "no-deployment", "nothing-changed"],
 )
 def test_the_outcome_of_a_finished_run_is_read_from_its_output(store, tmp_path, result, state, fragment):
     settings, sessions = store

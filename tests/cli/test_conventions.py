@@ -65,9 +65,7 @@ def test_json_output_is_the_apis(shared_server: PaveServer, tmp_path: Path) -> N
 
 
 def test_piped_tables_are_not_cut_at_80_columns(tmp_path: Path) -> None:
-    env = pave_env(tmp_path)
-    env.pop("COLUMNS", None)  # a width the caller asks for wins; pytest's workers may export one
-    result = run_pave("templates", env=env)
+    result = run_pave("templates", env=pave_env(tmp_path))
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if "tabular-classification" in line]
     assert len(rows) == 1, result.stdout

@@ -86,12 +86,15 @@ def test_rerun_caches_param_change_reruns_downstream_and_reproduce(
         [s["name"] for s in first["steps"]], "cached"
     )
     assert second["metrics"] == first["metrics"]
+    assert second["reused"] is True, "a no-op run registers no copy of the model"
+    assert second["model_version"] == first["model_version"]
     changed = _json(run_pave("run", str(project), "--set", "train.C=0.5", "--json", env=env, timeout=600))
     assert isinstance(changed, dict)
     statuses = {s["name"]: s["status"] for s in changed["steps"]}
     assert statuses["prepare"] == "cached"
     assert statuses["train"] == "ran"
     assert statuses["evaluate"] == "ran"
+    assert changed["model_version"] == str(int(first["model_version"]) + 1)
 
     failing = run_pave("run", str(project), "--set", "train.C=0.000001", env=env, timeout=600)
     assert failing.returncode == 3, failing.stderr[-2000:]
@@ -102,7 +105,15 @@ def test_rerun_caches_param_change_reruns_downstream_and_reproduce(
     assert versions[0]["aliases"] == [], "a failed gate moves no alias"
     assert "candidate" in versions[1]["aliases"]
 
-    reproduced = run_pave("reproduce", first["run_id"], env=env, timeout=600)
+    listed = run_pave("runs", "gp-cache", env=env)
+    assert listed.returncode == 0, listed.stderr
+    header = next(line for line in listed.stdout.splitlines() if "status" in line)
+    assert header.index("roc_auc") < header.index("metrics"), "the primary metric comes first"
+    row = next(line for line in listed.stdout.splitlines() if changed["run_id"][:12] in line)
+    assert "train.C=0.5" in row
+    assert f"{changed['metrics']['roc_auc']:.4g}" in row
+
+    reproduced = run_pave("reproduce", first["run_id"][:12], env=env, timeout=600)  # as `pave runs` shows it
     assert reproduced.returncode == 0, reproduced.stderr[-3000:]
     assert "identical metrics" in reproduced.stdout
 

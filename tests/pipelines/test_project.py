@@ -111,6 +111,40 @@ def test_a_rerun_is_cached_and_a_param_override_reruns_downstream(
         execute_project(root, tracking_uri=tracking_uri, settings=settings, params_override={"nope.x": 1})
 
 
+def test_a_cached_no_op_run_registers_nothing_new(
+    churn_project: ProjectFactory, tracking_uri: str, settings: Settings
+) -> None:
+    root = churn_project(gates="  []")
+
+    def run(**kwargs: Any) -> Any:
+        return execute_project(root, tracking_uri=tracking_uri, settings=settings, progress=False, **kwargs)
+
+    first = run()
+    again = run()
+    assert again.cached_steps == ["prepare", "train", "evaluate"]
+    assert again.reused
+    assert again.model_version == first.model_version == "1"
+    assert again.alias == "candidate"
+    assert "nothing changed since version 1" in " ".join(again.warnings)
+    versions = list_model_versions(first.model_name or "", tracking_uri=tracking_uri)
+    assert [v.version for v in versions] == ["1"]
+    assert client(tracking_uri).get_run(again.run_id).data.tags["pave.model.version"] == "1"
+
+    tuned = run(params_override={"train.C": "0.5"})
+    assert not tuned.reused
+    assert tuned.model_version == "2"
+    back = run()  # the first params again: the first run's cached model, so its version
+    assert back.reused
+    assert back.model_version == "1"
+    assert back.alias == "candidate"
+    forced = run(from_step="train")  # the model step ran again: a model of its own
+    assert not forced.reused
+    assert forced.model_version == "3"
+    listed = list_runs(first.project, tracking_uri=tracking_uri)
+    assert [r.model_version for r in listed] == ["3", "1", "2", "1", "1"]
+    assert {r.primary_metric for r in listed} == {"roc_auc"}
+
+
 def test_failing_absolute_gates_register_but_move_no_alias(
     churn_project: ProjectFactory, tracking_uri: str, settings: Settings
 ) -> None:
@@ -157,12 +191,13 @@ def test_relative_gates_compare_to_the_champion(
     assert worse.alias is None
     assert not worse.gates_passed
 
-    same = run(best)
+    same = run(best)  # the champion's own params: its cached model, so its own version
     assert same.gates[0].passed
     assert same.alias == "candidate"
+    assert same.reused
+    assert same.model_version == champion.model_version
     versions = {v.version: v.aliases for v in list_model_versions(name, tracking_uri=tracking_uri)}
-    assert versions[champion.model_version or ""] == ["champion"]
-    assert versions[same.model_version or ""] == ["candidate"]
+    assert versions[champion.model_version or ""] == ["candidate", "champion"]
     assert versions[worse.model_version or ""] == []
 
 
@@ -237,7 +272,9 @@ def test_reproduce_gives_identical_metrics_from_the_stored_data(
     # reproduce uses the recorded data version and the run's code snapshot
     (root / "data" / "train.csv").write_text("age,income,plan,churn\n1,1.0,basic,0\n")
     shutil.rmtree(root)
-    again = reproduce(original.run_id, tracking_uri=tracking_uri, settings=settings)
+    # `pave runs` shows 12 characters of an id
+    again = reproduce(original.run_id[:12], tracking_uri=tracking_uri, settings=settings)
+    assert again.original_run_id == original.run_id
     assert again.code == f"code snapshot {original.code_snapshot[:12]}"
     assert not again.warnings
     assert again.identical, again.metrics
@@ -294,8 +331,10 @@ def test_unknown_runs_and_projects(tracking_uri: str, settings: Settings) -> Non
     from pave.errors import NotFound
 
     assert list_runs("never-ran", tracking_uri=tracking_uri) == []
-    with pytest.raises(NotFound, match="run 0123 not found"):
+    with pytest.raises(NotFound, match="no run's id starts with 0123"):
         reproduce("0123", tracking_uri=tracking_uri, settings=settings)
+    with pytest.raises(InvalidInput, match="not a run id"):
+        reproduce("run-1", tracking_uri=tracking_uri, settings=settings)
 
 
 def test_from_step_reruns_downstream_and_is_tagged(

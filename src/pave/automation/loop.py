@@ -13,6 +13,7 @@ plane about every second) moves along::
 
     queued -> starting -> training --gates pass--> rolling_out -> promoted | rolled_back
                               |--gates fail--> gates_failed
+                              |--the same model as a version's--> unchanged
                               |--no deployment--> registered
                               '--error, timeout--> failed
 
@@ -497,6 +498,14 @@ def _watch_training(
     row.model_version = result.get("model_version")
     row.gates = list(result.get("gates") or [])
     _note(row, "trained", run_id=row.run_id, version=row.model_version, metrics=result.get("metrics"))
+    if result.get("reused"):
+        _finish(
+            session,
+            row,
+            "unchanged",
+            outcome=f"nothing changed since version {row.model_version}: nothing new to roll out",
+        )
+        return
     if not result.get("gates_passed"):
         failed = [g for g in row.gates if not g.get("passed") and not g.get("skipped")]
         names = ", ".join(f"{g.get('metric')} {g.get('rule', '')}".strip() for g in failed)

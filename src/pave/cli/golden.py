@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from pave.cli.console import EXIT_GATES, JSON, console, emit, err_console, print_json, table
@@ -150,9 +151,12 @@ def _print_run(result: Any) -> None:
             threshold = "-" if gate.threshold is None else f"{gate.threshold:.4g}"
             gates.add_row(gate.metric, rule, threshold, observed, verdict)
         console.print(gates)
+    for note in result.warnings:
+        err_console.print(f"[yellow]note:[/] {escape(note)}")
     if result.model_version:
         alias = f", alias [bold]{result.alias}[/]" if result.alias else ", no alias moved"
-        console.print(f"model {result.model_name} version {result.model_version}{alias}")
+        new = " (unchanged: nothing new registered)" if result.reused else ""
+        console.print(f"model {result.model_name} version {result.model_version}{new}{alias}")
 
 
 def _upload_progress(enabled: bool) -> Any:
@@ -241,7 +245,7 @@ def run(
 
 @app.command("reproduce")
 def reproduce(
-    run_id: str = typer.Argument(..., help="The run to re-execute (see `pave runs`)."),
+    run_id: str = typer.Argument(..., help="The run to re-execute, or the start of its id (`pave runs`)."),
     project_dir: Path | None = typer.Option(None, "--dir", help="Where the project is now."),
     as_json: bool = JSON,
 ) -> None:
@@ -293,23 +297,43 @@ def reproduce(
 def runs(
     project: str = typer.Argument(..., help="The project."),
     limit: int = typer.Option(20, "--limit", min=1, max=500),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = JSON,
 ) -> None:
-    """List a project's runs, newest first."""
+    """List a project's runs, newest first: the primary metric, the others, the parameters.
+
+    The run column shows the first 12 characters of each id; every command that takes a run id
+    takes any unique start of it (4 characters or more).
+    """
     with Client() as client:
         rows = client.list_runs(project, limit=limit)
-    if as_json:
-        print_json(rows)
+    emit(rows, lambda found: _render_runs(project, found), as_json=as_json)
+
+
+def _render_runs(project: str, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        console.print(f"{project} has no runs yet: `pave run`")
         return
-    table = Table(title=f"runs of {project}")
-    for column in ("run", "status", "started", "metrics", "model", "commit"):
-        table.add_column(column)
+    primaries = {str(r["primary_metric"]) for r in rows if r.get("primary_metric")}
+    primary_header = primaries.pop() if len(primaries) == 1 else "primary metric"
+    shown = table(f"runs of {project}", "run", "status", "started", primary_header, "metrics", "params")
+    shown.add_column("model")
+    shown.add_column("commit")
     for r in rows:
-        metrics = ", ".join(f"{k}={v:.3g}" for k, v in sorted(r["metrics"].items())[:4])
+        primary = r.get("primary_metric")
+        value = r["metrics"].get(primary) if primary else None
+        if value is None:
+            first = "-"
+        elif primary_header == primary:
+            first = f"[bold]{value:.4g}[/]"
+        else:
+            first = f"[bold]{primary}={value:.4g}[/]"
+        others = ", ".join(f"{k}={v:.3g}" for k, v in sorted(r["metrics"].items()) if k != primary)
+        params = ", ".join(f"{k}={escape(str(v))}" for k, v in sorted(r["params"].items()))
         model = f"v{r['model_version']}" if r.get("model_version") else "-"
         commit = (r.get("git_commit") or "-")[:8] + ("*" if r.get("git_dirty") else "")
-        table.add_row(r["run_id"][:12], r["status"], _when(r["start_time"]), metrics, model, commit)
-    console.print(table if rows else f"{project} has no runs yet: `pave run`")
+        status = r["status"] if not r.get("error") else f"{r['status']}: {escape(r['error'][:60])}"
+        shown.add_row(r["run_id"][:12], status, _when(r["start_time"]), first, others, params, model, commit)
+    console.print(shown)
 
 
 @app.command("models")

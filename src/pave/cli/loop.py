@@ -16,6 +16,7 @@ _STATE_STYLE = {
     "promoted": "green",
     "rolled_back": "yellow",
     "gates_failed": "yellow",
+    "unchanged": "dim",
     "failed": "red",
     "registered": "cyan",
 }

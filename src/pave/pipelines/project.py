@@ -9,7 +9,9 @@ run from what it recorded. One call is one MLflow run in the experiment named af
 3. the steps run (cached ones are skipped) with their logs captured;
 4. metrics are logged; the model is logged with signature, input example and pinned requirements;
 5. gates are evaluated; the model is registered as a new version tagged back to the run;
-   all gates pass -> alias ``candidate`` moves to it, otherwise no alias moves.
+   all gates pass -> alias ``candidate`` moves to it, otherwise no alias moves. A version that
+   already holds the same model (tag ``pave.model.key``: the model step's cache key, its flavor
+   and the environment) is reused when the model step was cached: a no-op run registers nothing.
 
 Any failure (invalid data, a raising step, a missing file) ends the run FAILED with tag
 ``pave.error`` and artifact ``error.json``; nothing is registered and no alias moves.
@@ -21,6 +23,7 @@ platform's routes for a client (``pave run``), the store itself for code with di
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -53,7 +56,7 @@ from pave.pipelines.snapshot import ARCHIVE, make_snapshot, restore_snapshot
 from pave.pipelines.spec import ProjectSpec, load_spec
 from pave.registry import flavors
 from pave.registry.gates import GateResult, all_passed, evaluate_gates
-from pave.registry.versions import CANDIDATE, champion_metrics, register_version
+from pave.registry.versions import CANDIDATE, champion_metrics, register_version, version_with_tag
 from pave.storage import StorageError, open_storage
 from pave.tracking import lineage as L
 
@@ -66,6 +69,7 @@ VALIDATION_ARTIFACT = "data/validation.json"
 VERSIONS_ARTIFACT = "data/versions.json"
 GATES_ARTIFACT = "gates.json"
 ERROR_ARTIFACT = "error.json"
+TAG_MODEL_KEY = "pave.model.key"  # on a model version: what makes two runs' models the same
 
 
 @dataclass
@@ -94,6 +98,7 @@ class RunResult:
     log_dir: Path
     code_snapshot: str | None = None
     warnings: list[str] = field(default_factory=list)
+    reused: bool = False  # model_version already held this model: nothing new was registered
 
     @property
     def cached_steps(self) -> list[str]:
@@ -311,6 +316,7 @@ def _execute(
         L.TAG_VERSION: L.installed_version("pave") or "unknown",
         **({L.TAG_TEMPLATE: f"{spec.template.name}=={spec.template.version}"} if spec.template else {}),
         **({L.TAG_FROM_STEP: from_step} if from_step else {}),
+        **({L.TAG_PRIMARY_METRIC: spec.metrics.primary} if spec.metrics else {}),
         **(
             {L.TAG_GIT_COMMIT: git.commit, L.TAG_GIT_DIRTY: str(git.dirty).lower(), L.TAG_GIT_PATH: git.path}
             if git
@@ -564,17 +570,6 @@ def _model_and_gates(
     if spec.model is None:
         result.gates_passed = True
         return
-    model = pipeline.output(spec.model.step)
-    example = None
-    if spec.model.input_example_from:
-        example = flavors.input_example(pipeline.output(spec.model.input_example_from))
-        if example is None:
-            result.warnings.append(
-                f"no input example found in the output of {spec.model.input_example_from} (see docs/spec.md)"
-            )
-    with _pickle_project_by_value(project):
-        info = flavors.log_model(spec.model.flavor, model, example=example)
-    result.model_uri = info.model_uri
     name = spec.model_name
     champion = champion_metrics(client, name) if any(g.compare_to for g in spec.gates) else None
     direction = spec.metrics.direction if spec.metrics else "maximize"
@@ -590,6 +585,27 @@ def _model_and_gates(
         {"passed": result.gates_passed, "gates": [g.to_dict() for g in result.gates]}, GATES_ARTIFACT
     )
     mlflow.set_tag(L.TAG_GATES, "passed" if result.gates_passed else "failed")
+    model_key = _model_key(spec, pipeline, result.env_hash)
+    cached = pipeline.record(spec.model.step).status == "cached"  # the very output a version was made of
+    same = version_with_tag(client, name, TAG_MODEL_KEY, model_key) if register and cached else None
+    if same is not None:
+        result.model_uri, result.reused = same.source, True
+        result.warnings.append(
+            f"nothing changed since version {same.version} (run {same.run_id}): no new version registered"
+        )
+        _set_version(client, result, name, str(same.version))
+        return
+    model = pipeline.output(spec.model.step)
+    example = None
+    if spec.model.input_example_from:
+        example = flavors.input_example(pipeline.output(spec.model.input_example_from))
+        if example is None:
+            result.warnings.append(
+                f"no input example found in the output of {spec.model.input_example_from} (see docs/spec.md)"
+            )
+    with _pickle_project_by_value(project):
+        info = flavors.log_model(spec.model.flavor, model, example=example)
+    result.model_uri = info.model_uri
     if not register:
         return
     run_id = result.run_id
@@ -602,15 +618,37 @@ def _model_and_gates(
         **{f"{L.TAG_DATA_PREFIX}{k}": v for k, v in result.data_versions.items()},
         **({L.TAG_GIT_COMMIT: result.git_commit} if result.git_commit else {}),
         **({L.TAG_GIT_DIRTY: str(result.git_dirty).lower()} if result.git_dirty is not None else {}),
+        TAG_MODEL_KEY: model_key,
     }
     version = register_version(
         client, name=name, model_uri=info.model_uri, run_id=run_id, model_id=info.model_id, tags=tags
     )
-    result.model_name, result.model_version = name, str(version.version)
-    mlflow.set_tags({L.TAG_MODEL_NAME: name, L.TAG_MODEL_VERSION: str(version.version)})
+    _set_version(client, result, name, str(version.version))
+
+
+def _set_version(client: Any, result: RunResult, name: str, version: str) -> None:
+    """Link the run to its model version; the gates passed -> alias ``candidate`` on it."""
+    import mlflow
+
+    result.model_name, result.model_version = name, version
+    mlflow.set_tags({L.TAG_MODEL_NAME: name, L.TAG_MODEL_VERSION: version})
     if result.gates_passed:
-        client.set_registered_model_alias(name, CANDIDATE, str(version.version))
+        client.set_registered_model_alias(name, CANDIDATE, version)
         result.alias = CANDIDATE
+
+
+def _model_key(spec: ProjectSpec, pipeline: PipelineResult, env_hash: str) -> str:
+    """What makes two runs' models the same: the model step's cache key (its code, params, seed and
+    inputs), where its input example comes from, its flavor and the environment it pins."""
+    assert spec.model is not None
+    example = spec.model.input_example_from
+    payload = {
+        "model": pipeline.record(spec.model.step).key,
+        "example": pipeline.record(example).key if example else None,
+        "flavor": spec.model.flavor,
+        "env": env_hash,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 @contextmanager
@@ -694,7 +732,7 @@ def reproduce(
     run (no cache); nothing is registered; the new run is tagged ``pave.reproduces=<run_id>``.
 
     Args:
-        run_id: the run to reproduce.
+        run_id: the run to reproduce, or a unique start of its id (4 characters or more).
         tracking_uri: MLflow tracking URI.
         settings: Pave settings.
         project_dir: where the project is now (only for runs without a snapshot).
@@ -706,6 +744,7 @@ def reproduce(
         NotFound: no such run, or (without a snapshot) its project folder is gone.
         DataFileMissing: a recorded data version is not in the dataset store.
     """
+    run_id = L.resolve_run_id(run_id, tracking_uri=tracking_uri)
     original = L.get_run(run_id, tracking_uri=tracking_uri)
     tags = dict(original.data.tags)
     if not tags.get(L.TAG_PROJECT_DIR) and not tags.get(TAG_SNAPSHOT) and project_dir is None:

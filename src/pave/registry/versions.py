@@ -71,6 +71,12 @@ def champion_metrics(client: Any, name: str) -> tuple[str, dict[str, float]] | N
     return str(version.version), metrics
 
 
+def version_with_tag(client: Any, name: str, tag: str, value: str) -> Any | None:
+    """The newest version of ``name`` whose tag ``tag`` is ``value``, or None."""
+    found = client.search_model_versions(f"name = '{_quote(name)}' and tags.`{tag}` = '{_quote(value)}'")
+    return max(found, key=lambda v: int(v.version), default=None)
+
+
 def set_alias(name: str, alias: str, version: str, *, tracking_uri: str) -> None:
     """Point ``alias`` of model ``name`` at ``version``."""
     _client(tracking_uri).set_registered_model_alias(name, alias, str(version))

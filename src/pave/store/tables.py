@@ -418,7 +418,8 @@ class LoopRunRow(Base):
     trigger: Mapped[str] = mapped_column(String(20))  # manual | schedule | alert
     alert_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     triggered_by: Mapped[str] = mapped_column(String(200))
-    # queued | training | rolling_out | promoted | rolled_back | gates_failed | registered | failed
+    # queued | training | rolling_out | promoted | rolled_back | gates_failed | unchanged | registered
+    # | failed
     state: Mapped[str] = mapped_column(String(20), index=True)
     run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     model_version: Mapped[str | None] = mapped_column(String(20), nullable=True)

@@ -15,6 +15,7 @@ tag                            value
 ``pave.seed``                  the project seed
 ``pave.template``              template ``name==version`` when the project came from one
 ``pave.version``               the Pave version that ran it
+``pave.metrics.primary``       the spec's primary metric (``pave runs`` shows it first)
 ``pave.error``                 on failure: the error headline (``error.json`` holds the rest)
 =============================  ===================================================================
 
@@ -25,12 +26,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pave.errors import NotFound
+from pave.errors import InvalidInput, NotFound
 
 TAG_PROJECT = "pave.project"
 TAG_PROJECT_DIR = "pave.project_dir"
@@ -52,6 +54,7 @@ TAG_MODEL_NAME = "pave.model.name"
 TAG_MODEL_VERSION = "pave.model.version"
 TAG_GATES = "pave.gates"
 TAG_REPRODUCES = "pave.reproduces"
+TAG_PRIMARY_METRIC = "pave.metrics.primary"  # metrics.primary of the spec the run ran
 
 ENV_LOCK_ARTIFACT = "env/requirements.lock"
 
@@ -131,6 +134,7 @@ class RunSummary:
     model_version: str | None
     gates: str | None
     error: str | None
+    primary_metric: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -157,6 +161,7 @@ def run_summary(run: Any) -> RunSummary:
         model_version=tags.get(TAG_MODEL_VERSION),
         gates=tags.get(TAG_GATES),
         error=tags.get(TAG_ERROR),
+        primary_metric=tags.get(TAG_PRIMARY_METRIC),
         tags=tags,
     )
 
@@ -173,6 +178,40 @@ def list_runs(project: str, *, tracking_uri: str, max_results: int = 50) -> list
         [experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=max_results
     )
     return [run_summary(r) for r in runs]
+
+
+def resolve_run_id(prefix: str, *, tracking_uri: str) -> str:
+    """The full id of the one run whose id starts with ``prefix`` (``pave runs`` shows 12 characters).
+
+    Only the runs the caller may see are searched (the platform filters the experiments).
+
+    Raises:
+        InvalidInput: not hexadecimal, shorter than 4 characters, or the start of several runs' ids.
+        NotFound: no run's id starts with it.
+    """
+    from mlflow.tracking import MlflowClient
+
+    text = prefix.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{4,32}", text):
+        raise InvalidInput(
+            f"{prefix!r} is not a run id: expected at least 4 of its hexadecimal characters",
+            hint="copy one from `pave runs PROJECT`",
+        )
+    if len(text) == 32:
+        return text
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiments = [e.experiment_id for e in client.search_experiments(max_results=1000)]
+    found = (
+        client.search_runs(experiments, filter_string=f"attributes.run_id LIKE '{text}%'", max_results=3)
+        if experiments
+        else []
+    )
+    if not found:
+        raise NotFound(f"no run's id starts with {text}", hint="list runs with `pave runs PROJECT`")
+    if len(found) > 1:
+        ids = ", ".join(r.info.run_id for r in found)
+        raise InvalidInput(f"{text} is the start of several runs' ids ({ids})", hint="give more characters")
+    return str(found[0].info.run_id)
 
 
 def get_run(run_id: str, *, tracking_uri: str) -> Any:
