@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
+import logging
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,13 +17,14 @@ import typer
 from rich.table import Table
 
 from pave.cli.console import console, err_console
+from pave.cli.supervisor import GATEWAY, GatewaySupervisor, stop_process
 from pave.config import Settings, load_settings, mask_url, write_credentials
 from pave.errors import ConfigError, Conflict
 
 app = typer.Typer()
 
 CONTROL_PLANE = "control-plane"
-GATEWAY = "gateway"
+log = logging.getLogger("pave.up")
 
 
 def _pidfile(settings: Settings, component: str) -> Path:
@@ -67,12 +67,27 @@ def _graceful_server_class() -> type:
     class GracefulServer(uvicorn.Server):
         """Stop cleanly on SIGTERM/SIGINT and exit 0, instead of re-raising the signal afterwards."""
 
+        stopped_by: str | None = None
+
         def handle_exit(self, sig: int, frame: object) -> None:
             if self.should_exit and sig == signal.SIGINT:
                 self.force_exit = True
             self.should_exit = True
+            self.stopped_by = self.stopped_by or signal.Signals(sig).name
 
     return GracefulServer
+
+
+def _log_to_home(settings: Settings) -> None:
+    """`pave up` says what it does and why it stops on stderr and in ``$PAVE_HOME/logs/platform.log``."""
+    path = settings.home / "logs" / "platform.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    formatter = logging.Formatter("%(asctime)s %(levelname)s pave up[%(process)d]: %(message)s")
+    for handler in (logging.FileHandler(path), logging.StreamHandler(sys.stderr)):
+        handler.setFormatter(formatter)
+        log.addHandler(handler)
 
 
 @app.command("up")
@@ -104,10 +119,12 @@ def up(
             hint="`pave status` to inspect it, `pave down` to stop it",
         )
     ensure_port_free(settings.host, settings.port, "--port")
-    start_gateway = not no_gateway and read_pidfile(settings, GATEWAY) is None
-    if start_gateway:
-        ensure_port_free(settings.gateway_host, settings.gateway_port, "--gateway-port")
-        if settings.gateway_grpc_port:
+    settings.ensure_home()
+    _log_to_home(settings)
+    supervisor = None if no_gateway else GatewaySupervisor(settings)
+    if supervisor is not None:
+        supervisor.prepare()  # adopts this home's running gateway, or takes its port now
+        if not supervisor.adopted and settings.gateway_grpc_port:
             ensure_port_free(settings.gateway_host, settings.gateway_grpc_port, "--gateway-grpc-port")
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
         err_console.print(f"[yellow]warning:[/] listening on {settings.host}: reachable from other machines")
@@ -140,61 +157,34 @@ def up(
         from pave.cli.demo import seed_in_background
 
         seed_in_background(settings, platform)
-    gateway = _spawn_gateway(settings) if start_gateway else None
+    if supervisor is not None:
+        supervisor.start()
     err_console.print(
         f"Pave {settings.url}  (API {settings.url}/api/v1, MLflow {settings.url}/mlflow, "
         f"inference {settings.gateway_url}/v2); Ctrl-C stops"
     )
+    reason = "the control plane's server returned"
     try:
         server.run()
+        if server.stopped_by:
+            reason = f"received {server.stopped_by}"
+        elif not server.started:
+            reason = "the control plane could not start (see the messages above)"
+    except BaseException as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        raise
     finally:
+        log.info("stopping: %s", reason)
         _pidfile(settings, CONTROL_PLANE).unlink(missing_ok=True)
         platform.engine.dispose()
-        if gateway is not None:
-            _stop(gateway.pid, 15.0)
+        if supervisor is not None:
+            supervisor.stop()
+        log.info("stopped")
     if not server.started:
         raise ConfigError(
             f"the control plane could not start on {settings.host}:{settings.port}",
             hint="see the messages above; `pave status` shows what runs",
         )
-
-
-def _spawn_gateway(settings: Settings) -> subprocess.Popen[bytes]:
-    """The inference gateway in its own process: a control-plane crash does not stop inference."""
-    log_path = settings.home / "logs" / "gateway.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = os.environ | {
-        "PAVE_HOME": str(settings.home),
-        "PAVE_GATEWAY_HOST": settings.gateway_host,
-        "PAVE_GATEWAY_PORT": str(settings.gateway_port),
-        "PAVE_GATEWAY_GRPC_PORT": str(settings.gateway_grpc_port),
-    }
-    with log_path.open("ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "pave", "serve"], env=env, stdout=log, stderr=log)
-
-
-def _stop(pid: int, timeout: float) -> bool:
-    """SIGTERM, wait, then SIGKILL; True when it stopped within ``timeout``."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except OSError:
-        return True
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            # reap it if it is our child, so it does not linger as a zombie
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return True
-        except ChildProcessError:
-            pass
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return True
-        time.sleep(0.1)
-    with contextlib.suppress(OSError):
-        os.kill(pid, signal.SIGKILL)
-    return False
 
 
 @app.command("down")
@@ -207,7 +197,8 @@ def down(timeout: float = typer.Option(15.0, "--timeout", help="Seconds to wait 
         if info is None:
             continue
         pid = int(info["pid"])
-        graceful = _stop(pid, timeout)
+        # a gateway leads its own process group when `pave up` started it: its workers go with it
+        graceful = stop_process(pid, timeout, group=info.get("pgid") == pid)
         console.print(f"{label} {'stopped' if graceful else f'killed after {timeout:.0f}s'} (pid {pid})")
         stopped = True
     if not stopped:

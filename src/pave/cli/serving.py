@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import time
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,6 @@ import typer
 from rich.table import Table
 
 from pave.cli.console import console, err_console, print_json
-from pave.cli.platform import GATEWAY
 from pave.client import Client
 from pave.config import load_settings
 
@@ -95,23 +95,29 @@ def serve(
 ) -> None:
     """Run the inference gateway alone (`pave up` starts it too), serving the store's deployments."""
     from pave.cli.platform import ensure_port_free
+    from pave.cli.supervisor import FD_ENV, gateway_pidfile, write_gateway_pidfile
     from pave.serving.server import run_gateway
 
     settings = load_settings(
         gateway_host=host, gateway_port=port, gateway_workers=workers, gateway_grpc_port=grpc_port
     )
-    ensure_port_free(settings.gateway_host, settings.gateway_port, "--port")
+    inherited = os.environ.pop(FD_ENV, None)  # `pave up` holds the port and passes its socket down
+    sock = socket.socket(fileno=int(inherited)) if inherited else None
+    if sock is None:
+        ensure_port_free(settings.gateway_host, settings.gateway_port, "--port")
     if settings.gateway_grpc_port:
         ensure_port_free(settings.gateway_host, settings.gateway_grpc_port, "--grpc-port")
-    pidfile = settings.run_dir / f"{GATEWAY}.json"
     settings.ensure_home()
-    pidfile.write_text(json.dumps({"pid": os.getpid(), "url": settings.gateway_url, "started": time.time()}))
+    write_gateway_pidfile(settings)
     grpc = f", gRPC on port {settings.gateway_grpc_port}" if settings.gateway_grpc_port else ""
     err_console.print(f"inference gateway {settings.gateway_url}/v2{grpc} (Ctrl-C stops)")
     try:
-        run_gateway(settings, "store")
+        run_gateway(settings, "store", sock=sock)
     finally:
-        pidfile.unlink(missing_ok=True)
+        found = gateway_pidfile(settings)
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            if json.loads(found.read_text())["pid"] == os.getpid():
+                found.unlink()
 
 
 rollout_app = typer.Typer(help="Progressive rollouts under guard metrics.", no_args_is_help=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -75,6 +76,7 @@ def run_gateway(
     options: GatewayOptions | None = None,
     *,
     workers: int | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
     """Serve the gateway on ``settings.gateway_host:gateway_port`` until interrupted.
 
@@ -85,6 +87,8 @@ def run_gateway(
         options: gateway tuning (single-process mode only; workers use the defaults).
         workers: processes; default ``settings.gateway_workers`` (0: one per core). Several workers
             need a file or the store, since each process reads the deployments on its own.
+        sock: a listening socket to serve on instead of binding ``gateway_host:gateway_port``
+            (`pave up` passes its own, which outlives a gateway that dies: ``pave.cli.supervisor``).
     """
     import uvicorn
 
@@ -109,7 +113,20 @@ def run_gateway(
         os.environ["PAVE_GATEWAY_HOST"] = settings.gateway_host
         os.environ["PAVE_GATEWAY_GRPC_PORT"] = str(settings.gateway_grpc_port)
         os.environ[MULTIPROC_ENV] = str(metrics_dir(settings))
-        uvicorn.run("pave.serving.server:app_from_env", factory=True, workers=count, **common)  # type: ignore[arg-type]
+        if sock is None:
+            uvicorn.run("pave.serving.server:app_from_env", factory=True, workers=count, **common)  # type: ignore[arg-type]
+            return
+        from uvicorn.supervisors import Multiprocess
+
+        config = uvicorn.Config("pave.serving.server:app_from_env", factory=True, workers=count, **common)  # type: ignore[arg-type]
+        Multiprocess(config, sockets=[sock]).run()
         return
     real_source = _source(str(source), settings) if isinstance(source, Path | str) else source
-    uvicorn.run(create_gateway(settings, real_source, _with_auth(options, source, settings)), **common)  # type: ignore[arg-type]
+    app = create_gateway(settings, real_source, _with_auth(options, source, settings))
+    if sock is None:
+        uvicorn.run(app, **common)  # type: ignore[arg-type]
+        return
+    server = uvicorn.Server(uvicorn.Config(app, **common))  # type: ignore[arg-type]
+    server.run(sockets=[sock])
+    if not server.started:
+        raise SystemExit(3)  # uvicorn's STARTUP_FAILURE: the supervisor backs off
