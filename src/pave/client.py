@@ -287,6 +287,11 @@ class Client:
         result: dict[str, Any] = self.request("GET", f"/api/v1/projects/{quote(project, safe='')}/deployment")
         return result
 
+    def list_processes(self) -> list[dict[str, Any]]:
+        """The platform's control planes, gateways and workers, each with ``healthy``."""
+        result: list[dict[str, Any]] = self.request("GET", "/api/v1/platform/processes")
+        return result
+
     def list_deployments(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.request("GET", "/api/v1/deployments")
         return result

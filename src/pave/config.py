@@ -95,6 +95,20 @@ class Settings(BaseSettings):
         le=65535,
         description="Inference gateway's gRPC port (OIP inference.GRPCInferenceService); 0 turns gRPC off.",
     )
+    public_url: str | None = Field(
+        default=None,
+        description=(
+            "The URL clients and other hosts reach this control plane at (behind a proxy, on another "
+            "host); default http://host:port. Listed by `pave status`."
+        ),
+    )
+    gateway_public_url: str | None = Field(
+        default=None,
+        description=(
+            "The URL callers reach this gateway at; default http://gateway_host:gateway_port. The "
+            "gateway registers it, and `pave deploy` and `pave status` print it."
+        ),
+    )
     gateway_workers: int = Field(default=0, ge=0, le=64, description="Gateway processes; 0 = one per core.")
     gateway_auth: Literal["token", "none"] = Field(
         default="token",
@@ -232,6 +246,16 @@ class Settings(BaseSettings):
     def gateway_url(self) -> str:
         host = "127.0.0.1" if self.gateway_host in ("0.0.0.0", "::") else self.gateway_host  # noqa: S104
         return f"http://{host}:{self.gateway_port}"
+
+    @property
+    def advertised_url(self) -> str:
+        """Where others reach this control plane: ``public_url``, else :attr:`url`."""
+        return (self.public_url or self.url).rstrip("/")
+
+    @property
+    def gateway_advertised_url(self) -> str:
+        """Where callers reach this gateway: ``gateway_public_url``, else :attr:`gateway_url`."""
+        return (self.gateway_public_url or self.gateway_url).rstrip("/")
 
     def ensure_home(self) -> None:
         """Create the home and its private folders (mode 0700) before any process writes to them."""

@@ -57,6 +57,8 @@ def test_deploy_serves_the_models_own_predictions(shared_server: PaveServer, tmp
     assert "champion" in refused.stderr
     deployed = run_pave("deploy", "served", "--version", version, env=env)
     assert deployed.returncode == 0, deployed.stderr
+    # the URL printed is the one the gateway registered, where it really answers
+    assert f"infer: POST {shared_server.gateway_url}/v2/models/served/infer" in deployed.stdout
     listed = json.loads(run_pave("deployments", "--json", env=env).stdout)
     # the platform is shared by the tests of this worker: other deployments may be listed
     [served] = [d for d in listed if d["name"] == "served"]

@@ -50,6 +50,8 @@ from pave.errors import InvalidInput, NotFound, PaveError
 from pave.governance.egress import EgressPolicy
 from pave.portal import routes as portal_routes
 from pave.portal import sessions as portal_sessions
+from pave.store.db import transaction
+from pave.store.processes import CONTROL_PLANE, Heartbeat
 from pave.tracking.server import MOUNT, mlflow_app
 
 
@@ -88,7 +90,9 @@ def _label_source(platform: Platform) -> Any:
 
 @asynccontextmanager
 async def _background_jobs(api: FastAPI) -> AsyncIterator[None]:
-    """The control plane's periodic work, in one thread: rollout steps (about every second)."""
+    """The platform's periodic work, in one thread, about every second: rollout steps, the closed
+    loop, monitoring. With several control planes on one database only the lease holder runs it
+    (``pave.store.lease``); the others take over when it dies."""
     from pave.automation import loop as closed_loop
     from pave.monitoring.scheduler import tick as monitoring_tick
     from pave.serving.rollouts import tick
@@ -96,9 +100,25 @@ async def _background_jobs(api: FastAPI) -> AsyncIterator[None]:
     platform: Platform = api.state.platform
     stop = threading.Event()
     labels = _label_source(platform)
+    lease = platform.lease
+    heartbeat = Heartbeat(CONTROL_PLANE, platform.settings.advertised_url)
+
+    def beat() -> None:
+        if heartbeat.due():
+            info = {"leader": lease.leading, "job_rounds": platform.job_rounds, "version": __version__}
+            with transaction(platform.sessions) as session:
+                heartbeat.beat(session, info)
 
     def loop() -> None:
         while not stop.wait(1.0):
+            leading = lease.hold()
+            try:
+                beat()
+            except Exception:
+                logging.getLogger("pave").exception("the control plane's heartbeat failed")
+            if not leading:
+                continue
+            platform.job_rounds += 1
             try:  # a failing job (the database away for a moment) must not end the thread
                 tick(platform.sessions, platform.settings, performance=labels)
                 closed_loop.tick(platform.sessions, platform.settings)
@@ -116,6 +136,7 @@ async def _background_jobs(api: FastAPI) -> AsyncIterator[None]:
     finally:
         stop.set()
         worker.join(timeout=10)
+        lease.release()
 
 
 def _pave_api(platform: Platform, metrics: Metrics) -> FastAPI:

@@ -14,6 +14,7 @@ from pave.governance.tokens import create_token, has_any_identity
 from pave.storage import open_storage
 from pave.store import migrate
 from pave.store.db import check_connection, make_engine, session_factory, transaction
+from pave.store.lease import Lease
 from pave.tracking import server as mlflow_server
 
 log = logging.getLogger("pave")
@@ -28,6 +29,11 @@ class Platform:
     sessions: sessionmaker[Session]
     applied_migrations: list[str] = field(default_factory=list)
     bootstrap_token: str | None = None  # set only on the very first start of a home
+    lease: Lease = field(init=False)  # whether this control plane runs the background jobs
+    job_rounds: int = 0  # rounds of background jobs this process has run
+
+    def __post_init__(self) -> None:
+        self.lease = Lease(self.engine)
 
     def ping(self) -> None:
         """Raise Unavailable if the metadata database does not answer."""

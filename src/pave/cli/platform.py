@@ -207,11 +207,12 @@ def down(timeout: float = typer.Option(15.0, "--timeout", help="Seconds to wait 
 
 @app.command("status")
 def status() -> None:
-    """Show what runs where and whether it is healthy."""
+    """Show what runs where and whether it is healthy: this home's processes, then every control
+    plane, gateway and worker registered in the platform's store, and the stores."""
     settings = load_settings()
     table = Table(title=f"Pave at {settings.home}")
     for column in ("component", "state", "pid", "url", "detail"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     components = (
         ("control plane", CONTROL_PLANE, settings.url, "/readyz", "start it with `pave up`"),
         ("gateway", GATEWAY, settings.gateway_url, "/v2/health/ready", "`pave up` or `pave serve`"),
@@ -230,5 +231,50 @@ def status() -> None:
         table.add_row(label, state, str(info["pid"]), info["url"], detail)
     table.add_row("metadata store", "", "", mask_url(settings.db_url), "")
     table.add_row("MLflow store", "", "", mask_url(settings.mlflow_db_url), "")
-    table.add_row("artifacts", "", "", settings.artifacts, "")
+    table.add_row("object store", *_artifact_store_state(settings))
     console.print(table)
+    console.print(_processes_table())
+
+
+def _artifact_store_state(settings: Settings) -> tuple[str, str, str, str]:
+    root = settings.artifacts
+    if "://" in root:
+        return "", "", root, "checked by the processes that use it"
+    path = Path(root)
+    if path.is_dir() and os.access(path, os.W_OK):
+        return "[green]ready[/]", "", root, "a local folder"
+    return "[red]not writable[/]", "", root, "create it, or set PAVE_ARTIFACT_ROOT"
+
+
+def _processes_table() -> Table | str:
+    """The processes registered in the store, as the control plane reports them."""
+    from pave.client import Client
+    from pave.errors import PaveError
+
+    try:
+        with Client(timeout=5.0) as client:
+            processes = client.list_processes()
+    except (PaveError, httpx.HTTPError) as exc:
+        return f"[yellow]the platform's processes are not known:[/] {exc}"
+    table = Table(title="The platform's processes (heartbeats in the store)")
+    for column in ("role", "state", "host / pid", "url", "detail"):
+        table.add_column(column, overflow="fold")  # a URL cut short is no use
+    for process in processes:
+        info = process["info"]
+        if process["healthy"]:
+            state = "[green]alive[/]"
+        else:
+            state = f"[red]silent for {process['seconds_since_seen']:.0f} s[/]"
+        if process["role"] == "gateway":
+            models = info.get("models") or {}
+            detail = ", ".join(
+                f"{name} " + " ".join(f"v{v} {s}" for v, s in versions.items())
+                for name, versions in models.items()
+            )
+            detail = detail or "no models loaded"
+        elif process["role"] == "control-plane":
+            detail = "leads the background jobs" if info.get("leader") else "standby for the background jobs"
+        else:
+            detail = ""
+        table.add_row(process["role"], state, f"{process['host']} / {process['pid']}", process["url"], detail)
+    return table if processes else "no process of the platform has registered yet"

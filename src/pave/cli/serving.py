@@ -57,9 +57,14 @@ def deploy(
     }
     with Client() as client:
         row = client.deploy(project, **{k: v for k, v in options.items() if v is not None})
-    settings = load_settings()
+        gateways = [p["url"] for p in client.list_processes() if p["role"] == "gateway" and p["healthy"]]
     console.print(f"deployed {project}: {_describe(row['spec'])}")
-    console.print(f"infer: POST {settings.gateway_url}/v2/models/{project}/infer")
+    for url in gateways:  # where the gateways registered themselves, not a guess
+        console.print(f"infer: POST {url}/v2/models/{project}/infer")
+    if not gateways:
+        err_console.print(
+            "no gateway is running: it is served once one starts (`pave up`, or `pave serve` on any host)"
+        )
 
 
 @app.command("undeploy")

@@ -74,6 +74,8 @@ RULES: tuple[Rule, ...] = (
     _rule(_READ, r"/api/v1/projects/[^/]+/(datasets|code)/[^/]+", "read"),
     _rule("PUT", r"/api/v1/projects/[^/]+/(datasets|code)/[^/]+", "write"),
     _rule(_READ, r"/api/v1/platform/metrics", "read"),  # aggregates only, no project's details
+    # Where the control planes and gateways answer: what a caller needs to reach them.
+    _rule(_READ, r"/api/v1/platform/processes", "read"),
     # Feedback names inference ids, not a project: the route checks write on each id's project.
     _rule("POST", r"/api/v1/feedback", "write"),
     _rule(_READ, r"/api/v1/alerts", "read"),

@@ -182,6 +182,23 @@ class Gateway:
                 self.table.reap()
             except Exception:
                 log.exception("gateway: syncing the deployments failed; the current ones stay")
+            await self._heartbeat()
+
+    async def _heartbeat(self) -> None:
+        """Tell the store this gateway is alive and what it has loaded (a store source only)."""
+        source = self.table.source
+        due = getattr(source, "heartbeat_due", None)
+        if due is None or not due():
+            return
+        models = {
+            name: {version: runtime.state for version, runtime in entry.runtimes.items()}
+            for name, entry in self.table.entries.items()
+        }
+        info = {"models": models, "synced": self.table.synced, "version": pave.__version__}
+        try:
+            await asyncio.to_thread(source.heartbeat, info)  # type: ignore[attr-defined]
+        except Exception as exc:  # the store away: serving goes on, the heartbeat comes back with it
+            log.warning("gateway: the heartbeat could not be written (%s)", type(exc).__name__)
 
     # --- ASGI ----------------------------------------------------------------------------------------
 

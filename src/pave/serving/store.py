@@ -20,6 +20,7 @@ from pave.config import Settings
 from pave.errors import InvalidInput, NotFound
 from pave.serving.deployments import Deployment, parse_deployments
 from pave.store.db import make_engine
+from pave.store.processes import GATEWAY, Heartbeat
 from pave.store.tables import Counter, DeploymentRow, utcnow
 
 COUNTER = "deployments"
@@ -224,10 +225,23 @@ def count_deployments(session: Session, project: str) -> int:
 
 
 class StoreDeployments:
-    """The gateway's DeploymentSource over Pave's store (a counter poll, then one read)."""
+    """The gateway's DeploymentSource over Pave's store (a counter poll, then one read).
+
+    It also registers the gateway in the store (``platform_processes``, at its advertised URL) with
+    the models it has loaded, so `pave status` and `pave deploy` know where it answers.
+    """
 
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.engine = engine or make_engine(settings.db_url, pool_size=1)
+        self._heartbeat = Heartbeat(GATEWAY, settings.gateway_advertised_url)
+
+    def heartbeat_due(self) -> bool:
+        return self._heartbeat.due()
+
+    def heartbeat(self, info: dict[str, Any]) -> None:
+        """Write the gateway's row (blocking: call it from a thread)."""
+        with Session(self.engine) as session, session.begin():
+            self._heartbeat.beat(session, info, force=True)
 
     def version(self) -> int:
         with Session(self.engine) as session:

@@ -433,3 +433,21 @@ class LoopRunRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class ProcessRow(Base):
+    """A process of the platform (control plane, gateway, worker) and when it last said it was alive.
+
+    Each writes its row every few seconds (``pave.store.processes``); ``pave status`` lists them.
+    """
+
+    __tablename__ = "platform_processes"
+
+    id: Mapped[str] = mapped_column(String(300), primary_key=True)  # role and where it answers
+    role: Mapped[str] = mapped_column(String(30), index=True)
+    url: Mapped[str] = mapped_column(String(500), default="")
+    host: Mapped[str] = mapped_column(String(200), default="")
+    pid: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

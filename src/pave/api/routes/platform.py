@@ -32,6 +32,22 @@ async def metrics(platform: PlatformDep) -> dict[str, Any]:
     return found.to_dict()
 
 
+def _processes(platform: Platform) -> list[dict[str, Any]]:
+    from pave.store.db import transaction
+    from pave.store.processes import list_processes
+
+    with transaction(platform.sessions) as session:
+        return list_processes(session)
+
+
+@router.get("/processes", operation_id="platform_processes")
+async def processes(platform: PlatformDep) -> list[dict[str, Any]]:
+    """The control planes, gateways and workers that said they were alive in the last day: role,
+    URL, host, pid, last heartbeat, ``healthy`` (seen in the last 20 s) and what each reports
+    (a control plane whether it leads the background jobs; a gateway its loaded models)."""
+    return await anyio.to_thread.run_sync(_processes, platform)
+
+
 class PlatformCollector(Collector):
     """``pave_platform_*`` gauges for ``/metrics``, computed at most every ``ttl`` seconds."""
 
