@@ -2,18 +2,24 @@
 
 The store is the single source of truth. A change writes the deployment's JSON form (the same
 form ``pave serve --deployments FILE`` reads) and bumps the ``deployments`` counter in the same
-transaction; gateways poll that counter and reload when it moves. Model versions are resolved
+transaction; gateways read that counter and reload when it moves. On PostgreSQL the change also
+sends a notification (``pg_notify``, delivered at commit) that gateways LISTEN for, so they read
+the counter only when told (and every 30 s in case a notification was missed); on SQLite they
+poll it. Model versions are resolved
 here, once, to their location in the platform's own artifact store: a gateway never loads a model
 from anywhere else, and keeps serving what it has loaded when the control plane is down.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import Session
 
 from pave.config import Settings
@@ -23,7 +29,11 @@ from pave.store.db import make_engine
 from pave.store.processes import GATEWAY, Heartbeat
 from pave.store.tables import Counter, DeploymentRow, utcnow
 
+log = logging.getLogger(__name__)
 COUNTER = "deployments"
+# One channel per schema: platforms sharing a database in different schemas do not wake each other.
+_CHANNEL = "'pave_deployments_' || md5(current_schema())"
+SAFETY_POLL = 30.0  # seconds: a gateway that listens still reads the counter this often
 ARTIFACTS_SCHEME = "mlflow-artifacts:"
 
 
@@ -120,6 +130,8 @@ def _bump(session: Session) -> None:
     if getattr(changed, "rowcount", 0) == 0:
         session.add(Counter(name=COUNTER, value=1))
     session.flush()
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"SELECT pg_notify({_CHANNEL}, '')"))  # sent when the transaction commits
 
 
 def _ref(ref: VersionRef, weight: float) -> dict[str, Any]:
@@ -234,6 +246,52 @@ class StoreDeployments:
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.engine = engine or make_engine(settings.db_url, pool_size=1)
         self._heartbeat = Heartbeat(GATEWAY, settings.gateway_advertised_url)
+        self._changed = threading.Event()
+        self._closed = threading.Event()
+        self._listener: threading.Thread | None = None
+        self.listening = False  # a LISTEN connection is open: the counter is read only when told
+        self._cached = 0
+        self._read_at = float("-inf")
+
+    def version(self) -> int:
+        if self.engine.dialect.name == "postgresql" and self._listener is None:
+            self._listener = threading.Thread(
+                target=self._listen, name="pave-deployments-listen", daemon=True
+            )
+            self._listener.start()
+        fresh = time.monotonic() - self._read_at < SAFETY_POLL
+        if self.listening and fresh and not self._changed.is_set():
+            return self._cached
+        self._changed.clear()  # before the read: a notification during it triggers another
+        with Session(self.engine) as session:
+            value = session.scalar(select(Counter.value).where(Counter.name == COUNTER))
+        self._cached, self._read_at = int(value or 0), time.monotonic()
+        return self._cached
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def _listen(self) -> None:
+        """LISTEN on the deployments channel; reconnect after a second when the connection drops."""
+        import psycopg
+
+        conninfo = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while not self._closed.is_set():
+            try:
+                with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
+                    row = conn.execute(f"SELECT {_CHANNEL}").fetchone()
+                    conn.execute(f'LISTEN "{row[0] if row else ""}"')
+                    self._changed.set()  # whatever changed while nobody listened
+                    self.listening = True
+                    while not self._closed.is_set():
+                        for _ in conn.notifies(timeout=5.0):
+                            self._changed.set()
+                        conn.execute("SELECT 1")  # a dead connection raises here, not in silence
+            except Exception as exc:
+                if self.listening:
+                    log.warning("gateway: lost the deployments channel (%s); polling", type(exc).__name__)
+            self.listening = False
+            self._closed.wait(1.0)
 
     def heartbeat_due(self) -> bool:
         return self._heartbeat.due()
@@ -242,11 +300,6 @@ class StoreDeployments:
         """Write the gateway's row (blocking: call it from a thread)."""
         with Session(self.engine) as session, session.begin():
             self._heartbeat.beat(session, info, force=True)
-
-    def version(self) -> int:
-        with Session(self.engine) as session:
-            value = session.scalar(select(Counter.value).where(Counter.name == COUNTER))
-        return int(value or 0)
 
     def deployments(self) -> list[Deployment]:
         with Session(self.engine) as session:
