@@ -198,8 +198,10 @@ def down(timeout: float = typer.Option(15.0, "--timeout", help="Seconds to wait 
             continue
         pid = int(info["pid"])
         # a gateway leads its own process group when `pave up` started it: its workers go with it
-        graceful = stop_process(pid, timeout, group=info.get("pgid") == pid)
-        console.print(f"{label} {'stopped' if graceful else f'killed after {timeout:.0f}s'} (pid {pid})")
+        # the control plane stops its gateway before it exits: give it the gateway's time too
+        wait = timeout * 2 if component == CONTROL_PLANE else timeout
+        graceful = stop_process(pid, wait, group=info.get("pgid") == pid)
+        console.print(f"{label} {'stopped' if graceful else f'killed after {wait:.0f}s'} (pid {pid})")
         stopped = True
     if not stopped:
         console.print("Pave is not running for " + str(settings.home))
