@@ -1,0 +1,499 @@
+"""Batch scoring: a registered model over a Parquet or CSV table, local or in object storage.
+
+The same predict path as the gateway: :func:`pave.serving.loading.load_model` (native sklearn and
+LightGBM, compiled where the gateway compiles, pyfunc otherwise), fed the table's columns bound to
+the model's input schema by the rules the gateway applies to a request (a missing column, or one
+of a type the model does not accept, is refused naming the column).
+
+The input is read one row group (Parquet) or one chunk (CSV) at a time, so memory is bounded by a
+part, not by the table; parts are scored by ``workers`` local processes (forked, each loading the
+model once) and written in order. The output holds the input's columns, the prediction columns
+(``predict``, ``predict_proba_<i>`` ...) and ``model_version``. It is written under a temporary
+name and renamed (a folder) or committed (object storage) only when every row is scored, so a
+failed job leaves no output that looks complete.
+
+A job is recorded as an MLflow run in the project's experiment (tag ``pave.kind=batch``): model
+version, input URI and its sha256 (the input's data version), output URI, rows, seconds,
+CPU-seconds and peak memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import resource
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pave.errors import InvalidInput, NotFound
+from pave.serving.loading import LoadedModel, load_model
+from pave.serving.protocol import datatype_of
+from pave.serving.schema import Features, InputSchema, accepts
+
+VERSION_COLUMN = "model_version"
+CSV_CHUNK_ROWS = 65_536
+TAG_KIND = "pave.kind"
+
+
+@dataclass
+class BatchResult:
+    """What one batch job did."""
+
+    project: str
+    model_version: str
+    input: str
+    output: str
+    input_sha256: str
+    rows: int
+    parts: int
+    seconds: float
+    cpu_seconds: float
+    peak_memory: int
+    workers: int
+    run_id: str | None = None
+    columns: list[str] = field(default_factory=list)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "rows_per_second": self.rows_per_second}
+
+
+def table_format(uri: str) -> str:
+    """``parquet`` or ``csv``, from the name (``.parquet``/``.pq``, ``.csv``/``.csv.gz``)."""
+    name = uri.lower()
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    if name.endswith((".csv", ".csv.gz", ".tsv")):
+        return "csv"
+    raise InvalidInput(
+        f"{uri}: cannot tell the table format from the name",
+        hint="name a .parquet or .csv file (local path or s3://BUCKET/KEY)",
+    )
+
+
+def _split(uri: str) -> tuple[str, str]:
+    """An object-store URI as (store root, key): ``s3://b/k/x.pq`` -> (``s3://b``, ``k/x.pq``)."""
+    scheme, _, rest = uri.partition("://")
+    bucket, _, key = rest.partition("/")
+    if not bucket or not key:
+        raise InvalidInput(f"{uri} names no object", hint="write it as s3://BUCKET/path/file.parquet")
+    return f"{scheme}://{bucket}", key
+
+
+@contextlib.contextmanager
+def _local_input(uri: str, folder: Path) -> Iterator[Path]:
+    """The input as a local file (an object is downloaded first: Parquet needs random access)."""
+    if "://" not in uri or uri.startswith("file://"):
+        path = Path(uri.removeprefix("file://")).expanduser()
+        if not path.is_file():
+            raise NotFound(f"no input file at {path}", hint="check the --input path")
+        yield path
+        return
+    from pave.storage import open_storage
+
+    root, key = _split(uri)
+    store = open_storage(root)
+    if store.head(key) is None:
+        raise NotFound(f"no object at {uri}", hint="check the --input URI (s3://BUCKET/KEY)")
+    yield store.download(key, folder / PurePosixPath(key).name)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(8 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --- binding a table to the model ------------------------------------------------------------------
+
+
+def check_columns(schema: InputSchema, columns: dict[str, str], source: str) -> None:
+    """Refuse a table that lacks a column the model needs, or has one of a type it does not take.
+
+    Args:
+        schema: the model's input schema.
+        columns: the table's column name -> OIP datatype.
+        source: the input, for the message.
+    """
+    if not schema.columns:
+        raise InvalidInput(
+            f"the model takes tensors ({', '.join(t.name for t in schema.tensors) or 'unnamed'}), "
+            "not a table",
+            hint="batch scoring reads tables: use a model whose signature has columns",
+        )
+    names = ", ".join(f"'{c.name}'" for c in schema.columns)
+    for column in schema.columns:
+        given = columns.get(column.name)
+        if given is None:
+            if column.required or column.dtype.kind != "f":
+                raise InvalidInput(
+                    f"{source}: column '{column.name}' is missing; the model takes {names}",
+                    hint=f"add the column '{column.name}' to the input, "
+                    "or score it with the version it was made for",
+                )
+            continue
+        if not accepts(column.datatype, given):
+            raise InvalidInput(
+                f"{source}: column '{column.name}' holds {given}, the model expects {column.datatype}",
+                hint=f"convert '{column.name}' to {column.datatype.lower()} values in the input",
+            )
+
+
+def bind_frame(schema: InputSchema, frame: pd.DataFrame, source: str) -> Features:
+    """The model input for the rows of ``frame`` (the gateway's binding, for a table)."""
+    check_columns(schema, {str(c): datatype_of(frame[c].to_numpy()[:0]) for c in frame.columns}, source)
+    n_rows = len(frame)
+    given = {
+        c.name: frame[c.name].to_numpy()
+        if c.name in frame.columns
+        else np.full(n_rows, np.nan, dtype=c.dtype)
+        for c in schema.columns
+    }
+    if schema.kind == "matrix":
+        matrix = np.empty((n_rows, len(schema.order)), dtype=schema.matrix_dtype)
+        for j, name in enumerate(schema.order):
+            matrix[:, j] = given[name]
+        return matrix
+    return pd.DataFrame({c.name: given[c.name].astype(c.dtype, copy=False) for c in schema.columns})
+
+
+def score_frame(model: LoadedModel, frame: pd.DataFrame, version: str, source: str) -> pd.DataFrame:
+    """``frame`` with the prediction columns and ``model_version`` added."""
+    features = bind_frame(model.schema, frame, source)
+    try:
+        outputs = model.predict(features)
+    except Exception as exc:  # the model's own refusal of these rows (NaN, a value out of range)
+        raise InvalidInput(
+            f"{source}: the model failed on these rows: {type(exc).__name__}: {str(exc)[:300]}",
+            hint="fix the rows (missing values, out-of-range values), then run the job again",
+        ) from exc
+    scored = frame.copy()
+    for name, values in outputs.items():
+        array = np.asarray(values)
+        if array.ndim == 2:
+            for i in range(array.shape[1]):
+                scored[f"{name}_{i}"] = array[:, i]
+        else:
+            scored[name] = array.reshape(len(frame), -1)[:, 0] if array.ndim > 1 else array
+    scored[VERSION_COLUMN] = version
+    return scored
+
+
+# --- reading parts ---------------------------------------------------------------------------------
+
+
+def _parquet_columns(path: Path) -> dict[str, str]:
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    out = {}
+    for name in schema.names:
+        empty = schema.empty_table().column(name).to_pandas().to_numpy()
+        out[name] = datatype_of(empty)
+    return out
+
+
+def _parts(path: Path, kind: str) -> int:
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(path).num_row_groups)
+    return -1  # CSV: not known before reading
+
+
+def _read_part(path: Path, kind: str, index: int) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).read_row_group(index).to_pandas()
+
+
+# --- workers (forked processes; the model is loaded once per process) -----------------------------
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(uri: str, tracking_uri: str | None, cache_dir: str, version: str) -> None:
+    _WORKER["model"] = load_model(uri, tracking_uri=tracking_uri, cache_dir=Path(cache_dir))
+    _WORKER["version"] = version
+
+
+def _score_part(path: str, index: int, out_dir: str, source: str) -> tuple[int, int, str]:
+    frame = _read_part(Path(path), "parquet", index)
+    scored = score_frame(_WORKER["model"], frame, _WORKER["version"], f"{source} row group {index}")
+    part = Path(out_dir) / f"part-{index:06d}.parquet"
+    scored.to_parquet(part, index=False)
+    return index, len(scored), str(part)
+
+
+def _usage() -> tuple[float, int]:
+    """CPU-seconds of this process and its waited-for children; peak memory of the largest."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return cpu, max(own.ru_maxrss, children.ru_maxrss) * 1024
+
+
+# --- the job ---------------------------------------------------------------------------------------
+
+
+def score_table(
+    project: str,
+    *,
+    input_uri: str,
+    output_uri: str,
+    tracking_uri: str,
+    cache_dir: Path,
+    version: str | None = None,
+    alias: str | None = None,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> BatchResult:
+    """Score the table at ``input_uri`` with a version of ``project``'s model into ``output_uri``.
+
+    Args:
+        project: the project (its registered model has the same name).
+        input_uri, output_uri: a path or ``s3://BUCKET/KEY``, ``.parquet`` or ``.csv``.
+        tracking_uri: MLflow (the model registry, and where the job is recorded).
+        cache_dir: where downloaded models are kept.
+        version, alias: which version (default: alias ``champion``, else the newest version).
+        workers: processes scoring parts at once (default: the CPUs this process may use).
+        progress: called with (rows done, parts done) after each part.
+
+    Raises:
+        InvalidInput: an unknown format, a missing column or one of the wrong type (named); nothing
+            is written then.
+        NotFound: no such input, model or version.
+    """
+    started = time.perf_counter()
+    cpu_before, _ = _usage()
+    in_kind, out_kind = table_format(input_uri), table_format(output_uri)
+    resolved = _version(project, version, alias, tracking_uri)
+    uri = f"models:/{project}/{resolved}"
+    workers = workers or len(os.sched_getaffinity(0))
+    with tempfile.TemporaryDirectory(prefix="pave-batch-") as tmp:
+        folder = Path(tmp)
+        with _local_input(input_uri, folder) as local:
+            digest = _sha256(local)
+            model = load_model(uri, tracking_uri=tracking_uri, cache_dir=cache_dir)
+            if in_kind == "parquet":
+                check_columns(model.schema, _parquet_columns(local), input_uri)
+                parts = _score_parquet(
+                    local, uri, resolved, tracking_uri, cache_dir, folder, workers, input_uri, progress
+                )
+            else:
+                parts = _score_csv(local, model, resolved, folder, input_uri, progress)
+            rows, columns = _write(parts, out_kind, output_uri, folder)
+    cpu_after, peak = _usage()
+    return BatchResult(
+        project=project,
+        model_version=resolved,
+        input=input_uri,
+        output=output_uri,
+        input_sha256=digest,
+        rows=rows,
+        parts=len(parts),
+        seconds=time.perf_counter() - started,
+        cpu_seconds=cpu_after - cpu_before,
+        peak_memory=peak,
+        workers=workers,
+        columns=columns,
+    )
+
+
+def _version(project: str, version: str | None, alias: str | None, tracking_uri: str) -> str:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    if version and alias:
+        raise InvalidInput("give --version or --alias, not both", hint="e.g. --alias champion")
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        if version:
+            return str(client.get_model_version(project, version).version)
+        if alias:
+            return str(client.get_model_version_by_alias(project, alias).version)
+        try:
+            return str(client.get_model_version_by_alias(project, "champion").version)
+        except MlflowException:
+            found = client.search_model_versions(f"name = '{project}'", max_results=1000)
+            if not found:
+                raise
+            return str(max(int(v.version) for v in found))
+    except MlflowException as exc:
+        which = f"version {version}" if version else f"alias {alias or 'champion'}"
+        raise NotFound(
+            f"project {project} has no model {which}",
+            hint=f"see `pave models {project}`; pass --version N or --alias NAME",
+        ) from exc
+
+
+def _score_parquet(
+    local: Path,
+    uri: str,
+    version: str,
+    tracking_uri: str,
+    cache_dir: Path,
+    folder: Path,
+    workers: int,
+    source: str,
+    progress: Callable[[int, int], None] | None,
+) -> list[Path]:
+    count = _parts(local, "parquet")
+    out_dir = folder / "parts"
+    out_dir.mkdir()
+    done: dict[int, Path] = {}
+    rows = 0
+    if workers <= 1 or count <= 1:
+        _init_worker(uri, tracking_uri, str(cache_dir), version)
+        results: Iterator[tuple[int, int, str]] = (
+            _score_part(str(local), i, str(out_dir), source) for i in range(count)
+        )
+        for index, n, part in results:
+            done[index], rows = Path(part), rows + n
+            if progress:
+                progress(rows, len(done))
+        return [done[i] for i in range(count)]
+    with ProcessPoolExecutor(
+        max_workers=min(workers, count),
+        mp_context=get_context("fork"),
+        initializer=_init_worker,
+        initargs=(uri, tracking_uri, str(cache_dir), version),
+    ) as pool:
+        futures = [pool.submit(_score_part, str(local), i, str(out_dir), source) for i in range(count)]
+        for future in futures:
+            index, n, part = future.result()  # the first error ends the job; nothing is written
+            done[index], rows = Path(part), rows + n
+            if progress:
+                progress(rows, len(done))
+    return [done[i] for i in range(count)]
+
+
+def _score_csv(
+    local: Path,
+    model: LoadedModel,
+    version: str,
+    folder: Path,
+    source: str,
+    progress: Callable[[int, int], None] | None,
+) -> list[Path]:
+    out_dir = folder / "parts"
+    out_dir.mkdir()
+    parts, rows = [], 0
+    for index, chunk in enumerate(pd.read_csv(local, chunksize=CSV_CHUNK_ROWS)):
+        first = index * CSV_CHUNK_ROWS + 2  # the file's line of the chunk's first row (after the header)
+        scored = score_frame(
+            model, chunk.reset_index(drop=True), version, f"{source} (rows from line {first})"
+        )
+        part = out_dir / f"part-{index:06d}.parquet"
+        scored.to_parquet(part, index=False)
+        parts.append(part)
+        rows += len(scored)
+        if progress:
+            progress(rows, len(parts))
+    return parts
+
+
+def _write(parts: list[Path], kind: str, output_uri: str, folder: Path) -> tuple[int, list[str]]:
+    """Join the parts into the output, under a temporary name, then rename or commit it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    staged = folder / f"output.{kind}"
+    rows, columns = 0, []
+    writer: Any = None
+    with staged.open("wb") as out:
+        for i, part in enumerate(parts):
+            table = pq.read_table(part)
+            rows += table.num_rows
+            if kind == "parquet":
+                if writer is None:
+                    writer = pq.ParquetWriter(out, table.schema)
+                    columns = table.schema.names
+                writer.write_table(table.cast(writer.schema) if table.schema != writer.schema else table)
+            else:
+                frame = table.to_pandas()
+                columns = list(frame.columns)
+                frame.to_csv(out, index=False, header=i == 0)
+            part.unlink()
+        if writer is not None:
+            writer.close()
+        elif kind == "parquet":  # an empty input: an empty table with no columns
+            pq.write_table(pa.table({}), out)
+    _publish(staged, output_uri)
+    return rows, columns
+
+
+def _publish(staged: Path, output_uri: str) -> None:
+    if "://" not in output_uri or output_uri.startswith("file://"):
+        target = Path(output_uri.removeprefix("file://")).expanduser()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.partial-{os.getpid()}")
+        try:
+            with staged.open("rb") as source, temporary.open("wb") as out:
+                while chunk := source.read(8 << 20):
+                    out.write(chunk)
+            os.replace(temporary, target)  # atomic: the output appears whole or not at all
+        finally:
+            temporary.unlink(missing_ok=True)
+        return
+    from pave.storage import open_storage
+
+    root, key = _split(output_uri)
+    open_storage(root).put_file(key, staged)  # a multipart upload is visible only once committed
+
+
+# --- recording the job -----------------------------------------------------------------------------
+
+
+def record_job(result: BatchResult, *, tracking_uri: str) -> str:
+    """Record the job as an MLflow run in the project's experiment; returns its id."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(result.project)
+    experiment_id = (
+        experiment.experiment_id
+        if experiment is not None
+        else client.create_experiment(result.project, tags={"pave.project": result.project})
+    )
+    run = client.create_run(
+        experiment_id,
+        run_name=f"batch v{result.model_version}",
+        tags={
+            TAG_KIND: "batch",
+            "pave.project": result.project,
+            "pave.model.name": result.project,
+            "pave.model.version": result.model_version,
+            "pave.data.input": result.input_sha256,
+            "pave.batch.input": result.input,
+            "pave.batch.output": result.output,
+        },
+    )
+    run_id = run.info.run_id
+    for key, value in (
+        ("rows", result.rows),
+        ("seconds", result.seconds),
+        ("rows_per_second", result.rows_per_second),
+        ("pave.cpu_seconds", result.cpu_seconds),
+        ("pave.peak_memory", result.peak_memory),
+    ):
+        client.log_metric(run_id, key, float(value))
+    client.log_param(run_id, "workers", result.workers)
+    client.set_terminated(run_id, "FINISHED")
+    result.run_id = run_id
+    return str(run_id)
