@@ -243,3 +243,34 @@ def test_recommendation_precision_is_worse_when_lower():
     assert result.statistic < 0
     assert "precision@k" in result.test
     assert not rollouts.compare_labels(cand, base, alpha=0.05).worse
+
+
+def test_a_stalled_step_says_what_it_waits_for(store, tmp_path):
+    settings, sessions = store
+    log_dir = tmp_path / "log"
+    rollout_id = _rollout(store, log_dir, min_requests=100, interval_seconds=3600)  # 60 answers so far
+    rollouts.tick(sessions, settings, log_dir)
+    row, _ = _state(store, rollout_id)
+    assert row.state == "running"
+    assert row.step_index == 0
+    waiting = rollouts.waiting_for(row, log_dir)
+    assert waiting is not None
+    assert waiting.startswith("the 50% step waits for 40 more answers from v2 (60 of the 100 a step needs")
+    assert "s more of the 3600 s a step lasts" in waiting
+    assert rollouts.describe(row, log_dir=log_dir)["waiting_for"] == waiting
+
+
+def test_a_step_held_for_labels_names_the_counts(store, tmp_path):
+    settings, sessions = store
+    log_dir = tmp_path / "log"
+    rollout_id = _rollout(store, log_dir, min_requests=50, min_labels=30, require_labels=True)
+    labels = {"1": correct(10, 9, "1"), "2": correct(4, 3, "2")}
+    rollouts.tick(sessions, settings, log_dir, performance=lambda d, s: labels)
+    row, _ = _state(store, rollout_id)
+    waiting = rollouts.waiting_for(row, log_dir)
+    assert waiting == (
+        "the 50% step waits for labels of 30 inferences per version (v1 has 10, v2 4; "
+        "POST them to /api/v1/feedback)"
+    )
+    row.state = "rolled_back"
+    assert rollouts.waiting_for(row, log_dir) is None

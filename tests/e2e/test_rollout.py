@@ -149,6 +149,7 @@ def test_crashing_candidate_is_rolled_back_and_a_good_one_promoted(
     with Load(gateway, rows, auth) as load:
         started = run_pave("rollout", "start", "roll", "--version", candidate, *fast, env=env)
         assert started.returncode == 0, started.stderr
+        assert "waiting: the 50% step waits for" in started.stdout, "a new step says what it waits for"
         promoted = _wait_rollout(env, "promoted")
         time.sleep(2)
     assert set(load.statuses) == {200}, f"a client saw {set(load.statuses) - {200}}"

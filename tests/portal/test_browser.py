@@ -115,6 +115,8 @@ def test_the_portal_journey_in_a_browser(browser: Any, shared_server: PaveServer
         page.reload()
     assert page.locator("svg[aria-label^='requests per minute'] polyline").count() == 1
     assert f"Rolling out v{candidate}" in page.locator(".rollout").inner_text()
+    waiting = page.locator(".rollout-wait").inner_text()  # a canary that has not moved says why
+    assert "s more of the 3600 s a step lasts" in waiting
     _shot(page, "05-deployment-canary")
     page.get_by_label("Reason").fill("seen enough")
     page.get_by_role("button", name="Roll back").click()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from pave.cli.console import console, err_console, print_json
@@ -146,6 +147,8 @@ def _print_rollout(r: dict[str, Any]) -> None:
         f"{r['deployment']}: v{r['candidate_version']} replacing v{r['baseline_version']}: "
         f"[bold]{r['state']}[/]{where}"
     )
+    if r.get("waiting_for"):
+        console.print(f"waiting: {escape(r['waiting_for'])}")
     table = Table(title="history")
     for column in ("at", "event", "detail"):
         table.add_column(column)

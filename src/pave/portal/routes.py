@@ -33,6 +33,7 @@ from pave.portal.web import (
     run,
     session_id,
 )
+from pave.serving import rollouts
 from pave.tracking.lineage import TAG_DATA_PREFIX
 
 __all__ = ["actions", "router"]  # importing the forms registers them on the router
@@ -300,6 +301,11 @@ async def deployment_page(request: Request, name: str) -> Response:
         for v in (deployment.spec["versions"] if deployment else [])
     ]
     running = next((r for r in data["rollouts"] if r.state == "running"), None)
+    waiting = (
+        await anyio.to_thread.run_sync(lambda: rollouts.waiting_for(running, settings.inference_log_dir))
+        if running is not None
+        else None
+    )
     perf_metrics = sorted({m for metrics in performance.values() for m in metrics})
     plots = {
         "split": charts.traffic_split("traffic split", shares),
@@ -349,6 +355,7 @@ async def deployment_page(request: Request, name: str) -> Response:
         traffic=traffic,
         plots=plots,
         running=running,
+        waiting=waiting,
         shares=shares,
         versions=versions,
         performance=performance,

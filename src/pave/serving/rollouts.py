@@ -509,7 +509,43 @@ def _audit(sessions: sessionmaker[Session], project: str, decision: str, rollout
     )
 
 
-def describe(row: RolloutRow) -> dict[str, Any]:
+def waiting_for(row: RolloutRow, log_dir: Path, now: datetime | None = None) -> str | None:
+    """What a running rollout's step still waits for before it may advance, in words.
+
+    None when the rollout does not run. The numbers are those :func:`evaluate` uses: the
+    candidate's answers since the step started (``min_requests``), the step's age
+    (``interval_seconds``) and, with ``require_labels``, the label counts it last saw.
+    """
+    if row.state != RUNNING:
+        return None
+    policy = RolloutPolicy.from_dict(row.policy)
+    step = policy.steps[row.step_index]
+    frame = read_inference_log(log_dir, start=row.step_started_at, deployment=row.deployment)
+    answers = _stats(frame, row.candidate_version).requests
+    left = policy.interval_seconds - ((now or datetime.now(UTC)) - row.step_started_at).total_seconds()
+    needs = []
+    if answers < policy.min_requests:
+        needs.append(
+            f"{policy.min_requests - answers} more answers from v{row.candidate_version} "
+            f"({answers} of the {policy.min_requests} a step needs; send the deployment traffic)"
+        )
+    if left > 0:
+        needs.append(f"{math.ceil(left)} s more of the {policy.interval_seconds:g} s a step lasts")
+    last = row.history[-1] if row.history else {}
+    if last.get("event") == "waiting_for_labels" and last.get("step") == step:
+        labels = last.get("labels", {})
+        needs.append(
+            f"labels of {policy.min_labels} inferences per version (v{row.baseline_version} has "
+            f"{labels.get('baseline', 0)}, v{row.candidate_version} {labels.get('candidate', 0)}; "
+            "POST them to /api/v1/feedback)"
+        )
+    if not needs:
+        return f"nothing: the {step:g}% step is checked again within a second"
+    return f"the {step:g}% step waits for " + " and ".join(needs)
+
+
+def describe(row: RolloutRow, *, log_dir: Path | None = None) -> dict[str, Any]:
+    """The rollout as the API shows it; with ``log_dir``, also what its step waits for."""
     policy = RolloutPolicy.from_dict(row.policy)
     step = policy.steps[min(row.step_index, len(policy.steps) - 1)]
     return {
@@ -524,4 +560,5 @@ def describe(row: RolloutRow) -> dict[str, Any]:
         "history": row.history,
         "created_by": row.created_by,
         "finished_at": row.finished_at.isoformat() if row.finished_at else None,
+        "waiting_for": waiting_for(row, log_dir) if log_dir is not None else None,
     }

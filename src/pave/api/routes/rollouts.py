@@ -44,15 +44,16 @@ async def start(
             actor=principal.identity,
             policy=body.policy,
         )
-        return rollouts.describe(row)
+        return rollouts.describe(row, log_dir=platform.settings.inference_log_dir)
 
     return await anyio.to_thread.run_sync(work)
 
 
 @router.get("", operation_id="get_rollout")
-def get(name: str, session: SessionDep) -> dict[str, Any]:
-    """The latest rollout of the project: state, step, traffic, and every decision with its numbers."""
-    return rollouts.describe(rollouts.current(session, name))
+def get(name: str, session: SessionDep, platform: PlatformDep) -> dict[str, Any]:
+    """The latest rollout of the project: state, step, what the step waits for, and every decision
+    with its numbers."""
+    return rollouts.describe(rollouts.current(session, name), log_dir=platform.settings.inference_log_dir)
 
 
 @router.post("/promote", operation_id="promote_rollout")
