@@ -51,8 +51,30 @@ class PaveError(Exception):
             body["details"] = self.details
         return {"error": body}
 
+    def to_mlflow_dict(self) -> dict[str, Any]:
+        """The body for an MLflow client: MLflow's ``error_code`` and ``message`` beside Pave's
+        ``error``, so a refusal surfaces as e.g. ``UNAUTHENTICATED: the token is not valid`` in
+        ``mlflow`` instead of ``INTERNAL_ERROR``."""
+        message = self.message if not self.hint else f"{self.message} (hint: {self.hint})"
+        code = _MLFLOW_CODES.get(self.status_code, "INTERNAL_ERROR")
+        return {"error_code": code, "message": message, **self.to_dict()}
+
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message} (hint: {self.hint})"
+
+
+# HTTP status -> the error code MLflow's REST clients understand (mlflow.protos.databricks_pb2)
+_MLFLOW_CODES = {
+    400: "INVALID_PARAMETER_VALUE",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "RESOURCE_DOES_NOT_EXIST",
+    409: "RESOURCE_ALREADY_EXISTS",
+    413: "INVALID_PARAMETER_VALUE",
+    415: "BAD_REQUEST",
+    429: "REQUEST_LIMIT_EXCEEDED",
+    503: "TEMPORARILY_UNAVAILABLE",
+}
 
 
 class UserError(PaveError):

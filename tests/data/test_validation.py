@@ -56,3 +56,28 @@ def test_a_missing_column_is_a_table_level_problem() -> None:
 def test_something_that_is_not_a_schema_is_explained() -> None:
     with pytest.raises(DataValidationError, match="not a pandera DataFrameModel"):
         validate_frame(pd.DataFrame(), object(), source="train")
+
+
+class StrictPeople(People):
+    class Config:
+        strict = True
+
+
+def test_a_renamed_column_is_named_in_the_headline_and_the_hint() -> None:
+    frame = pd.DataFrame({"age": [1, 2], "plan_name": ["basic", "pro"]})  # plan renamed
+    report = validate_frame(frame, StrictPeople, source="train")
+    with pytest.raises(DataValidationError) as info:
+        check(report)
+    assert info.value.message == (
+        "data source train does not match StrictPeople: "
+        "missing column plan; column plan_name not in the schema"
+    )
+    assert info.value.hint is not None
+    assert info.value.hint.startswith("renamed column? (plan -> plan_name)")
+    assert "the run's artifact data/validation.json" in info.value.hint  # not a file of the project
+
+
+def test_a_missing_column_says_add_it_or_change_the_schema() -> None:
+    with pytest.raises(DataValidationError, match="missing column plan \\(hint") as info:
+        check(validate_frame(pd.DataFrame({"age": [1]}), People, source="train"))
+    assert (info.value.hint or "").startswith("add the missing columns to the file")

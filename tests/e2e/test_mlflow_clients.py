@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from pave_testing import PaveServer
+from pave_testing import PaveServer, World
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "mlflow_quickstart.py"
 pytestmark = pytest.mark.slow
@@ -74,3 +75,33 @@ def test_mlflow_client_without_token_is_refused(shared_server: PaveServer, tmp_p
     assert out.returncode != 0
     assert "this request needs a token" in out.stderr
     assert httpx.get(f"{shared_server.url}/healthz").status_code == 200
+
+
+def test_an_mlflow_client_is_told_why_in_mlflows_own_error_codes(world: World) -> None:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import RestException
+
+    url = f"{world.server.url}/mlflow"
+    world.project("mlflow-codes")
+    outsider = world.token("mlflow-outsider", role="developer")
+    cases = [("pave_not_a_token", "UNAUTHENTICATED", "the token is not valid")]
+    cases.append((outsider, "PERMISSION_DENIED", "mlflow-codes"))
+    for token, code, words in cases:
+        with mlflow_token(token), pytest.raises(RestException) as info:
+            MlflowClient(url).create_experiment("mlflow-codes")
+        assert info.value.error_code == code, info.value
+        assert words in info.value.message
+        assert "hint:" in info.value.message
+
+
+@contextlib.contextmanager
+def mlflow_token(token: str) -> Iterator[None]:
+    before = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    os.environ["MLFLOW_TRACKING_TOKEN"] = token
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
+        else:
+            os.environ["MLFLOW_TRACKING_TOKEN"] = before

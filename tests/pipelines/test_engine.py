@@ -256,3 +256,15 @@ def test_the_progress_display_says_what_was_skipped(demo: Path, capsys: pytest.C
     err = capsys.readouterr().err
     assert "a: ran in" in err
     assert "a: unchanged, skipped (cached)" in err
+
+
+def test_a_misspelled_step_function_is_matched_against_what_the_file_defines(
+    make_project: ProjectFactory,
+) -> None:
+    root = make_project({"pave.yaml": YAML.replace("steps:c,", "steps:cc,"), "steps.py": STEPS})
+    with pytest.raises(PipelineDefinitionError) as info:
+        run(root)
+    hint = info.value.hint or ""
+    assert hint.startswith("did you mean c? steps.py defines a, b, c, d, helper;")
+    assert "StepContext" not in hint  # imported, not defined there
+    assert "logging" not in hint

@@ -145,6 +145,18 @@ def test_a_cached_no_op_run_registers_nothing_new(
     assert {r.primary_metric for r in listed} == {"roc_auc"}
 
 
+def test_a_misspelled_gate_metric_fails_the_run_naming_the_metric_it_meant(
+    churn_project: ProjectFactory, tracking_uri: str, settings: Settings
+) -> None:
+    root = churn_project(gates="  - {metric: roc_auc, min: 0.5}\n  - {metric: acuracy, min: 0.5}")
+    with pytest.raises(InvalidInput) as info:
+        execute_project(root, tracking_uri=tracking_uri, settings=settings, progress=False)
+    assert info.value.message.startswith("gates[1] names metric 'acuracy', which the run did not log")
+    assert "accuracy" in info.value.message
+    assert (info.value.hint or "").startswith("did you mean accuracy? fix gates[1].metric in pave.yaml")
+    _assert_failed(tracking_uri, root.name, info.value, "invalid_input")
+
+
 def test_failing_absolute_gates_register_but_move_no_alias(
     churn_project: ProjectFactory, tracking_uri: str, settings: Settings
 ) -> None:

@@ -151,8 +151,12 @@ class _Request:
         )
 
 
-async def send_error(send: Send, error: PaveError, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    await _send(send, error.status_code, b"application/json", orjson.dumps(error.to_dict()), headers)
+async def send_error(
+    send: Send, error: PaveError, headers: list[tuple[bytes, bytes]] | None = None, *, mlflow: bool = False
+) -> None:
+    """The refusal as JSON; with ``mlflow``, in MLflow's error shape too (its clients read ``error_code``)."""
+    body = error.to_mlflow_dict() if mlflow else error.to_dict()
+    await _send(send, error.status_code, b"application/json", orjson.dumps(body), headers)
 
 
 async def send_error_page(
@@ -376,7 +380,7 @@ class SecurityMiddleware:
         if request.html:
             await send_error_page(send, error, extra)
             return
-        await send_error(send, error, extra)
+        await send_error(send, error, extra, mlflow=request.path.startswith("/mlflow/"))
 
     # --- the checks ---------------------------------------------------------------------------------
 

@@ -144,8 +144,10 @@ def _print_run(result: Any) -> None:
                 verdict = f"[dim]skipped[/] {gate.message}"
             elif gate.passed:
                 verdict = "[green]pass[/]"
+            elif gate.observed is None:
+                verdict = f"[red]FAIL[/] {escape(gate.message)}"
             else:
-                verdict = f"[red]FAIL[/] short by {gate.shortfall:.4g} {gate.message}"
+                verdict = f"[red]FAIL[/] short by {gate.shortfall:.4g} {escape(gate.message)}"
             rule = gate.rule if gate.baseline is None else f"{gate.rule} vs champion ({gate.baseline:.4g})"
             observed = "-" if gate.observed is None else f"{gate.observed:.4g}"
             threshold = "-" if gate.threshold is None else f"{gate.threshold:.4g}"

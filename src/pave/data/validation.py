@@ -9,6 +9,7 @@ The report is plain JSON (logged to the MLflow run as ``data/validation.json``):
 
 from __future__ import annotations
 
+import difflib
 import math
 from typing import Any
 
@@ -56,20 +57,46 @@ def validate_frame(frame: pd.DataFrame, schema: Any, *, source: str) -> dict[str
 
 
 def check(report: dict[str, Any]) -> None:
-    """Raise :class:`DataValidationError` (with the report as details) when the report is not valid."""
+    """Raise :class:`DataValidationError` (with the report as details) when the report is not valid.
+
+    The headline names what failed: missing and unexpected columns by name, then the checks that
+    failed with example rows; a missing column close to an unexpected one is named as a rename.
+    """
     if report["valid"]:
         return
+    problems = report["problems"]
+    missing = _columns(problems, "column_in_dataframe")
+    extra = _columns(problems, "column_in_schema")
     parts = []
-    for p in report["problems"][:5]:
+    if missing:
+        parts.append(f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    if extra:
+        parts.append(f"column{'s' if len(extra) > 1 else ''} {', '.join(extra)} not in the schema")
+    rest = [p for p in problems if p["check"] not in ("column_in_dataframe", "column_in_schema")]
+    for p in rest[:5]:
         where = f"column {p['column']}" if p["column"] else "table"
         rows = f" (rows {', '.join(str(r) for r in p['rows'][:5])})" if p["rows"] else ""
         parts.append(f"{where}: {p['check']} failed {p['failures']}x{rows}")
-    more = f"; and {len(report['problems']) - 5} more" if len(report["problems"]) > 5 else ""
+    more = f"; and {len(rest) - 5} more" if len(rest) > 5 else ""
+    renamed = [(m, close[0]) for m in missing if (close := difflib.get_close_matches(m, extra, n=1))]
+    if renamed:
+        pairs = ", ".join(f"{old} -> {new}" for old, new in renamed)
+        plural = "s" if len(renamed) > 1 else ""
+        fix = f"renamed column{plural}? ({pairs}): rename back in the file, or in the schema"
+    elif missing or extra:
+        fix = "add the missing columns to the file, or change the schema to the file's columns"
+    else:
+        fix = "fix the rows listed, or relax the schema if the data is right"
     raise DataValidationError(
         f"data source {report['source']} does not match {report['schema']}: {'; '.join(parts)}{more}",
-        hint="fix the rows listed, or relax the schema if the data is right (see data/validation.json)",
+        hint=f"{fix}; the whole report is the run's artifact data/validation.json (in MLflow)",
         details=report,
     )
+
+
+def _columns(problems: list[dict[str, Any]], check_name: str) -> list[str]:
+    """The column names a column-presence check of pandera failed on (they are its failure cases)."""
+    return [str(v) for p in problems if p["check"] == check_name for v in p["values"] if v is not None]
 
 
 def _summarise(cases: pd.DataFrame) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import difflib
 import hashlib
 import importlib
 import sys
@@ -71,10 +72,18 @@ def resolve(reference: str, project_dir: Path, *, what: str) -> Any:
             hint=f"fix {path}; module-level code runs on every pave run",
         ) from exc
     if not hasattr(module, attr):
-        public = sorted(n for n in vars(module) if not n.startswith("_"))
+        # what the file defines itself, not what it imports (pd, LogisticRegression, annotations...)
+        own = sorted(
+            n
+            for n, v in vars(module).items()
+            if not n.startswith("_") and getattr(v, "__module__", None) == module.__name__
+        )
+        close = difflib.get_close_matches(attr, own, n=1)
+        guess = f"did you mean {close[0]}? " if close else ""
+        defined = f"{path.name} defines {', '.join(own[:12])}" if own else f"{path.name} defines nothing yet"
         raise PipelineDefinitionError(
             f"{what} {reference}: {path.name} has no {attr!r}",
-            hint=f"define {attr} in {path.name}, or use one of: {', '.join(public[:12])}",
+            hint=f"{guess}{defined}; fix pave.yaml or define {attr} in {path.name}",
         )
     return getattr(module, attr)
 

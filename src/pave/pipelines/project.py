@@ -55,7 +55,7 @@ from pave.pipelines.modules import local_top_level_names, project_imports, resol
 from pave.pipelines.snapshot import ARCHIVE, make_snapshot, restore_snapshot
 from pave.pipelines.spec import ProjectSpec, load_spec
 from pave.registry import flavors
-from pave.registry.gates import GateResult, all_passed, evaluate_gates
+from pave.registry.gates import GateResult, all_passed, check_gate_metrics, evaluate_gates
 from pave.registry.versions import CANDIDATE, champion_metrics, register_version, version_with_tag
 from pave.storage import StorageError, open_storage
 from pave.tracking import lineage as L
@@ -570,6 +570,7 @@ def _model_and_gates(
     if spec.model is None:
         result.gates_passed = True
         return
+    check_gate_metrics(spec.gates, result.metrics)
     name = spec.model_name
     champion = champion_metrics(client, name) if any(g.compare_to for g in spec.gates) else None
     direction = spec.metrics.direction if spec.metrics else "maximize"

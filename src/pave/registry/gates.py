@@ -7,11 +7,13 @@ metric of the run behind the version with alias ``champion`` and allow a worseni
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from pave.errors import InvalidInput
 from pave.pipelines.spec import GateSpec
 
 Direction = Literal["maximize", "minimize"]
@@ -59,6 +61,25 @@ def evaluate_gates(
             continue
         results.append(_relative(gate, observed, gate.direction or direction, champion, champion_version))
     return results
+
+
+def check_gate_metrics(gates: list[GateSpec], metrics: Mapping[str, float]) -> None:
+    """Refuse a gate on a metric the run did not log (a typo in pave.yaml), naming the closest one.
+
+    Raises:
+        InvalidInput: the first such gate, with the metrics that were logged.
+    """
+    logged = sorted(metrics)
+    for index, gate in enumerate(gates):
+        if gate.metric in metrics:
+            continue
+        close = difflib.get_close_matches(gate.metric, logged, n=1)
+        guess = f"did you mean {close[0]}? " if close else ""
+        raise InvalidInput(
+            f"gates[{index}] names metric {gate.metric!r}, which the run did not log "
+            f"(logged: {', '.join(logged) or 'none'})",
+            hint=f"{guess}fix gates[{index}].metric in pave.yaml; `pave run` again is quick (cached steps)",
+        )
 
 
 def all_passed(results: list[GateResult]) -> bool:
