@@ -165,6 +165,25 @@ class Client:
         result: dict[str, Any] = self.request("POST", "/api/v1/projects", json={"name": name, **fields})
         return result
 
+    # --- costs -----------------------------------------------------------------------------------
+
+    def record_usage(self, project: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """Report what work of ``project`` used: ``[{"kind": "batch", "cpu_seconds": 12.5, ...}]``."""
+        result: dict[str, Any] = self.request(
+            "POST", f"/api/v1/projects/{quote(project, safe='')}/usage", json={"items": items}
+        )
+        return result
+
+    def costs(self, project: str | None = None, *, since: str | None = None) -> dict[str, Any]:
+        """Usage and cost per project, kind and day (every project: platform admins only)."""
+        path = "/api/v1/costs" if project is None else f"/api/v1/projects/{quote(project, safe='')}/costs"
+        result: dict[str, Any] = self.request("GET", path, params={"since": since} if since else None)
+        return result
+
+    def admit(self, project: str) -> None:
+        """Raise QuotaExceeded when ``project`` is over its CPU-hour quota or (hard stop) its budget."""
+        self.request("GET", f"/api/v1/projects/{quote(project, safe='')}/costs/admit")
+
     # --- runs and models -----------------------------------------------------------------------
 
     def list_runs(self, project: str, *, limit: int = 50) -> list[dict[str, Any]]:

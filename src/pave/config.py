@@ -149,6 +149,32 @@ class Settings(BaseSettings):
         default_factory=lambda: ["127.0.0.1", "localhost", "[::1]", "testserver"],
         description="Host header allow-list ('*' allows any).",
     )
+    prices: dict[str, float] = Field(
+        default_factory=lambda: {
+            "cpu_hour": 0.05,
+            "gpu_hour": 2.5,
+            "gb_month": 0.023,
+            "million_requests": 0.4,
+        },
+        description=(
+            "The price table of cost accounting (`pave costs`): cpu_hour, gpu_hour, gb_month (stored "
+            "bytes), million_requests (served), in one currency."
+        ),
+    )
+    budgets: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "Monthly budget per project in the currency of `prices`, e.g. {'churn': 200}; alerts at "
+            "80% and 100% go to the project's alert sinks."
+        ),
+    )
+    budget_hard_stop: bool = Field(
+        default=False, description="Refuse new runs, tunings and batch jobs of a project over its budget."
+    )
+    cpu_hours_per_day: dict[str, float] = Field(
+        default_factory=dict,
+        description="CPU-hours per project per day (UTC), e.g. {'churn': 48}; '*' for every project.",
+    )
     egress_allowed_networks: list[str] = Field(
         default_factory=list,
         description=(

@@ -321,3 +321,26 @@ def test_the_tuning_page_plots_the_trials_of_a_real_study(busy: Portal, tmp_path
     assert "pave tune" in admin.get(f"/projects/{_name(2)}/tuning").text
     outsider = busy.signed_in(busy.token("trudy", "maintainer"))
     assert outsider.get(f"/projects/{name}/tuning").status_code == 403
+
+
+def test_the_cost_page_shows_cost_per_kind_and_per_day(busy: Portal) -> None:
+    from pave.governance import costs
+
+    name = _name(3)
+    now = datetime.now(UTC)
+    with transaction(busy.sessions) as session:
+        costs.record(
+            session, name, [costs.Usage("step", "r/train", cpu_seconds=7200)], now=now - timedelta(days=2)
+        )
+        costs.record(session, name, [costs.Usage("batch", "b", cpu_seconds=3600)], now=now)
+        costs.record(session, name, [costs.Usage("deployment", "h", requests=2_000_000)], now=now)
+    admin = busy.signed_in(busy.admin_token)
+    html = admin.get(f"/projects/{name}/costs").text
+    assert "cost per kind" in html
+    assert "cost per day" in html
+    assert "<polyline" in html
+    assert html.count("<rect") == 3  # step, batch, deployment
+    assert ">2.000</td>" in html  # two CPU-hours of steps
+    assert admin.get(f"/projects/{_name(4)}/costs").status_code == 200  # nothing recorded: says so
+    outsider = busy.signed_in(busy.token("carol", "maintainer"))
+    assert outsider.get(f"/projects/{name}/costs").status_code == 403

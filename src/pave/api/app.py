@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -30,6 +31,7 @@ from pave.api.routes import (
     alerts,
     approvals,
     audit,
+    costs,
     deployments,
     feedback,
     health,
@@ -88,11 +90,26 @@ def _label_source(platform: Platform) -> Any:
     return labels
 
 
+class _Every:
+    """True at most once per ``seconds`` (the first call included)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.last = seconds, float("-inf")
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self.last < self.seconds:
+            return False
+        self.last = now
+        return True
+
+
 @asynccontextmanager
 async def _background_jobs(api: FastAPI) -> AsyncIterator[None]:
     """The platform's periodic work, in one thread, about every second: rollout steps, the closed
     loop, monitoring. With several control planes on one database only the lease holder runs it
     (``pave.store.lease``); the others take over when it dies."""
+    from pave.automation import budgets
     from pave.automation import loop as closed_loop
     from pave.monitoring.scheduler import tick as monitoring_tick
     from pave.serving.rollouts import tick
@@ -102,6 +119,7 @@ async def _background_jobs(api: FastAPI) -> AsyncIterator[None]:
     labels = _label_source(platform)
     lease = platform.lease
     heartbeat = Heartbeat(CONTROL_PLANE, platform.settings.advertised_url)
+    deployment_usage = _Every(60.0)  # each minute: records the last full hour once per deployment
 
     def beat() -> None:
         if heartbeat.due():
@@ -122,6 +140,9 @@ async def _background_jobs(api: FastAPI) -> AsyncIterator[None]:
             try:  # a failing job (the database away for a moment) must not end the thread
                 tick(platform.sessions, platform.settings, performance=labels)
                 closed_loop.tick(platform.sessions, platform.settings)
+                if deployment_usage.due():
+                    with transaction(platform.sessions) as session:
+                        budgets.record_deployments(session, platform.settings)
             except Exception:
                 logging.getLogger("pave").exception("a background job failed; retrying in a second")
             try:  # monitors, alerts and their deliveries (guarded inside too)
@@ -203,6 +224,7 @@ ROUTERS = (
     alerts.router,
     teams.router,
     teams.project_router,
+    costs.router,
 )
 _PARAM = re.compile(r"\{[^}]+\}|<[^>]+>")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -15,6 +15,7 @@ from pave.client import Client
 from pave.config import load_settings
 
 if TYPE_CHECKING:
+    from pave.pipelines.engine import StepRecord
     from pave.pipelines.tune import TuneResult
 
 app = typer.Typer()
@@ -42,8 +43,11 @@ def tune(
     from pave.pipelines.tune import tune_project
 
     settings = load_settings(executor=executor, executor_address=executor_address)
+    from pave.pipelines import load_spec
+
     with Client(settings=settings) as client, contextlib.redirect_stdout(sys.stderr):
         _client_env(client)
+        client.admit(load_spec(project_dir).name)
         result = tune_project(
             project_dir,
             tracking_uri=client.mlflow_tracking_uri,
@@ -51,6 +55,7 @@ def tune(
             study=study,
             progress=not as_json and sys.stderr.isatty(),
         )
+        client.record_usage((result.trials and load_spec(project_dir).name) or "", tuning_usage(result))
     emit(result.to_dict(), lambda _: _print_tuning(result), as_json=as_json)
     for note in result.notes:
         err_console.print(f"[yellow]note:[/] {escape(note)}")
@@ -116,6 +121,7 @@ def batch(
         bar if shown else contextlib.nullcontext(),
     ):
         _client_env(client)
+        client.admit(project)
         task = bar.add_task("scoring", total=None)
 
         def moved(rows: int, parts: int) -> None:
@@ -133,6 +139,12 @@ def batch(
             progress=moved if shown else None,
         )
         record_job(result, tracking_uri=client.mlflow_tracking_uri)
+        # The whole job: this process and the workers it waited for, from start-up to now.
+        cpu, peak = process_usage()
+        client.record_usage(
+            project,
+            [{"kind": "batch", "ref": result.run_id, "cpu_seconds": cpu, "peak_memory": peak}],
+        )
 
     def render(data: dict[str, object]) -> None:
         console.print(
@@ -142,3 +154,84 @@ def batch(
         )
 
     emit(result.to_dict(), render, as_json=as_json)
+
+
+def process_usage() -> tuple[float, int]:
+    """CPU-seconds of this process and of the children it waited for; its peak memory (bytes)."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return cpu, max(own.ru_maxrss, children.ru_maxrss) * 1024
+
+
+def step_usage(kind: str, run_id: str, steps: list[StepRecord]) -> list[dict[str, object]]:
+    """Usage items of the steps that ran (cached steps used nothing)."""
+    return [
+        {
+            "kind": kind,
+            "ref": f"{run_id}/{s.name}",
+            "cpu_seconds": s.cpu_seconds,
+            "gpu_seconds": s.seconds * s.assigned.get("GPU", 0.0),
+            "peak_memory": s.peak_memory,
+        }
+        for s in steps
+        if s.status in ("ran", "failed")
+    ]
+
+
+def tuning_usage(result: TuneResult) -> list[dict[str, object]]:
+    """One usage item per trial that ran in this call: the CPU-seconds of its run's steps."""
+    import mlflow
+
+    items: list[dict[str, object]] = []
+    for trial in result.trials:
+        if trial.run_id is None or trial.number < 0:
+            continue
+        with contextlib.suppress(Exception):
+            steps = mlflow.artifacts.load_dict(f"runs:/{trial.run_id}/pave/steps.json")["steps"]
+            items.append(
+                {
+                    "kind": "trial",
+                    "ref": trial.run_id,
+                    "cpu_seconds": sum(float(s.get("cpu_seconds", 0.0)) for s in steps),
+                    "peak_memory": max([int(s.get("peak_memory", 0)) for s in steps] or [0]),
+                }
+            )
+    return items[result.resumed_from :] or [{"kind": "trial", "ref": result.parent_run_id}]
+
+
+@app.command("costs")
+def costs_command(
+    project: str | None = typer.Argument(None, help="One project (default: every project; admins)."),
+    since: str | None = typer.Option(None, "--since", help="ISO date or time (UTC); default 30 days ago."),
+    as_json: bool = JSON,
+) -> None:
+    """What projects used and cost: per kind (steps, trials, batch jobs, deployments, storage)."""
+    with Client() as client:
+        data = client.costs(project, since=since)
+
+    def render(found: dict[str, Any]) -> None:
+        title = f"costs since {found['since'][:10]}"
+        rows = table(title, "project", "kind", "CPU-hours", "GPU-hours", "requests", "cost")
+        for name, info in found["projects"].items():
+            for kind, line in sorted(info["kinds"].items()):
+                rows.add_row(
+                    name,
+                    kind,
+                    f"{line['cpu_seconds'] / 3600:.3f}",
+                    f"{line['gpu_seconds'] / 3600:.3f}",
+                    f"{line['requests']:,}",
+                    f"{line['cost']:.4f}",
+                )
+            rows.add_row(name, "[bold]total[/]", "", "", "", f"[bold]{info['total']:.4f}[/]")
+        console.print(rows)
+        for name, info in found["projects"].items():
+            if "budget" in info:
+                budget = info["budget"]
+                share = 100 * budget["spent_this_month"] / budget["budget"]
+                spent = budget["spent_this_month"]
+                console.print(f"{name}: {spent:.2f} of {budget['budget']:g} this month ({share:.0f}%)")
+
+    emit(data, render, as_json=as_json)

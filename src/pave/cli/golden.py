@@ -199,6 +199,18 @@ def _record_source(client: Client, project_dir: Path) -> None:
             err_console.print(f"[yellow]note:[/] this folder is not recorded for retraining: {exc.message}")
 
 
+def _record_usage(client: Client, project: str, run_id: str, steps: list[Any]) -> None:
+    """Report what the steps that ran used, for cost accounting (best effort: the run is done)."""
+    from pave.cli.compute import step_usage
+
+    items = step_usage("step", run_id, steps)
+    if items:
+        try:
+            client.record_usage(project, items)
+        except PaveError as exc:
+            err_console.print(f"[yellow]note:[/] the run's usage was not recorded: {escape(exc.message)}")
+
+
 @app.command("run")
 def run(
     project_dir: Path = typer.Argument(Path("."), help="The project folder (with pave.yaml)."),
@@ -224,6 +236,7 @@ def run(
     # MLflow writes its run links to stdout; keep stdout for Pave's own output (--json).
     with Client(settings=settings) as client, contextlib.redirect_stdout(sys.stderr):
         _client_env(client)
+        client.admit(project)
         result = execute_project(
             project_dir,
             tracking_uri=client.mlflow_tracking_uri,
@@ -235,6 +248,7 @@ def run(
             objects=client.objects(project, on_progress=_upload_progress(sys.stderr.isatty())),
         )
         _record_source(client, project_dir)
+        _record_usage(client, project, result.run_id, result.steps)
     if as_json:
         print_json(result.to_dict())
     else:

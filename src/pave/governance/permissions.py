@@ -80,6 +80,9 @@ RULES: tuple[Rule, ...] = (
     _rule("POST", r"/api/v1/feedback", "write"),
     _rule(_READ, r"/api/v1/alerts", "read"),
     _rule(_READ, r"/api/v1/projects/[^/]+/(monitoring(/[a-z-]+)?|alerts)", "read"),
+    _rule("POST", r"/api/v1/projects/[^/]+/usage", "write"),
+    _rule(_READ, r"/api/v1/projects/[^/]+/costs(/admit)?", "read"),
+    _rule(_READ, r"/api/v1/costs", "admin", is_global=True),
     _rule("POST", r"/api/v1/projects", "write"),
     _rule("DELETE", r"/api/v1/projects/[^/]+", "admin"),
     # --- portal (browser pages; a session cookie stands for the token) -----------------------------
@@ -88,7 +91,7 @@ RULES: tuple[Rule, ...] = (
     _rule("GET HEAD POST", r"/signin", PUBLIC),
     _rule(_READ, r"/static/portal\.(css|js)", PUBLIC),
     _rule("POST", r"/signout", "read"),
-    _rule(_READ, r"/|/platform|/projects/[^/]+(/models/[^/]+|/deployment|/tuning)?", "read"),
+    _rule(_READ, r"/|/platform|/projects/[^/]+(/models/[^/]+|/deployment|/tuning|/costs)?", "read"),
     _rule(_READ + " POST", r"/new", "write"),
     _rule(_READ, r"/audit", "admin"),
     _rule("POST", r"/projects/[^/]+/(deploy|undeploy|weights|rollout|promote|rollback)", "deploy"),

@@ -199,6 +199,59 @@ async def project_page(request: Request, name: str) -> Response:
     )
 
 
+@router.get("/projects/{name}/costs")
+@page
+async def costs_page(request: Request, name: str) -> Response:
+    from datetime import UTC, datetime
+
+    from pave.governance import costs
+
+    mirror(request, "GET", f"/api/v1/projects/{name}/costs", name)
+    settings = platform_of(request).settings
+
+    def work(session: Any) -> dict[str, Any]:
+        return {
+            "project": views.get_project(session, name),
+            "report": costs.report(session, settings, projects=[name]),
+        }
+
+    data = await run(request, work)
+    found = data["report"]
+    kinds = found.projects.get(name, {})
+    days = sorted(found.days.get(name, {}).items())
+    first = datetime.fromisoformat(days[0][0]).replace(tzinfo=UTC).timestamp() if days else 0.0
+    by_day = charts.line_chart(
+        "cost per day (last 30 days)",
+        [
+            charts.Series(
+                "cost",
+                [
+                    ((datetime.fromisoformat(d).replace(tzinfo=UTC).timestamp() - first) / 86400, c)
+                    for d, c in days
+                ],
+            )
+        ],
+        x_labels=(days[0][0], days[-1][0]) if len(days) > 1 else (),
+        y_min=0.0,
+    )
+    budget = found.budgets.get(name)
+    by_kind = charts.bar_chart(
+        "cost per kind (last 30 days)",
+        [(kind, line.cost) for kind, line in sorted(kinds.items(), key=lambda kv: -kv[1].cost)],
+    )
+    return render(
+        request,
+        "costs.html",
+        project=data["project"],
+        kinds=kinds,
+        total=found.total(name),
+        budget=budget,
+        prices=settings.prices,
+        by_kind=by_kind,
+        by_day=by_day,
+    )
+
+
 @router.get("/projects/{name}/tuning")
 @page
 async def tuning_page(request: Request, name: str) -> Response:

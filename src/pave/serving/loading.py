@@ -84,8 +84,8 @@ def resolve(uri: str, *, tracking_uri: str | None, cache_dir: Path) -> Path:
 def _local_path(uri: str) -> Path | None:
     if uri.startswith("file://"):
         return Path(uri.removeprefix("file://"))
-    if "://" in uri or uri.startswith(("runs:", "models:")):
-        return None
+    if "://" in uri or uri.startswith(("runs:", "models:", "mlflow-artifacts:")):
+        return None  # remote: downloaded (an mlflow-artifacts: URI, through the tracking server)
     return Path(uri).expanduser()
 
 

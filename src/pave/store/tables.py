@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -451,3 +452,25 @@ class ProcessRow(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class UsageRow(Base):
+    """What one piece of work used (a step, a tuning trial, a batch job, a deployment's hour).
+
+    Written by the control plane when a job reports it (``POST /api/v1/projects/P/usage``) and by
+    its background work for deployments; priced by ``pave.governance.costs`` with the settings'
+    price table.
+    """
+
+    __tablename__ = "usage"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = mapped_column(String(100), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # step | trial | batch | deployment | storage
+    ref: Mapped[str] = mapped_column(String(300), default="")  # run id and step, job run id, hour
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    cpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    gpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    peak_memory: Mapped[int] = mapped_column(BigInteger, default=0)  # bytes
+    stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)

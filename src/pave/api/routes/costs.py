@@ -1,0 +1,67 @@
+"""Cost accounting: usage reported by jobs, costs per project, budgets and quotas."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from pave.api.deps import PlatformDep, SessionDep
+from pave.automation import budgets
+from pave.errors import InvalidInput
+from pave.governance import costs
+from pave.monitoring.alerts import alert_dict
+
+router = APIRouter(tags=["costs"])
+
+SinceQuery = Query(default=None, max_length=40, description="ISO date or time (UTC); default 30 days ago.")
+
+
+class UsageReport(BaseModel):
+    items: list[dict[str, Any]] = Field(min_length=1, max_length=10_000, description="Usage items.")
+
+
+def _since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"since={value!r} is not an ISO date or time", hint="e.g. since=2026-12-01"
+        ) from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@router.post("/api/v1/projects/{name}/usage", operation_id="record_usage")
+def record_usage(name: str, body: UsageReport, session: SessionDep, platform: PlatformDep) -> dict[str, Any]:
+    """Record what a step, trial, batch job or deployment of the project used; budget alerts follow."""
+    items = [costs.Usage.parse(item) for item in body.items]
+    count = costs.record(session, name, items)
+    session.flush()
+    opened = budgets.check(session, platform.settings, name)
+    return {"recorded": count, "alerts": [alert_dict(a) for a in opened]}
+
+
+@router.get("/api/v1/projects/{name}/costs", operation_id="get_project_costs")
+def project_costs(
+    name: str, session: SessionDep, platform: PlatformDep, since: str | None = SinceQuery
+) -> dict[str, Any]:
+    """The project's usage and cost per kind and per day, and its budget."""
+    found = costs.report(session, platform.settings, projects=[name], since=_since(since))
+    return found.to_dict()
+
+
+@router.get("/api/v1/projects/{name}/costs/admit", operation_id="admit_work")
+def admit(name: str, session: SessionDep, platform: PlatformDep) -> dict[str, Any]:
+    """200 when the project may start new work; 429 over its CPU-hour quota or (hard stop) budget."""
+    costs.admit(session, platform.settings, name)
+    return {"project": name, "admitted": True}
+
+
+@router.get("/api/v1/costs", operation_id="get_costs")
+def all_costs(session: SessionDep, platform: PlatformDep, since: str | None = SinceQuery) -> dict[str, Any]:
+    """Every project's usage and cost (platform admins)."""
+    return costs.report(session, platform.settings, since=_since(since)).to_dict()
