@@ -1,0 +1,323 @@
+"""Benchmark: batch scoring and tuning overhead, Pave against its peers, side by side in one run.
+
+    .venv/bin/python benchmarks/compute.py                 # the full run (about 5 minutes)
+    .venv/bin/python benchmarks/compute.py --rows 200000   # while developing
+
+Batch scoring (rows per second over the same Parquet file, end to end: read, predict, write):
+
+1. Pave: ``pave.serving.batch.score_table`` with its default workers (the CPUs of this process),
+   the model loaded through the gateway's predict path (compiled for this linear pipeline);
+2. the peer: ``mlflow.pyfunc.load_model(uri).predict`` on the whole table read with pandas, the
+   predictions added and written back to Parquet;
+3. the limit: Pave's compiled predict in-process on the table already in memory as a matrix
+   (no reading, no writing, one process).
+
+Tuning overhead (the same objective: a random forest on 4,000 x 20 rows, ``max_depth`` and
+``n_estimators`` searched, TPE seeded):
+
+1. plain Optuna: ``study.optimize`` in memory, one trial at a time;
+2. ``pave tune`` with ``parallel: 1`` (every trial an MLflow child run, the study in SQLite, the data
+   step cached after the first trial);
+3. ``pave tune`` with ``parallel: 4`` on a two-node Ray cluster started here (two CPUs per node;
+   this machine has two cores, so at most two trials really run at once).
+
+Every cell repeats until it has run for at least 10 s. The load average is printed before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+MIN_SECONDS = 10.0
+
+
+def _repeat(work: Callable[[], int]) -> tuple[float, int, int]:
+    """Run ``work`` (returns rows done) until 10 s passed: (seconds, rows, runs)."""
+    started, rows, runs = time.perf_counter(), 0, 0
+    while True:
+        rows += work()
+        runs += 1
+        elapsed = time.perf_counter() - started
+        if elapsed >= MIN_SECONDS:
+            return elapsed, rows, runs
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+# --- batch scoring ---------------------------------------------------------------------------------
+
+
+def batch(folder: Path, rows: int) -> dict[str, float]:
+    import mlflow
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from pave.serving.batch import bind_frame, score_table
+    from pave.serving.loading import load_model
+
+    rng = np.random.default_rng(0)
+    columns = [f"f{i}" for i in range(20)]
+    train = pd.DataFrame(rng.normal(size=(20_000, 20)), columns=columns)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(
+        train, (train["f0"] - train["f3"] > 0).astype(int)
+    )
+    tracking = f"sqlite:///{folder / 'mlflow.db'}"
+    mlflow.set_tracking_uri(tracking)
+    mlflow.set_registry_uri(tracking)
+    mlflow.set_experiment(experiment_id=mlflow.create_experiment("bench", (folder / "art").as_uri()))
+    with mlflow.start_run():
+        mlflow.sklearn.log_model(
+            model, name="model", input_example=train.head(3), registered_model_name="bench"
+        )
+    table = pd.DataFrame(rng.normal(size=(rows, 20)), columns=columns)
+    source = folder / "in.parquet"
+    pq.write_table(pa.Table.from_pandas(table, preserve_index=False), source, row_group_size=100_000)
+    cache = folder / "models"
+
+    def pave() -> int:
+        done = score_table(
+            "bench",
+            input_uri=str(source),
+            output_uri=str(folder / "pave.parquet"),
+            tracking_uri=tracking,
+            cache_dir=cache,
+            version="1",
+        )
+        return done.rows
+
+    pyfunc = mlflow.pyfunc.load_model("models:/bench/1")
+
+    def peer() -> int:
+        frame = pd.read_parquet(source)
+        frame["predict"] = pyfunc.predict(frame)
+        frame["model_version"] = "1"
+        frame.to_parquet(folder / "peer.parquet", index=False)
+        return len(frame)
+
+    loaded = load_model("models:/bench/1", tracking_uri=tracking, cache_dir=cache)
+    matrix = bind_frame(loaded.schema, table, "bench")
+
+    def limit() -> int:
+        loaded.predict(matrix)
+        return rows
+
+    results = {}
+    for name, work in (("pave", pave), ("pyfunc", peer), ("compiled in-process", limit)):
+        seconds, done, runs = _repeat(work)
+        results[name] = done / seconds
+        print(
+            f"  batch {name:>20}: {done / seconds:>12,.0f} rows/s  ({runs} runs, {seconds:.1f} s)", flush=True
+        )
+    check = pd.read_parquet(folder / "pave.parquet", columns=["predict"])["predict"].to_numpy()
+    assert (
+        check == pd.read_parquet(folder / "peer.parquet", columns=["predict"])["predict"].to_numpy()
+    ).all()
+    return results
+
+
+# --- tuning ----------------------------------------------------------------------------------------
+
+STEPS = """
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.model_selection import train_test_split
+
+
+def data(seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.normal(size=(4000, 20)), columns=[f"f{i}" for i in range(20)])
+    y = ((X["f0"] * X["f1"] + X["f2"]) > 0).astype(int)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=seed)
+    return {"X_train": X_train, "X_test": X_test, "y_train": y_train, "y_test": y_test}
+
+
+def train(split: dict, max_depth: int, n_estimators: int) -> float:
+    model = RandomForestClassifier(max_depth=max_depth, n_estimators=n_estimators, random_state=0, n_jobs=1)
+    model.fit(split["X_train"], split["y_train"])
+    return float(model.score(split["X_test"], split["y_test"]))
+
+
+def evaluate(accuracy: float) -> dict:
+    return {"accuracy": accuracy}
+"""
+
+YAML = """
+name: bench-tune
+seed: 3
+steps:
+  - {{name: data, function: steps:data, params: {{seed: 3}}}}
+  - name: train
+    function: steps:train
+    inputs: {{split: data}}
+    params: {{max_depth: 4, n_estimators: 40}}
+  - {{name: evaluate, function: steps:evaluate, inputs: {{accuracy: train}}}}
+metrics: {{step: evaluate, primary: accuracy}}
+tune:
+  metric: accuracy
+  trials: {trials}
+  parallel: {parallel}
+  pruner: none
+  params:
+    train.max_depth: {{type: int, low: 2, high: 12}}
+    train.n_estimators: {{type: int, low: 20, high: 80}}
+"""
+
+
+def plain_optuna(trials: int) -> float:
+    import optuna
+
+    sys.path.insert(0, str(_PROJECT))
+    import steps  # the project's own module, the same functions
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    started = time.perf_counter()
+    split = steps.data(3)
+
+    def objective(trial: Any) -> float:
+        accuracy = steps.train(
+            split,
+            trial.suggest_int("train.max_depth", 2, 12),
+            trial.suggest_int("train.n_estimators", 20, 80),
+        )
+        return float(steps.evaluate(accuracy)["accuracy"])
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=3))
+    study.optimize(objective, n_trials=trials)
+    return time.perf_counter() - started
+
+
+_PROJECT = Path()
+
+
+def pave_tune(folder: Path, trials: int, parallel: int, address: str | None) -> float:
+    from pave.config import Settings
+    from pave.pipelines.tune import tune_project
+
+    name = f"p{parallel}-{secrets.token_hex(3)}"
+    project = folder / name
+    project.mkdir()
+    (project / "steps.py").write_text(STEPS)
+    (project / "pave.yaml").write_text(YAML.format(trials=trials, parallel=parallel))
+    extra: dict[str, Any] = {"executor": "ray", "executor_address": address} if address else {}
+    settings = Settings(home=folder / f"home-{name}", artifact_root=str(folder / "artifacts"), **extra)
+    started = time.perf_counter()
+    result = tune_project(
+        project, tracking_uri=f"sqlite:///{folder / 'tune.db'}", settings=settings, study=name, progress=False
+    )
+    assert len(result.trials) == trials
+    return time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def ray_cluster() -> Iterator[str]:
+    """A head and a worker node on this machine (two CPUs each), stopped by their own processes."""
+    temp = Path(tempfile.mkdtemp(prefix="pbench-", dir="/tmp"))
+    os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)})
+    port = _free_port()
+    ray = str(Path(sys.executable).parent / "ray")
+    common = ["--num-cpus=2", "--disable-usage-stats", "--node-ip-address=127.0.0.1"]
+    head = [ray, "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}/h"]
+    env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0"}
+    try:
+        subprocess.run(
+            [*head, *common],
+            env=env, check=True, capture_output=True, timeout=180,
+        )  # fmt: skip
+        subprocess.run(
+            [ray, "start", f"--address=127.0.0.1:{port}", f"--temp-dir={temp}/w", *common],
+            env=env, check=True, capture_output=True, timeout=180,
+        )  # fmt: skip
+        yield f"127.0.0.1:{port}"
+    finally:
+        pids = set()
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if str(temp).encode() in (entry / "cmdline").read_bytes():
+                        pids.add(int(entry.name))
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            time.sleep(2)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def tuning(folder: Path, trials: int) -> dict[str, float]:
+    global _PROJECT
+    _PROJECT = folder / "plain"
+    _PROJECT.mkdir()
+    (_PROJECT / "steps.py").write_text(STEPS)
+    results: dict[str, float] = {}
+    optuna_seconds = plain_optuna(trials)
+    results["optuna"] = optuna_seconds
+    print(f"  tune plain Optuna, 1 at a time: {optuna_seconds:6.1f} s for {trials} trials", flush=True)
+    serial = pave_tune(folder, trials, 1, None)
+    results["pave parallel 1"] = serial
+    print(f"  tune pave tune,  parallel 1:    {serial:6.1f} s for {trials} trials", flush=True)
+    with ray_cluster() as address:
+        wide = pave_tune(folder, trials, 4, address)
+    results["pave parallel 4 (ray)"] = wide
+    print(f"  tune pave tune,  parallel 4 Ray: {wide:6.1f} s for {trials} trials", flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--trials", type=int, default=24)
+    args = parser.parse_args()
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    print(f"load average before: {_load()}  ({os.cpu_count()} CPUs)", flush=True)
+    with tempfile.TemporaryDirectory(prefix="pave-bench-compute-") as tmp:
+        folder = Path(tmp)
+        scored = batch(folder, args.rows)
+        print(
+            f"  batch: Pave {scored['pave'] / scored['pyfunc']:.1f}x pyfunc; "
+            f"{scored['pave'] / scored['compiled in-process']:.2f} of the in-process compiled limit",
+            flush=True,
+        )
+        tuned = tuning(folder, args.trials)
+        per_trial = (tuned["pave parallel 1"] - tuned["optuna"]) / args.trials
+        print(
+            textwrap.dedent(f"""\
+              tune: pave tune (parallel 1) takes {tuned["pave parallel 1"] / tuned["optuna"]:.2f}x plain Optuna's
+                    wall time ({per_trial:.2f} s of overhead per trial); parallel 4 on the cluster takes
+                    {tuned["pave parallel 4 (ray)"] / tuned["optuna"]:.2f}x plain Optuna's wall time"""),
+            flush=True,
+        )
+    print(f"load average after: {_load()}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
