@@ -35,7 +35,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -309,11 +308,11 @@ def main() -> None:
         )
         tuned = tuning(folder, args.trials)
         per_trial = (tuned["pave parallel 1"] - tuned["optuna"]) / args.trials
+        serial = tuned["pave parallel 1"] / tuned["optuna"]
+        wide = tuned["pave parallel 4 (ray)"] / tuned["optuna"]
+        print(f"  tune: pave tune (parallel 1) takes {serial:.2f}x plain Optuna's wall time", flush=True)
         print(
-            textwrap.dedent(f"""\
-              tune: pave tune (parallel 1) takes {tuned["pave parallel 1"] / tuned["optuna"]:.2f}x plain Optuna's
-                    wall time ({per_trial:.2f} s of overhead per trial); parallel 4 on the cluster takes
-                    {tuned["pave parallel 4 (ray)"] / tuned["optuna"]:.2f}x plain Optuna's wall time"""),
+            f"        ({per_trial:.2f} s of overhead per trial); parallel 4 on the cluster: {wide:.2f}x",
             flush=True,
         )
     print(f"load average after: {_load()}", flush=True)
