@@ -126,7 +126,12 @@ def ready(p: Platform) -> dict[str, Any] | None:
 
 def wait(condition: Any, what: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while not condition():
+    while True:
+        try:
+            if condition():
+                return
+        except httpx.HTTPError:
+            pass  # a restarting gateway holds connections in its backlog: a probe may time out
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out waiting for {what}")
         time.sleep(0.05)

@@ -124,6 +124,21 @@ class Settings(BaseSettings):
         le=3650.0,
         description="How long the gateways' inference log, its index and the labels posted for it are kept.",
     )
+    inference_log_ship: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description=(
+            "on: gateways ship their inference log to the object store (an index of its files in the "
+            "database) and control planes read it from there, so they need no shared disk; off: "
+            "gateways write it into the home that the control plane reads; auto: on when the "
+            "artifact root is an object store."
+        ),
+    )
+    inference_log_ship_interval: float = Field(
+        default=2.0,
+        gt=0.0,
+        le=3600.0,
+        description="Seconds between two shipped files of a gateway's inference log (its delay, at most).",
+    )
     executor: Literal["local", "ray"] = Field(
         default="local",
         description="Where `pave run` runs pipeline steps: local (this process) or ray (a Ray cluster).",

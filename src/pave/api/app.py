@@ -134,6 +134,11 @@ async def _background_jobs(api: FastAPI) -> AsyncIterator[None]:
                 beat()
             except Exception:
                 logging.getLogger("pave").exception("the control plane's heartbeat failed")
+            try:  # every control plane keeps its copy of the shipped inference log
+                if platform.mirror is not None:
+                    platform.mirror.pull(platform.sessions)
+            except Exception:
+                logging.getLogger("pave").exception("copying the shipped inference log failed")
             if not leading:
                 continue
             platform.job_rounds += 1

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pave.config import Settings
 from pave.errors import Unavailable
 from pave.governance.tokens import create_token, has_any_identity
+from pave.serving.shipping import Mirror, ships
 from pave.storage import open_storage
 from pave.store import migrate
 from pave.store.db import check_connection, make_engine, session_factory, transaction
@@ -32,8 +33,11 @@ class Platform:
     lease: Lease = field(init=False)  # whether this control plane runs the background jobs
     job_rounds: int = 0  # rounds of background jobs this process has run
 
+    mirror: Mirror | None = field(init=False)  # the gateways' shipped inference log, copied here
+
     def __post_init__(self) -> None:
         self.lease = Lease(self.engine)
+        self.mirror = Mirror(self.settings) if ships(self.settings) else None
 
     def ping(self) -> None:
         """Raise Unavailable if the metadata database does not answer."""

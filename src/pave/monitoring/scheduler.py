@@ -38,6 +38,7 @@ from pave.monitoring.monitors import evaluate_drift, evaluate_performance, evalu
 from pave.monitoring.retention import prune
 from pave.monitoring.sinks import deliver_pending
 from pave.monitoring.spec import MonitorDef, MonitorSpec
+from pave.serving.shipping import prune_segments, ships
 from pave.store.tables import DeploymentRow, MonitorStateRow
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,12 @@ class Scheduler:
                     retention_days=self.settings.inference_retention_days,
                     now=now,
                 )
+                if ships(self.settings):  # the shipped files in the object store, and their rows
+                    prune_segments(
+                        self.sessions,
+                        self.settings,
+                        now - timedelta(days=self.settings.inference_retention_days),
+                    )
             except Exception:
                 log.exception("monitoring: applying the retention failed")
         try:

@@ -49,6 +49,7 @@ from pave.serving.openapi import openapi_document
 from pave.serving.protocol import InferenceRequest, error_body, new_id, output_names
 from pave.serving.runtime import BatchPolicy, ModelRuntime
 from pave.serving.schema import Features
+from pave.serving.shipping import LogShipper
 from pave.serving.table import DeploymentTable, Entry
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,8 @@ class GatewayOptions:
         load_retry_after: seconds before a failed model load is tried again.
         auth: the token check of model routes and /metrics (``pave.serving.auth``); None: open
             (a gateway of a deployments file, with no store of tokens, on a private interface).
+        ship_log: ship the inference log to the object store (``serving/shipping.py``); the log
+            is then written to ``$PAVE_HOME/spool/inference-log`` unless ``log_dir`` is given.
         grpc_port: serve OIP over gRPC on this port too (``grpc_server.py``); None: REST only.
     """
 
@@ -91,6 +94,7 @@ class GatewayOptions:
     log_max_age: float = 3600.0
     load_retry_after: float = 10.0
     auth: GatewayAuth | None = None
+    ship_log: bool = False
     grpc_port: int | None = None
 
 
@@ -114,11 +118,18 @@ class Gateway:
             BatchPolicy(options.max_batch_size, options.max_batch_wait),
             options.load_retry_after,
         )
+        log_dir, max_age = options.log_dir or settings.inference_log_dir, options.log_max_age
+        self.shipper: LogShipper | None = None
+        if options.ship_log:
+            log_dir = options.log_dir or settings.home / "spool" / "inference-log"
+            self.shipper = LogShipper(settings, log_dir)
+            max_age = min(max_age, settings.inference_log_ship_interval)
         self.inference_log = InferenceLog(
-            options.log_dir or settings.inference_log_dir,
+            log_dir,
             sample_rate=options.log_sample_rate,
             max_bytes=options.log_max_bytes,
-            max_age=options.log_max_age,
+            max_age=max_age,
+            on_closed=self.shipper.closed if self.shipper is not None else None,
         )
         self.max_body = settings.max_request_bytes
         hosts = settings.allowed_hosts
@@ -146,6 +157,8 @@ class Gateway:
             if self._started:
                 return
             self.inference_log.start()
+            if self.shipper is not None:
+                self.shipper.start()
             try:
                 await self.table.refresh()
             except Exception:
@@ -172,6 +185,8 @@ class Gateway:
             await asyncio.wait(list(self._background), timeout=5)
         await self.table.close()
         await asyncio.get_running_loop().run_in_executor(None, self.inference_log.close)
+        if self.shipper is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.shipper.close)
         self._started = False
 
     async def _poll(self) -> None:

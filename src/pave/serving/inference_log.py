@@ -25,7 +25,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,6 +99,9 @@ class InferenceLog:
         max_age: rotate the file after this many seconds.
         flush_interval: fsync at most this often (seconds); records are flushed to the OS at once.
         max_queue: records waiting beyond this are dropped (and counted in ``dropped``).
+        on_closed: called (in the writer thread) with each file once it is complete: rotated,
+            idle past ``max_age`` or closed at shutdown. The shipper (``serving/shipping.py``)
+            sends such files to the object store.
     """
 
     def __init__(
@@ -110,6 +113,7 @@ class InferenceLog:
         max_age: float = 3600.0,
         flush_interval: float = 1.0,
         max_queue: int = 100_000,
+        on_closed: Callable[[Path], None] | None = None,
     ) -> None:
         self.directory = directory
         self.sample_rate = sample_rate
@@ -128,6 +132,8 @@ class InferenceLog:
         self.poll_interval = 0.05
         self._thread: threading.Thread | None = None
         self._file: IO[bytes] | None = None
+        self._path: Path | None = None
+        self.on_closed = on_closed
         self._file_started = 0.0
         self._file_bytes = 0
         self._sequence = 0
@@ -186,14 +192,25 @@ class InferenceLog:
                 if self._file is not None and (stop or time.monotonic() - last_sync >= self.flush_interval):
                     os.fsync(self._file.fileno())
                     last_sync = time.monotonic()
+                if self._file is not None and (stop or time.time() - self._file_started > self.max_age):
+                    self._close_file()  # complete: a quiet gateway's last records ship too
             except Exception:  # a full disk must not kill the thread; the records are lost, said so
                 self._dropped_on_write += len(batch)
                 log.exception("inference log: could not write %d record(s)", len(batch))
             if stop:
-                if self._file is not None:
-                    self._file.close()
-                    self._file = None
                 return
+
+    def _close_file(self) -> None:
+        assert self._file is not None
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._file = None
+        if self.on_closed is not None and self._path is not None:
+            try:
+                self.on_closed(self._path)
+            except Exception:
+                log.exception("inference log: the hook on %s failed", self._path.name)
 
     def _write(self, batch: list[Record]) -> None:
         written = 0
@@ -223,13 +240,12 @@ class InferenceLog:
 
     def _rotate(self, first_ts: float) -> None:
         if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+            self._close_file()
         stamp = datetime.fromtimestamp(first_ts, UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         self._sequence += 1
         path = self.directory / f"inference-{stamp}-{os.getpid()}-{self._sequence}.jsonl"
         self._file = open(path, "ab")  # noqa: SIM115 - lives across calls, closed on rotate/close
+        self._path = path
         self._file_started = time.time()
         self._file_bytes = 0
 

@@ -14,6 +14,7 @@ from pave.serving.deployments import DeploymentSource, JsonFileDeployments
 from pave.serving.gateway import Gateway, GatewayOptions, create_gateway
 from pave.serving.http import OneWriteHttpToolsProtocol
 from pave.serving.metrics import MULTIPROC_ENV
+from pave.serving.shipping import ships
 
 # How worker processes find their deployments (uvicorn builds the app again in each worker):
 # a file path, or STORE for Pave's store.
@@ -42,6 +43,8 @@ def _with_auth(options: GatewayOptions | None, source: object, settings: Setting
     options = options or GatewayOptions()
     if options.grpc_port is None and settings.gateway_grpc_port:
         options = replace(options, grpc_port=settings.gateway_grpc_port)
+    if source == STORE and ships(settings) and not options.ship_log:
+        options = replace(options, ship_log=True)  # the store's gateway may run on any host
     if source == STORE and settings.gateway_auth == "token" and options.auth is None:
         from pave.serving.auth import GatewayAuth
 

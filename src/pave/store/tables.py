@@ -474,3 +474,19 @@ class UsageRow(Base):
     peak_memory: Mapped[int] = mapped_column(BigInteger, default=0)  # bytes
     stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     requests: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class InferenceSegmentRow(Base):
+    """A complete inference-log file a gateway shipped to the object store (``serving/shipping.py``)."""
+
+    __tablename__ = "inference_segments"
+    __table_args__ = (UniqueConstraint("key"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(500))  # under the artifact root
+    gateway: Mapped[str] = mapped_column(String(500), default="")  # the gateway's advertised URL
+    first_ts: Mapped[datetime] = mapped_column(index=True)
+    last_ts: Mapped[datetime] = mapped_column(index=True)
+    records: Mapped[int] = mapped_column(Integer, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -38,11 +38,15 @@ async def post_feedback(
 
     def work() -> dict[str, Any]:
         ids = [item.inference_id for item in labels]
-        deadline = time.monotonic() + FRESH_PREDICTION_WAIT
+        # a shipped log reaches the control plane a ship interval (and an upload) later
+        shipped = platform.settings.inference_log_ship_interval + 2.0 if platform.mirror else 0.0
+        deadline = time.monotonic() + FRESH_PREDICTION_WAIT + shipped
         while unknown_ids(session, ids):
             # Predictions made since the last tick of the background loop: index them now. The
             # gateway writes its log a few tens of milliseconds after answering, so a label posted
             # right after its prediction waits for it (up to FRESH_PREDICTION_WAIT) instead of a 404.
+            if platform.mirror is not None:  # shipped by a gateway on another host
+                platform.mirror.pull(platform.sessions)
             ingest(platform.sessions, platform.settings.inference_log_dir)
             if time.monotonic() >= deadline:
                 break
