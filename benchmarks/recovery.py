@@ -111,9 +111,8 @@ class Platform:
 
 def platform(home: Path, **env: str) -> Platform:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("PAVE_", "MLFLOW_"))}
-    return Platform(
-        home, free_port(), base | {"PAVE_HOME": str(home), "PAVE_GATEWAY_PORT": str(free_port())} | env
-    )
+    ports = {"PAVE_GATEWAY_PORT": str(free_port()), "PAVE_GATEWAY_GRPC_PORT": str(free_port())}
+    return Platform(home, free_port(), base | {"PAVE_HOME": str(home)} | ports | env)
 
 
 def ready(p: Platform) -> dict[str, Any] | None:
@@ -144,6 +143,7 @@ class Drill:
     failed: int = 0
     longest: float = 0.0  # seconds, the slowest single request (answered or failed)
     replaced_after: float = 0.0
+    kinds: dict[str, int] = field(default_factory=dict)  # what the failures were
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -154,9 +154,11 @@ def stream(p: Platform, body: bytes, drill: Drill, until: float) -> None:
         while time.monotonic() < until:
             start = time.monotonic()
             try:
-                ok = client.post(url, content=body, headers=headers).status_code == 200
-            except httpx.HTTPError:
-                ok = False
+                status = client.post(url, content=body, headers=headers).status_code
+                kind = str(status)
+            except httpx.HTTPError as exc:
+                kind = type(exc).__name__
+            ok = kind == "200"
             took = time.monotonic() - start
             with drill.lock:
                 drill.longest = max(drill.longest, took)
@@ -164,6 +166,7 @@ def stream(p: Platform, body: bytes, drill: Drill, until: float) -> None:
                     drill.answered += 1
                 else:
                     drill.failed += 1
+                    drill.kinds[kind] = drill.kinds.get(kind, 0) + 1
             if not ok:
                 time.sleep(0.005)
 
@@ -238,6 +241,17 @@ def prepare_gateway(root: Path) -> tuple[Platform, bytes]:
         "the deployment",
         180,
     )
+    # every worker loads a new deployment on its own: until all have, some answer 404. A run of
+    # answers on new connections (spread over the workers) says they all serve it.
+    streak = 0
+
+    def all_workers() -> bool:
+        nonlocal streak
+        ok = httpx.post(f"{p.gateway_url}/v2/models/bench/infer", content=body, headers=headers, timeout=30)
+        streak = streak + 1 if ok.status_code == 200 else 0
+        return streak >= 40
+
+    wait(all_workers, "every worker serving the deployment", 180)
     return p, body
 
 
@@ -282,17 +296,21 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=15.0, help="per gateway drill (at least 10)")
     parser.add_argument("--rounds", type=int, default=5, help="failover rounds")
+    parser.add_argument("--keep", type=Path, help="run in this folder and keep it (logs of every process)")
     args = parser.parse_args()
     console.print(f"load average before: {load_average()}  (cores: {os.cpu_count()})")
     with tempfile.TemporaryDirectory(prefix="pave-recovery-") as tmp:
-        root = Path(tmp)
+        root = args.keep or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
         drills: list[Drill] = []
         if args.only in (None, "gateway"):
             p, body = prepare_gateway(root)
             try:
                 for what in ("worker", "gateway"):
                     drills.append(gateway_drill(p, body, what, args.clients, args.seconds))
-                    console.print(f"{what} drill done; load average {load_average()}")
+                    console.print(
+                        f"{what} drill: failures {drills[-1].kinds or 'none'}; load {load_average()}"
+                    )
             finally:
                 p.stop()
         times = failover(root, args.rounds) if args.only in (None, "failover") else []

@@ -109,14 +109,20 @@ class RegistrySpecs:
             root = unquote(urlsplit(artifact_uri).path)
         else:
             root = artifact_location(self.settings, artifact_uri)
-        if "://" in root:  # an object store: let MLflow fetch the two small files
-            import mlflow
+        if "://" in root:  # the object store: the two small files, read where the artifact root is
+            from pave.storage import ObjectMissing, open_storage
 
+            storage = open_storage(self.settings.artifacts)
+            prefix = root.removeprefix(self.settings.artifacts.rstrip("/")).strip("/")
             with tempfile.TemporaryDirectory() as tmp:
                 for path in (SPEC_ARTIFACT, PROFILE_ARTIFACT):
-                    mlflow.artifacts.download_artifacts(
-                        run_id=run_id, artifact_path=path, tracking_uri=uri, dst_path=tmp
-                    )
+                    target = Path(tmp) / path
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    try:
+                        storage.download(f"{prefix}/{path}", target)
+                    except ObjectMissing:
+                        if path == SPEC_ARTIFACT:
+                            raise
                 return self._read(Path(tmp), version)
         return self._read(Path(root), version)
 

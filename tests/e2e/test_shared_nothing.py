@@ -1,0 +1,236 @@
+"""Shared nothing, end to end: hosts that share only PostgreSQL, an S3-compatible store and HTTP.
+
+A control plane, two gateways and two clients, each on a home of its own, each run under strace
+(every file-name system call, by every thread and child). PostgreSQL is the machine's; the object
+store is moto's standalone S3 server, started by the test. The walk:
+
+client A ``pave new`` + ``pave run`` -> ``pave deploy`` (served by both gateways, whose real URLs
+it prints) -> predictions on both -> feedback by inference id for answers of either -> a drift
+alert from the answers of both -> client B, which never saw the project, ``pave reproduce``\\ s
+A's run with identical metrics. Then the traces prove that no process touched another's home.
+
+Not walked yet (their pieces are not in Pave yet): the source changes -> a data-change retrain as
+an isolated job -> rollout. Each process has a home but all share this machine's network:
+network namespaces are not used.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+import yaml
+
+from pave_testing import S3Server, free_port, need_service, pave_env
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(1200)]
+NAME = "nothing"
+SHIFTED = "mean_radius"
+_PATH = re.compile(r'"(/[^"]*)"')
+
+
+def _wait(condition: Callable[[], bool], what: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if condition():
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, what
+        time.sleep(0.3)
+
+
+class Host:
+    """One role on a home of its own; every command it runs is traced to ``traces/<name>-N``."""
+
+    def __init__(self, root: Path, name: str, shared: dict[str, str]) -> None:
+        self.name = name
+        self.home = root / name
+        self.home.mkdir()
+        self.traces = root / "traces"
+        self.traces.mkdir(exist_ok=True)
+        self.env = pave_env(self.home, **shared)
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self._n = 0
+
+    def _traced(self, *args: str) -> list[str]:
+        self._n += 1
+        out = self.traces / f"{self.name}-{self._n}"
+        strace = ["strace", "-f", "--seccomp-bpf", "-qq", "-e", "trace=%file", "-o", str(out)]
+        return [*strace, sys.executable, "-m", "pave", *args]
+
+    def start(self, *args: str) -> None:
+        with (self.traces / f"{self.name}.log").open("ab") as log:
+            self.processes.append(
+                subprocess.Popen(self._traced(*args), env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            )
+
+    def pave(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self._traced(*args),
+            env=self.env,
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+    def touched(self) -> set[str]:
+        """Every path a traced process of this host named in a file system call."""
+        paths: set[str] = set()
+        for trace in self.traces.glob(f"{self.name}-*"):
+            for line in trace.read_text(errors="replace").splitlines():
+                paths.update(_PATH.findall(line))
+        return paths
+
+
+@pytest.fixture
+def hosts(tmp_path: Path) -> Iterator[list[Host]]:
+    made: list[Host] = []
+    yield made
+    for host in reversed(made):
+        host.stop()
+
+
+def _body(rows: pd.DataFrame, request_id: str) -> dict[str, Any]:
+    return {
+        "id": request_id,
+        "inputs": [
+            {"name": c, "datatype": "FP64", "shape": [len(rows)], "data": rows[c].astype(float).tolist()}
+            for c in rows.columns
+        ],
+    }
+
+
+def test_a_project_walks_from_client_to_two_gateways_and_back_on_hosts_that_share_nothing(
+    postgres_url: str, s3_server: S3Server, tmp_path: Path, hosts: list[Host]
+) -> None:
+    def has_strace() -> None:
+        if shutil.which("strace") is None:
+            raise FileNotFoundError("strace")
+
+    need_service("strace", "install it with scripts/tools (apt-get install strace)", has_strace)
+    shared_store = s3_server.env | {
+        "PAVE_DATABASE_URL": postgres_url,
+        "PAVE_ARTIFACT_ROOT": f"s3://{s3_server.bucket()}/pave",
+    }
+    control = Host(tmp_path, "control-plane", shared_store)
+    hosts.append(control)
+    port = free_port()
+    control.start("up", "--no-gateway", "--port", str(port))
+    url = f"http://127.0.0.1:{port}"
+    _wait(lambda: httpx.get(f"{url}/readyz", timeout=5).status_code == 200, "the control plane")
+    _wait(lambda: (control.home / "credentials.json").exists(), "the first admin token")
+    token = json.loads((control.home / "credentials.json").read_text())["token"]
+    auth = {"Authorization": f"Bearer {token}"}
+
+    gateways = []
+    for n in (1, 2):
+        gateway = Host(tmp_path, f"gateway-{n}", shared_store)
+        gateway.env["PAVE_GATEWAY_PUBLIC_URL"] = f"http://127.0.0.1:{gateway.env['PAVE_GATEWAY_PORT']}"
+        gateway.start("serve")
+        hosts.append(gateway)
+        gateways.append(gateway)
+    # clients know only the platform's URL and a token: no database, no object store, no AWS keys
+    alice = Host(tmp_path, "client-a", {"PAVE_URL": url, "PAVE_TOKEN": token})
+    bob = Host(tmp_path, "client-b", {"PAVE_URL": url, "PAVE_TOKEN": token})
+    hosts.extend([alice, bob])
+
+    # client A: a new project with a drift monitor, run once
+    project = alice.home / NAME
+    made = alice.pave("new", NAME, "-t", "tabular-classification", "--dir", str(project))
+    assert made.returncode == 0, made.stderr[-3000:]
+    spec = yaml.safe_load((project / "pave.yaml").read_text())
+    spec["monitor"] = {
+        "schedule": "1s",
+        "on_alert": "notify",
+        "monitors": [
+            {"name": "inputs", "type": "drift", "method": "psi", "features": [SHIFTED], "window": "10m"}
+        ],
+    }
+    (project / "pave.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    ran = alice.pave("run", str(project), "--json")
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    result = json.loads(ran.stdout)
+
+    # deploy: served by both gateways, at the URLs they registered
+    urls = [g.env["PAVE_GATEWAY_PUBLIC_URL"] for g in gateways]
+    with httpx.Client(base_url=url, headers=auth, timeout=30) as api:
+        _wait(
+            lambda: (
+                {p["url"] for p in api.get("/api/v1/platform/processes").json() if p["healthy"]} >= set(urls)
+            ),
+            "the gateways did not register",
+        )
+    deployed = alice.pave("deploy", NAME, "--version", str(result["model_version"]))
+    assert deployed.returncode == 0, deployed.stderr[-3000:]
+    for gateway_url in urls:
+        assert f"infer: POST {gateway_url}/v2/models/{NAME}/infer" in deployed.stdout, deployed.stdout
+
+    # predictions on both, on drifted inputs (one feature far off what the model learnt)
+    frame = pd.read_csv(project / "data" / "train.csv").drop(columns=["target"])
+    drifted = frame.assign(**{SHIFTED: frame[SHIFTED] + 10 * frame[SHIFTED].std()})
+    answered: list[str] = []
+    with httpx.Client(headers=auth, timeout=30) as http:
+        for gateway_url in urls:
+            infer = f"{gateway_url}/v2/models/{NAME}/infer"
+            _wait(
+                lambda i=infer: http.post(i, json=_body(drifted.head(1), "warm")).status_code == 200, "served"
+            )
+            for i in range(30):
+                request_id = f"{gateway_url.rsplit(':', 1)[1]}-{i}"
+                response = http.post(infer, json=_body(drifted.iloc[i * 5 : i * 5 + 5], request_id))
+                assert response.status_code == 200, response.text
+                answered.append(request_id)
+
+    with httpx.Client(base_url=url, headers=auth, timeout=120) as api:
+        # feedback by inference id, for the answers of either gateway
+        posted = api.post(
+            "/api/v1/feedback",
+            json={"items": [{"inference_id": i, "label": [0, 1, 0, 1, 0]} for i in answered]},
+        )
+        assert posted.status_code in (200, 201), posted.text
+        assert posted.json()["created"] == len(answered)
+        # a drift alert, from the answers of both gateways shipped through the object store
+        _wait(
+            lambda: any(SHIFTED in json.dumps(a) for a in api.get(f"/api/v1/projects/{NAME}/alerts").json()),
+            "no drift alert",
+        )
+
+    # client B never saw the project: it reproduces A's run from the platform alone
+    reproduced = bob.pave("reproduce", result["run_id"])
+    assert reproduced.returncode == 0, reproduced.stderr[-3000:]
+    assert "identical metrics" in reproduced.stdout, reproduced.stdout[-3000:]
+
+    for host in hosts:  # the processes still run: stop them so their traces are complete
+        host.stop()
+    homes = {host.name: str(host.home) for host in hosts}
+    for host in hosts:
+        foreign = {
+            path
+            for path in host.touched()
+            for other, home in homes.items()
+            if other != host.name and (path == home or path.startswith(home + "/"))
+        }
+        assert not foreign, f"{host.name} touched another's home: {sorted(foreign)[:10]}"
