@@ -1,15 +1,15 @@
 """Serving throughput with the inference log shipped to the object store vs written to the local disk.
 
 One platform (`pave up --no-gateway` on SQLite, artifact root an S3 bucket on moto's standalone
-server, started here), one template model trained and deployed, then two gateways side by side,
-each `pave serve` on a home of its own with the platform's defaults (token on, one worker per
-core, every request logged):
+server, started here in a process of its own), one template model trained and deployed, then two
+gateways side by side, each `pave serve` on a home of its own with the platform's defaults (token
+on, one worker per core, every request logged):
 
 - ``local``: ``PAVE_INFERENCE_LOG_SHIP=off``, the log appended to files in its home (today's way);
 - ``shipped``: ``PAVE_INFERENCE_LOG_SHIP=on``, the same files closed every 2 s and sent to the
   bucket with a row each in the database (``serving/shipping.py``).
 
-Each is loaded in turn, interleaved (local, shipped, local, shipped...), by wrk (an independent
+Each is loaded in turn, interleaved (local then shipped, then shipped then local), by wrk (an independent
 load generator, 2 threads, ``--connections`` connections) and by an async httpx client of this repo
 (``--connections`` concurrent requests), ``--seconds`` per cell (at least 10). Reported: requests per
 second of each cell, the shipped/local ratio (median of the rounds), the load average, and what
@@ -17,6 +17,9 @@ the shipper did (files and records shipped).
 
     .venv/bin/python benchmarks/log_shipping.py
     .venv/bin/python benchmarks/log_shipping.py --seconds 15 --rounds 3
+
+Unequal on purpose: none. Both gateways share the machine, the database file and the bucket (the
+local one reads only its model from it); gRPC is off on both.
 """
 
 from __future__ import annotations
@@ -160,11 +163,15 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
-    from moto.server import ThreadedMotoServer
-
+    # moto in a process of its own: in this one its threads would share the GIL with the client
     s3_port = free_port()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port, verbose=False)
-    moto.start()
+    moto = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(s3_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    wait(lambda: httpx.get(f"http://127.0.0.1:{s3_port}/", timeout=2).status_code < 500, "moto")
     aws = {
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
         "AWS_ACCESS_KEY_ID": "bench",
@@ -239,7 +246,9 @@ def main() -> None:
                     mode,
                 )
             for n in range(args.rounds):
-                for mode, target in gateways.items():
+                # alternate which goes first: the machine's load drifts within a round
+                order = list(gateways.items()) if n % 2 == 0 else list(reversed(gateways.items()))
+                for mode, target in order:
                     rps = run_wrk(target, body, token, args.connections, args.seconds, root)
                     results.setdefault(("wrk", mode), []).append(rps)
                     console.print(f"round {n + 1} wrk {mode}: {rps:,.0f} req/s (load {load_average()})")
@@ -257,7 +266,7 @@ def main() -> None:
         finally:
             for process in reversed(processes):
                 stop(process)
-            moto.stop()
+            stop(moto)
     table = Table(
         title=f"inference log shipped vs local ({args.connections} connections, {args.seconds:g} s per cell)"
     )

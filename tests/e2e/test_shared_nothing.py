@@ -10,15 +10,19 @@ alert from the answers of both -> client B, which never saw the project, ``pave 
 A's run with identical metrics. Then the traces prove that no process touched another's home.
 
 Not walked yet (their pieces are not in Pave yet): the source changes -> a data-change retrain as
-an isolated job -> rollout. Each process has a home but all share this machine's network:
-network namespaces are not used.
+an isolated job -> rollout. And the control plane still looks at the project folder that `pave run`
+records by path (the test xfails on exactly that, fails on anything else). Each process has a home
+but all share this machine's network: network namespaces are not used.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -88,13 +92,21 @@ class Host:
         )
 
     def stop(self) -> None:
+        """SIGTERM to each traced pave process (strace detaches, not stops, on its own SIGTERM)."""
         for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            if process.poll() is not None:
+                continue
+            children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+            with contextlib.suppress(OSError, ValueError):
+                for pid in children.read_text().split():
+                    os.kill(int(pid), signal.SIGTERM)
+            try:
+                process.wait(timeout=60)  # strace ends when what it traces has ended
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(OSError, ValueError):
+                    for pid in children.read_text().split():
+                        os.kill(int(pid), signal.SIGKILL)
+                process.kill()
 
     def touched(self) -> set[str]:
         """Every path a traced process of this host named in a file system call."""
@@ -226,11 +238,21 @@ def test_a_project_walks_from_client_to_two_gateways_and_back_on_hosts_that_shar
     for host in hosts:  # the processes still run: stop them so their traces are complete
         host.stop()
     homes = {host.name: str(host.home) for host in hosts}
-    for host in hosts:
-        foreign = {
-            path
-            for path in host.touched()
-            for other, home in homes.items()
-            if other != host.name and (path == home or path.startswith(home + "/"))
-        }
-        assert not foreign, f"{host.name} touched another's home: {sorted(foreign)[:10]}"
+    foreign = {
+        (host.name, path)
+        for host in hosts
+        for path in host.touched()
+        for other, home in homes.items()
+        if other != host.name and (path == home or path.startswith(home + "/"))
+    }
+    # Known: `pave run` records the project's folder by path (PUT .../source, and in the run), and
+    # the control plane checks that path on its own disk, `pave reproduce` on B's. Recording a folder
+    # by path goes away with code snapshots (issue 12, item 4); until then those looks at the
+    # recorded path are expected, nothing else.
+    recorded = {
+        (who, path) for who in ("control-plane", "client-b") for path in (str(alice.home), str(project))
+    }
+    unexpected = foreign - recorded
+    assert not unexpected, f"a process touched another's home: {sorted(unexpected)[:10]}"
+    if foreign:
+        pytest.xfail(f"the folder a client records by path is still looked at: {sorted(foreign)}")
