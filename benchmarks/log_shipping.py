@@ -63,7 +63,7 @@ def base_env(home: Path, **extra: str) -> dict[str, str]:
     return env | {"PAVE_HOME": str(home)} | extra
 
 
-def wait(condition: Any, what: str, timeout: float = 180) -> None:
+def wait(condition: Any, what: str, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
