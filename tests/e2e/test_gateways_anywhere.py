@@ -37,16 +37,20 @@ def _wait(condition: Callable[[], bool], what: str, timeout: float = 120) -> Non
 class Gateway:
     """`pave serve` on a home of its own, sharing only the database and the object store."""
 
-    def __init__(self, home: Path, shared: dict[str, str]) -> None:
+    def __init__(self, home: Path, shared: dict[str, str], *, flags: bool = False) -> None:
         self.home = home
         home.mkdir(parents=True)
         self.env = pave_env(home, **shared)
         self.url = f"http://127.0.0.1:{self.env['PAVE_GATEWAY_PORT']}"
-        self.env["PAVE_GATEWAY_PUBLIC_URL"] = self.url
+        command = [sys.executable, "-m", "pave", "serve"]
+        if flags:  # the store, the object store and its URL given on the command line
+            command += ["--database-url", self.env.pop("PAVE_DATABASE_URL")]
+            command += ["--artifact-root", self.env.pop("PAVE_ARTIFACT_ROOT")]
+            command += ["--public-url", self.url]
+        else:
+            self.env["PAVE_GATEWAY_PUBLIC_URL"] = self.url
         with (home / "serve.log").open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "pave", "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
+            self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
     def infer(self, token: str, body: dict[str, Any]) -> httpx.Response:
         return httpx.post(
@@ -88,7 +92,7 @@ def test_two_gateways_on_their_own_homes_ship_their_log_to_the_control_plane(
         assert ran.returncode == 0, ran.stderr[-2000:]
         assert run_pave("deploy", NAME, "--version", "1", env=client_env).returncode == 0
 
-        gateways.extend(Gateway(tmp_path / f"gateway-{n}", shared) for n in (1, 2))
+        gateways.extend(Gateway(tmp_path / f"gateway-{n}", shared, flags=n == 2) for n in (1, 2))
         rows = pd.read_csv(project / "data" / "train.csv").drop(columns=["target"]).head(2)
         inputs = [
             {"name": c, "datatype": "FP64", "shape": [len(rows)], "data": rows[c].astype(float).tolist()}

@@ -239,13 +239,16 @@ def status() -> None:
 
 
 def _artifact_store_state(settings: Settings) -> tuple[str, str, str, str]:
+    """The object store (or folder) of the artifact root: usable now, or what is wrong with it."""
+    from pave.errors import PaveError
+    from pave.storage import open_storage
+
     root = settings.artifacts
-    if "://" in root:
-        return "", "", root, "checked by the processes that use it"
-    path = Path(root)
-    if path.is_dir() and os.access(path, os.W_OK):
-        return "[green]ready[/]", "", root, "a local folder"
-    return "[red]not writable[/]", "", root, "create it, or set PAVE_ARTIFACT_ROOT"
+    try:
+        open_storage(root).check()
+    except PaveError as exc:
+        return "[red]not usable[/]", "", root, exc.message[:120]
+    return "[green]ready[/]", "", root, "an object store" if "://" in root else "a local folder"
 
 
 def _processes_table() -> Table | str:

@@ -98,8 +98,30 @@ def serve(
     port: int | None = typer.Option(None, "--port", help="Port (default 8080)."),
     workers: int | None = typer.Option(None, "--workers", help="Processes (default: one per core)."),
     grpc_port: int | None = typer.Option(None, "--grpc-port", help="gRPC port (default 8081; 0: none)."),
+    database_url: str | None = typer.Option(
+        None, "--database-url", help="The platform's store (PostgreSQL on another host); PAVE_DATABASE_URL."
+    ),
+    artifact_root: str | None = typer.Option(
+        None, "--artifact-root", help="The platform's object store, s3://BUCKET/PREFIX; PAVE_ARTIFACT_ROOT."
+    ),
+    public_url: str | None = typer.Option(
+        None, "--public-url", help="Where callers reach this gateway (registered); PAVE_GATEWAY_PUBLIC_URL."
+    ),
 ) -> None:
-    """Run the inference gateway alone (`pave up` starts it too), serving the store's deployments."""
+    """Run the inference gateway alone (`pave up` starts it too), serving the store's deployments.
+
+    On a host of its own it needs only the platform's store and object store: it learns the
+    deployments from the store, loads the models from the object store and ships its inference
+    log there (docs/deploy.md).
+    """
+    # the gateway's worker processes read their settings from the environment
+    for name, value in (
+        ("PAVE_DATABASE_URL", database_url),
+        ("PAVE_ARTIFACT_ROOT", artifact_root),
+        ("PAVE_GATEWAY_PUBLIC_URL", public_url),
+    ):
+        if value is not None:
+            os.environ[name] = value
     from pave.cli.platform import ensure_port_free
     from pave.cli.supervisor import FD_ENV, gateway_pidfile, write_gateway_pidfile
     from pave.serving.server import run_gateway
