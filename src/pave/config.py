@@ -28,6 +28,8 @@ from pave.errors import ConfigError
 
 DEFAULT_HOME = Path("~/.pave")
 SECRET_FIELDS = frozenset({"database_url", "mlflow_database_url"})
+# The roles a token can carry (pave.governance.roles; the foundation may not import the domain).
+TOKEN_ROLES = ("viewer", "developer", "maintainer", "approver", "admin")
 
 
 class _TomlFile(PydanticBaseSettingsSource):
@@ -151,7 +153,11 @@ class Settings(BaseSettings):
         ),
     )
     environment: Literal["development", "production"] = Field(
-        default="development", description="production refuses insecure settings."
+        default="development",
+        description=(
+            "production refuses to start on insecure settings: allowed_hosts '*', gateway_auth none "
+            "off loopback, SQLite behind a non-loopback bind, a public URL that is not https."
+        ),
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="Request body limit.")
@@ -190,6 +196,27 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="CPU-hours per project per day (UTC), e.g. {'churn': 48}; '*' for every project.",
     )
+    rate_limits: dict[str, float] = Field(
+        default_factory=lambda: {"viewer": 100.0, "developer": 100.0, "maintainer": 100.0, "approver": 100.0},
+        description=(
+            "Control-plane requests per second per token, by the token's role (a burst of 10 seconds' "
+            "worth is allowed); a role left out, or 0, is unlimited. Over it: 429 with Retry-After."
+        ),
+    )
+    gateway_rate_limits: dict[str, float] = Field(
+        default_factory=lambda: dict.fromkeys(TOKEN_ROLES, 5000.0),
+        description=(
+            "Inference gateway requests per second per token and gateway process, by role (burst: 10 "
+            "seconds' worth); a role left out, or 0, is unlimited. Over it: 429 with Retry-After."
+        ),
+    )
+    audit_key_file: Path | None = Field(
+        default=None,
+        description=(
+            "The audit chain's HMAC key (JSON, mode 0600), outside the database; default: home/audit.key, "
+            "made on first start. Several control planes on one database share one file (a mounted secret)."
+        ),
+    )
     egress_allowed_networks: list[str] = Field(
         default_factory=list,
         description=(
@@ -224,6 +251,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 "must look like sqlite:////path/to/file.db or postgresql+psycopg://user@host:5432/dbname"
             )
+        return value
+
+    @field_validator("rate_limits", "gateway_rate_limits", mode="after")
+    @classmethod
+    def _check_rates(cls, value: dict[str, float]) -> dict[str, float]:
+        for role, rate in value.items():
+            if role not in TOKEN_ROLES:
+                raise ValueError(f"{role!r} is not a role (use {', '.join(TOKEN_ROLES)})")
+            if rate < 0:
+                raise ValueError(f"the rate of {role} is negative (0 means unlimited)")
         return value
 
     @field_validator("egress_allowed_networks", mode="after")
@@ -269,6 +306,10 @@ class Settings(BaseSettings):
         return self.home / "credentials.json"
 
     @property
+    def audit_key_path(self) -> Path:
+        return self.audit_key_file or self.home / "audit.key"
+
+    @property
     def run_dir(self) -> Path:
         """Pid and state files of running processes."""
         return self.home / "run"
@@ -298,6 +339,59 @@ class Settings(BaseSettings):
         """Where callers reach this gateway: ``gateway_public_url``, else :attr:`gateway_url`."""
         return (self.gateway_public_url or self.gateway_url).rstrip("/")
 
+    def production_problems(
+        self, component: Literal["control-plane", "gateway"] = "control-plane"
+    ) -> list[ConfigError]:
+        """What ``environment = production`` refuses, each with its fix (empty: fine, or development).
+
+        The gateway (``pave serve`` on its own host) is only held to the rule about its own tokens.
+        """
+        if self.environment != "production":
+            return []
+        problems: list[ConfigError] = []
+        if "*" in self.allowed_hosts:
+            problems.append(
+                ConfigError(
+                    "production refuses allowed_hosts ['*']: any Host header would be served (DNS rebinding)",
+                    hint="list the platform's names: PAVE_ALLOWED_HOSTS='[\"pave.example.com\"]'",
+                )
+            )
+        if self.gateway_auth == "none" and not is_loopback(self.gateway_host):
+            problems.append(
+                ConfigError(
+                    f"production refuses gateway_auth none on {self.gateway_host}: anyone who reaches "
+                    "the gateway could call every model",
+                    hint="PAVE_GATEWAY_AUTH=token, or bind the gateway to 127.0.0.1 behind an "
+                    "authenticating ingress",
+                )
+            )
+        if component == "gateway":
+            return [p for p in problems if "gateway_auth" in p.message]
+        if self.db_url.startswith("sqlite") and not is_loopback(self.host):
+            problems.append(
+                ConfigError(
+                    f"production refuses SQLite behind a non-loopback bind ({self.host}): one file on "
+                    "one disk is no shared, backed-up store",
+                    hint="PAVE_DATABASE_URL=postgresql+psycopg://USER@HOST:5432/DB",
+                )
+            )
+        url = self.advertised_url
+        if not url.startswith("https://"):
+            problems.append(
+                ConfigError(
+                    f"production refuses a plain-HTTP public URL ({url}): tokens and sessions would "
+                    "cross the network in clear",
+                    hint="serve behind a TLS proxy and set PAVE_PUBLIC_URL=https://pave.example.com",
+                )
+            )
+        return problems
+
+    def check_production(self, component: Literal["control-plane", "gateway"] = "control-plane") -> None:
+        """Raise the first problem :meth:`production_problems` finds (start-up calls this)."""
+        problems = self.production_problems(component)
+        if problems:
+            raise problems[0]
+
     def ensure_home(self) -> None:
         """Create the home and its private folders (mode 0700) before any process writes to them."""
         for path in (self.home, self.run_dir, self.home / "tmp", self.inference_log_dir):
@@ -316,6 +410,16 @@ class Settings(BaseSettings):
             text = ", ".join(value) if isinstance(value, list) else str(value)
             out[key] = mask_url(text) if key in SECRET_FIELDS else text
         return out
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps a server on this machine (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def mask_url(url: str) -> str:

@@ -12,6 +12,7 @@ The tree::
     │   ├── Conflict               it exists already, or the state does not allow it           (409)
     │   ├── PayloadTooLarge        a request body over the limit                               (413)
     │   ├── QuotaExceeded          a project quota is used up                                  (429)
+    │   ├── RateLimited            too many requests from one token; Retry-After says when     (429)
     │   └── MissingExtra           an optional backend is not installed; the hint is the pip line
     ├── Unavailable                a dependency (database, model) is down or not ready yet     (503)
     └── InternalError              a bug in Pave: report it                                   (500)
@@ -120,6 +121,22 @@ class PayloadTooLarge(UserError):
 class QuotaExceeded(UserError):
     status_code = 429
     code = "quota_exceeded"
+
+
+class RateLimited(UserError):
+    """Too many requests from one token; ``retry_after`` seconds until the next one is allowed."""
+
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint, details={"retry_after": retry_after})
+        self.retry_after = retry_after
+
+    @property
+    def retry_after_header(self) -> bytes:
+        """The ``Retry-After`` header's value: whole seconds, at least 1."""
+        return str(max(1, int(self.retry_after + 0.999))).encode()
 
 
 class MissingExtra(UserError):

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
+from pave.errors import ConfigError
 from pave.governance import audit
 from pave.store import migrate
 from pave.store.db import make_engine, session_factory
@@ -49,8 +50,8 @@ def _untrigger(engine: Engine) -> None:
         if engine.dialect.name == "postgresql":
             conn.execute(text("ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only"))
         else:
-            conn.execute(text("DROP TRIGGER audit_events_no_update"))
-            conn.execute(text("DROP TRIGGER audit_events_no_delete"))
+            conn.execute(text("DROP TRIGGER IF EXISTS audit_events_no_update"))
+            conn.execute(text("DROP TRIGGER IF EXISTS audit_events_no_delete"))
 
 
 def test_chain_links_every_record_to_the_previous_one(engine: Engine) -> None:
@@ -137,6 +138,84 @@ def test_rewriting_a_record_with_a_fresh_hash_breaks_the_next_link(engine: Engin
         result = audit.verify(session)
     assert not result.ok
     assert result.first_bad_seq == 3
+
+
+def _rebuild_from(engine: Engine, seq: int, identity: str) -> None:
+    """What someone with write access to the database but not the key does: edit record ``seq`` and
+    recompute every hash after it the only way they can, with plain SHA-256."""
+    _untrigger(engine)
+    with session_factory(engine)() as session:
+        records = list(audit.iter_all(session))
+    prev = next((r["hash"] for r in records if r["seq"] == seq - 1), audit.GENESIS)
+    with engine.begin() as conn:
+        for record in records[seq - 1 :]:
+            if record["seq"] == seq:
+                record["identity"] = identity
+            record["prev_hash"] = prev
+            record["hash"] = prev = audit.chain_hash(prev, record)
+            conn.execute(
+                text("UPDATE audit_events SET identity = :i, prev_hash = :p, hash = :h WHERE seq = :s"),
+                {"i": record["identity"], "p": record["prev_hash"], "h": record["hash"], "s": record["seq"]},
+            )
+
+
+@pytest.fixture
+def keyed(engine: Engine, tmp_path: Path) -> Any:
+    key = audit.load_or_create_key(tmp_path / "audit.key", engine)
+    audit.configure(key)
+    yield key
+    audit.configure(None)
+
+
+def test_a_chain_rebuilt_without_the_key_is_detected(engine: Engine, keyed: audit.AuditKey) -> None:
+    for i in range(5):
+        audit.append(engine, _entry(i, identity="alice"))
+    with session_factory(engine)() as session:
+        assert audit.verify(session).ok
+        assert audit.verify(session, keyed).ok
+    _rebuild_from(engine, 1, "mallory")
+    with session_factory(engine)() as session:
+        unkeyed = audit.verify(session, audit.AuditKey(b"", keyed_from=10**9))  # how verify was before
+        result = audit.verify(session)
+    assert unkeyed.ok, "a plain hash chain cannot tell: that is the attack"
+    assert not result.ok
+    assert result.first_bad_seq == 1
+    assert "rebuilt without the audit key" in (result.problem or "")
+
+
+def test_the_key_lives_outside_the_database_in_a_private_file(engine: Engine, tmp_path: Path) -> None:
+    path = tmp_path / "keys" / "audit.key"
+    key = audit.load_or_create_key(path, engine)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert audit.load_or_create_key(path, engine) == key, "made once, then read"
+    assert len(key.secret) == 32
+    with engine.connect() as conn:
+        assert key.secret.hex() not in str(conn.execute(text("SELECT * FROM audit_events")).all())
+    path.write_text("not json")
+    with pytest.raises(ConfigError, match="not valid"):
+        audit.load_or_create_key(path, engine)
+
+
+def test_an_existing_chain_is_migrated_and_stays_anchored(engine: Engine, tmp_path: Path) -> None:
+    """Records written before the key existed keep their plain hashes; the first keyed record pins them."""
+    for i in range(3):
+        audit.append(engine, _entry(i))
+    key = audit.load_or_create_key(tmp_path / "audit.key", engine)
+    assert key.keyed_from == 4
+    audit.configure(key)
+    try:
+        for i in range(3, 6):
+            audit.append(engine, _entry(i))
+        with session_factory(engine)() as session:
+            assert audit.verify(session).ok
+        _rebuild_from(engine, 2, "mallory")  # a legacy record, re-linked all the way to the head
+        with session_factory(engine)() as session:
+            result = audit.verify(session)
+    finally:
+        audit.configure(None)
+    assert not result.ok
+    assert result.first_bad_seq == 4, "the first keyed record cannot be re-linked without the key"
+    assert "rebuilt without the audit key" in (result.problem or "")
 
 
 # --- end to end: the middleware writes, the CLI reads ----------------------------------------------
@@ -234,6 +313,15 @@ def test_cli_verify_export_and_tamper_detection(pave_server_factory: Any, tmp_pa
     assert broken.returncode == 1
     assert "record 2" in broken.stderr
     assert "edited" in broken.stderr
+
+    # with write access to the database, but not to the key file: the chain is rebuilt
+    assert (server.home / "audit.key").stat().st_mode & 0o777 == 0o600
+    engine = make_engine(f"sqlite:///{server.home / 'pave.db'}")
+    _rebuild_from(engine, 2, "mallory")
+    engine.dispose()
+    rebuilt = run_pave("audit", "verify", env=env)
+    assert rebuilt.returncode == 1
+    assert "record 2 was rebuilt without the audit key" in rebuilt.stderr
 
 
 @pytest.mark.postgres

@@ -19,7 +19,8 @@ def test_pages_need_a_session_and_the_sign_in_page_sets_a_strict_cookie(portal: 
     browser = portal.browser()
     for path in PAGES:
         answer = browser.get(path)
-        assert (answer.status_code, answer.headers["location"]) == (303, "/signin")
+        back = "/signin" if path == "/" else f"/signin?next={path}"
+        assert (answer.status_code, answer.headers["location"]) == (303, back)
     page = browser.get("/signin")
     csp = page.headers["content-security-policy"]
     assert "script-src 'self'" in csp

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pave.api.security import MAX_JSON_DEPTH, json_depth, origin_allowed, parse_json
+from pave.api.checks import MAX_JSON_DEPTH, json_depth, origin_allowed, parse_json
 from pave.errors import InvalidInput
 from pave.store.db import make_engine, private_file
 

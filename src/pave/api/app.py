@@ -20,7 +20,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -50,6 +50,7 @@ from pave.api.routes import platform as platform_routes
 from pave.api.security import SecurityMiddleware
 from pave.errors import InvalidInput, NotFound, PaveError
 from pave.governance.egress import EgressPolicy
+from pave.governance.ratelimit import RateLimiter
 from pave.portal import routes as portal_routes
 from pave.portal import sessions as portal_sessions
 from pave.store.db import transaction
@@ -170,7 +171,7 @@ def _pave_api(platform: Platform, metrics: Metrics) -> FastAPI:
         title="Pave control plane",
         version=__version__,
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        docs_url=None,  # served below, with assets from the package instead of a CDN
         redoc_url=None,
         lifespan=_background_jobs,
     )
@@ -204,10 +205,37 @@ def _pave_api(platform: Platform, metrics: Metrics) -> FastAPI:
 
     for router in ROUTERS:
         api.include_router(router)
+    _api_docs(api)
     # The portal's pages sit outside ROUTERS: its sign-in page is public and its pages redirect to
     # it instead of answering 401 (tests/portal cover them; the permission table has their rules).
     api.include_router(portal_routes.router)
     return api
+
+
+DOCS_ASSETS = "/api/v1/docs/assets"
+
+
+def _api_docs(api: FastAPI) -> None:
+    """The interactive API docs (Swagger UI), its scripts and styles served from the installed package.
+
+    A browser opens them with the portal's session (the gate redirects a signed-out one to the
+    sign-in page); the page's own calls to the API send a token given with "Authorize".
+    """
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    @api.get("/api/v1/docs", include_in_schema=False)
+    async def _docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/api/v1/openapi.json",
+            title="Pave control plane - API docs",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
+
+    api.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="api-docs-assets")
 
 
 ROUTERS = (
@@ -287,4 +315,5 @@ def create_app(platform: Platform) -> Any:
         on_request=metrics.observe,
         artifact_root=platform.settings.artifacts,
         browser_sessions=portal_sessions.principal_of_session,
+        limiter=RateLimiter(platform.settings.rate_limits),
     )

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pave.config import Settings
 from pave.errors import Unavailable
+from pave.governance import audit
 from pave.governance.tokens import create_token, has_any_identity
 from pave.serving.shipping import Mirror, ships
 from pave.storage import open_storage
@@ -54,7 +55,9 @@ def open_platform(settings: Settings, *, bootstrap_admin: bool = True) -> Platfo
     Raises:
         StorageError: the object store at ``artifact_root`` is unreachable, refuses the
             credentials or has no such bucket (one line naming the setting to fix).
+        ConfigError: ``environment = production`` with an insecure setting (before anything opens).
     """
+    settings.check_production()
     settings.ensure_home()
     open_storage(settings.artifacts).check()
     engine = make_engine(settings.db_url)
@@ -64,6 +67,8 @@ def open_platform(settings: Settings, *, bootstrap_admin: bool = True) -> Platfo
     mlflow_engine.dispose()
     mlflow_server.configure(settings)
     applied = migrate.upgrade(engine, settings.run_dir, also=mlflow_server.init_stores)
+    with migrate.migration_lock(engine, settings.run_dir):
+        audit.configure(audit.load_or_create_key(settings.audit_key_path, engine))
     platform = Platform(settings, engine, session_factory(engine), applied)
     if bootstrap_admin:
         platform.bootstrap_token = _bootstrap(platform)

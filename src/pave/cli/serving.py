@@ -129,6 +129,7 @@ def serve(
     settings = load_settings(
         gateway_host=host, gateway_port=port, gateway_workers=workers, gateway_grpc_port=grpc_port
     )
+    settings.check_production("gateway")
     inherited = os.environ.pop(FD_ENV, None)  # `pave up` holds the port and passes its socket down
     sock = socket.socket(fileno=int(inherited)) if inherited else None
     if sock is None:

@@ -152,6 +152,17 @@ def check_traffic(
         check_promotion(registry, project, version, require_approval=require_approval)
 
 
+def is_promotion(endpoint: str, method: str, values: dict[str, Any]) -> bool:
+    """Whether an MLflow request puts a version in production (alias ``champion``, stage Production)."""
+    return (
+        endpoint == "registered-models/alias"
+        and method == "POST"
+        and str(values.get("alias", "")).lower() == CHAMPION
+    ) or (
+        endpoint == "model-versions/transition-stage" and str(values.get("stage", "")).lower() == "production"
+    )
+
+
 def check_promotion(registry: Registry, project: str, version: str, *, require_approval: bool) -> None:
     """Refuse to make ``version`` the champion of ``project`` without the approval its policy needs."""
     if not require_approval:

@@ -2,10 +2,16 @@
 
 Every record carries who (identity, token), what (action, method, path), which resource
 (project, model, run), the outcome (HTTP status), when, from where (client address) and the
-request id. Its hash is ``sha256(prev_hash + canonical JSON of the record)``; the first record's
-``prev_hash`` is 64 zeros. Editing a row breaks its own hash; deleting one leaves a gap in the
-gapless ``seq``; deleting the last rows leaves the chain shorter than its head (the
+request id. Its hash is ``HMAC-SHA256(key, prev_hash + canonical JSON of the record)``; the first
+record's ``prev_hash`` is 64 zeros. Editing a row breaks its own hash; deleting one leaves a gap
+in the gapless ``seq``; deleting the last rows leaves the chain shorter than its head (the
 ``audit.seq`` counter, updated in the same transaction as every append).
+
+The key lives outside the database (:class:`AuditKey`, a file of mode 0600 in ``PAVE_HOME`` or
+the one ``audit_key_file`` names), so someone who can write the database cannot rebuild a valid
+chain after editing it. Chains started before the key existed keep their plain ``sha256``
+records up to ``keyed_from - 1`` (written in the key file when it was made); the first keyed
+record points at the last of them, so they are anchored too.
 
 Appends are serialised so the chain never forks: on PostgreSQL every append locks the head row
 (``SELECT ... FOR UPDATE``); on SQLite a process-wide lock plus ``BEGIN IMMEDIATE`` (one writer
@@ -15,17 +21,21 @@ at a time across processes). ``seq`` is unique as a last line of defence.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import os
+import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.orm import Session
 
-from pave.errors import InvalidInput
+from pave.errors import ConfigError, InvalidInput
 from pave.store.tables import AuditEvent, Counter
 
 GENESIS = "0" * 64
@@ -101,8 +111,64 @@ def canonical(record: dict[str, Any]) -> str:
     )
 
 
-def chain_hash(prev_hash: str, record: dict[str, Any]) -> str:
-    return hashlib.sha256((prev_hash + canonical(record)).encode("utf-8")).hexdigest()
+@dataclass(frozen=True)
+class AuditKey:
+    """The chain's HMAC key, and the first record it signs (older records are plain SHA-256)."""
+
+    secret: bytes
+    keyed_from: int = 1
+
+    def signs(self, seq: int) -> bool:
+        return seq >= self.keyed_from
+
+
+_KEY: AuditKey | None = None
+
+
+def configure(key: AuditKey | None) -> None:
+    """Use ``key`` for every append and verify of this process (the control plane sets it at start)."""
+    global _KEY
+    _KEY = key
+
+
+def current_key() -> AuditKey | None:
+    return _KEY
+
+
+def load_or_create_key(path: Path, engine: Engine) -> AuditKey:
+    """Read the key file, or make it (mode 0600) keyed from the record after the chain's head.
+
+    Call under the migration lock: two processes making it at once would disagree on the key.
+    """
+    if path.exists():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return AuditKey(bytes.fromhex(data["key"]), int(data["keyed_from"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"the audit key file {path} is not valid",
+                hint="restore it from your backup (without it the chain cannot be verified)",
+            ) from exc
+    with engine.connect() as conn:
+        head = conn.execute(select(Counter.value).where(Counter.name == HEAD_COUNTER)).scalar_one_or_none()
+    key = AuditKey(secrets.token_bytes(32), (head or 0) + 1)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump({"key": key.secret.hex(), "keyed_from": key.keyed_from}, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return key
+
+
+def chain_hash(prev_hash: str, record: dict[str, Any], key: AuditKey | None = None) -> str:
+    """The record's link: HMAC-SHA256 under ``key`` when it signs the record's seq, else SHA-256."""
+    message = (prev_hash + canonical(record)).encode("utf-8")
+    if key is not None and key.signs(int(record["seq"])):
+        return hmac.new(key.secret, message, hashlib.sha256).hexdigest()
+    return hashlib.sha256(message).hexdigest()
 
 
 def _clip(value: str | None, size: int) -> str | None:
@@ -154,7 +220,7 @@ def _append_locked(conn: Connection, entry: AuditEntry, *, for_update: bool) -> 
         "detail": _clip(entry.detail, 500),
     }
     record["prev_hash"] = prev_hash
-    record["hash"] = chain_hash(prev_hash, record)
+    record["hash"] = chain_hash(prev_hash, record, _KEY)
     conn.execute(insert(AuditEvent).values(**record))
     conn.execute(update(Counter).where(Counter.name == HEAD_COUNTER).values(value=head + 1))
     return record
@@ -227,8 +293,13 @@ def iter_all(session: Session, batch: int = 1000) -> Iterator[dict[str, Any]]:
         last = rows[-1].seq
 
 
-def verify(session: Session) -> VerifyResult:
-    """Walk the chain; report the first record that was edited, deleted or is out of place."""
+def verify(session: Session, key: AuditKey | None = None) -> VerifyResult:
+    """Walk the chain; report the first record that was edited, deleted, rebuilt or is out of place.
+
+    ``key`` defaults to the process's (:func:`configure`); a record the key should sign whose hash
+    is not its HMAC was written, or rewritten, by someone without the key.
+    """
+    key = key or _KEY
     head = session.execute(select(Counter.value).where(Counter.name == HEAD_COUNTER)).scalar_one_or_none()
     head = head or 0
     expected_seq, prev_hash, checked = 1, GENESIS, 0
@@ -249,13 +320,20 @@ def verify(session: Session) -> VerifyResult:
                 expected_seq,
                 f"record {expected_seq} does not point at the hash of record {expected_seq - 1}",
             )
-        if chain_hash(prev_hash, record) != record["hash"]:
+        if chain_hash(prev_hash, record, key) != record["hash"]:
+            rebuilt = (
+                key is not None
+                and key.signs(expected_seq)
+                and chain_hash(prev_hash, record) == record["hash"]
+            )
             return VerifyResult(
                 False,
                 checked,
                 head,
                 expected_seq,
-                f"record {expected_seq} was edited: its hash does not match",
+                f"record {expected_seq} was rebuilt without the audit key: its hash is not the key's HMAC"
+                if rebuilt
+                else f"record {expected_seq} was edited: its hash does not match",
             )
         prev_hash = record["hash"]
         expected_seq += 1

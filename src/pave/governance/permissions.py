@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from pave.errors import Forbidden
 from pave.governance.tokens import Principal
@@ -149,6 +150,26 @@ def is_global(method: str, path: str) -> bool:
     """Whether the route is declared to concern no project."""
     rule = rule_for(method, path)
     return rule is not None and rule.is_global
+
+
+_PRODUCTION_STAGE = "production"
+CHAMPION = "champion"
+
+
+def escalated_action(action: str, endpoint: str, values: dict[str, Any]) -> str:
+    """The action a request needs once its content is known: promoting to production needs ``approve``.
+
+    Setting or moving MLflow's alias ``champion`` (or its legacy stage ``Production``) is what puts
+    a version in production, whatever else the route needs.
+    """
+    if endpoint == "registered-models/alias" and str(values.get("alias", "")).lower() == CHAMPION:
+        return "approve"
+    if (
+        endpoint == "model-versions/transition-stage"
+        and str(values.get("stage", "")).lower() == _PRODUCTION_STAGE
+    ):
+        return "approve"
+    return action
 
 
 def authorize(

@@ -95,3 +95,35 @@ def check_quota(policy: Policy, quota: str, in_use: int, adding: int = 1) -> Non
         f"--{QUOTAS[quota].replace('_', '-')} N`",
         details={"quota": quota, "limit": limit, "in_use": in_use, "owner": policy.owner},
     )
+
+
+# The largest page MLflow's own clients ask for (runs search: 50000, metric history: 25000).
+MAX_RESULTS_CAP = 50_000
+
+
+def check_caps(values: dict[str, Any]) -> None:
+    """Refuse a page size over :data:`MAX_RESULTS_CAP` (``max_results``, ``maxResults``, ``limit``)."""
+    for key in ("max_results", "maxResults", "limit"):
+        value = values.get(key)
+        try:
+            number = int(value) if value is not None else None
+        except (TypeError, ValueError):
+            continue
+        if number is not None and number > MAX_RESULTS_CAP:
+            raise InvalidInput(
+                f"{key}={number} is over the cap of {MAX_RESULTS_CAP}",
+                hint="page through the results with page_token",
+            )
+
+
+def refuse_direct_upload(policy: Policy) -> None:
+    """Uploads that bypass the artifact proxy cannot be counted: refused while a stored-bytes quota holds."""
+    project = policy.project
+    raise QuotaExceeded(
+        f"project {project!r} has a stored_bytes quota ({policy.max_stored_bytes} bytes; "
+        f"owner: {policy.owner or 'unknown'}) and uploads that bypass the artifact proxy "
+        "cannot be counted against it",
+        hint="upload through the proxy (mlflow-artifacts PUT), or ask a platform admin to lift "
+        f"the quota: `pave project policy {project} --max-stored-bytes N`",
+        details={"quota": "stored_bytes", "limit": policy.max_stored_bytes, "owner": policy.owner},
+    )

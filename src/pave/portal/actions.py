@@ -31,6 +31,7 @@ from pave.portal.web import (
     router,
     run,
 )
+from pave.serving import traffic
 from pave.tracking import stores
 
 
@@ -45,13 +46,7 @@ async def deploy(request: Request, name: str) -> Response:
         raise InvalidInput("choose the model version to deploy", hint="pick a version in the list")
 
     def work(session: Any) -> None:
-        from pave.governance.policy import check_quota, get_policy
-        from pave.serving import store
-
-        views.get_project(session, name)
-        if views.deployment_of(session, name) is None:
-            check_quota(get_policy(session, name), "deployments", store.count_deployments(session, name))
-        store.deploy(session, platform.settings, project=name, actor=actor, version=version)
+        traffic.deploy(session, platform.settings, project=name, actor=actor, version=version)
 
     await run(request, work)
     return back(f"/projects/{quote(name)}/deployment", f"deployed version {version}")
@@ -64,9 +59,7 @@ async def undeploy(request: Request, name: str) -> Response:
     mirror(request, "DELETE", f"/api/v1/projects/{name}/deployment", name)
 
     def work(session: Any) -> None:
-        from pave.serving import store
-
-        store.undeploy(session, name)
+        traffic.undeploy(session, name)
 
     await run(request, work)
     return back(f"/projects/{quote(name)}", "undeployed")
@@ -81,35 +74,19 @@ async def weights(request: Request, name: str) -> Response:
     actor = principal_of(request).identity
 
     def work(session: Any) -> str:
-        from pave.serving import store
-
-        row = store.get_deployment(session, name)
-        if any(r.state == "running" for r in views.rollouts_of(session, name, 1)):
-            raise Conflict(
-                f"{name} is rolling out: its rollout sets the weights",
-                hint="promote or roll back the rollout first",
-            )
-        spec = dict(row.spec)
-        new = []
-        for ref in spec["versions"]:
-            raw = fields.get(f"weight_{ref['version']}", "")
+        given: dict[str, float] = {}
+        for key, raw in fields.items():
+            if not key.startswith("weight_"):
+                continue
             try:
-                weight = float(raw)
+                given[key.removeprefix("weight_")] = float(raw)
             except ValueError:
                 raise InvalidInput(
-                    f"the weight of version {ref['version']} is not a number: {raw[:20]!r}",
+                    f"the weight of version {key.removeprefix('weight_')} is not a number: {raw[:20]!r}",
                     hint="give each version a percentage; together they make 100",
                 ) from None
-            if not 0 <= weight <= 100:
-                raise InvalidInput(f"the weight of version {ref['version']} is not between 0 and 100")
-            new.append({**ref, "weight": weight})
-        if abs(sum(r["weight"] for r in new) - 100) > 1e-6:
-            raise InvalidInput("the weights must add up to 100", hint="e.g. 90 and 10")
-        kept = [r for r in new if r["weight"] > 0]
-        spec["versions"] = kept
-        store.replace_spec(session, platform.settings, row, spec)
-        row.updated_by = actor
-        return ", ".join(f"v{r['version']} {charts.fmt(r['weight'])}%" for r in kept)
+        row = traffic.set_weights(session, platform.settings, project=name, actor=actor, weights=given)
+        return ", ".join(f"v{r['version']} {charts.fmt(r['weight'])}%" for r in row.spec["versions"])
 
     done = await run(request, work)
     return back(f"/projects/{quote(name)}/deployment", f"traffic set: {done}")

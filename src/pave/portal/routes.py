@@ -22,6 +22,7 @@ from pave.portal.web import (
     STATIC,
     access_of,
     cookie_secure,
+    local_path,
     may,
     mirror,
     page,
@@ -47,7 +48,8 @@ async def signin_page(request: Request) -> Response:
     import secrets
 
     nonce = request.cookies.get(sessions.CSRF_COOKIE) or secrets.token_urlsafe(24)
-    response = render(request, "signin.html", signin_csrf=nonce, error=None)
+    after = local_path(request.query_params.get("next"))
+    response = render(request, "signin.html", signin_csrf=nonce, error=None, after=after)
     response.set_cookie(
         sessions.CSRF_COOKIE,
         nonce,
@@ -65,12 +67,13 @@ async def signin(request: Request) -> Response:
     nonce = request.cookies.get(sessions.CSRF_COOKIE, "")
     if not nonce or fields.get("csrf") != nonce:
         error = Forbidden("the sign-in form expired", hint="reload the page and sign in again")
-        return render(request, "signin.html", 403, signin_csrf=nonce, error=error)
+        return render(request, "signin.html", 403, signin_csrf=nonce, error=error, after="/")
+    after = local_path(fields.get("next"))
     secret = fields.get("token", "")
     try:
         session_id, principal = await run(request, lambda s: sessions.sign_in(s, secret))
     except Unauthenticated as error:
-        return render(request, "signin.html", 401, signin_csrf=nonce, error=error)
+        return render(request, "signin.html", 401, signin_csrf=nonce, error=error, after=after)
     # A refused sign-in is audited by the middleware (401); a successful one is recorded here.
     entry = audit.AuditEntry(
         method="POST",
@@ -83,7 +86,7 @@ async def signin(request: Request) -> Response:
         client=request.client.host if request.client else None,
     )
     await anyio.to_thread.run_sync(audit.append, platform_of(request).engine, entry)
-    response = RedirectResponse("/", status_code=303)
+    response = RedirectResponse(after, status_code=303)
     response.set_cookie(
         BROWSER_COOKIE,
         session_id,

@@ -190,6 +190,31 @@ def back(path: str, done: str) -> RedirectResponse:
     return RedirectResponse(f"{path}?{urlencode({'done': done})}", status_code=303)
 
 
+def local_path(target: str | None) -> str:
+    """Where to send a browser after signing in: a path of this site, never another site ("/" else).
+
+    ``//evil.example`` and ``/\\evil.example`` are other sites to a browser; so is anything with a
+    scheme. Decoded fully first, so an encoded form cannot slip past.
+    """
+    from pave.tracking.paths import fully_decoded
+
+    if not target:
+        return "/"
+    try:
+        decoded = fully_decoded(target)
+    except PaveError:
+        return "/"
+    if (
+        not decoded.startswith("/")
+        or decoded.startswith(("//", "/\\"))
+        or "\\" in decoded
+        or any(ord(ch) < 32 for ch in decoded)
+        or len(target) > 2000
+    ):
+        return "/"
+    return target
+
+
 def cookie_secure(request: Request) -> bool:
     return request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
 

@@ -36,7 +36,7 @@ import orjson
 
 import pave
 from pave.config import Settings
-from pave.errors import InvalidInput, NotFound, PaveError, Unavailable
+from pave.errors import InvalidInput, NotFound, PaveError, RateLimited, Unavailable
 from pave.serving import binary, compression, v1
 from pave.serving.auth import METRICS, GatewayAuth
 from pave.serving.batching import OPEN_REQUESTS
@@ -286,7 +286,8 @@ class Gateway:
             return
         except PaveError as exc:
             self.metrics.unrouted_errors.labels(str(exc.status_code)).inc()
-            await respond(send, exc.status_code, error_body(exc.message))
+            extra = [(b"retry-after", exc.retry_after_header)] if isinstance(exc, RateLimited) else None
+            await respond(send, exc.status_code, error_body(exc.message), extra=extra)
 
     async def authorize(self, scope: Scope, deployment: str) -> None:
         """Raise the refusal (401/403) of a caller the token check refuses; no-op without one."""

@@ -8,14 +8,12 @@ from typing import Any
 import anyio
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
 from pave.api.deps import PlatformDep, PrincipalDep, SessionDep
-from pave.errors import NotFound
 from pave.governance.access import Access
-from pave.governance.policy import check_quota, get_policy
 from pave.serving import store as deployments
-from pave.store.tables import DeploymentRow, Project
+from pave.serving import traffic
+from pave.store.tables import DeploymentRow
 
 router = APIRouter(prefix="/api/v1", tags=["deployments"])
 
@@ -61,14 +59,9 @@ async def deploy(
     name: str, body: DeployRequest, session: SessionDep, principal: PrincipalDep, platform: PlatformDep
 ) -> DeploymentOut:
     """Create or replace the project's deployment; gateways pick it up within a second."""
-    if session.scalar(select(Project.id).where(Project.name == name)) is None:
-        raise NotFound(f"project {name!r} does not exist", hint="`pave projects` lists them")
-    exists = session.scalar(select(DeploymentRow.id).where(DeploymentRow.name == name)) is not None
-    if not exists:
-        check_quota(get_policy(session, name), "deployments", deployments.count_deployments(session, name))
 
     def work() -> DeploymentRow:
-        return deployments.deploy(
+        return traffic.deploy(
             session, platform.settings, project=name, actor=principal.identity, **body.model_dump()
         )
 
@@ -77,5 +70,5 @@ async def deploy(
 
 @router.delete("/projects/{name}/deployment", operation_id="undeploy")
 def undeploy(name: str, session: SessionDep) -> dict[str, str]:
-    deployments.undeploy(session, name)
+    traffic.undeploy(session, name)
     return {"name": name, "status": "undeployed"}
