@@ -33,7 +33,10 @@ def _fill_mlflow(portal: Portal) -> None:
     client = MlflowClient(tracking_uri=url, registry_uri=url)
     for i in range(WITH_RUNS):
         name = _name(i)
-        experiment = client.create_experiment(name)
+        # An explicit location, as a run tracking into the database makes: the default would be the
+        # MLflow server settings an in-process control plane may have left in this worker's env.
+        location = (Path(portal.settings.artifacts) / "mlflow" / name).as_uri()
+        experiment = client.create_experiment(name, artifact_location=location)
         client.create_registered_model(name)
         for r in range(RUNS_EACH):
             run = client.create_run(experiment, tags={"pave.data.train": f"{r:064x}", "pave.project": name})

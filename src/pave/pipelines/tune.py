@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
@@ -253,11 +254,10 @@ class _Reporter:
 
 
 def _ray_node() -> str:
-    try:
-        import ray
-    except ImportError:
+    ray = sys.modules.get("ray")  # only a process Ray runs in has it: importing Ray costs seconds
+    if ray is None or not ray.is_initialized():
         return ""
-    return f" ray:{ray.get_runtime_context().get_node_id()}" if ray.is_initialized() else ""
+    return f" ray:{ray.get_runtime_context().get_node_id()}"
 
 
 def _suggest(trial: Any, key: str, space: SearchSpace) -> Any:
