@@ -288,13 +288,14 @@ class S3Server:
         }
 
     @classmethod
-    def start(cls) -> S3Server:
+    def start(cls, address: str = "127.0.0.1") -> S3Server:
+        """moto's server on ``address`` (a test's own network namespace bridge, or loopback)."""
         from moto.server import ThreadedMotoServer
 
         port = free_port()
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server = ThreadedMotoServer(ip_address=address, port=port, verbose=False)
         server.start()
-        return cls(f"http://127.0.0.1:{port}", server)
+        return cls(f"http://{address}:{port}", server)
 
     def stop(self) -> None:
         if self.server is not None:

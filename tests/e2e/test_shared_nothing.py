@@ -1,18 +1,20 @@
 """Shared nothing, end to end: hosts that share only PostgreSQL, an S3-compatible store and HTTP.
 
-A control plane, two gateways and two clients, each on a home of its own, each run under strace
-(every file-name system call, by every thread and child). PostgreSQL is the machine's; the object
-store is moto's standalone S3 server, started by the test. The walk:
+A control plane, two gateways and two clients, each on a home of its own and in a network
+namespace of its own (on a private bridge; on loopback, with a warning, where namespaces cannot be
+made), each run under strace (every file-name system call, by every thread and child).
+PostgreSQL is the machine's, forwarded onto the bridge; the object store is moto's standalone S3
+server, started by the test on the bridge. The walk:
 
 client A ``pave new`` + ``pave run`` -> ``pave deploy`` (served by both gateways, whose real URLs
 it prints) -> predictions on both -> feedback by inference id for answers of either -> a drift
-alert from the answers of both -> client B, which never saw the project, ``pave reproduce``\\ s
+alert from the answers of both -> client B, which never saw the project, reproduces
 A's run with identical metrics. Then the traces prove that no process touched another's home.
 
 Not walked yet (their pieces are not in Pave yet): the source changes -> a data-change retrain as
-an isolated job -> rollout. And the control plane still looks at the project folder that `pave run`
-records by path (the test xfails on exactly that, fails on anything else). Each process has a home
-but all share this machine's network: network namespaces are not used.
+an isolated job -> rollout. And the project folder that `pave run` records by path is still looked
+at by the control plane and by `pave reproduce` (the test xfails on exactly that, fails on
+anything else).
 """
 
 from __future__ import annotations
@@ -21,14 +23,19 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pandas as pd
@@ -58,8 +65,11 @@ def _wait(condition: Callable[[], bool], what: str, timeout: float = 180) -> Non
 class Host:
     """One role on a home of its own; every command it runs is traced to ``traces/<name>-N``."""
 
-    def __init__(self, root: Path, name: str, shared: dict[str, str]) -> None:
+    def __init__(
+        self, root: Path, name: str, shared: dict[str, str], place: tuple[str, list[str]] = ("127.0.0.1", [])
+    ) -> None:
         self.name = name
+        self.address, self._netns = place  # its address, and `ip netns exec NS` when it has a namespace
         self.home = root / name
         self.home.mkdir()
         self.traces = root / "traces"
@@ -72,7 +82,7 @@ class Host:
         self._n += 1
         out = self.traces / f"{self.name}-{self._n}"
         strace = ["strace", "-f", "--seccomp-bpf", "-qq", "-e", "trace=%file", "-o", str(out)]
-        return [*strace, sys.executable, "-m", "pave", *args]
+        return [*self._netns, *strace, sys.executable, "-m", "pave", *args]
 
     def start(self, *args: str) -> None:
         with (self.traces / f"{self.name}.log").open("ab") as log:
@@ -117,6 +127,99 @@ class Host:
         return paths
 
 
+class Network:
+    """Each host in a network namespace of its own, on a private bridge (10.231.X.0/24) with the
+    test's process at .1; PostgreSQL, which listens on loopback only, is forwarded there. Where
+    namespaces cannot be made (no CAP_NET_ADMIN), every host stays on loopback and ``reason`` says
+    why."""
+
+    def __init__(self) -> None:
+        self.tag = secrets.token_hex(2)
+        self.subnet = f"10.231.{secrets.randbelow(200) + 20}"
+        self.bridge = f"pvb{self.tag}"
+        self.gateway = f"{self.subnet}.1"
+        self.namespaces: list[str] = []
+        self.reason = ""
+        self.enabled = False
+        self._stop = threading.Event()
+        self._listener: socket.socket | None = None
+
+    def _ip(self, *args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=30)
+
+    def up(self) -> None:
+        try:
+            self._ip("link", "add", self.bridge, "type", "bridge")
+            self._ip("addr", "add", f"{self.gateway}/24", "dev", self.bridge)
+            self._ip("link", "set", self.bridge, "up")
+        except (OSError, subprocess.CalledProcessError) as exc:
+            self.reason = f"no network namespaces here ({getattr(exc, 'stderr', '') or exc})".strip()
+            self.down()
+            return
+        self.enabled = True
+
+    def place(self, name: str) -> tuple[str, list[str]]:
+        """A namespace for host ``name``: its address and the command prefix that runs in it."""
+        if not self.enabled:
+            return "127.0.0.1", []
+        n = len(self.namespaces) + 2
+        ns, veth = f"pave{self.tag}{n}", f"pv{self.tag}{n}"
+        self._ip("netns", "add", ns)
+        self.namespaces.append(ns)
+        self._ip("link", "add", veth, "type", "veth", "peer", "name", f"{veth}p")
+        self._ip("link", "set", f"{veth}p", "netns", ns)
+        self._ip("link", "set", veth, "master", self.bridge)
+        self._ip("link", "set", veth, "up")
+        inside = ["netns", "exec", ns, "ip"]
+        self._ip(*inside, "addr", "add", f"{self.subnet}.{n}/24", "dev", f"{veth}p")
+        self._ip(*inside, "link", "set", f"{veth}p", "up")
+        self._ip(*inside, "link", "set", "lo", "up")
+        return f"{self.subnet}.{n}", ["ip", "netns", "exec", ns]
+
+    def forward(self, target: tuple[str, int]) -> tuple[str, int]:
+        """Forward a port of the bridge address to ``target`` (a service on loopback)."""
+        if not self.enabled:
+            return target
+        listener = socket.create_server((self.gateway, 0))
+        self._listener = listener
+
+        def pump(src: socket.socket, dst: socket.socket) -> None:
+            with contextlib.suppress(OSError):
+                while data := src.recv(65536):
+                    dst.sendall(data)
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+        def serve() -> None:
+            while not self._stop.is_set():
+                try:
+                    client, _ = listener.accept()
+                except OSError:
+                    return
+                upstream = socket.create_connection(target)
+                for a, b in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=pump, args=(a, b), daemon=True).start()
+
+        threading.Thread(target=serve, daemon=True).start()
+        return self.gateway, listener.getsockname()[1]
+
+    def down(self) -> None:
+        self._stop.set()
+        if self._listener is not None:
+            self._listener.close()
+        for ns in self.namespaces:  # their veths go with them
+            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+        subprocess.run(["ip", "link", "del", self.bridge], check=False, capture_output=True)
+
+
+@pytest.fixture
+def network() -> Iterator[Network]:
+    made = Network()
+    made.up()
+    yield made
+    made.down()
+
+
 @pytest.fixture
 def hosts(tmp_path: Path) -> Iterator[list[Host]]:
     made: list[Host] = []
@@ -136,22 +239,43 @@ def _body(rows: pd.DataFrame, request_id: str) -> dict[str, Any]:
 
 
 def test_a_project_walks_from_client_to_two_gateways_and_back_on_hosts_that_share_nothing(
-    postgres_url: str, s3_server: S3Server, tmp_path: Path, hosts: list[Host]
+    postgres_url: str, s3_server: S3Server, tmp_path: Path, network: Network, hosts: list[Host]
 ) -> None:
     def has_strace() -> None:
         if shutil.which("strace") is None:
             raise FileNotFoundError("strace")
 
     need_service("strace", "install it with scripts/tools (apt-get install strace)", has_strace)
-    shared_store = s3_server.env | {
-        "PAVE_DATABASE_URL": postgres_url,
-        "PAVE_ARTIFACT_ROOT": f"s3://{s3_server.bucket()}/pave",
+    if not network.enabled:
+        warnings.warn(f"every host on loopback: {network.reason}", stacklevel=1)
+    # PostgreSQL listens on loopback: the namespaces reach it through the bridge
+    db = urlsplit(postgres_url)
+    db_host, db_port = network.forward((db.hostname or "127.0.0.1", db.port or 5432))
+    database_url = postgres_url.replace(
+        db.netloc, db.netloc.replace(f"{db.hostname}:{db.port}", f"{db_host}:{db_port}")
+    )
+    s3 = s3_server
+    if network.enabled:  # an S3 server of its own, on the bridge
+        s3 = S3Server.start(network.gateway)
+    shared_store = s3.env | {
+        "PAVE_DATABASE_URL": database_url,
+        "PAVE_ARTIFACT_ROOT": f"s3://{s3.bucket()}/pave",
     }
-    control = Host(tmp_path, "control-plane", shared_store)
+    try:
+        _walk(tmp_path, network, hosts, shared_store)
+    finally:
+        if s3 is not s3_server:
+            s3.stop()
+
+
+def _walk(tmp_path: Path, network: Network, hosts: list[Host], shared_store: dict[str, str]) -> None:
+    place = network.place("control-plane")
+    control = Host(tmp_path, "control-plane", shared_store, place)
+    control.env |= {"PAVE_HOST": control.address, "PAVE_ALLOWED_HOSTS": json.dumps([control.address])}
     hosts.append(control)
     port = free_port()
     control.start("up", "--no-gateway", "--port", str(port))
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{control.address}:{port}"
     _wait(lambda: httpx.get(f"{url}/readyz", timeout=5).status_code == 200, "the control plane")
     _wait(lambda: (control.home / "credentials.json").exists(), "the first admin token")
     token = json.loads((control.home / "credentials.json").read_text())["token"]
@@ -159,14 +283,19 @@ def test_a_project_walks_from_client_to_two_gateways_and_back_on_hosts_that_shar
 
     gateways = []
     for n in (1, 2):
-        gateway = Host(tmp_path, f"gateway-{n}", shared_store)
-        gateway.env["PAVE_GATEWAY_PUBLIC_URL"] = f"http://127.0.0.1:{gateway.env['PAVE_GATEWAY_PORT']}"
+        gateway = Host(tmp_path, f"gateway-{n}", shared_store, network.place(f"gateway-{n}"))
+        gateway.env |= {
+            "PAVE_GATEWAY_HOST": gateway.address,
+            "PAVE_ALLOWED_HOSTS": json.dumps([gateway.address]),
+            "PAVE_GATEWAY_PUBLIC_URL": f"http://{gateway.address}:{gateway.env['PAVE_GATEWAY_PORT']}",
+        }
         gateway.start("serve")
         hosts.append(gateway)
         gateways.append(gateway)
     # clients know only the platform's URL and a token: no database, no object store, no AWS keys
-    alice = Host(tmp_path, "client-a", {"PAVE_URL": url, "PAVE_TOKEN": token})
-    bob = Host(tmp_path, "client-b", {"PAVE_URL": url, "PAVE_TOKEN": token})
+    client = {"PAVE_URL": url, "PAVE_TOKEN": token}
+    alice = Host(tmp_path, "client-a", client, network.place("client-a"))
+    bob = Host(tmp_path, "client-b", client, network.place("client-b"))
     hosts.extend([alice, bob])
 
     # client A: a new project with a drift monitor, run once
