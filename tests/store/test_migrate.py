@@ -126,6 +126,49 @@ def test_a_second_process_that_meets_the_schema_half_created_waits_for_it(postgr
     assert errors == []
 
 
+@pytest.mark.postgres
+def test_platforms_in_schemas_of_their_own_never_wait_for_each_others_migrations(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """The migration lock is per schema: one platform migrating holds nobody else up."""
+    from pave.config import with_search_path
+
+    other_url = with_search_path(postgres_url, postgres_url.rsplit("%3D", 1)[1] + "_other")
+    first, other = make_engine(postgres_url), make_engine(other_url)
+    try:
+        check_connection(first)
+        check_connection(other)
+        with migrate.migration_lock(first, tmp_path / "a"):
+            done = threading.Event()
+
+            def migrate_other() -> None:
+                with migrate.migration_lock(other, tmp_path / "b"):
+                    done.set()
+
+            thread = threading.Thread(target=migrate_other, daemon=True)
+            thread.start()
+            # Held for as long as it takes: the other schema's lock must not wait for this one.
+            assert done.wait(timeout=120), "the other schema's migration waited for this schema's lock"
+            thread.join(timeout=10)
+            # The same schema still waits (the lock still means something).
+            same = make_engine(postgres_url)
+            try:
+                with same.connect() as conn:
+                    got = conn.execute(
+                        text("SELECT pg_try_advisory_lock(hashtext('pave-migrate:' || current_schema()))")
+                    ).scalar()
+                    assert got is False
+            finally:
+                same.dispose()
+    finally:
+        first.dispose()
+        other.dispose()
+        cleanup = make_engine(POSTGRES_URL)
+        with cleanup.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{other_url.rsplit("%3D", 1)[1]}" CASCADE'))
+        cleanup.dispose()
+
+
 def test_sqlite_runs_in_wal_with_full_sync(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
     with engine.connect() as conn:

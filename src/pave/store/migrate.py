@@ -1,7 +1,9 @@
 """Apply Alembic migrations exactly once, even when several processes start at the same moment.
 
 SQLite: an exclusive ``flock`` on a file beside the database (a SQLite file is always local).
-PostgreSQL: a session-level advisory lock, so processes on different machines agree too.
+PostgreSQL: a session-level advisory lock, so processes on different machines agree too; its key
+is the platform's schema, so platforms that share a database in schemas of their own never wait
+for each other.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 
-_ADVISORY_LOCK_KEY = 0x5041_5645  # "PAVE"
+_LOCK = text("SELECT pg_advisory_lock(hashtext('pave-migrate:' || current_schema()))")
+_UNLOCK = text("SELECT pg_advisory_unlock(hashtext('pave-migrate:' || current_schema()))")
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -46,11 +49,11 @@ def migration_lock(engine: Engine, lock_dir: Path) -> Iterator[None]:
     """Hold an exclusive, cross-process lock for the duration of a migration."""
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
-            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _ADVISORY_LOCK_KEY})
+            conn.execute(_LOCK)
             try:
                 yield
             finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _ADVISORY_LOCK_KEY})
+                conn.execute(_UNLOCK)
                 conn.commit()
         return
     lock_dir.mkdir(parents=True, exist_ok=True)
