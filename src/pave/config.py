@@ -27,7 +27,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from pave.errors import ConfigError
 
 DEFAULT_HOME = Path("~/.pave")
-SECRET_FIELDS = frozenset({"database_url", "mlflow_database_url"})
+SECRET_FIELDS = frozenset({"database_url", "mlflow_database_url", "oidc_client_secret"})
 # The roles a token can carry (pave.governance.roles; the foundation may not import the domain).
 TOKEN_ROLES = ("viewer", "developer", "maintainer", "approver", "admin")
 
@@ -210,6 +210,31 @@ class Settings(BaseSettings):
             "seconds' worth); a role left out, or 0, is unlimited. Over it: 429 with Retry-After."
         ),
     )
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="Single sign-on: the OpenID Connect provider's issuer URL (unset: tokens only).",
+    )
+    oidc_client_id: str | None = Field(default=None, description="This platform's client id at the provider.")
+    oidc_client_secret: str | None = Field(
+        default=None, description="The client secret (unset: a public client; PKCE is always used)."
+    )
+    oidc_scopes: list[str] = Field(
+        default_factory=lambda: ["openid", "profile", "email", "groups"], description="Scopes asked for."
+    )
+    oidc_identity_claim: str = Field(
+        default="preferred_username", description="The claim that names the Pave identity (else email, sub)."
+    )
+    oidc_groups_claim: str = Field(default="groups", description="The claim that lists the person's groups.")
+    oidc_roles: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Group -> token role of people who sign in by SSO (the highest wins); groups named like "
+            "a Pave team also make them its members."
+        ),
+    )
+    oidc_default_role: Literal["viewer", "developer", "maintainer", "approver", "admin"] | None = Field(
+        default=None, description="The role of someone none of whose groups is mapped (unset: refused)."
+    )
     audit_key_file: Path | None = Field(
         default=None,
         description=(
@@ -251,6 +276,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 "must look like sqlite:////path/to/file.db or postgresql+psycopg://user@host:5432/dbname"
             )
+        return value
+
+    @field_validator("oidc_roles", mode="after")
+    @classmethod
+    def _check_oidc_roles(cls, value: dict[str, str]) -> dict[str, str]:
+        for group, role in value.items():
+            if role not in TOKEN_ROLES:
+                raise ValueError(
+                    f"group {group!r} maps to {role!r}, which is not a role ({', '.join(TOKEN_ROLES)})"
+                )
         return value
 
     @field_validator("rate_limits", "gateway_rate_limits", mode="after")

@@ -222,6 +222,8 @@ def test_every_portal_route_has_a_rule_and_forms_need_more_than_read() -> None:
     assert {k for k, v in seen.items() if v == PUBLIC} == {
         "GET /signin",
         "POST /signin",
+        "GET /signin/sso",
+        "GET /signin/sso/callback",
         "GET /static/portal.css",
     }
     assert seen["POST /projects/p/rollback"] == "deploy"

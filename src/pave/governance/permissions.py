@@ -90,6 +90,8 @@ RULES: tuple[Rule, ...] = (
     # Each page and form also checks the caller's role on its project with the rule of the API
     # route it mirrors (pave.portal.routes), so a role sees the same in both.
     _rule("GET HEAD POST", r"/signin", PUBLIC),
+    # Single sign-on: the start sends the browser to the provider, the callback checks its answer.
+    _rule(_READ, r"/signin/sso(/callback)?", PUBLIC),
     _rule(_READ, r"/static/portal\.(css|js)", PUBLIC),
     _rule("POST", r"/signout", "read"),
     _rule(_READ, r"/|/platform|/projects/[^/]+(/models/[^/]+|/deployment|/tuning|/costs)?", "read"),

@@ -16,8 +16,9 @@ from fastapi.responses import RedirectResponse, Response
 from pave.api.security import BROWSER_COOKIE
 from pave.automation import platform_metrics
 from pave.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
-from pave.governance import audit
+from pave.governance import audit, sso
 from pave.portal import actions, charts, sessions, views
+from pave.portal import sso as sso_routes
 from pave.portal.web import (
     STATIC,
     access_of,
@@ -27,6 +28,7 @@ from pave.portal.web import (
     mirror,
     page,
     platform_of,
+    principal_of,
     projects_dir,
     read_form,
     render,
@@ -37,7 +39,7 @@ from pave.portal.web import (
 from pave.serving import rollouts
 from pave.tracking.lineage import TAG_DATA_PREFIX
 
-__all__ = ["actions", "router"]  # importing the forms registers them on the router
+__all__ = ["actions", "router", "sso_routes"]  # importing the forms and SSO registers them on the router
 
 
 # --- sign-in -----------------------------------------------------------------------------------
@@ -105,7 +107,13 @@ async def signin(request: Request) -> Response:
 async def signout(request: Request) -> Response:
     await read_form(request)
     sid = session_id(request)
-    await run(request, lambda s: sessions.sign_out(s, sid))
+    token_id = principal_of(request).token_id
+
+    def end(session: Any) -> None:
+        sessions.sign_out(session, sid)
+        sso.end(session, token_id)  # an SSO session's token ends with it
+
+    await run(request, end)
     response = RedirectResponse("/signin", status_code=303)
     response.delete_cookie(BROWSER_COOKIE, path="/")
     return response

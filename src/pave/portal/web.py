@@ -136,7 +136,9 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
     principal: Principal | None = request.scope.get(PRINCIPAL_KEY)
     sid = session_id(request)
     context.setdefault("flash", request.query_params.get("done", "")[:200])
+    settings = platform_of(request).settings
     html = ENV.get_template(template).render(
+        sso_enabled=bool(settings.oidc_issuer and settings.oidc_client_id),
         me=principal,
         csrf=sessions.csrf_token(sid) if sid else "",
         can_create=principal is not None and may(request, "POST", "/api/v1/projects", None),
