@@ -777,3 +777,76 @@ def test_databases_are_readable_by_their_owner_only(target: dict[str, Any]) -> N
     for name in ("pave.db", "mlflow.db"):
         for path in home.glob(f"{name}*"):
             assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
+
+
+# --- every MLflow route shape, by a developer with no role on the project --------------------------------
+
+
+_SHAPES = [
+    ("GET", "/mlflow/api/2.0/mlflow/runs/get?run_id={run_id}", None),
+    ("GET", "/mlflow/ajax-api/2.0/mlflow/runs/get?run_id={run_id}", None),
+    ("GET", "/mlflow/api/2.0/mlflow/experiments/get?experiment_id={experiment_id}", None),
+    ("GET", "/mlflow/ajax-api/2.0/mlflow/experiments/get?experiment_id={experiment_id}", None),
+    ("GET", "/mlflow/api/2.0/mlflow/registered-models/get?name={project}", None),
+    ("GET", "/mlflow/ajax-api/2.0/mlflow/model-versions/get?name={project}&version={version}", None),
+    ("GET", "/mlflow/api/2.0/mlflow/registered-models/get-latest-versions?name={project}", None),
+    ("GET", "/mlflow/get-artifact?run_uuid={run_id}&path=ok.txt", None),
+    ("GET", "/mlflow/model-versions/get-artifact?name={project}&version={version}&path=MLmodel", None),
+    ("GET", "/mlflow/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts/ok.txt", None),
+    (
+        "GET",
+        "/mlflow/ajax-api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts/ok.txt",
+        None,
+    ),
+    ("GET", "/mlflow/api/2.0/mlflow/artifacts/list?run_id={run_id}", None),
+    ("GET", "/mlflow/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key=m", None),
+    (
+        "POST",
+        "/mlflow/graphql",
+        '{{"query": "{{ mlflowGetRun(input: {{runId: \\"{run_id}\\"}}) {{ run {{ info {{ runId }} }} }} }}"}}',  # noqa: E501
+    ),
+    (
+        "POST",
+        "/mlflow/api/2.0/mlflow/runs/log-metric",
+        '{{"run_id": "{run_id}", "key": "m", "value": 1, "timestamp": 0}}',
+    ),
+    (
+        "POST",
+        "/mlflow/ajax-api/2.0/mlflow/runs/set-tag",
+        '{{"run_id": "{run_id}", "key": "k", "value": "v"}}',
+    ),
+    (
+        "POST",
+        "/mlflow/api/2.0/mlflow/registered-models/set-tag",
+        '{{"name": "{project}", "key": "k", "value": "v"}}',
+    ),
+    (
+        "POST",
+        "/mlflow/api/2.0/mlflow/model-versions/update",
+        '{{"name": "{project}", "version": "{version}", "description": "x"}}',
+    ),
+    ("DELETE", "/mlflow/api/2.0/mlflow/registered-models/alias?name={project}&alias=champion", None),
+    ("POST", "/mlflow/api/2.0/mlflow/experiments/delete", '{{"experiment_id": "{experiment_id}"}}'),
+    ("POST", "/mlflow/api/3.0/mlflow/logged-models", '{{"experiment_id": "{experiment_id}", "name": "m"}}'),
+    ("POST", "/mlflow/api/2.0/mlflow/runs/create", '{{"experiment_id": "{experiment_id}"}}'),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "target_path", "body"), _SHAPES, ids=[f"{m} {p.split('?')[0]}" for m, p, _ in _SHAPES]
+)
+def test_cross_project_access_on_every_route_shape(
+    target: dict[str, Any], method: str, target_path: str, body: str | None
+) -> None:
+    """A developer with no role on the project: refused on every shape of MLflow's routes."""
+    values = {k: target[k] for k in ("run_id", "experiment_id", "project", "version")}
+    response = raw(
+        target["server"],
+        method,
+        target_path.format(**values),
+        token=target["developer"],
+        body=body.format(**values).encode() if body else None,
+        headers={"Content-Type": "application/json"} if body else None,
+    )
+    assert_refused(target["world"], response.status, response.headers, expected=403)
+    assert response.body.startswith(b'{"error'), "a refusal, never the object or its files"
