@@ -326,3 +326,27 @@ class S3Server:
         name = f"pave-{secrets.token_hex(6)}"
         self.client().create_bucket(Bucket=name)
         return name
+
+
+# --- a client environment with another scikit-learn ------------------------------------------------
+
+# What a data scientist's laptop might have: scikit-learn 1.7 (the seed's liblinear on three
+# classes needs one older than 1.8), MLflow's client, pandas, skops (MLflow saves scikit-learn
+# models with it by default). Built once per machine by the same
+# code that builds the gateway's per-model environments, and kept between runs (pip's own cache
+# makes a fresh build a minute or two).
+OLD_SKLEARN = "1.7.2"
+
+
+def old_sklearn_python() -> Path:
+    """The python of a virtualenv with scikit-learn 1.7 and the MLflow client."""
+    from importlib import metadata
+
+    from pave.serving.environments import ensure_environment
+
+    root = Path(os.environ.get("PAVE_TEST_ENVS", Path.home() / ".cache" / "pave-tests" / "envs"))
+    requirements = (
+        f"mlflow-skinny=={metadata.version('mlflow')}\npandas=={metadata.version('pandas')}\n"
+        f"scikit-learn=={OLD_SKLEARN}\nskops=={metadata.version('skops')}\n"
+    )
+    return ensure_environment(requirements, root)

@@ -45,9 +45,16 @@ def deploy(
     scale_to_zero_after: float | None = typer.Option(
         None, "--scale-to-zero-after", help="Unload after this many idle seconds."
     ),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="A model registered with plain MLflow: NAME/VERSION or NAME@ALIAS. It is adopted into "
+        "the project (created if needed) and served.",
+    ),
 ) -> None:
     """Serve a project's model on the inference gateway (Open Inference Protocol v2)."""
     options = {
+        "model": model,
         "alias": alias,
         "version": version,
         "canary_version": canary,

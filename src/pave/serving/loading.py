@@ -54,6 +54,10 @@ class LoadedModel:
     batchable: bool = True  # every output has one row per input row
     inline: bool = False  # predict is fast enough to run on the event loop
     check: Callable[[Features], Outputs] | None = None  # the reference predict of a shortcut
+    estimator: Any = None  # the native model object (sklearn, LightGBM), for explanations
+    environment: str | None = None  # why it runs in a process of its own (``environments.py``)
+    example: Features | None = None  # the logged input example, bound (the explanations' background)
+    explainer: Any = None  # built on the first explanation (``explain.py``)
 
 
 def resolve(uri: str, *, tracking_uri: str | None, cache_dir: Path) -> Path:
@@ -115,8 +119,14 @@ def _rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def load_model(uri: str, *, tracking_uri: str | None, cache_dir: Path) -> LoadedModel:
+def load_model(
+    uri: str, *, tracking_uri: str | None, cache_dir: Path, envs_dir: Path | None = None
+) -> LoadedModel:
     """Load the model at ``uri`` and probe it.
+
+    A model whose pinned libraries differ from the gateway's is not loaded here at all: it runs
+    in a worker process with a virtualenv of its own (``environments.py``; kept under
+    ``envs_dir``, default ``cache_dir/../envs``).
 
     Raises:
         Unavailable: the model cannot be found, downloaded or loaded; the message says why.
@@ -125,15 +135,22 @@ def load_model(uri: str, *, tracking_uri: str | None, cache_dir: Path) -> Loaded
         path = resolve(uri, tracking_uri=tracking_uri, cache_dir=cache_dir)
         from mlflow.models import Model
 
+        from pave.serving.environments import own_environment_reason
+
         meta = Model.load(str(path))
         flavors = meta.flavors
-        if "sklearn" in flavors:
+        reason = own_environment_reason(path)
+        if reason is not None:
+            model = _own_environment(uri, path, meta, reason, envs_dir or cache_dir.parent / "envs")
+        elif "sklearn" in flavors:
             model = _native(uri, path, meta, "sklearn")
         elif "lightgbm" in flavors:
             model = _native(uri, path, meta, "lightgbm")
         else:
             model = _pyfunc(uri, path, meta)
         _probe(model, path, meta)
+        if model.environment is not None:
+            model.inline = False  # a round trip to another process never runs on the event loop
     except Unavailable:
         raise
     except Exception as exc:
@@ -142,6 +159,20 @@ def load_model(uri: str, *, tracking_uri: str | None, cache_dir: Path) -> Loaded
             hint="check the URI with `mlflow models predict -m URI` or look at the gateway log",
         ) from exc
     return model
+
+
+def _own_environment(uri: str, path: Path, meta: Any, reason: str, envs_dir: Path) -> LoadedModel:
+    from pave.serving.environments import WorkerModel, ensure_environment, environment_requirements
+
+    log.info("model %s runs in its own environment: %s", uri, reason)
+    python = ensure_environment(environment_requirements(path), envs_dir)
+    schema = schema_from_signature(meta.signature, native=False, feature_order=None)
+    worker = WorkerModel(
+        python, path, schema.kind, [c.name for c in schema.columns], _output_name(meta.signature)
+    )
+    return LoadedModel(
+        uri=uri, flavor=worker.flavor, schema=schema, predict=worker.predict, environment=reason
+    )
 
 
 def _native(uri: str, path: Path, meta: Any, flavor: str) -> LoadedModel:
@@ -168,7 +199,7 @@ def _native(uri: str, path: Path, meta: Any, flavor: str) -> LoadedModel:
         def predict(features: Features) -> Outputs:
             return {out_name: np.asarray(predict_fn(features))}
 
-        model = LoadedModel(uri=uri, flavor=flavor, schema=schema, predict=predict)
+        model = LoadedModel(uri=uri, flavor=flavor, schema=schema, predict=predict, estimator=estimator)
         if compiled is not None:
             model.predict = _compiled_outputs(compiled, out_name, predict, with_proba=False)
             model.check = predict  # _probe compares the two and keeps sklearn's on a mismatch
@@ -185,7 +216,7 @@ def _native(uri: str, path: Path, meta: Any, flavor: str) -> LoadedModel:
         proba = np.asarray(proba_fn(features))
         return {out_name: classes[proba.argmax(axis=1)], "predict_proba": proba}
 
-    model = LoadedModel(uri=uri, flavor=flavor, schema=schema, predict=predict_both)
+    model = LoadedModel(uri=uri, flavor=flavor, schema=schema, predict=predict_both, estimator=estimator)
     if compiled is not None:
         model.predict = _compiled_outputs(compiled, out_name, predict_both, with_proba=True)
         model.check = predict_both  # _probe compares the two and keeps predict_both on a mismatch
@@ -280,6 +311,8 @@ def _probe(model: LoadedModel, path: Path, meta: Any) -> None:
     from pave.serving.batching import concat
 
     features, n_rows, synthesized = example
+    if not synthesized:
+        model.example = features
     if model.check is not None:
         _keep_if_agrees(model, features)
     try:

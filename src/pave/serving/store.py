@@ -47,6 +47,13 @@ class VersionRef:
     uri: str
 
 
+def registry_client(settings: Settings) -> Any:
+    """An MLflow client on the platform's own tracking and registry store."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=settings.mlflow_db_url, registry_uri=settings.mlflow_db_url)
+
+
 def resolve_version(
     settings: Settings, model: str, *, version: str | None = None, alias: str | None = None
 ) -> VersionRef:

@@ -8,12 +8,18 @@ from typing import Any
 import anyio
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 
 from pave.api.deps import PlatformDep, PrincipalDep, SessionDep
+from pave.api.routes.projects import NAME
+from pave.errors import Forbidden, InvalidInput, NotFound
+from pave.governance import audit, projects
 from pave.governance.access import Access
+from pave.registry.adoption import adopt
 from pave.serving import store as deployments
 from pave.serving import traffic
-from pave.store.tables import DeploymentRow
+from pave.store.tables import DeploymentRow, Project
+from pave.tracking import stores
 
 router = APIRouter(prefix="/api/v1", tags=["deployments"])
 
@@ -26,6 +32,12 @@ class DeployRequest(BaseModel):
     shadow_version: str | None = Field(default=None, max_length=20)
     sticky: str | None = Field(default=None, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")
     scale_to_zero_after: float | None = Field(default=None, gt=0, le=30 * 86400)
+    model: str | None = Field(
+        default=None,
+        max_length=300,
+        description="A model registered with plain MLflow to adopt into the project and serve: "
+        "NAME/VERSION or NAME@ALIAS (the project is created when it does not exist).",
+    )
 
 
 class DeploymentOut(BaseModel):
@@ -58,12 +70,63 @@ def get_one(name: str, session: SessionDep) -> DeploymentOut:
 async def deploy(
     name: str, body: DeployRequest, session: SessionDep, principal: PrincipalDep, platform: PlatformDep
 ) -> DeploymentOut:
-    """Create or replace the project's deployment; gateways pick it up within a second."""
+    """Create or replace the project's deployment; gateways pick it up within a second.
+
+    With ``model``, a version registered with plain MLflow is first adopted into the project (made
+    a version of the project's model, with an audit record), the project created if it does not
+    exist and the caller may create projects.
+    """
+    options = body.model_dump()
+    reference = options.pop("model")
+    if reference is not None and (body.version or body.alias):
+        raise InvalidInput("give --model, or --version / --alias, not both", hint="--model IrisClassifier/1")
+    if session.scalar(select(Project.id).where(Project.name == name)) is None:
+        if reference is None:
+            raise NotFound(f"project {name!r} does not exist", hint="`pave projects` lists them")
+        if not Access.load(session, principal).can("write", name):
+            raise Forbidden(f"{principal.identity} may not create projects", hint="ask a platform admin")
+        if not NAME.fullmatch(name):
+            raise InvalidInput(
+                f"{name!r} is not a project name",
+                hint="use 2-63 lower-case letters, digits and dashes, starting with a letter or digit",
+            )
+
+        def create() -> None:
+            # committed on its own, before this request's session writes anything: on SQLite the
+            # adoption's audit record below needs the store's one writer's lock
+            with platform.sessions() as own, own.begin():
+                projects.create_project(
+                    own,
+                    principal,
+                    name,
+                    claimed=stores.name_taken,
+                    description=f"Serves the MLflow model {reference}.",
+                )
+
+        await anyio.to_thread.run_sync(create)
 
     def work() -> DeploymentRow:
-        return traffic.deploy(
-            session, platform.settings, project=name, actor=principal.identity, **body.model_dump()
-        )
+        if reference is not None:
+            adopted = adopt(deployments.registry_client(platform.settings), name, reference)
+            options["version"] = adopted.version
+            if adopted.new:
+                audit.append(
+                    platform.engine,
+                    audit.AuditEntry(
+                        method="PUT",
+                        path=f"/api/v1/projects/{name}/deployment",
+                        status=200,
+                        request_id=f"adopt-{name}-{adopted.version}",
+                        action="adopt",
+                        identity=principal.identity,
+                        token_id=principal.token_id,
+                        project=name,
+                        model=name,
+                        detail=f"adopted the MLflow model {adopted.source_model} version "
+                        f"{adopted.source_version} as {name} version {adopted.version}",
+                    ),
+                )
+        return traffic.deploy(session, platform.settings, project=name, actor=principal.identity, **options)
 
     return _out(await anyio.to_thread.run_sync(work))
 
