@@ -37,7 +37,7 @@ import orjson
 import pave
 from pave.config import Settings
 from pave.errors import InvalidInput, NotFound, PaveError, RateLimited, Unavailable
-from pave.serving import binary, compression, v1
+from pave.serving import binary, compression, explain, v1
 from pave.serving.auth import METRICS, GatewayAuth
 from pave.serving.batching import OPEN_REQUESTS
 from pave.serving.body import Body, Disconnected, read_body
@@ -81,6 +81,8 @@ class GatewayOptions:
         ship_log: ship the inference log to the object store (``serving/shipping.py``); the log
             is then written to ``$PAVE_HOME/spool/inference-log`` unless ``log_dir`` is given.
         grpc_port: serve OIP over gRPC on this port too (``grpc_server.py``); None: REST only.
+        envs_dir: where per-model environments are built (``environments.py``); default
+            ``$PAVE_HOME/envs``.
     """
 
     poll_interval: float = 0.5
@@ -96,6 +98,7 @@ class GatewayOptions:
     auth: GatewayAuth | None = None
     ship_log: bool = False
     grpc_port: int | None = None
+    envs_dir: Path | None = None
 
 
 class Gateway:
@@ -107,9 +110,10 @@ class Gateway:
         self.metrics = GatewayMetrics()
         tracking_uri = options.tracking_uri or settings.mlflow_db_url
         cache = options.model_cache or settings.home / "cache" / "models"
+        envs = options.envs_dir or settings.home / "envs"
 
         def loader(uri: str) -> LoadedModel:
-            return load_model(uri, tracking_uri=tracking_uri, cache_dir=cache)
+            return load_model(uri, tracking_uri=tracking_uri, cache_dir=cache, envs_dir=envs)
 
         self.table = DeploymentTable(
             source,
@@ -323,9 +327,14 @@ class Gateway:
                 raise NotFound(f"no route {scope['path']}")
             version, rest = rest[1], rest[2:]
         action = rest[0] if rest else ""
-        if len(rest) > 1 or action not in ("", "ready", "infer"):
+        if len(rest) > 1 or action not in ("", "ready", "infer", "explain"):
             raise NotFound(f"no route {scope['path']}")
         method = scope["method"]
+        if action == "explain":
+            if method not in _INFER_METHODS:
+                raise MethodNotAllowed(method)
+            await explain.route(self, scope, receive, send, name, version)
+            return
         if action == "infer":
             if method not in _INFER_METHODS:
                 raise MethodNotAllowed(method)

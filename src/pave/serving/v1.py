@@ -5,7 +5,8 @@ Routes::
     GET  /v1/models                      {"models": [names the caller may call]}
     GET  /v1/models/{name}               {"name", "ready"} (503 while not ready)
     POST /v1/models/{name}:predict       {"instances": [...]} or {"inputs": [...]} -> {"predictions": [...]}
-    POST /v1/models/{name}:explain       the same body -> {"explanations": [...]} (``explain.py``)
+    POST /v1/models/{name}:explain       the same body -> {"explanations": [one per instance], ...}
+                                         (SHAP attributions: ``explain.py``)
 
 An instance is a row: a list of values in the model's column order, or an object of column ->
 value; a tensor model takes each instance as one item of its batch. JSON carries no datatypes, so
@@ -170,7 +171,10 @@ async def route(gateway: Gateway, scope: Scope, receive: Any, send: Any, parts: 
     if method != "POST":
         raise MethodNotAllowed(method)
     if verb == "explain":
-        raise NotFound("explanations are not served yet")
+        from pave.serving import explain
+
+        await explain.route(gateway, scope, receive, send, name, None, v1=True)
+        return
     inference = None
     try:
         body = await gateway.read_body(scope, receive)
