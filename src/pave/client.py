@@ -74,6 +74,7 @@ class Client:
                 hint=f"set PAVE_TOKEN, or run `pave up` once (it writes {settings.credentials_path})",
             )
         self.token = token
+        self.settings = settings
         self._http = httpx.Client(
             base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
         )
@@ -183,6 +184,56 @@ class Client:
     def admit(self, project: str) -> None:
         """Raise QuotaExceeded when ``project`` is over its CPU-hour quota or (hard stop) its budget."""
         self.request("GET", f"/api/v1/projects/{quote(project, safe='')}/costs/admit")
+
+    def batch(
+        self,
+        project: str,
+        input_uri: str,
+        output_uri: str,
+        *,
+        version: str | None = None,
+        alias: str | None = None,
+        workers: int | None = None,
+        progress: Any = None,
+    ) -> dict[str, Any]:
+        """Score a table with a registered model of ``project``, here; record the job and its usage.
+
+        The job runs where this client runs (it loads the model: a user's code never runs in the
+        control plane); ``input_uri`` and ``output_uri`` are paths or ``s3://BUCKET/KEY``.
+        """
+        import resource
+
+        from pave.serving.batch import record_job, score_table
+
+        self.admit(project)
+        os.environ["MLFLOW_TRACKING_TOKEN"] = self.token
+        result = score_table(
+            project,
+            input_uri=input_uri,
+            output_uri=output_uri,
+            tracking_uri=self.mlflow_tracking_uri,
+            cache_dir=self.settings.home / "cache" / "batch-models",
+            version=version,
+            alias=alias,
+            workers=workers,
+            progress=progress,
+        )
+        record_job(result, tracking_uri=self.mlflow_tracking_uri)
+        # The whole job as the kernel counts it: this process and the workers it waited for.
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+        peak = max(own.ru_maxrss, children.ru_maxrss) * 1024
+        self.record_usage(
+            project, [{"kind": "batch", "ref": result.run_id or "", "cpu_seconds": cpu, "peak_memory": peak}]
+        )
+        return result.to_dict()
+
+    def list_batch_jobs(self, project: str, *, limit: int = 50) -> list[dict[str, Any]]:
+        """The project's batch jobs, newest first."""
+        result: list[dict[str, Any]] = self.request(
+            "GET", f"/api/v1/projects/{quote(project, safe='')}/batch", params={"limit": limit}
+        )
+        return result
 
     # --- runs and models -----------------------------------------------------------------------
 

@@ -92,4 +92,20 @@ def test_cost_routes_refuse_a_caller_without_a_role_on_the_project(
         usage = {"items": [{"kind": "batch", "cpu_seconds": 1}]}
         assert stranger.post(f"/api/v1/projects/{PROJECT}/usage", json=usage).status_code == 403
         assert stranger.get("/api/v1/costs").status_code == 403
+        assert stranger.get(f"/api/v1/projects/{PROJECT}/batch").status_code == 403
         assert stranger.get(f"/projects/{PROJECT}/costs").status_code in (303, 403)
+
+
+def test_the_sdk_scores_a_table_and_the_api_lists_the_jobs(
+    registered: pd.DataFrame, shared_server: PaveServer, tmp_path: Path
+) -> None:
+    source = tmp_path / "small.parquet"
+    registered.head(500).to_parquet(source)
+    with Client(url=shared_server.url, token=shared_server.token) as client:
+        job = client.batch(PROJECT, str(source), str(tmp_path / "scored.csv"), version="1", workers=1)
+        jobs = client.list_batch_jobs(PROJECT)
+    assert job["rows"] == 500
+    assert len(pd.read_csv(tmp_path / "scored.csv")) == 500
+    assert jobs[0]["run_id"] == job["run_id"]
+    assert jobs[0]["rows"] == 500
+    assert jobs[0]["input_sha256"] == job["input_sha256"]

@@ -103,9 +103,6 @@ def batch(
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from pave.cli.golden import _client_env
-    from pave.serving.batch import record_job, score_table
-
     settings = load_settings()
     shown = not as_json and sys.stderr.isatty()
     bar = Progress(
@@ -120,50 +117,29 @@ def batch(
         contextlib.redirect_stdout(sys.stderr),
         bar if shown else contextlib.nullcontext(),
     ):
-        _client_env(client)
-        client.admit(project)
         task = bar.add_task("scoring", total=None)
 
         def moved(rows: int, parts: int) -> None:
             bar.update(task, description=f"scored {rows:,} rows ({parts} parts)")
 
-        result = score_table(
+        result = client.batch(
             project,
-            input_uri=input_uri,
-            output_uri=output_uri,
-            tracking_uri=client.mlflow_tracking_uri,
-            cache_dir=settings.home / "cache" / "batch-models",
+            input_uri,
+            output_uri,
             version=version,
             alias=alias,
             workers=workers,
             progress=moved if shown else None,
         )
-        record_job(result, tracking_uri=client.mlflow_tracking_uri)
-        # The whole job: this process and the workers it waited for, from start-up to now.
-        cpu, peak = process_usage()
-        client.record_usage(
-            project,
-            [{"kind": "batch", "ref": result.run_id, "cpu_seconds": cpu, "peak_memory": peak}],
-        )
 
-    def render(data: dict[str, object]) -> None:
+    def render(job: dict[str, Any]) -> None:
         console.print(
-            f"scored {result.rows:,} rows with {project} v{result.model_version} into {escape(output_uri)} "
-            f"in {result.seconds:.1f}s ({result.rows_per_second:,.0f} rows/s, {result.workers} workers); "
-            f"job recorded as run {result.run_id}"
+            f"scored {job['rows']:,} rows with {project} v{job['model_version']} into {escape(output_uri)} "
+            f"in {job['seconds']:.1f}s ({job['rows_per_second']:,.0f} rows/s, {job['workers']} workers); "
+            f"job recorded as run {job['run_id']}"
         )
 
-    emit(result.to_dict(), render, as_json=as_json)
-
-
-def process_usage() -> tuple[float, int]:
-    """CPU-seconds of this process and of the children it waited for; its peak memory (bytes)."""
-    import resource
-
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-    return cpu, max(own.ru_maxrss, children.ru_maxrss) * 1024
+    emit(result, render, as_json=as_json)
 
 
 def step_usage(kind: str, run_id: str, steps: list[StepRecord]) -> list[dict[str, object]]:

@@ -83,6 +83,7 @@ RULES: tuple[Rule, ...] = (
     _rule(_READ, r"/api/v1/projects/[^/]+/(monitoring(/[a-z-]+)?|alerts)", "read"),
     _rule("POST", r"/api/v1/projects/[^/]+/usage", "write"),
     _rule(_READ, r"/api/v1/projects/[^/]+/costs(/admit)?", "read"),
+    _rule(_READ, r"/api/v1/projects/[^/]+/batch", "read"),
     _rule(_READ, r"/api/v1/costs", "admin", is_global=True),
     _rule("POST", r"/api/v1/projects", "write"),
     _rule("DELETE", r"/api/v1/projects/[^/]+", "admin"),

@@ -497,3 +497,34 @@ def record_job(result: BatchResult, *, tracking_uri: str) -> str:
     client.set_terminated(run_id, "FINISHED")
     result.run_id = run_id
     return str(run_id)
+
+
+def list_jobs(project: str, *, tracking_uri: str, limit: int = 50) -> list[dict[str, Any]]:
+    """The project's batch jobs, newest first, from their MLflow runs."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(project)
+    if experiment is None:
+        return []
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{TAG_KIND}` = 'batch'",
+        order_by=["start_time DESC"],
+        max_results=limit,
+    )
+    return [
+        {
+            "run_id": run.info.run_id,
+            "status": run.info.status,
+            "started": run.info.start_time,
+            "model_version": run.data.tags.get("pave.model.version"),
+            "input": run.data.tags.get("pave.batch.input"),
+            "input_sha256": run.data.tags.get("pave.data.input"),
+            "output": run.data.tags.get("pave.batch.output"),
+            "rows": run.data.metrics.get("rows"),
+            "rows_per_second": run.data.metrics.get("rows_per_second"),
+            "cpu_seconds": run.data.metrics.get("pave.cpu_seconds"),
+        }
+        for run in runs
+    ]

@@ -65,3 +65,13 @@ def admit(name: str, session: SessionDep, platform: PlatformDep) -> dict[str, An
 def all_costs(session: SessionDep, platform: PlatformDep, since: str | None = SinceQuery) -> dict[str, Any]:
     """Every project's usage and cost (platform admins)."""
     return costs.report(session, platform.settings, since=_since(since)).to_dict()
+
+
+@router.get("/api/v1/projects/{name}/batch", operation_id="list_batch_jobs")
+def batch_jobs(
+    name: str, platform: PlatformDep, limit: int = Query(default=50, ge=1, le=500)
+) -> list[dict[str, Any]]:
+    """The project's batch scoring jobs (``pave batch``, ``Client.batch``), newest first."""
+    from pave.serving.batch import list_jobs
+
+    return list_jobs(name, tracking_uri=platform.settings.mlflow_db_url, limit=limit)
