@@ -144,7 +144,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import train_test_split
 
 
-def data(seed: int) -> dict:
+def load(seed: int) -> dict:
     rng = np.random.default_rng(seed)
     X = pd.DataFrame(rng.normal(size=(4000, 20)), columns=[f"f{i}" for i in range(20)])
     y = ((X["f0"] * X["f1"] + X["f2"]) > 0).astype(int)
@@ -166,10 +166,10 @@ YAML = """
 name: bench-tune
 seed: 3
 steps:
-  - {{name: data, function: steps:data, params: {{seed: 3}}}}
+  - {{name: load, function: steps:load, params: {{seed: 3}}}}
   - name: train
     function: steps:train
-    inputs: {{split: data}}
+    inputs: {{split: load}}
     params: {{max_depth: 4, n_estimators: 40}}
   - {{name: evaluate, function: steps:evaluate, inputs: {{accuracy: train}}}}
 metrics: {{step: evaluate, primary: accuracy}}
@@ -192,7 +192,7 @@ def plain_optuna(trials: int) -> float:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = time.perf_counter()
-    split = steps.data(3)
+    split = steps.load(3)
 
     def objective(trial: Any) -> float:
         accuracy = steps.train(

@@ -208,36 +208,60 @@ def _parquet_columns(path: Path) -> dict[str, str]:
     return out
 
 
-def _parts(path: Path, kind: str) -> int:
-    if kind == "parquet":
-        import pyarrow.parquet as pq
-
-        return int(pq.ParquetFile(path).num_row_groups)
-    return -1  # CSV: not known before reading
+# --- scoring Arrow tables -------------------------------------------------------------------------
 
 
-def _read_part(path: Path, kind: str, index: int) -> pd.DataFrame:
-    import pyarrow.parquet as pq
+def score_arrow(model: LoadedModel, table: Any, version: str, source: str) -> Any:
+    """``table`` (a ``pyarrow.Table``) with the prediction columns and ``model_version`` appended.
 
-    return pq.ParquetFile(path).read_row_group(index).to_pandas()
+    A matrix model gets its columns straight from Arrow (no DataFrame of the whole part); others
+    go through :func:`score_frame`.
+    """
+    import pyarrow as pa
+
+    if model.schema.kind != "matrix":
+        return pa.Table.from_pandas(
+            score_frame(model, table.to_pandas(), version, source), preserve_index=False
+        )
+    schema = model.schema
+    n_rows = table.num_rows
+    matrix = np.empty((n_rows, len(schema.order)), dtype=schema.matrix_dtype)
+    names = set(table.column_names)
+    for j, name in enumerate(schema.order):
+        if name in names:
+            matrix[:, j] = table.column(name).to_numpy(zero_copy_only=False)
+        else:  # an optional float column left out: missing values, as the gateway fills them
+            matrix[:, j] = np.nan
+    try:
+        outputs = model.predict(matrix)
+    except Exception as exc:  # the model's own refusal of these rows (NaN, a value out of range)
+        raise InvalidInput(
+            f"{source}: the model failed on these rows: {type(exc).__name__}: {str(exc)[:300]}",
+            hint="fix the rows (missing values, out-of-range values), then run the job again",
+        ) from exc
+    for name, values in outputs.items():
+        array = np.asarray(values)
+        if array.ndim == 2:
+            for i in range(array.shape[1]):
+                table = table.append_column(f"{name}_{i}", pa.array(array[:, i]))
+        else:
+            table = table.append_column(
+                name, pa.array(array.reshape(n_rows, -1)[:, 0] if array.ndim > 1 else array)
+            )
+    indices = pa.array(np.zeros(n_rows, dtype=np.int32))
+    return table.append_column(VERSION_COLUMN, pa.DictionaryArray.from_arrays(indices, pa.array([version])))
 
 
-# --- workers (forked processes; the model is loaded once per process) -----------------------------
+# --- workers (forked processes; they inherit the model the job loaded) -----------------------------
 
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(uri: str, tracking_uri: str | None, cache_dir: str, version: str) -> None:
-    _WORKER["model"] = load_model(uri, tracking_uri=tracking_uri, cache_dir=Path(cache_dir))
-    _WORKER["version"] = version
+def _score_part(path: str, index: int, source: str) -> Any:
+    import pyarrow.parquet as pq
 
-
-def _score_part(path: str, index: int, out_dir: str, source: str) -> tuple[int, int, str]:
-    frame = _read_part(Path(path), "parquet", index)
-    scored = score_frame(_WORKER["model"], frame, _WORKER["version"], f"{source} row group {index}")
-    part = Path(out_dir) / f"part-{index:06d}.parquet"
-    scored.to_parquet(part, index=False)
-    return index, len(scored), str(part)
+    table = pq.ParquetFile(path).read_row_group(index)
+    return score_arrow(_WORKER["model"], table, _WORKER["version"], f"{source} row group {index}")
 
 
 def _usage() -> tuple[float, int]:
@@ -290,14 +314,15 @@ def score_table(
         with _local_input(input_uri, folder) as local:
             digest = _sha256(local)
             model = load_model(uri, tracking_uri=tracking_uri, cache_dir=cache_dir)
-            if in_kind == "parquet":
-                check_columns(model.schema, _parquet_columns(local), input_uri)
-                parts = _score_parquet(
-                    local, uri, resolved, tracking_uri, cache_dir, folder, workers, input_uri, progress
-                )
-            else:
-                parts = _score_csv(local, model, resolved, folder, input_uri, progress)
-            rows, columns = _write(parts, out_kind, output_uri, folder)
+            sink = _Sink(folder / f"output.{out_kind}", out_kind)
+            with sink:
+                if in_kind == "parquet":
+                    check_columns(model.schema, _parquet_columns(local), input_uri)
+                    _score_parquet(local, model, resolved, workers, input_uri, sink, progress)
+                else:
+                    _score_csv(local, model, resolved, input_uri, sink, progress)
+            _publish(sink.path, output_uri)
+    rows, columns, parts = sink.rows, sink.columns, sink.parts
     cpu_after, peak = _usage()
     return BatchResult(
         project=project,
@@ -306,7 +331,7 @@ def score_table(
         output=output_uri,
         input_sha256=digest,
         rows=rows,
-        parts=len(parts),
+        parts=parts,
         seconds=time.perf_counter() - started,
         cpu_seconds=cpu_after - cpu_before,
         peak_memory=peak,
@@ -344,98 +369,104 @@ def _version(project: str, version: str | None, alias: str | None, tracking_uri:
 
 def _score_parquet(
     local: Path,
-    uri: str,
+    model: LoadedModel,
     version: str,
-    tracking_uri: str,
-    cache_dir: Path,
-    folder: Path,
     workers: int,
     source: str,
+    sink: _Sink,
     progress: Callable[[int, int], None] | None,
-) -> list[Path]:
-    count = _parts(local, "parquet")
-    out_dir = folder / "parts"
-    out_dir.mkdir()
-    done: dict[int, Path] = {}
-    rows = 0
-    if workers <= 1 or count <= 1:
-        _init_worker(uri, tracking_uri, str(cache_dir), version)
-        results: Iterator[tuple[int, int, str]] = (
-            _score_part(str(local), i, str(out_dir), source) for i in range(count)
-        )
-        for index, n, part in results:
-            done[index], rows = Path(part), rows + n
-            if progress:
-                progress(rows, len(done))
-        return [done[i] for i in range(count)]
-    with ProcessPoolExecutor(
-        max_workers=min(workers, count),
-        mp_context=get_context("fork"),
-        initializer=_init_worker,
-        initargs=(uri, tracking_uri, str(cache_dir), version),
-    ) as pool:
-        futures = [pool.submit(_score_part, str(local), i, str(out_dir), source) for i in range(count)]
-        for future in futures:
-            index, n, part = future.result()  # the first error ends the job; nothing is written
-            done[index], rows = Path(part), rows + n
-            if progress:
-                progress(rows, len(done))
-    return [done[i] for i in range(count)]
+) -> None:
+    import pyarrow.parquet as pq
+
+    count = pq.ParquetFile(local).num_row_groups
+    _WORKER.update(model=model, version=version)  # forked workers inherit it: loaded once
+    try:
+        if workers <= 1 or count <= 1:
+            for index in range(count):
+                sink.write(_score_part(str(local), index, source))
+                if progress:
+                    progress(sink.rows, sink.parts)
+            return
+        # At most `workers` parts in flight beyond the one being written: bounded memory.
+        with ProcessPoolExecutor(max_workers=min(workers, count), mp_context=get_context("fork")) as pool:
+            pending = [
+                pool.submit(_score_part, str(local), i, source) for i in range(min(count, 2 * workers))
+            ]
+            submitted = len(pending)
+            while pending:
+                table = pending.pop(0).result()  # in order; the first error ends the job
+                if submitted < count:
+                    pending.append(pool.submit(_score_part, str(local), submitted, source))
+                    submitted += 1
+                sink.write(table)
+                if progress:
+                    progress(sink.rows, sink.parts)
+    finally:
+        _WORKER.clear()
 
 
 def _score_csv(
     local: Path,
     model: LoadedModel,
     version: str,
-    folder: Path,
     source: str,
+    sink: _Sink,
     progress: Callable[[int, int], None] | None,
-) -> list[Path]:
-    out_dir = folder / "parts"
-    out_dir.mkdir()
-    parts, rows = [], 0
+) -> None:
+    import pyarrow as pa
+
     for index, chunk in enumerate(pd.read_csv(local, chunksize=CSV_CHUNK_ROWS)):
         first = index * CSV_CHUNK_ROWS + 2  # the file's line of the chunk's first row (after the header)
-        scored = score_frame(
-            model, chunk.reset_index(drop=True), version, f"{source} (rows from line {first})"
+        where = f"{source} (rows from line {first})"
+        frame = chunk.reset_index(drop=True)
+        check_columns(
+            model.schema, {str(c): datatype_of(frame[c].to_numpy()[:0]) for c in frame.columns}, where
         )
-        part = out_dir / f"part-{index:06d}.parquet"
-        scored.to_parquet(part, index=False)
-        parts.append(part)
-        rows += len(scored)
+        sink.write(score_arrow(model, pa.Table.from_pandas(frame, preserve_index=False), version, where))
         if progress:
-            progress(rows, len(parts))
-    return parts
+            progress(sink.rows, sink.parts)
 
 
-def _write(parts: list[Path], kind: str, output_uri: str, folder: Path) -> tuple[int, list[str]]:
-    """Join the parts into the output, under a temporary name, then rename or commit it."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+class _Sink:
+    """The output, written part by part under a temporary name (published once complete)."""
 
-    staged = folder / f"output.{kind}"
-    rows, columns = 0, []
-    writer: Any = None
-    with staged.open("wb") as out:
-        for i, part in enumerate(parts):
-            table = pq.read_table(part)
-            rows += table.num_rows
-            if kind == "parquet":
-                if writer is None:
-                    writer = pq.ParquetWriter(out, table.schema)
-                    columns = table.schema.names
-                writer.write_table(table.cast(writer.schema) if table.schema != writer.schema else table)
-            else:
-                frame = table.to_pandas()
-                columns = list(frame.columns)
-                frame.to_csv(out, index=False, header=i == 0)
-            part.unlink()
-        if writer is not None:
-            writer.close()
-        elif kind == "parquet":  # an empty input: an empty table with no columns
-            pq.write_table(pa.table({}), out)
-    _publish(staged, output_uri)
-    return rows, columns
+    def __init__(self, path: Path, kind: str) -> None:
+        self.path, self.kind = path, kind
+        self.rows = self.parts = 0
+        self.columns: list[str] = []
+        self._writer: Any = None
+        self._stream: Any = None
+
+    def __enter__(self) -> _Sink:
+        self._stream = self.path.open("wb")
+        return self
+
+    def write(self, table: Any) -> None:
+        import pyarrow.parquet as pq
+
+        if self.kind == "parquet":
+            if self._writer is None:
+                self._writer = pq.ParquetWriter(self._stream, table.schema)
+                self.columns = table.schema.names
+            elif table.schema != self._writer.schema:
+                table = table.cast(self._writer.schema)
+            self._writer.write_table(table)
+        else:
+            frame = table.to_pandas()
+            frame.to_csv(self._stream, index=False, header=self.parts == 0)
+            self.columns = list(frame.columns)
+        self.rows += table.num_rows
+        self.parts += 1
+
+    def __exit__(self, *exc: object) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self._writer is not None:
+            self._writer.close()
+        elif self.kind == "parquet" and exc[0] is None:
+            pq.write_table(pa.table({}), self._stream)  # an empty input: an empty table
+        self._stream.close()
 
 
 def _publish(staged: Path, output_uri: str) -> None:
