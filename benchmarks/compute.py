@@ -233,7 +233,6 @@ def pave_tune(folder: Path, trials: int, parallel: int, address: str | None) -> 
 def ray_cluster() -> Iterator[str]:
     """A head and a worker node on this machine (two CPUs each), stopped by their own processes."""
     temp = Path(tempfile.mkdtemp(prefix="pbench-", dir="/tmp"))
-    os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)})
     port = _free_port()
     ray = str(Path(sys.executable).parent / "ray")
     common = ["--num-cpus=2", "--disable-usage-stats", "--node-ip-address=127.0.0.1"]
@@ -295,17 +294,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--trials", type=int, default=24)
+    parser.add_argument("--only", choices=["batch", "tune"], default=None, help="Run one half.")
     args = parser.parse_args()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # Ray reads its authentication mode and token when it is imported: set them first.
+    os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)})
     print(f"load average before: {_load()}  ({os.cpu_count()} CPUs)", flush=True)
     with tempfile.TemporaryDirectory(prefix="pave-bench-compute-") as tmp:
         folder = Path(tmp)
-        scored = batch(folder, args.rows)
-        print(
-            f"  batch: Pave {scored['pave'] / scored['pyfunc']:.1f}x pyfunc; "
-            f"{scored['pave'] / scored['compiled in-process']:.2f} of the in-process compiled limit",
-            flush=True,
-        )
+        if args.only != "tune":
+            scored = batch(folder, args.rows)
+            print(
+                f"  batch: Pave {scored['pave'] / scored['pyfunc']:.1f}x pyfunc; "
+                f"{scored['pave'] / scored['compiled in-process']:.2f} of the in-process compiled limit",
+                flush=True,
+            )
+        if args.only == "batch":
+            print(f"load average after: {_load()}", flush=True)
+            return
         tuned = tuning(folder, args.trials)
         per_trial = (tuned["pave parallel 1"] - tuned["optuna"]) / args.trials
         serial = tuned["pave parallel 1"] / tuned["optuna"]

@@ -264,6 +264,20 @@ def _score_part(path: str, index: int, source: str) -> Any:
     return score_arrow(_WORKER["model"], table, _WORKER["version"], f"{source} row group {index}")
 
 
+def _predict_part(path: str, index: int, source: str) -> Any:
+    """In a worker: only the columns the model adds (the parent reads the input columns itself,
+    so a part crosses the process boundary as a few columns, not the whole table)."""
+    scored = _score_part(path, index, source)
+    width = pq_width(path)
+    return scored.select(scored.column_names[width:])
+
+
+def pq_width(path: str) -> int:
+    import pyarrow.parquet as pq
+
+    return len(pq.read_schema(path).names)
+
+
 def _usage() -> tuple[float, int]:
     """CPU-seconds of this process and its waited-for children; peak memory of the largest."""
     own = resource.getrusage(resource.RUSAGE_SELF)
@@ -387,18 +401,23 @@ def _score_parquet(
                 if progress:
                     progress(sink.rows, sink.parts)
             return
-        # At most `workers` parts in flight beyond the one being written: bounded memory.
+        # At most two parts per worker in flight: bounded memory.
+        parquet = pq.ParquetFile(local)
         with ProcessPoolExecutor(max_workers=min(workers, count), mp_context=get_context("fork")) as pool:
             pending = [
-                pool.submit(_score_part, str(local), i, source) for i in range(min(count, 2 * workers))
+                pool.submit(_predict_part, str(local), i, source) for i in range(min(count, 2 * workers))
             ]
-            submitted = len(pending)
+            submitted, index = len(pending), 0
             while pending:
-                table = pending.pop(0).result()  # in order; the first error ends the job
+                added = pending.pop(0).result()  # in order; the first error ends the job
                 if submitted < count:
-                    pending.append(pool.submit(_score_part, str(local), submitted, source))
+                    pending.append(pool.submit(_predict_part, str(local), submitted, source))
                     submitted += 1
+                table = parquet.read_row_group(index)
+                for name in added.column_names:
+                    table = table.append_column(name, added.column(name))
                 sink.write(table)
+                index += 1
                 if progress:
                     progress(sink.rows, sink.parts)
     finally:
