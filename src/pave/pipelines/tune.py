@@ -172,11 +172,18 @@ def run_trials(job: _Job, count: int, worker: int = 0, callback: Callable[[Any],
     """Run ``count`` trials of the study (in this process); returns how many ran."""
     os.environ.update(job.env)
     optuna = _optuna()
-    study = _study(job, open_storage(job.storage_url), worker)
+    storage = open_storage(job.storage_url)
+    study = _study(job, storage, worker)
     callbacks = [lambda s, t: callback(s)] if callback else None
     project_dir = job.project_dir if Path(job.project_dir).is_dir() else str(Path.cwd())  # Ray: its copy
     objective = _Objective(job, project_dir, optuna.TrialPruned)
-    study.optimize(objective, n_trials=count, catch=(), callbacks=callbacks, gc_after_trial=False)
+    try:
+        study.optimize(objective, n_trials=count, catch=(), callbacks=callbacks, gc_after_trial=False)
+    finally:
+        # Close this storage's connections now: an idle pooled SQLite connection of this process
+        # (the first trial runs in the driver) must not outlive the trials other processes write.
+        storage.remove_session()
+        storage.engine.dispose()
     return count
 
 
