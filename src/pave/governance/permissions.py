@@ -5,9 +5,23 @@ denied: adding a route without adding its rule here fails closed (and a test enu
 route of the running app, MLflow's included, to catch it before users do).
 
 The action a rule names is checked against the caller's effective actions on the project the
-request concerns (:mod:`pave.governance.access`, :mod:`pave.governance.scope`). One override
-lives in the middleware: setting or moving the ``champion`` alias (or MLflow's legacy stage
+request concerns (:mod:`pave.governance.access`, :mod:`pave.governance.scope`). One override,
+:func:`escalated_action`: setting or moving the ``champion`` alias (or MLflow's legacy stage
 ``Production``) needs ``approve``, because that is what puts a version in production.
+
+Adding a route (every new route needs its rule, or the gate denies it):
+
+1. add one line to :data:`RULES`, above any broader rule its path also matches (the first match
+   decides): ``_rule("GET HEAD", r"/api/v1/projects/[^/]+/things", "read")``. Methods are
+   space-separated; the pattern must match the whole path; the action is one of ``read``,
+   ``write``, ``deploy``, ``approve``, ``manage``, ``admin``, or :data:`PUBLIC` (no token) /
+   :data:`DISABLED` (nobody);
+2. if the route names no project in a way :func:`pave.governance.scope.resolve` finds (a path
+   under ``/api/v1/projects/{name}``, an MLflow id), either teach scope where its project is, or,
+   for a route that truly concerns no project, pass ``is_global=True`` (otherwise the request is
+   denied as unattributable);
+3. add a test that a caller without a role on the project is refused
+   (``tests/governance/test_access.py`` calls every route of the app with each role).
 """
 
 from __future__ import annotations
