@@ -528,6 +528,44 @@ class Client:
         result: list[dict[str, Any]] = self.request("GET", "/api/v1/alerts", params=params)
         return result
 
+    def list_incidents(
+        self, project: str | None = None, *, include_resolved: bool = False
+    ) -> list[dict[str, Any]]:
+        """Incidents (one per episode of a monitor's trouble), newest first, with their deliveries."""
+        params: dict[str, Any] = {"status": "all" if include_resolved else "open"}
+        if project:
+            params["project"] = project
+        result: list[dict[str, Any]] = self.request("GET", "/api/v1/incidents", params=params)
+        return result
+
+    def silence(
+        self,
+        project: str,
+        minutes: float,
+        *,
+        monitor: str | None = None,
+        kind: str | None = None,
+        reason: str = "",
+    ) -> dict[str, Any]:
+        """Silence the project's incidents (of one monitor or kind) for ``minutes``."""
+        body = {"minutes": minutes, "monitor": monitor, "kind": kind, "reason": reason}
+        result: dict[str, Any] = self.request(
+            "POST", f"/api/v1/projects/{quote(project, safe='')}/silences", json=body
+        )
+        return result
+
+    def list_silences(self, project: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request(
+            "GET", f"/api/v1/projects/{quote(project, safe='')}/silences"
+        )
+        return result
+
+    def end_silence(self, project: str, silence_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "DELETE", f"/api/v1/projects/{quote(project, safe='')}/silences/{silence_id}"
+        )
+        return result
+
 
 class PlatformObjects:
     """A project's :class:`~pave.data.objects.ObjectStore` through the platform's routes: a client

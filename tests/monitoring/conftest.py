@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from monitoring_kit import ControlPlane
+from monitoring_kit import ControlPlane, Receiver
 from starlette.testclient import TestClient
 
 from pave.api.app import create_app
@@ -24,3 +24,11 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
     yield ControlPlane(platform, client, platform.bootstrap_token)
     client.close()
     platform.engine.dispose()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A real HTTP server on loopback that records what the sinks send it."""
+    server = Receiver()
+    yield server
+    server.close()

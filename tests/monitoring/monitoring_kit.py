@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 import uuid
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +165,36 @@ DRIFT = {
     "window": "1h",
     "min_samples": 200,
 }
+
+
+class Receiver:
+    """A real HTTP server that records what it is sent; ``mode`` is ok, fail (500) or slow."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.mode = "ok"
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if owner.mode == "slow":
+                    time.sleep(1.0)
+                if owner.mode == "ok":
+                    owner.received.append({"path": self.path, "body": json.loads(body)})
+                self.send_response(200 if owner.mode == "ok" else 500)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import threading
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import numpy as np
 import pytest
 from monitoring_kit import (
     DRIFT,
     ControlPlane,
+    Receiver,
     alerts_of,
     deliveries_of,
     scheduler_for,
@@ -30,46 +25,6 @@ from pave.pipelines.spec import parse_spec
 from pave.store.tables import DeploymentRow
 
 FEATURES = ["age", "income", "tenure"]
-
-
-class Receiver:
-    """A real HTTP server that records what it is sent; ``mode`` is ok, fail (500) or slow."""
-
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-        self.mode = "ok"
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if owner.mode == "slow":
-                    time.sleep(1.0)
-                if owner.mode == "ok":
-                    owner.received.append({"path": self.path, "body": json.loads(body)})
-                self.send_response(200 if owner.mode == "ok" else 500)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.close()
 
 
 def test_quiet_traffic_raises_nothing_and_one_shifted_feature_alerts_on_it_only(
@@ -106,13 +61,13 @@ def test_quiet_traffic_raises_nothing_and_one_shifted_feature_alerts_on_it_only(
     by_path = {r["path"]: r["body"] for r in receiver.received}
     assert set(by_path) == {"/hook", "/slack", "/pd"}
     assert by_path["/hook"]["event"] == "open"
-    assert by_path["/hook"]["alert"]["subject"] == "income"
+    assert by_path["/hook"]["incident"]["subjects"] == ["income"]
     assert "income" in by_path["/slack"]["text"]
     assert by_path["/slack"]["blocks"]
     pd_event = by_path["/pd"]
     assert pd_event["routing_key"] == "R0UTING"
     assert pd_event["event_action"] == "trigger"
-    assert pd_event["dedup_key"] == f"pave-alert-{alerts[0].id}"
+    assert pd_event["dedup_key"] == f"pave/{name}/{name}/inputs/drift"  # one key for every window
     assert {"summary", "source", "severity"} <= set(pd_event["payload"])
 
     # Not evaluated again before the schedule says so; while it persists it is the same alert.
@@ -170,7 +125,7 @@ def test_a_failing_webhook_is_retried_and_the_alert_is_not_lost(
     scheduler.tick(now + timedelta(minutes=2))
     (delivery,) = deliveries_of(cp, name)
     assert (delivery.status, delivery.attempts) == ("delivered", 2)
-    assert receiver.received[0]["body"]["alert"]["id"] == alert.id
+    assert receiver.received[0]["body"]["incident"]["subjects"] == [alert.subject]
 
 
 def test_a_broken_project_does_not_stop_the_tick(control_plane: ControlPlane) -> None:

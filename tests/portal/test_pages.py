@@ -10,9 +10,9 @@ from portal_kit import Portal, csrf_of
 from pave.governance.access import set_member
 from pave.governance.tokens import revoke_token
 from pave.store.db import transaction
-from pave.store.tables import AuditEvent, DeploymentRow, Project
+from pave.store.tables import AuditEvent, DeploymentRow, IncidentRow, Project
 
-PAGES = ("/", "/platform", "/audit", "/new")
+PAGES = ("/", "/platform", "/audit", "/new", "/incidents")
 
 
 def test_pages_need_a_session_and_the_sign_in_page_sets_a_strict_cookie(portal: Portal) -> None:
@@ -260,3 +260,31 @@ def test_the_session_opens_the_mlflow_ui_the_portal_links_to(portal: Portal) -> 
         cookies={"pave_session": admin.cookies["pave_session"]},
     )
     assert forged.status_code == 403  # another site's page cannot use the session
+
+
+def test_the_incident_page_lists_one_line_per_episode_to_those_who_may_read_it(portal: Portal) -> None:
+    with transaction(portal.sessions) as session:
+        session.add(Project(name="inc-proj", owner="olga", created_by="olga"))
+        features = [f"f{i:02d}" for i in range(30)]
+        session.add(
+            IncidentRow(
+                project="inc-proj",
+                deployment="inc-proj",
+                monitor="inputs",
+                kind="drift",
+                dedup_key="pave/inc-proj/inc-proj/inputs/drift",
+                severity="warning",
+                status="open",
+                subjects=features,
+                ever=features,
+                details={},
+            )
+        )
+    admin = portal.signed_in(portal.admin_token).get("/incidents").text
+    assert "inc-proj" in admin
+    assert "30:" in admin
+    assert "f00, f01" in admin
+    assert "and 22 more" in admin
+    outsider = portal.signed_in(portal.token("ivan", "viewer")).get("/incidents")
+    assert outsider.status_code == 200
+    assert "inc-proj" not in outsider.text  # no role on the project: not listed

@@ -10,6 +10,7 @@ from rich.table import Table
 from pave.cli.console import console, print_json
 from pave.cli.loop import loop_table
 from pave.client import Client
+from pave.errors import InvalidInput
 
 app = typer.Typer()
 
@@ -157,3 +158,71 @@ def alerts(
         )
         return
     console.print(alerts_table(found, "Alerts" if include_resolved else "Open alerts"))
+
+
+@app.command("incidents")
+def incidents(
+    project: str | None = typer.Argument(None, help="Only this project's incidents."),
+    include_resolved: bool = typer.Option(False, "--all", help="Resolved incidents too."),
+    as_json: bool = typer.Option(False, "--json", help="Print the API's JSON."),
+) -> None:
+    """Incidents: one per episode of a monitor's trouble, with what fires and what was sent."""
+    with Client() as client:
+        found = client.list_incidents(project, include_resolved=include_resolved)
+    if as_json:
+        print_json(found)
+        return
+    if not found:
+        console.print("no incidents" if include_resolved else "no open incidents (`pave incidents --all`)")
+        return
+    table = Table(title="Incidents" if include_resolved else "Open incidents", title_justify="left")
+    for column in ("id", "project", "monitor", "kind", "subjects", "status", "opened", "resolved", "sent"):
+        table.add_column(column)
+    for item in found:
+        subjects = item["subjects"] or item["ever"]
+        listed = ", ".join(subjects[:6]) + (f" and {len(subjects) - 6} more" if len(subjects) > 6 else "")
+        sent = (
+            "silenced"
+            if item["silenced"]
+            else ", ".join(f"{d['sink']} {d['event']}: {d['status']}" for d in item.get("deliveries", []))
+        )
+        table.add_row(
+            str(item["id"]),
+            item["project"],
+            item["monitor"],
+            item["kind"],
+            listed,
+            item["status"],
+            (item["opened_at"] or "")[:19],
+            (item["resolved_at"] or "")[:19],
+            sent,
+            style="red" if item["status"] == "open" else "dim",
+        )
+    console.print(table)
+
+
+_UNITS = {"m": 1.0, "h": 60.0, "d": 1440.0}
+
+
+@app.command("silence")
+def silence(
+    project: str = typer.Argument(..., help="The project whose incidents to silence."),
+    duration: str = typer.Option(..., "--for", help="How long: 30m, 2h, 1d (at most 30d)."),
+    monitor: str | None = typer.Option(None, "--monitor", help="Only this monitor's incidents."),
+    kind: str | None = typer.Option(None, "--kind", help="Only this kind (drift, performance...)."),
+    reason: str = typer.Option("", "--reason", help="Why (shown with the silence)."),
+    end: int | None = typer.Option(None, "--end", help="End the silence with this id now instead."),
+) -> None:
+    """Silence a project's incidents for a while (stored, not sent); `pave silence P --end ID` ends one."""
+    with Client() as client:
+        if end is not None:
+            client.end_silence(project, end)
+            console.print(f"silence {end} of {project} ended")
+            return
+        unit = duration[-1:].lower()
+        if unit not in _UNITS or not duration[:-1].replace(".", "", 1).isdigit():
+            raise InvalidInput(f"--for {duration!r} is not a duration", hint="--for 30m, --for 2h, --for 1d")
+        made = client.silence(
+            project, float(duration[:-1]) * _UNITS[unit], monitor=monitor, kind=kind, reason=reason
+        )
+    console.print(f"silence {made['id']} of {project} until {made['expires_at'][:19]} UTC")

@@ -94,7 +94,11 @@ RULES: tuple[Rule, ...] = (
     # Feedback names inference ids, not a project: the route checks write on each id's project.
     _rule("POST", r"/api/v1/feedback", "write"),
     _rule(_READ, r"/api/v1/alerts", "read"),
-    _rule(_READ, r"/api/v1/projects/[^/]+/(monitoring(/[a-z-]+)?|alerts)", "read"),
+    _rule(_READ, r"/api/v1/incidents", "read"),  # filtered item by item
+    _rule(_READ, r"/api/v1/projects/[^/]+/(monitoring(/[a-z-]+)?|alerts|incidents|silences)", "read"),
+    # Silencing a project's pages is an operator's decision, like changing its traffic.
+    _rule("POST", r"/api/v1/projects/[^/]+/silences", "deploy"),
+    _rule("DELETE", r"/api/v1/projects/[^/]+/silences/\d+", "deploy"),
     _rule("POST", r"/api/v1/projects/[^/]+/usage", "write"),
     _rule(_READ, r"/api/v1/projects/[^/]+/costs(/admit)?", "read"),
     _rule(_READ, r"/api/v1/projects/[^/]+/batch", "read"),
@@ -110,6 +114,7 @@ RULES: tuple[Rule, ...] = (
     _rule(_READ, r"/static/portal\.(css|js)", PUBLIC),
     _rule("POST", r"/signout", "read"),
     _rule(_READ, r"/|/platform|/projects/[^/]+(/models/[^/]+|/deployment|/tuning|/costs)?", "read"),
+    _rule(_READ, r"/incidents", "read"),  # lists only the projects the caller may read
     _rule(_READ + " POST", r"/new", "write"),
     _rule(_READ, r"/audit", "admin"),
     _rule("POST", r"/projects/[^/]+/(deploy|undeploy|weights|rollout|promote|rollback)", "deploy"),

@@ -2,9 +2,10 @@
 
 One alert per (project, monitor, kind, subject) is open at a time: a monitor that keeps firing
 moves its ``last_seen_at`` and refreshes its ``details``; a verdict of "fine" resolves it. A
-monitor without enough data gives no verdict and changes nothing. Opening and resolving queue one
-delivery per sink of the project's ``monitor.sinks`` (:mod:`pave.monitoring.sinks`), in the same
-transaction as the alert, so an alert is never stored without its notifications or the reverse.
+monitor without enough data gives no verdict and changes nothing. The alerts of one monitor's kind
+make one incident (:mod:`pave.monitoring.incidents`): that is what the project's ``monitor.sinks``
+are told about, once when it opens and once when it resolves, queued in the same transaction, so
+nothing is stored without its notifications or the reverse.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pave.monitoring.sinks import payload
+from pave.monitoring import incidents
 from pave.monitoring.spec import SinkSpec
 from pave.store.tables import AlertDeliveryRow, AlertRow
 
@@ -56,6 +57,7 @@ def apply_verdicts(
         )
     }
     changed = []
+    firing: dict[str, dict[str, AlertRow]] = {v.kind: {} for v in verdicts}
     for verdict in verdicts:
         row = current.get((verdict.kind, verdict.subject))
         if verdict.firing and row is None:
@@ -72,34 +74,36 @@ def apply_verdicts(
                 details=verdict.details,
             )
             session.add(row)
-            session.flush()  # the id goes into the payloads
-            _queue(session, row, "open", sinks, now)
+            session.flush()  # the id goes into the incident's deliveries
             changed.append(row)
         elif verdict.firing and row is not None:
             row.last_seen_at, row.details = now, verdict.details
         elif row is not None:
             row.status, row.resolved_at, row.last_seen_at = RESOLVED, now, now
             row.details = {**verdict.details, "resolved_because": "the monitor no longer fires"}
-            _queue(session, row, "resolve", sinks, now)
             changed.append(row)
-    return changed
-
-
-def _queue(session: Session, alert: AlertRow, event: str, sinks: Sequence[SinkSpec], now: datetime) -> None:
-    for sink in sinks:
-        session.add(
-            AlertDeliveryRow(
-                alert_id=alert.id,
-                sink=sink.kind,
-                url=sink.url,
-                event=event,
-                payload=payload(sink, alert_dict(alert), event),
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
+        if verdict.firing and row is not None:
+            firing[verdict.kind][verdict.subject] = row
+    for kind, rows in firing.items():
+        episodes: list[tuple[dict[str, AlertRow], str | None]]
+        if kind in incidents.PER_SUBJECT_KINDS:
+            episodes = [({s: row}, s) for s, row in rows.items()]
+        else:
+            episodes = [(rows, None)]
+        for subjects, subject in episodes:
+            incidents.track(
+                session,
+                project=project,
+                deployment=deployment,
+                monitor=monitor,
+                kind=kind,
+                severity=severity,
+                firing=subjects,
+                sinks=sinks,
+                now=now,
+                subject=subject,
             )
-        )
+    return changed
 
 
 def alert_dict(row: AlertRow) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """Alert sinks: the three payload shapes, and delivery with retries that never loses a message.
 
-``webhook`` gets Pave's own JSON (``{"event", "alert"}``); ``slack`` a Slack incoming-webhook
-message (``text`` plus ``blocks``); ``pagerduty`` an Events API v2 ``trigger`` or ``resolve``
-event whose ``dedup_key`` is the alert's id, so PagerDuty folds the pair into one incident.
+What is sent is an incident (:mod:`pave.monitoring.incidents`: one episode of a monitor's kind
+of trouble, with every subject that fires). ``webhook`` gets Pave's own JSON (``{"event",
+"summary", "incident"}``); ``slack`` a Slack incoming-webhook message (``text`` plus ``blocks``);
+``pagerduty`` an Events API v2 ``trigger`` or ``resolve`` event whose ``dedup_key`` is the
+incident's, the same for every window and episode of that monitor's kind.
 
 Every message is a row of ``alert_deliveries`` written with its alert. :func:`deliver_pending`
 sends the rows that are due through :mod:`pave.governance.egress` (no private addresses unless
@@ -30,15 +32,20 @@ log = logging.getLogger(__name__)
 _SEVERITY = {"info": "info", "warning": "warning", "critical": "critical"}
 
 
-def _summary(alert: dict[str, Any], event: str) -> str:
+def _summary(incident: dict[str, Any], event: str) -> str:
     verb = "resolved" if event == "resolve" else "firing"
-    where = alert.get("deployment") or alert["project"]
-    return f"[Pave] {alert['kind']} on {alert['subject']} ({where}, monitor {alert['monitor']}): {verb}"
+    where = incident.get("deployment") or incident["project"]
+    subjects = incident["subjects"] if event != "resolve" else incident["ever"]
+    what = subjects[0] if len(subjects) == 1 else f"{len(subjects)} subjects ({', '.join(subjects[:5])}"
+    if len(subjects) > 1:
+        what += ", ...)" if len(subjects) > 5 else ")"
+    return f"[Pave] {incident['kind']} on {what} ({where}, monitor {incident['monitor']}): {verb}"
 
 
-def payload(sink: SinkSpec, alert: dict[str, Any], event: str) -> dict[str, Any]:
+def payload(sink: SinkSpec, incident: dict[str, Any], event: str) -> dict[str, Any]:
     """The JSON body a sink of kind ``sink.kind`` receives for ``event`` (``open`` or ``resolve``)."""
-    summary = _summary(alert, event)
+    alert = incident
+    summary = _summary(incident, event)
     if sink.kind == "slack":
         facts = ", ".join(f"{k}: {v}" for k, v in _headline(alert).items())
         return {
@@ -52,7 +59,7 @@ def payload(sink: SinkSpec, alert: dict[str, Any], event: str) -> dict[str, Any]
         body: dict[str, Any] = {
             "routing_key": sink.routing_key,
             "event_action": "resolve" if event == "resolve" else "trigger",
-            "dedup_key": f"pave-alert-{alert['id']}",
+            "dedup_key": incident["dedup_key"],
         }
         if event != "resolve":
             body["payload"] = {
@@ -65,13 +72,15 @@ def payload(sink: SinkSpec, alert: dict[str, Any], event: str) -> dict[str, Any]
                 "custom_details": alert,
             }
         return body
-    return {"event": event, "summary": summary, "alert": alert}
+    return {"event": event, "summary": summary, "incident": incident}
 
 
-def _headline(alert: dict[str, Any]) -> dict[str, Any]:
-    details = alert.get("details") or {}
+def _headline(incident: dict[str, Any]) -> dict[str, Any]:
+    """The numbers of the first firing subject (the whole list is in the incident)."""
+    details = incident.get("details") or {}
+    first = details.get(incident["subjects"][0], {}) if incident.get("subjects") else {}
     keys = ("method", "statistic", "p_value", "threshold", "value", "version", "n_current", "n_labelled")
-    return {k: details[k] for k in keys if k in details}
+    return {k: first[k] for k in keys if k in first}
 
 
 def deliver_pending(

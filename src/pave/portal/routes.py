@@ -17,6 +17,7 @@ from pave.api.security import BROWSER_COOKIE
 from pave.automation import platform_metrics
 from pave.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from pave.governance import audit, sso
+from pave.monitoring import incidents
 from pave.portal import actions, charts, sessions, views
 from pave.portal import sso as sso_routes
 from pave.portal.web import (
@@ -476,6 +477,24 @@ async def audit_page(request: Request) -> Response:
 
     rows, verified = await run(request, work)
     return render(request, "audit.html", rows=rows, filters=filters, verified=verified)
+
+
+@router.get("/incidents")
+@page
+async def incidents_page(request: Request) -> Response:
+    """Incidents (one per episode of a monitor's trouble) of the projects the caller may read."""
+    mirror(request, "GET", "/api/v1/incidents", None)
+    access = access_of(request)
+    show_all = request.query_params.get("status") == "all"
+
+    def work(session: Any) -> list[dict[str, Any]]:
+        rows = incidents.list_incidents(session, include_resolved=show_all)
+        rows = [r for r in rows if access.sees(r.project)]
+        sent = incidents.incident_deliveries(session, [r.id for r in rows])
+        return [incidents.incident_dict(r) | {"deliveries": sent.get(r.id, [])} for r in rows]
+
+    found = await run(request, work)
+    return render(request, "incidents.html", incidents=found, show_all=show_all)
 
 
 @router.get("/platform")

@@ -320,6 +320,7 @@ class AlertRow(Base):
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(nullable=True)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    incident_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)  # 0012
 
 
 class AlertDeliveryRow(Base):
@@ -339,6 +340,52 @@ class AlertDeliveryRow(Base):
     last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    incident_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)  # 0012
+
+
+# --- incidents (migration 0012) ------------------------------------------------------------------------
+
+
+class IncidentRow(Base):
+    """One episode of one monitor's kind of trouble (drift on N features is one incident).
+
+    Opened when the first subject fires, it lists the subjects firing now and every subject that
+    fired during the episode; it resolves when none fires. Its ``dedup_key`` is the same for every
+    episode of the monitor's kind, so a pager folds repeats into one incident.
+    """
+
+    __tablename__ = "incidents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = mapped_column(String(100), index=True)
+    deployment: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    monitor: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(40))
+    dedup_key: Mapped[str] = mapped_column(String(400), index=True)
+    severity: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), index=True)  # open | resolved
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    subjects: Mapped[list[str]] = mapped_column(JSON, default=list)  # firing now
+    ever: Mapped[list[str]] = mapped_column(JSON, default=list)  # fired at some point of the episode
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # subject -> the monitor's numbers
+    silence_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # opened under a silence
+
+
+class SilenceRow(Base):
+    """No notifications for a project's incidents (of one monitor or kind) until ``expires_at``."""
+
+    __tablename__ = "silences"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = mapped_column(String(100), index=True)
+    monitor: Mapped[str | None] = mapped_column(String(100), nullable=True)  # None: every monitor
+    kind: Mapped[str | None] = mapped_column(String(40), nullable=True)  # None: every kind
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
 
 
 # --- portal (migration 0008) -------------------------------------------------------------------------

@@ -1,14 +1,20 @@
-"""Alerts raised by the monitors: every project's the caller may see, or one project's."""
+"""Alerts raised by the monitors, the incidents they make, and silences."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import select
 
-from pave.api.deps import SessionDep
+from pave.api.deps import PrincipalDep, SessionDep
 from pave.api.security import access_of
+from pave.errors import NotFound
+from pave.monitoring import incidents
 from pave.monitoring.alerts import alert_dict, deliveries_of, list_alerts
+from pave.store.tables import Project
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
 
@@ -39,3 +45,76 @@ def list_project(
 ) -> list[dict[str, Any]]:
     """One project's alerts, newest first."""
     return _out(session, list_alerts(session, project=name, include_resolved=status == "all"))
+
+
+def _incidents_out(session: SessionDep, rows: list[Any]) -> list[dict[str, Any]]:
+    deliveries = incidents.incident_deliveries(session, [r.id for r in rows])
+    return [incidents.incident_dict(r) | {"deliveries": deliveries.get(r.id, [])} for r in rows]
+
+
+@router.get("/incidents", operation_id="list_incidents")
+def list_all_incidents(
+    request: Request,
+    session: SessionDep,
+    status: Literal["open", "all"] = StatusQuery,
+    project: str | None = Query(default=None, max_length=100),
+) -> list[dict[str, Any]]:
+    """Incidents (one per episode of a monitor's trouble) of every project the caller may read."""
+    access = access_of(request)
+    rows = incidents.list_incidents(session, project=project, include_resolved=status == "all")
+    return _incidents_out(session, [r for r in rows if access.sees(r.project)])
+
+
+@router.get("/projects/{name}/incidents", operation_id="list_project_incidents")
+def list_project_incidents(
+    name: str, session: SessionDep, status: Literal["open", "all"] = StatusQuery
+) -> list[dict[str, Any]]:
+    """One project's incidents, newest first, with their deliveries."""
+    return _incidents_out(
+        session, incidents.list_incidents(session, project=name, include_resolved=status == "all")
+    )
+
+
+class SilenceRequest(BaseModel):
+    minutes: float = Field(gt=0, le=30 * 24 * 60, description="How long the silence lasts.")
+    monitor: str | None = Field(default=None, max_length=100, description="Default: every monitor.")
+    kind: str | None = Field(
+        default=None, max_length=40, description="drift, prediction_drift, performance..."
+    )
+    reason: str = Field(default="", max_length=500)
+
+
+@router.post("/projects/{name}/silences", operation_id="add_silence", status_code=201)
+def add_silence(
+    name: str, body: SilenceRequest, session: SessionDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """Silence the project's incidents (of one monitor or kind) for a while: stored, not sent."""
+    _project(session, name)
+    row = incidents.add_silence(
+        session,
+        project=name,
+        created_by=principal.identity,
+        duration=timedelta(minutes=body.minutes),
+        now=datetime.now(UTC),
+        monitor=body.monitor,
+        kind=body.kind,
+        reason=body.reason,
+    )
+    return incidents.silence_dict(row)
+
+
+@router.get("/projects/{name}/silences", operation_id="list_silences")
+def list_silences(name: str, session: SessionDep) -> list[dict[str, Any]]:
+    """The project's silences still in force."""
+    return [incidents.silence_dict(r) for r in incidents.list_silences(session, name, datetime.now(UTC))]
+
+
+@router.delete("/projects/{name}/silences/{silence_id}", operation_id="end_silence")
+def end_silence(name: str, silence_id: int, session: SessionDep) -> dict[str, Any]:
+    """End a silence now."""
+    return incidents.silence_dict(incidents.end_silence(session, name, silence_id, datetime.now(UTC)))
+
+
+def _project(session: SessionDep, name: str) -> None:
+    if session.scalar(select(Project.id).where(Project.name == name)) is None:
+        raise NotFound(f"project {name!r} does not exist", hint="`pave projects` lists them")
