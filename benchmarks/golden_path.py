@@ -51,8 +51,10 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PAVE_", "MLFLOW_"))}
     env["PAVE_HOME"] = str(scratch / "home")
     pave = [sys.executable, "-m", "pave"]
+    grpc = str(_free_port())
     server = subprocess.Popen(
-        [*pave, "up", "--port", str(port)],
+        # every port free: 8080 or 8081 may be taken on a shared machine
+        [*pave, "up", "--port", str(port), "--gateway-port", str(_free_port()), "--gateway-grpc-port", grpc],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -67,9 +67,10 @@ def pave(home: Path) -> float:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PAVE_", "MLFLOW_"))}
     env["PAVE_HOME"] = str(home)
-    return _time_to_ready(
-        [str(BIN / "pave"), "up", "--port", str(port)], f"http://127.0.0.1:{port}/readyz", env
-    )
+    # every port free, not only the control plane's: 8080 or 8081 may be taken on a shared machine
+    command = [str(BIN / "pave"), "up", "--port", str(port), "--gateway-port", str(_free_port())]
+    command += ["--gateway-grpc-port", str(_free_port())]
+    return _time_to_ready(command, f"http://127.0.0.1:{port}/readyz", env)
 
 
 def mlflow(home: Path) -> float:

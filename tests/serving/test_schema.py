@@ -1,0 +1,46 @@
+"""The one-call path for one named input per column gives what the checked path gives, or steps aside."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pave.errors import InvalidInput
+from pave.serving.schema import Column, InputSchema
+
+SCHEMA = InputSchema(
+    kind="matrix",
+    columns=(Column("a", "FP64", True), Column("b", "FP64", True), Column("c", "FP64", False)),
+    order=("c", "a", "b"),  # the estimator's order differs from the signature's
+)
+
+
+def _inputs(**data):
+    return [{"name": k, "datatype": "FP64", "shape": [len(v)], "data": v} for k, v in data.items()]
+
+
+def test_the_fast_path_equals_the_checked_path():
+    inputs = _inputs(b=[1.5, 2.0], a=[3, 4.25], c=[0.0, -1.0])
+    fast = SCHEMA._fast_matrix(inputs)
+    assert fast is not None
+    slow = InputSchema(kind=SCHEMA.kind, columns=SCHEMA.columns, order=SCHEMA.order)
+    # the checked path, taken by hand: one column at a time
+    expected = np.array([[0.0, 3.0, 1.5], [-1.0, 4.25, 2.0]])
+    np.testing.assert_array_equal(fast[0], expected)
+    assert fast[1] == 2
+    assert slow.bind(inputs)[0].tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize(
+    ("inputs", "error"),
+    [
+        (_inputs(a=[1.0], b=[True], c=[1.0]), "does not hold FP64"),
+        (_inputs(a=[1.0], b=["2"], c=[1.0]), "does not hold FP64"),
+        (_inputs(a=[1.0, 2.0], b=[1.0], c=[1.0]), "has 1 rows"),
+        (_inputs(a=[1.0], b=[1.0], d=[1.0]), "unknown input 'd'"),
+    ],
+)
+def test_anything_irregular_takes_the_checked_path_and_its_message(inputs, error):
+    assert SCHEMA._fast_matrix(inputs) is None
+    with pytest.raises(InvalidInput, match=error):
+        SCHEMA.bind(inputs)
