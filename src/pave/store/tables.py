@@ -320,7 +320,7 @@ class AlertRow(Base):
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(nullable=True)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    incident_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)  # 0012
+    incident_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)  # 0013
 
 
 class AlertDeliveryRow(Base):
@@ -340,10 +340,10 @@ class AlertDeliveryRow(Base):
     last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(nullable=True)
-    incident_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)  # 0012
+    incident_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)  # 0013
 
 
-# --- incidents (migration 0012) ------------------------------------------------------------------------
+# --- incidents (migration 0013) ------------------------------------------------------------------------
 
 
 class IncidentRow(Base):
