@@ -45,10 +45,9 @@ def test_an_onnx_model_is_served_by_onnxruntime(make_client, models):
     proto = to_onnx(estimator, Xt[:1], options={id(estimator): {"zipmap": False}})
     uri = _log(models, lambda: mlflow.onnx.log_model(proto, name="model", input_example=Xt[:3]))
     client, _, _ = make_client(Deployment("onnx", (ModelRef("1", uri),)))
-    meta = client.get("/v2/models/onnx").json()
-    name = meta["inputs"][0]["name"]
+    assert client.get("/v2/models/onnx").json()["platform"] == "mlflow"
     body = table_request(models.X.iloc[:25])
-    body["inputs"][0] |= {"name": name, "datatype": "FP32"}
+    body["inputs"][0] |= {"name": "X", "datatype": "FP32"}  # skl2onnx names the input X
     answer = client.post("/v2/models/onnx/infer", json=body)
     assert answer.status_code == 200, answer.text
     outputs = {o["name"]: o for o in answer.json()["outputs"]}
