@@ -59,6 +59,16 @@ SEARCH_ENDPOINTS = frozenset(
     }
 )
 _NAMED_BY_MODEL = ("registered-models/", "model-versions/")
+# MLflow endpoints whose fields name the project itself (an experiment or a registered model is
+# named after its project): endpoint pattern -> the fields, each a project the request concerns.
+# Every other endpoint's project is found from the ids it names (experiment, run, logged model,
+# trace, dataset, issue...), each looked up in MLflow's store; one that names none is unresolved.
+NAMED_BY: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
+    (re.compile(r"(registered-models|model-versions)/.*"), ("name", "new_name")),  # and renames
+    (re.compile(r"experiments/create"), ("name",)),
+    (re.compile(r"experiments/update"), ("new_name",)),  # a rename lands in the new name's project
+    (re.compile(r"experiments/get-by-name"), ("experiment_name",)),
+)
 GRAPHQL_PATH = "/mlflow/graphql"
 # GenAI objects that belong to experiments: (kind, keys naming one, path pattern naming one).
 _OBJECT_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -218,17 +228,14 @@ def resolve(
     if endpoint in SEARCH_ENDPOINTS and not (endpoint == "traces" and method == "POST"):
         scope.search = endpoint
         return scope
-    if endpoint is not None and endpoint.startswith(_NAMED_BY_MODEL):
-        name = _first(values, ("name",))
-        scope.model = name
-        scope.add(name)
-        scope.add(_first(values, ("new_name",)))
-    elif endpoint in ("experiments/create",):
-        scope.add(_first(values, ("name",)))
-    elif endpoint == "experiments/update":
-        scope.add(_first(values, ("new_name",)))  # a rename lands in the project of the new name
-    elif endpoint == "experiments/get-by-name":
-        scope.add(_first(values, ("experiment_name",)))
+    for pattern, keys in NAMED_BY:
+        if endpoint is not None and pattern.fullmatch(endpoint):
+            names = [_first(values, (key,)) for key in keys]
+            if endpoint.startswith(_NAMED_BY_MODEL):
+                scope.model = names[0]
+            for name in names:
+                scope.add(name)
+            break
 
     experiment_ids: list[str] = []
     run_ids: list[str] = []
