@@ -59,6 +59,7 @@ from pave.registry.gates import GateResult, all_passed, check_gate_metrics, eval
 from pave.registry.versions import CANDIDATE, champion_metrics, register_version, version_with_tag
 from pave.storage import StorageError, open_storage
 from pave.tracking import lineage as L
+from pave.tracking import stores
 
 TAG_SNAPSHOT = "pave.code.snapshot"  # sha256 of the run's code archive in the object store
 
@@ -174,7 +175,7 @@ def execute_project(
     """
     project = Path(project_dir).resolve()
     spec = apply_overrides(load_spec(project), params_override or {})
-    with _mlflow_uris(tracking_uri):
+    with stores.mlflow_uris(tracking_uri):
         return _execute(
             project,
             spec,
@@ -208,7 +209,7 @@ def run_spec(
     What ``pave tune`` calls for each trial (``register=False``) and for the best trial's model,
     which is logged, gated and registered as by :func:`execute_project`.
     """
-    with _mlflow_uris(tracking_uri):
+    with stores.mlflow_uris(tracking_uri):
         return _execute(
             Path(project_dir).resolve(),
             spec,
@@ -249,27 +250,6 @@ def apply_overrides(spec: ProjectSpec, overrides: Mapping[str, Any]) -> ProjectS
             )
         names[step]["params"][param] = value
     return ProjectSpec.model_validate(data)
-
-
-@contextmanager
-def _mlflow_uris(tracking_uri: str) -> Iterator[None]:
-    """MLflow's fluent API (log_model's registration) reads process-wide URIs: set them for the run
-    and put back what the caller had, so that a run leaves no global state behind."""
-    import mlflow
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    previous = (
-        getattr(tracking_utils, "_tracking_uri", None),
-        getattr(registry_utils, "_registry_uri", None),
-    )
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(previous[0])  # type: ignore[arg-type]
-        mlflow.set_registry_uri(previous[1])  # type: ignore[arg-type]
 
 
 def _execute(
@@ -761,7 +741,7 @@ def reproduce(
             if checkout.code_dir is not None
             else _code_at(project, tags, Path(tmp), notes)
         )
-        with code_at as (code_dir, code), _mlflow_uris(tracking_uri):
+        with code_at as (code_dir, code), stores.mlflow_uris(tracking_uri):
             run = _execute(
                 code_dir,
                 checkout.spec,

@@ -12,6 +12,8 @@ plane, or a test that called ``configure``); they block, so call them off the ev
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,3 +89,26 @@ def running_runs(experiment_ids: list[str], limit: int) -> int:
         experiment_ids, "attributes.status = 'RUNNING'", ViewType.ACTIVE_ONLY, max_results=limit
     )
     return len(runs)
+
+
+@contextmanager
+def mlflow_uris(tracking_uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API (log_model's registration reads process-wide URIs) at
+    *tracking_uri* for the block, then put back what the caller had (read from MLflow's private
+    module state: ``get_tracking_uri`` would answer a default, not "unset"), so that a run leaves
+    no global state behind."""
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    previous = (
+        getattr(tracking_utils, "_tracking_uri", None),
+        getattr(registry_utils, "_registry_uri", None),
+    )
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous[0])  # type: ignore[arg-type]
+        mlflow.set_registry_uri(previous[1])  # type: ignore[arg-type]
