@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import os
 import threading
+from pathlib import Path
 from typing import Any
 
 from pave.errors import MissingExtra
@@ -48,6 +49,7 @@ __all__ = [
     "StorageUnreachable",
     "check_key",
     "is_local",
+    "key_under",
     "open_storage",
 ]
 
@@ -70,6 +72,36 @@ def scheme_of(url: str) -> str:
 def is_local(url: str) -> bool:
     """Whether ``url`` names a folder on this machine."""
     return scheme_of(url) == "file"
+
+
+def key_under(root: str, location: str) -> str | None:
+    """The key of ``location`` in the store at ``root``, or None when it lies outside it.
+
+    ``location`` is MLflow's form of a place in the platform's store: ``mlflow-artifacts:/KEY``
+    (the embedded server serves the artifact root there), a path or ``file://`` URI under a
+    local root, or a URL under an object-store root. ``..`` never climbs out of the root.
+    """
+    from posixpath import normpath
+
+    if location.startswith("mlflow-artifacts:"):
+        relative = location.removeprefix("mlflow-artifacts:").lstrip("/")
+    elif is_local(root):
+        if not is_local(location):
+            return None
+        base = Path(root.removeprefix("file://")).expanduser().resolve()
+        target = Path(location.removeprefix("file://")).resolve()
+        if not target.is_relative_to(base):
+            return None
+        relative = target.relative_to(base).as_posix()
+    else:
+        prefix = root.rstrip("/") + "/"
+        if not location.startswith(prefix):
+            return None
+        relative = location.removeprefix(prefix)
+    relative = normpath(relative.strip("/")) if relative.strip("/") else ""
+    if relative in ("", ".") or relative.startswith(".."):
+        return None
+    return relative
 
 
 def open_storage(url: str) -> Storage:

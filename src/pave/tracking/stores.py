@@ -13,7 +13,7 @@ plane, or a test that called ``configure``); they block, so call them off the ev
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +77,21 @@ def registered_model_exists(name: str) -> bool:
 def name_taken(name: str) -> bool:
     """Whether MLflow has an experiment or a registered model called ``name``."""
     return experiment_exists(name) or registered_model_exists(name)
+
+
+def project_experiment(name: str) -> tuple[str, str]:
+    """The id and artifact location of the experiment called ``name``, created if there is none
+    (through the embedded server's store: its artifacts go to ``mlflow-artifacts:/<id>``)."""
+    from mlflow.entities import ExperimentTag
+    from mlflow.exceptions import MlflowException
+
+    store = tracking_store()
+    found = store.get_experiment_by_name(name)
+    if found is None:
+        with suppress(MlflowException):  # created meanwhile by a concurrent request
+            store.create_experiment(name, tags=[ExperimentTag("pave.project", name)])
+        found = store.get_experiment_by_name(name)
+    return str(found.experiment_id), str(found.artifact_location)
 
 
 def running_runs(experiment_ids: list[str], limit: int) -> int:

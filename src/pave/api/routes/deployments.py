@@ -107,7 +107,13 @@ async def deploy(
 
     def work() -> DeploymentRow:
         if reference is not None:
-            adopted = adopt(deployments.registry_client(platform.settings), name, reference)
+            adopted = adopt(
+                deployments.registry_client(platform.settings),
+                name,
+                reference,
+                artifact_root=platform.settings.artifacts,
+                is_project=lambda other: bool(projects.existing_projects(session, [other])),
+            )
             options["version"] = adopted.version
             if adopted.new:
                 audit.append(
