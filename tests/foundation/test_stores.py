@@ -51,6 +51,11 @@ def test_the_embedded_server_s_stores_answer(tmp_path: Path) -> None:
         assert stores.registered_model_exists("churn-model")
         experiment = stores.tracking_store().get_experiment_by_name("churn")
         assert stores.running_runs([experiment.experiment_id], limit=5) == 0
+        assert stores.project_experiment("churn") == (
+            experiment.experiment_id, "mlflow-artifacts:/" + experiment.experiment_id
+        )
+        made, location = stores.project_experiment("iris")  # made, its files where the server keeps them
+        assert location == "mlflow-artifacts:/" + made
         print("ok")
         """
     )
