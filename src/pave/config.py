@@ -250,6 +250,23 @@ class Settings(BaseSettings):
         ),
     )
 
+    source_check_interval: float = Field(
+        default=60.0,
+        ge=0,
+        le=86400,
+        description=(
+            "Seconds between two checks of a project's data sources for `retrain: {on: [data_change]}` "
+            "(ETag or Last-Modified for s3:// and https://, a checksum of a query's rows)."
+        ),
+    )
+    source_env: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Environment variables the control plane may put into a SQL source's URL (${VAR}) when it "
+            "checks it for data_change, e.g. ['WAREHOUSE_URL']; any other variable is never expanded there."
+        ),
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -6,7 +6,8 @@ and its ``pave.yaml`` has a ``retrain:`` section. Then a turn of the loop starts
 - by hand (``pave retrain PROJECT``, ``POST /api/v1/projects/{p}/retrain``);
 - on the ``retrain.schedule`` cron expression;
 - on an open alert of the project when its ``monitor.on_alert`` is ``retrain`` (one turn per
-  alert: an alert opened before the project's latest turn started is taken as handled by it).
+  alert: an alert opened before the project's latest turn started is taken as handled by it);
+- on a change of its data sources with ``retrain: {on: [data_change]}`` (:mod:`pave.automation.triggers`).
 
 Each turn is a :class:`~pave.store.tables.LoopRunRow` that :func:`tick` (called by the control
 plane about every second) moves along::
@@ -263,6 +264,12 @@ def tick(sessions: sessionmaker[Session], settings: Settings, now: datetime | No
             step(sessions, now, audits)
         except Exception:  # one broken trigger must not stop the loop
             log.exception("the loop's %s check failed", step.__name__.strip("_"))
+    try:  # retrain: {on: [data_change]} (its own module: pave.automation.triggers)
+        from pave.automation import triggers
+
+        triggers.check(sessions, settings, now, audits)
+    except Exception:
+        log.exception("the loop's data_change check failed")
     with sessions() as session:
         active = list(session.scalars(select(LoopRunRow.id).where(LoopRunRow.active.is_not(None))))
     for run_id in active:

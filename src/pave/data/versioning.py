@@ -36,6 +36,8 @@ class DatasetVersion:
     bytes: int
     format: str
     stored_path: str  # the object's key in the store
+    source: str = ""  # where it came from, as pave.yaml says (a file's path, a URL, ``sql ${VAR}``)
+    fingerprint: str | None = None  # the source's cheap fingerprint when read (pave.data.remote)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,6 +67,8 @@ def version_file(
     file_format: str,
     frame: pd.DataFrame | None = None,
     filename: str | None = None,
+    source: str | None = None,
+    fingerprint: str | None = None,
 ) -> DatasetVersion:
     """Hash ``path``, store it content-addressed (once: nothing is sent when it is there) and
     return its version.
@@ -76,6 +80,8 @@ def version_file(
         file_format: ``csv`` or ``parquet``.
         frame: the file already read, to count rows and columns without reading it twice.
         filename: the name to store it under (default: the file's own name).
+        source: where the file came from, when not from the project folder (recorded as ``path``).
+        fingerprint: the source's fingerprint as of this read (default: ``sha256:<digest>``).
     """
     sha = sha256_file(path)
     filename = filename or path.name
@@ -83,16 +89,22 @@ def version_file(
         frame = read_frame(path, file_format)
     version = DatasetVersion(
         name=name,
-        path=str(path),
+        path=source or str(path),
         sha256=sha,
         rows=len(frame),
         columns=[str(c) for c in frame.columns],
         bytes=path.stat().st_size,
         format=file_format,
         stored_path=object_key("datasets", sha, filename),
+        source=source or str(path),
+        fingerprint=fingerprint or f"sha256:{sha}",
     )
     if not objects.has("datasets", sha):
-        manifest = {k: v for k, v in version.to_dict().items() if k not in ("stored_path", "path")}
+        manifest = {
+            k: v
+            for k, v in version.to_dict().items()
+            if k not in ("stored_path", "path", "source", "fingerprint")
+        }
         objects.put("datasets", sha, path, manifest | {"filename": filename})
     return version
 

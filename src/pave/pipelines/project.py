@@ -100,6 +100,7 @@ class RunResult:
     code_snapshot: str | None = None
     warnings: list[str] = field(default_factory=list)
     reused: bool = False  # model_version already held this model: nothing new was registered
+    fingerprints: dict[str, str] = field(default_factory=dict)  # source -> its fingerprint when read
 
     @property
     def cached_steps(self) -> list[str]:
@@ -339,6 +340,7 @@ def _execute(
         _snapshot(spec, project, objects, result)
         frames = _load_data(spec, project, objects, data_files, result)
         mlflow.set_tags({f"{L.TAG_DATA_PREFIX}{k}": v for k, v in result.data_versions.items()})
+        mlflow.set_tags({f"{L.TAG_FINGERPRINT_PREFIX}{k}": v[:5000] for k, v in result.fingerprints.items()})
         _validate(spec, project, frames, result)
         if frames:
             mlflow.log_dict({name: profile_frame(df) for name, df in frames.items()}, PROFILE_ARTIFACT)
@@ -406,7 +408,9 @@ def _snapshot(spec: ProjectSpec, project: Path, objects: ObjectStore, result: Ru
 
     with tempfile.TemporaryDirectory(prefix="pave-snapshot-") as tmp:
         archive = make_snapshot(
-            project, Path(tmp) / ARCHIVE, skip=[s.path for s in spec.data.sources.values()]
+            project,
+            Path(tmp) / ARCHIVE,
+            skip=[s.path for s in spec.data.sources.values() if s.path is not None],
         )
         sha = sha256_file(archive)
         if not objects.has("code", sha):
@@ -422,25 +426,48 @@ def _load_data(
     data_files: Mapping[str, Path] | None,
     result: RunResult,
 ) -> dict[str, Any]:
+    """Read every source (project files in place; s3://, https:// and SQL sources materialised to a
+    file first), version it, and record its fingerprint for ``retrain: {on: [data_change]}``."""
     import mlflow
+
+    from pave.data.remote import materialise
 
     frames: dict[str, Any] = {}
     versions: list[DatasetVersion] = []
-    for name, source in spec.data.sources.items():
-        path = data_files[name] if data_files else project_path(project, source.path)
-        file_format = source.file_format or "csv"
-        try:
-            frame = read_frame(path, file_format)
-        except Exception as exc:
-            raise InvalidInput(
-                f"data source {name} ({source.path}) cannot be read as {file_format}: "
-                f"{type(exc).__name__}: {exc}",
-                hint=f"check the file, or set data.sources.{name}.format in pave.yaml",
-            ) from exc
-        version = version_file(name, path, objects=objects, file_format=file_format, frame=frame)
-        versions.append(version)
-        frames[name] = frame
-        result.data_versions[name] = version.sha256
+    with tempfile.TemporaryDirectory(prefix="pave-sources-") as tmp:
+        for name, source in spec.data.sources.items():
+            fingerprint, filename = None, None
+            if data_files:  # a reproduction: the recorded version, as stored
+                path = data_files[name]
+            elif source.kind == "file":
+                path = project_path(project, str(source.path))
+            else:
+                got = materialise(name, source, Path(tmp) / name)
+                path, filename, fingerprint = got.path, got.filename, got.fingerprint
+            file_format = source.file_format or "csv"
+            try:
+                frame = read_frame(path, file_format)
+            except Exception as exc:
+                raise InvalidInput(
+                    f"data source {name} ({source.where}) cannot be read as {file_format}: "
+                    f"{type(exc).__name__}: {exc}",
+                    hint=f"check the file, or set data.sources.{name}.format in pave.yaml",
+                ) from exc
+            version = version_file(
+                name,
+                path,
+                objects=objects,
+                file_format=file_format,
+                frame=frame,
+                filename=filename,
+                source=None if source.kind == "file" else source.where,
+                fingerprint=fingerprint,
+            )
+            versions.append(version)
+            frames[name] = frame
+            result.data_versions[name] = version.sha256
+            if not data_files:
+                result.fingerprints[name] = str(version.fingerprint)
     if versions:
         mlflow.log_dict({v.name: v.to_dict() for v in versions}, VERSIONS_ARTIFACT)
     return frames
@@ -806,7 +833,7 @@ def check_out(
         if sha is None:
             raise DataFileMissing(f"run {run_id} recorded no version of data source {name}")
         fetched = stored_file(sha, objects=objects, folder=folder / "data" / name)
-        if code_dir is not None:  # where the project's steps expect the file
+        if code_dir is not None and source.path is not None:  # where the project's steps expect it
             target = project_path(code_dir, source.path, must_exist=False)
             target.parent.mkdir(parents=True, exist_ok=True)
             fetched = fetched.replace(target)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml
@@ -37,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from pave.data.sources import SourceSpec
 from pave.errors import InvalidInput, NotFound
 from pave.monitoring.spec import MonitorSpec
 
@@ -56,20 +57,6 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-def check_relative_path(value: str) -> str:
-    """Refuse paths that could leave the project folder: absolute, ``..``, NUL, backslashes."""
-    if not value or "\x00" in value:
-        raise ValueError("must be a non-empty path without NUL characters")
-    if "\\" in value:
-        raise ValueError("use forward slashes ('/') in paths")
-    path = PurePosixPath(value)
-    if path.is_absolute() or re.match(r"^[A-Za-z]:", value):
-        raise ValueError("must be relative to the project folder, not absolute")
-    if ".." in path.parts:
-        raise ValueError("must not contain '..': data files live inside the project folder")
-    return value
-
-
 class TemplateRef(_Model):
     """The template a project was created from (written by ``pave new``)."""
 
@@ -77,43 +64,12 @@ class TemplateRef(_Model):
     version: str = Field(min_length=1, description="Template version, e.g. 0.1.0.")
 
 
-class SourceSpec(_Model):
-    """One data file: CSV or Parquet, relative to the project folder."""
-
-    path: str = Field(description="File path relative to the project folder (no '..', not absolute).")
-    format: Literal["csv", "parquet"] | None = Field(
-        default=None, description="csv or parquet; default: from the file suffix."
-    )
-
-    @field_validator("path")
-    @classmethod
-    def _safe_path(cls, value: str) -> str:
-        return check_relative_path(value)
-
-    @model_validator(mode="after")
-    def _known_format(self) -> SourceSpec:
-        if self.format is None and self.file_format is None:
-            raise ValueError("cannot tell the format from the suffix; name a .csv or .parquet file")
-        return self
-
-    @property
-    def file_format(self) -> Literal["csv", "parquet"] | None:
-        """The effective format: explicit, else from the suffix."""
-        if self.format is not None:
-            return self.format
-        suffix = PurePosixPath(self.path).suffix.lower()
-        if suffix in (".csv", ".tsv", ".txt") or self.path.lower().endswith(".csv.gz"):
-            return "csv"
-        if suffix in (".parquet", ".pq"):
-            return "parquet"
-        return None
-
-
 class DataSpec(_Model):
     """The project's data sources, their schema and which of them are validated."""
 
     sources: dict[str, SourceSpec] = Field(
-        default_factory=dict, description="Source name -> file. Steps use a source as data.<name>."
+        default_factory=dict,
+        description="Source name -> a file (path), an object (url) or a query (sql). Steps use data.<name>.",
     )
     schema_ref: str | None = Field(
         default=None,
@@ -319,6 +275,13 @@ class RetrainSpec(_Model):
     under ``rollout`` (the guards of ``pave rollout``) and promoted or rolled back on its own.
     """
 
+    on: list[Literal["data_change"]] = Field(
+        default_factory=list,
+        description=(
+            "Events that start a retrain besides the schedule and alerts: data_change (a source's "
+            "fingerprint differs from the one the last run recorded; checked by the control plane)."
+        ),
+    )
     schedule: str | None = Field(
         default=None,
         pattern=CRON,
@@ -347,6 +310,14 @@ class RetrainSpec(_Model):
             "reopening must not retrain in a loop); 0: none. Manual and scheduled retrains ignore it."
         ),
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: Any) -> Any:
+        # YAML 1.1 reads a bare `on:` key as the boolean true.
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if key is True else key): value for key, value in data.items()}
+        return data
 
     @field_validator("set")
     @classmethod

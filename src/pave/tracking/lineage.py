@@ -40,6 +40,7 @@ TAG_GIT_COMMIT = "pave.git.commit"
 TAG_GIT_DIRTY = "pave.git.dirty"
 TAG_GIT_PATH = "pave.git.path"
 TAG_DATA_PREFIX = "pave.data."
+TAG_FINGERPRINT_PREFIX = "pave.fingerprint."  # + source: its fingerprint when the run read it
 TAG_ENV_HASH = "pave.env.hash"
 TAG_SEED = "pave.seed"
 TAG_TEMPLATE = "pave.template"
