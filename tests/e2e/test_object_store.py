@@ -4,6 +4,7 @@ the project."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -126,19 +127,47 @@ def test_object_routes_keep_projects_apart(shared_server: PaveServer, tmp_path: 
         assert bad.status_code in (200, 201, 400)  # indexed already: nothing is written either way
 
 
-def test_a_store_that_is_down_at_start_is_one_line(s3_server: S3Server, tmp_path: Path) -> None:
-    env = pave_env(tmp_path / "home") | s3_server.env
-    for root, extra, words in (
-        ("s3://no-such-bucket/p", {}, "does not exist"),
-        (
-            f"s3://{s3_server.bucket()}/p",
-            {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"},
-            "AWS_ENDPOINT_URL",
+@pytest.mark.parametrize("command", ["up", "serve"])
+def test_a_wrong_object_store_at_start_is_one_line_naming_the_setting(
+    command: str, s3_server: S3Server, tmp_path: Path
+) -> None:
+    """An unreachable store, refused credentials, a missing bucket: `pave up` and `pave serve` stop
+    before serving, with the error and its fix (each naming the setting) and no traceback."""
+    bucket = s3_server.bucket()
+    cases = {
+        "missing bucket": (
+            {"PAVE_ARTIFACT_ROOT": "s3://no-such-bucket/p"},
+            ("PAVE_ARTIFACT_ROOT", "no-such-bucket does not exist", s3_server.endpoint),
+            ("aws s3 mb s3://no-such-bucket", "PAVE_ARTIFACT_ROOT"),
         ),
-    ):
-        result = run_pave(
-            "up", "--port", str(free_port()), env=env | {"PAVE_ARTIFACT_ROOT": root} | extra, timeout=60
-        )
-        assert result.returncode != 0
-        assert words in result.stderr + result.stdout
-        assert "Traceback" not in result.stderr
+        "unreachable": (
+            {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"},
+            ("PAVE_ARTIFACT_ROOT", "no object store answers at AWS_ENDPOINT_URL=http://127.0.0.1:"),
+            ("set AWS_ENDPOINT_URL",),
+        ),
+        "wrong credentials": (
+            {"AWS_ACCESS_KEY_ID": "not-a-key", "AWS_SECRET_ACCESS_KEY": "nope"},
+            ("PAVE_ARTIFACT_ROOT", "refused AWS_ACCESS_KEY_ID=not-a-key"),
+            ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",),
+        ),
+    }
+    port_flag = "--port"
+    for case, (extra, headline, fix) in cases.items():
+        home = tmp_path / case.replace(" ", "-")
+        env = pave_env(home) | s3_server.env | {"PAVE_ARTIFACT_ROOT": f"s3://{bucket}/p"} | extra
+        args = (command, port_flag, str(free_port()))
+        with s3_server.checking_credentials() if case == "wrong credentials" else contextlib.nullcontext():
+            result = run_pave(*args, env=env, timeout=120)
+        assert result.returncode != 0, case
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert "Traceback" not in result.stderr, result.stderr[-3000:]
+        errors = [line for line in lines if line.startswith("error:")]
+        hints = [line for line in lines if line.startswith("hint:")]
+        assert len(errors) == 1, result.stderr[-3000:]
+        assert len(hints) == 1, result.stderr[-3000:]
+        for words in headline:
+            assert words in errors[0], (case, errors[0])
+        for words in fix:
+            assert words in hints[0], (case, hints[0])
+        assert "nope" not in result.stderr, "the secret key is never printed"
+        assert not list(home.glob("run/*.json")), "nothing was started (no pid file)"

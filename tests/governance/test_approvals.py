@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -217,6 +219,54 @@ def test_stored_bytes_quota_counts_chunked_uploads_and_refuses_uploads_past_the_
     assert sorted(p.name for p in folder.iterdir()) == ["before.txt", "first.txt"]
     assert (folder / "first.txt").read_bytes() == b"y" * 80
     assert not list((shared_server.home / "artifacts" / experiment_id).rglob("*tmp*"))
+
+
+def test_dataset_and_code_uploads_count_against_the_stored_bytes_quota(shared_server: PaveServer) -> None:
+    """What a client sends through the dataset and code routes counts with the project's MLflow
+    artifacts, declared or chunked; an upload over the quota stores and indexes nothing."""
+    world = World(shared_server)
+    world.project("quota-objects", owner="oscar")
+    experiment_id = world.experiment("quota-objects")
+    run_id = world.run(experiment_id)
+
+    def sha(data: bytes) -> str:
+        return hashlib.sha256(data).hexdigest()
+
+    def chunks(data: bytes) -> Iterator[bytes]:  # no Content-Length: Transfer-Encoding: chunked
+        yield data[: len(data) // 2]
+        yield data[len(data) // 2 :]
+
+    first, second, third, code = (os.urandom(n) for n in (300, 301, 200, 100))
+    objects = "/api/v1/projects/quota-objects"
+    with world.admin() as admin:
+        base = f"/mlflow/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts"
+        assert admin.put(f"{base}/model.bin", content=b"m" * 300).status_code == 200
+        set_quota = admin.put(f"{objects}/policy", json={"max_stored_bytes": 1000})
+        assert set_quota.status_code == 200
+        put = admin.put(f"{objects}/datasets/{sha(first)}", params={"filename": "a.csv"}, content=first)
+        assert put.status_code == 201, put.text  # 300 + 300
+        put = admin.put(f"{objects}/code/{sha(code)}", params={"filename": "code.tar.gz"}, content=code)
+        assert put.status_code == 201, put.text  # 700
+        over = admin.put(f"{objects}/datasets/{sha(second)}", params={"filename": "b.csv"}, content=second)
+        assert over.status_code == 429, over.text  # 700 + 301 > 1000
+        assert "stored_bytes" in over.json()["error"]["message"]
+        assert "oscar" in over.json()["error"]["message"]
+        assert admin.head(f"{objects}/datasets/{sha(second)}").status_code == 404, "nothing indexed"
+        chunked = admin.put(
+            f"{objects}/datasets/{sha(second)}", params={"filename": "b.csv"}, content=chunks(second)
+        )
+        assert chunked.status_code == 429, chunked.text
+        assert admin.head(f"{objects}/datasets/{sha(second)}").status_code == 404, "nothing indexed"
+        # the datasets count on MLflow's side too: 700 + 350 > 1000
+        refused = admin.put(f"{base}/more.bin", content=b"n" * 350)
+        assert refused.status_code == 429, refused.text
+        put = admin.put(f"{objects}/datasets/{sha(third)}", params={"filename": "c.csv"}, content=third)
+        assert put.status_code == 201, put.text
+        assert admin.head(f"{objects}/datasets/{sha(third)}").status_code == 200  # 900
+        # bytes the project stored already are not sent nor counted again
+        again = admin.put(f"{objects}/datasets/{sha(first)}", params={"filename": "a.csv"}, content=first)
+        assert again.status_code == 201
+        assert again.json()["stored"] is False
 
 
 def test_deploying_or_rolling_out_an_unapproved_version_is_refused(gated: dict[str, Any]) -> None:

@@ -600,20 +600,9 @@ def _project_policy(ctx: Context, project: str) -> Callable[[int], None] | None:
     if _DIRECT_UPLOADS.search(path) or endpoint == "artifacts/presigned-upload-url":
         policy.refuse_direct_upload(rules)
     uploading = (ctx.method == "PUT" and artifact_path(path)) or endpoint == "upload-artifact"
-    root = ctx.gate.artifact_root
-    if not uploading or root is None:
+    if not uploading:
         return None
-    used = sum(_folder_bytes(root / e) for e in ctx.scope.experiment_ids)
+    used = policy.stored_bytes(ctx.open_session(), project, ctx.gate.artifact_store, ctx.scope.experiment_ids)
     policy.check_quota(rules, "stored_bytes", used, int(ctx.headers.get("content-length") or 0))
     # A chunked body declares no length: its bytes are counted as they arrive.
     return functools.partial(policy.check_quota, rules, "stored_bytes", used)
-
-
-def _folder_bytes(folder: Path) -> int:
-    total = 0
-    if not folder.is_dir():
-        return 0
-    for item in folder.rglob("*"):
-        if item.is_file() and not item.is_symlink():
-            total += item.stat().st_size
-    return total

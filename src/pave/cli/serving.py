@@ -132,6 +132,7 @@ def serve(
     from pave.cli.platform import ensure_port_free
     from pave.cli.supervisor import FD_ENV, gateway_pidfile, write_gateway_pidfile
     from pave.serving.server import run_gateway
+    from pave.storage import open_storage
 
     settings = load_settings(
         gateway_host=host, gateway_port=port, gateway_workers=workers, gateway_grpc_port=grpc_port
@@ -141,6 +142,9 @@ def serve(
     sock = socket.socket(fileno=int(inherited)) if inherited else None
     if sock is None:
         ensure_port_free(settings.gateway_host, settings.gateway_port, "--port")
+        # A gateway of its own: a wrong object store is said now, in one line, not at the first
+        # model load (under `pave up`, the control plane checked it before starting this process).
+        open_storage(settings.artifacts).check()
     if settings.gateway_grpc_port:
         ensure_port_free(settings.gateway_host, settings.gateway_grpc_port, "--grpc-port")
     settings.ensure_home()

@@ -1,21 +1,25 @@
 """A project's governance policy: approval before production, and quotas.
 
 Quotas (None: unlimited) are enforced where the thing is created: concurrent MLflow runs on run
-creation, stored bytes on artifact upload, deployments where a deployment is created (the
-deployment route calls :func:`check_quota`). Exceeding one raises QuotaExceeded naming the
-quota, its value and the project's owner, who can ask a platform admin to change it.
+creation, stored bytes on every upload through the platform (MLflow's artifact proxy, and the
+dataset and code routes), deployments where a deployment is created (the deployment route calls
+:func:`check_quota`). A project's stored bytes (:func:`stored_bytes`) are its MLflow artifacts plus
+the dataset versions and code snapshots it stored, wherever the artifact root is. Exceeding one
+raises QuotaExceeded naming the quota, its value and the project's owner, who can ask a platform
+admin to change it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pave.errors import InvalidInput, NotFound, QuotaExceeded
-from pave.store.tables import Project, ProjectPolicy, utcnow
+from pave.store.tables import Project, ProjectObjectRow, ProjectPolicy, utcnow
 
 QUOTAS = {
     "concurrent_runs": "max_concurrent_runs",
@@ -95,6 +99,26 @@ def check_quota(policy: Policy, quota: str, in_use: int, adding: int = 1) -> Non
         f"--{QUOTAS[quota].replace('_', '-')} N`",
         details={"quota": quota, "limit": limit, "in_use": in_use, "owner": policy.owner},
     )
+
+
+def stored_bytes(
+    session: Session, project: str, artifact_root: str | None, experiment_ids: Iterable[str]
+) -> int:
+    """The bytes ``project`` holds: its MLflow artifacts (under ``<root>/<experiment id>/``, a folder
+    or an object store) plus its dataset versions and code snapshots (as the project's index says:
+    each project counts what it stored, even when the store keeps one copy for several)."""
+    objects = session.scalar(
+        select(func.coalesce(func.sum(ProjectObjectRow.size), 0)).where(ProjectObjectRow.project == project)
+    )
+    total = int(objects or 0)
+    if artifact_root:
+        from pave.storage import open_storage
+
+        storage = open_storage(artifact_root)
+        for experiment_id in experiment_ids:
+            if experiment_id.isdigit():  # an id from the store, never a path
+                total += sum(item.size for item in storage.list(f"{experiment_id}/"))
+    return total
 
 
 # The largest page MLflow's own clients ask for (runs search: 50000, metric history: 25000).

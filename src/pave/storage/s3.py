@@ -54,7 +54,14 @@ def split_url(url: str) -> tuple[str, str]:
 
 
 def _endpoint() -> str:
-    return os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
+    """Where boto3 sends requests, named by its setting (``AWS_ENDPOINT_URL=...`` or AWS itself)."""
+    url = os.environ.get("AWS_ENDPOINT_URL")
+    return f"AWS_ENDPOINT_URL={url}" if url else "AWS S3 (no AWS_ENDPOINT_URL set)"
+
+
+def _key_id() -> str:
+    key = os.environ.get("AWS_ACCESS_KEY_ID")
+    return f"AWS_ACCESS_KEY_ID={key}" if key else "the credentials boto3 found (profile or role)"
 
 
 class S3Storage(Storage):
@@ -79,8 +86,12 @@ class S3Storage(Storage):
 
     # --- errors ----------------------------------------------------------------------------------
 
-    def error(self, exc: Exception, what: str) -> StorageError:
-        """One line naming the setting to fix, for any boto3 failure."""
+    def error(self, exc: Exception, what: str, *, bucket_call: bool = False) -> StorageError:
+        """One line naming the setting to fix, for any boto3 failure.
+
+        ``bucket_call``: the request named only the bucket (HEAD bucket), so a bare 404 means
+        the bucket is missing (HEAD answers carry no error code).
+        """
         from botocore.exceptions import (
             ClientError,
             EndpointConnectionError,
@@ -96,15 +107,17 @@ class S3Storage(Storage):
             )
         if isinstance(exc, ClientError):
             code = str(exc.response.get("Error", {}).get("Code", ""))
-            if (code in ("NoSuchBucket", "404") and what == "checking the bucket") or code == "NoSuchBucket":
+            if code == "NoSuchBucket" or (code == "404" and bucket_call):
                 return BucketMissing(
                     f"{what}: the bucket {self.bucket} does not exist at {_endpoint()}",
-                    hint=f"create it (aws s3 mb s3://{self.bucket}) or fix PAVE_ARTIFACT_ROOT",
+                    hint=f"create it (aws s3 mb s3://{self.bucket}) or set PAVE_ARTIFACT_ROOT to an existing "
+                    "bucket",
                 )
             if code in _DENIED:
                 return StorageDenied(
-                    f"{what}: the object store {where} refused the credentials ({code})",
-                    hint="check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and the key's permissions",
+                    f"{what}: the object store at {_endpoint()} refused {_key_id()} ({code})",
+                    hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to a key that may read and write "
+                    f"s3://{self.bucket}",
                 )
             return StorageError(
                 f"{what}: the object store {where} answered {code or 'an error'}",
@@ -113,7 +126,8 @@ class S3Storage(Storage):
         if isinstance(exc, EndpointConnectionError) or "Connect" in type(exc).__name__:
             return StorageUnreachable(
                 f"{what}: no object store answers at {_endpoint()}",
-                hint="check AWS_ENDPOINT_URL and that the store is up (then retry)",
+                hint="set AWS_ENDPOINT_URL to the store's URL (unset for AWS itself) and check that the "
+                "store is up",
             )
         return StorageError(
             f"{what}: the object store {where} failed ({type(exc).__name__}: {str(exc)[:200]})",
@@ -188,7 +202,10 @@ class S3Storage(Storage):
         self._call(f"deleting {key}", "delete_object", Key=self._key(key))
 
     def check(self) -> None:
-        self._call("checking the bucket", "head_bucket")
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except Exception as exc:
+            raise self.error(exc, f"PAVE_ARTIFACT_ROOT={self.url}", bucket_call=True) from None
 
 
 class _MultipartWriter(ObjectWriter):

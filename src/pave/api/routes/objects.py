@@ -3,12 +3,14 @@
 Clients need no object-store credentials: ``pave run`` asks (HEAD) and sends (PUT) what the store
 lacks, ``pave reproduce`` and the platform's jobs read (GET) through these routes, under the
 project's permissions (read to fetch, write to store). Bodies stream to and from the store; an
-upload is verified against its digest before it becomes visible.
+upload is verified against its digest before it becomes visible, and counts against the project's
+``stored_bytes`` quota.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -20,8 +22,10 @@ from sqlalchemy import select
 from pave.api.deps import PlatformDep, PrincipalDep, SessionDep
 from pave.data.objects import Kind, Receiver, check_sha, index, indexed, object_key
 from pave.errors import NotFound
+from pave.governance import policy
 from pave.storage import CHUNK, open_storage
 from pave.store.tables import Project
+from pave.tracking import stores
 
 router = APIRouter(prefix="/api/v1/projects/{name}", tags=["objects"])
 Sha = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="sha256 of the object's bytes")]
@@ -71,14 +75,18 @@ async def put_object(
 ) -> dict[str, Any]:
     """Store the request body (raw bytes) as the project's object ``sha``, verified and once."""
     sessions = platform.sessions
+    declared = int(request.headers.get("content-length") or 0)
 
-    def known() -> Any:
+    def known() -> tuple[Any, Callable[[int], None] | None]:
         with sessions() as session:
             if session.scalar(select(Project.id).where(Project.name == name)) is None:
                 raise NotFound(f"project {name!r} does not exist", hint="`pave projects` lists them")
-            return indexed(session, name, kind, sha)
+            row = indexed(session, name, kind, sha)
+            if row is not None:
+                return row, None
+            return None, _quota(session, platform, name, declared)
 
-    row = await anyio.to_thread.run_sync(known)
+    row, quota = await anyio.to_thread.run_sync(known)
     if row is not None:  # the client did not ask first; nothing to store
         return {"sha256": sha, "filename": row.filename, "bytes": row.size, "stored": False}
     storage = open_storage(platform.settings.artifacts)
@@ -88,8 +96,12 @@ async def put_object(
         async for chunk in request.stream():
             buffer += chunk
             if len(buffer) >= CHUNK:
+                if quota is not None:  # a chunked body declares no length: counted as it arrives
+                    quota(receiver.size + len(buffer))
                 await anyio.to_thread.run_sync(receiver.write, bytes(buffer))
                 buffer.clear()
+        if quota is not None:
+            quota(receiver.size + len(buffer))
         await anyio.to_thread.run_sync(receiver.write, bytes(buffer))
         stored_name = await anyio.to_thread.run_sync(receiver.finish)
     except BaseException:
@@ -110,6 +122,19 @@ async def put_object(
 
     await anyio.to_thread.run_sync(record)
     return {"sha256": sha, "filename": stored_name, "bytes": receiver.size, "stored": not receiver.present}
+
+
+def _quota(session: Any, platform: Any, project: str, declared: int) -> Callable[[int], None] | None:
+    """Check the project's stored-bytes quota for ``declared`` more bytes; answer the check of the
+    bytes as they arrive (None: no quota)."""
+    rules = policy.get_policy(session, project)
+    if rules.max_stored_bytes is None:
+        return None
+    experiment = stores.tracking_store().get_experiment_by_name(project)
+    experiments = [experiment.experiment_id] if experiment is not None else []
+    used = policy.stored_bytes(session, project, platform.settings.artifacts, experiments)
+    policy.check_quota(rules, "stored_bytes", used, declared)
+    return functools.partial(policy.check_quota, rules, "stored_bytes", used)
 
 
 def _routes(kind: Kind) -> None:
