@@ -288,3 +288,47 @@ def test_the_incident_page_lists_one_line_per_episode_to_those_who_may_read_it(p
     outsider = portal.signed_in(portal.token("ivan", "viewer")).get("/incidents")
     assert outsider.status_code == 200
     assert "inc-proj" not in outsider.text  # no role on the project: not listed
+
+
+def test_the_model_card_shows_fairness_per_group(portal: Portal) -> None:
+    import json
+    from pathlib import Path
+
+    from mlflow.tracking import MlflowClient
+
+    with transaction(portal.sessions) as session:
+        session.add(Project(name="carded", owner="olga", description="", created_by="olga", labels={}))
+    url = portal.settings.mlflow_db_url
+    mlflow = MlflowClient(tracking_uri=url, registry_uri=url)
+    experiment = mlflow.create_experiment(
+        "carded", artifact_location=f"{portal.settings.artifacts}/mlflow/carded"
+    )
+    run = mlflow.create_run(experiment)
+    folder = Path(run.info.artifact_uri)
+    folder.mkdir(parents=True)
+    groups = {
+        "A": {"count": 100, "selection_rate": 0.5, "true_positive_rate": 0.8, "false_positive_rate": 0.2},
+        "B": {"count": 100, "selection_rate": 0.3, "true_positive_rate": 0.5, "false_positive_rate": 0.1},
+    }
+    (folder / "fairness.json").write_text(
+        json.dumps(
+            {
+                "positive_label": 1,
+                "rows": 200,
+                "metrics": {"demographic_parity_difference": 0.2, "equalized_odds_difference": 0.3},
+                "features": {
+                    "sex": {
+                        "demographic_parity_difference": 0.2,
+                        "equalized_odds_difference": 0.3,
+                        "groups": groups,
+                    }
+                },
+            }
+        )
+    )
+    mlflow.create_registered_model("carded")
+    version = mlflow.create_model_version("carded", f"{folder}/model", run_id=run.info.run_id).version
+    card = portal.signed_in(portal.admin_token).get(f"/projects/carded/models/{version}").text
+    assert "By sex" in card
+    assert "demographic parity difference 0.2" in card
+    assert re.search(r"<th scope=\"row\">B</th><td class=\"num\">100</td><td class=\"num\">0.3</td>", card)

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pave.config import Settings
 from pave.governance.egress import EgressPolicy
 from pave.monitoring.alerts import Verdict, apply_verdicts
+from pave.monitoring.fairness import evaluate_fairness
 from pave.monitoring.ingest import ingest
 from pave.monitoring.monitors import evaluate_drift, evaluate_performance, evaluate_prediction_drift
 from pave.monitoring.retention import prune
@@ -132,6 +133,12 @@ class RegistrySpecs:
         profile_path = root / PROFILE_ARTIFACT
         profile = json.loads(profile_path.read_text()) if profile_path.is_file() else {}
         spec = MonitorSpec.model_validate(spec_doc.get("monitor") or {})
+        fair = spec_doc.get("fairness") or {}
+        for monitor in spec.monitors:  # a fairness monitor's defaults: the project's fairness section
+            if monitor.type == "fairness" and monitor.features == "all":
+                monitor.features = list(fair.get("sensitive_features") or [])
+            if monitor.type == "fairness" and monitor.positive_label is None:
+                monitor.positive_label = fair.get("positive_label")
         return Monitoring(spec, profile, version)
 
 
@@ -242,6 +249,10 @@ class Scheduler:
         elif monitor.type == "prediction_drift":
             verdicts, summary, baseline = evaluate_prediction_drift(
                 self.log_dir, deployment.name, version, monitor, baseline, now
+            )
+        elif monitor.type == "fairness":
+            verdicts, summary = evaluate_fairness(
+                self.sessions, self.log_dir, deployment.name, version, monitor, now
             )
         else:
             verdicts, summary = evaluate_performance(

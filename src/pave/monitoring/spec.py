@@ -13,11 +13,14 @@
         - {name: inputs, type: drift, method: psi, features: all, threshold: 0.2, window: 1h}
         - {name: outputs, type: prediction_drift, method: js, window: 1h}
         - {name: quality, type: performance, metric: accuracy, threshold: 0.8, window: 1d, min_samples: 50}
+        - {name: fair, type: fairness, metric: demographic_parity_difference, threshold: 0.1, window: 1d}
 
 Durations are seconds (``90``) or a number with a unit: ``30s``, ``5m``, ``1h``, ``1d``. A drift
 monitor's ``threshold`` means what it means for its method (see :mod:`pave.monitoring.drift`); a
 performance monitor alerts when the metric is worse than ``threshold`` (below it for accuracy, f1,
-roc_auc and precision_at_k, above it for rmse and mae).
+roc_auc and precision_at_k, above it for rmse and mae). A fairness monitor alerts when the
+difference between the sensitive groups of its ``features`` (default: ``fairness.sensitive_features``
+of ``pave.yaml``), computed on labelled traffic, is above ``threshold``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from pave.errors import InvalidInput
 from pave.monitoring.rules import DEFAULT_THRESHOLDS, DriftRule
+from pave.registry.fairness import METRICS as FAIRNESS_METRICS
 
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -86,7 +90,7 @@ class MonitorDef(_Model):
     """One monitor: data drift per feature, drift of the predictions, or a model metric on labels."""
 
     name: str = Field(pattern=MONITOR_NAME, description="Unique name; alerts carry it.")
-    type: Literal["drift", "prediction_drift", "performance"] = Field(
+    type: Literal["drift", "prediction_drift", "performance", "fairness"] = Field(
         default="drift", description="What is watched."
     )
     method: str | list[str] = Field(
@@ -97,7 +101,14 @@ class MonitorDef(_Model):
         default="all", description="Drift: the input columns to watch, or all the reference has."
     )
     metric: str | None = Field(
-        default=None, description="Performance: accuracy, f1, roc_auc, rmse, mae or precision_at_k."
+        default=None,
+        description=(
+            "Performance: accuracy, f1, roc_auc, rmse, mae or precision_at_k. Fairness: "
+            "demographic_parity_difference or equalized_odds_difference."
+        ),
+    )
+    positive_label: str | int | float | bool | None = Field(
+        default=None, description="Fairness: the favourable outcome (default: fairness.positive_label, or 1)."
     )
     threshold: float | None = Field(
         default=None,
@@ -134,6 +145,17 @@ class MonitorDef(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> MonitorDef:
+        if self.type == "fairness":
+            if self.metric not in FAIRNESS_METRICS:
+                raise ValueError(f"a fairness monitor needs metric: one of {', '.join(FAIRNESS_METRICS)}")
+            if self.threshold is None or not 0.0 <= self.threshold < 1.0:
+                raise ValueError(
+                    "a fairness monitor needs threshold: the largest acceptable difference, in [0, 1), "
+                    "e.g. 0.1"
+                )
+            return self
+        if self.positive_label is not None:
+            raise ValueError("positive_label is for fairness monitors")
         if self.type == "performance":
             if self.metric is None:
                 raise ValueError(f"a performance monitor needs metric: one of {', '.join(sorted(METRICS))}")
@@ -149,7 +171,7 @@ class MonitorDef(_Model):
     @field_validator("threshold")
     @classmethod
     def _threshold(cls, value: float | None, info: ValidationInfo) -> float | None:
-        if value is None:
+        if value is None or info.data.get("type") == "fairness":  # checked with the metric, below
             return value
         if info.data.get("type") == "performance":
             metric = info.data.get("metric")

@@ -54,7 +54,7 @@ from pave.pipelines.executor import Executor, LocalExecutor
 from pave.pipelines.modules import local_top_level_names, project_imports, resolve
 from pave.pipelines.snapshot import ARCHIVE, make_snapshot, restore_snapshot
 from pave.pipelines.spec import ProjectSpec, load_spec
-from pave.registry import flavors
+from pave.registry import fairness, flavors
 from pave.registry.gates import GateResult, all_passed, check_gate_metrics, evaluate_gates
 from pave.registry.versions import CANDIDATE, champion_metrics, register_version, version_with_tag
 from pave.storage import StorageError, open_storage
@@ -346,6 +346,13 @@ def _execute(
             mlflow.log_dict({name: profile_frame(df) for name, df in frames.items()}, PROFILE_ARTIFACT)
         pipeline = _run_steps(spec, project, frames, result, settings, from_step, progress, cache, log_dir)
         result.metrics = _metrics(spec, pipeline)
+        if spec.fairness is not None and spec.model is not None:
+            source = str(spec.fairness.data_from or spec.model.input_example_from)
+            report = fairness.evaluate_model(
+                spec.fairness, pipeline.output(spec.model.step), pipeline.output(source), source
+            )
+            mlflow.log_dict(report, fairness.FAIRNESS_ARTIFACT)
+            result.metrics.update({k: v for k, v in report["metrics"].items() if v is not None})
         if result.metrics:
             mlflow.log_metrics(result.metrics)
         mlflow.set_tag(L.TAG_CACHED_STEPS, ",".join(pipeline.cached))

@@ -40,6 +40,7 @@ from pydantic import (
 from pave.data.sources import SourceSpec
 from pave.errors import InvalidInput, NotFound
 from pave.monitoring.spec import MonitorSpec
+from pave.registry.fairness import FairnessSpec
 
 SPEC_FILE = "pave.yaml"
 SCHEMA_FILE = Path(__file__).with_name("pave.schema.json")
@@ -394,6 +395,10 @@ class ProjectSpec(_Model):
     model: ModelSpec | None = Field(default=None, description="The model to log and register.")
     metrics: MetricsSpec | None = Field(default=None, description="The metrics step and primary metric.")
     gates: list[GateSpec] = Field(default_factory=list, description="Promotion gates, all must pass.")
+    fairness: FairnessSpec | None = Field(
+        default=None,
+        description="Sensitive features: demographic parity and equalized odds differences at evaluation.",
+    )
     deploy: dict[str, Any] = Field(
         default_factory=dict, description="Deployment settings (free-form for now)."
     )
@@ -469,6 +474,17 @@ def reference_problems(spec: ProjectSpec) -> list[tuple[Loc, str, str]]:
         ]
     if spec.metrics is not None:
         checks.append((("metrics", "step"), spec.metrics.step))
+    if spec.fairness is not None:
+        split = spec.fairness.data_from or (spec.model.input_example_from if spec.model else None)
+        if split is None or spec.model is None:
+            problems.append(
+                (
+                    ("fairness",),
+                    "fairness needs a model and the step holding the evaluation split",
+                    "set fairness.data_from (or model.input_example_from) to a step returning X_test, y_test",
+                )
+            )
+        checks.append((("fairness", "data_from"), spec.fairness.data_from))
     for where, target in checks:
         if target is not None and target not in names:
             problems.append((where, f"unknown step {target!r}", f"use one of: {known}"))

@@ -269,6 +269,7 @@ class ModelCard:
     author: str | None = None
     deployed_weight: float | None = None
     environment: list[str] = field(default_factory=list)
+    fairness: dict[str, Any] = field(default_factory=dict)
 
 
 def model_card(session: Session, settings: Settings, project: Project, version: str) -> ModelCard:
@@ -288,6 +289,7 @@ def model_card(session: Session, settings: Settings, project: Project, version: 
         card.gates = list(gates.get("gates", []))
         card.gates_passed = gates.get("passed")
         card.profile = _artifact_json(settings, run, "data/profile.json") or {}
+        card.fairness = _artifact_json(settings, run, "fairness.json") or {}
         with contextlib.suppress(PaveError, OSError, ValueError):
             from pave.serving.store import artifact_location
 
