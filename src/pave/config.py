@@ -262,8 +262,9 @@ class Settings(BaseSettings):
     source_env: list[str] = Field(
         default_factory=list,
         description=(
-            "Environment variables the control plane may put into a SQL source's URL (${VAR}) when it "
-            "checks it for data_change, e.g. ['WAREHOUSE_URL']; any other variable is never expanded there."
+            "Environment variables of the control plane that data sources may use, e.g. ['WAREHOUSE_URL']: "
+            "a SQL source's url: ${VAR} when it is checked for data_change, and the retrains' environment "
+            "(AWS_* names here give retrains of s3:// sources those credentials). No other is ever used."
         ),
     )
 

@@ -220,7 +220,7 @@ def test_sources_the_control_plane_may_not_reach_never_start_a_turn(
 ) -> None:
     files.files["/points.csv"] = frame().to_csv(index=False).encode()
     # no egress_allowed_networks: 127.0.0.1 is not a public address
-    platform = Platform(tmp_path, f"{{url: {files.url}/points.csv}}")
+    platform = Platform(tmp_path, f"{{url: {files.url}/points.csv}}", source_env=["PAVE_TEST_READER"])
     platform.run()
     files.files["/points.csv"] = frame(3).to_csv(index=False).encode()
     assert platform.check() == []
@@ -234,6 +234,19 @@ def test_sources_the_control_plane_may_not_reach_never_start_a_turn(
     spec = {"data": {"sources": {"t": {"sql": {"url": "${PAVE_DATABASE_URL_COPY}", "query": "select 1"}}}}}
     seen = triggers.observe(platform.name, spec, platform.settings)
     assert "does not expand ${PAVE_DATABASE_URL_COPY}" in seen.skipped["t"]
+    # an allowed variable, but inside a URL the spec writes: it could go to any host
+    monkeypatch.setenv("PAVE_TEST_READER", "secret")
+    spec = {
+        "data": {
+            "sources": {
+                "t": {
+                    "sql": {"url": "postgresql://u:${PAVE_TEST_READER}@example.org/db", "query": "select 1"}
+                }
+            }
+        }
+    }
+    seen = triggers.observe(platform.name, spec, platform.settings)
+    assert "expands a variable only as the whole URL" in seen.skipped["t"]
 
 
 def test_only_projects_that_ask_are_watched() -> None:

@@ -445,6 +445,7 @@ def _spawn(
         "PAVE_ARTIFACT_ROOT": settings.artifacts,
         "PAVE_LOOP_RUN": str(run_id),
     }
+    env |= {k: os.environ[k] for k in settings.source_env if k in os.environ}  # data sources' (opt-in)
     sets = [arg for key, value in spec.set.items() for arg in ("--set", f"{key}={_override(value)}")]
     command = [sys.executable, "-m", "pave", "run", str(directory), "--json", *sets]
     with (work / "run.json").open("wb") as out, (work / "run.log").open("wb") as err:

@@ -90,14 +90,24 @@ class Guard:
 
     Args:
         egress: checks every host reached (public addresses, or the allowed networks).
-        variables: the only ``${VAR}`` names it expands (its own environment holds its secrets).
+        variables: the only ``${VAR}`` names it expands (its own environment holds its secrets),
+            and only as a whole URL: a variable inside a URL the spec writes could carry a
+            secret to any host.
     """
 
     def __init__(self, egress: Any, variables: Sequence[str]) -> None:
         self.egress, self.variables = egress, frozenset(variables)
 
     def expand(self, name: str, source: SourceSpec, text: str) -> str:
-        refused = [v for v in variables(text) if v not in self.variables]
+        named = variables(text)
+        if named and text.strip() != f"${{{named[0]}}}":
+            # `postgresql://u:${SECRET}@elsewhere/db` would send the secret wherever the spec says
+            raise SourceInvalid(
+                f"data source {name} ({source.where}): the control plane expands a variable only as the "
+                "whole URL",
+                hint="write url: ${WAREHOUSE_URL} and set the whole URL in that variable",
+            )
+        refused = [v for v in named if v not in self.variables]
         if refused:
             raise SourceInvalid(
                 f"data source {name} ({source.where}): the control plane does not expand ${{{refused[0]}}}",
@@ -364,7 +374,8 @@ def _query(name: str, source: SourceSpec, guard: Guard | None, consume: Callable
             result = connection.execution_options(stream_results=True).execute(text(source.sql.query))
             if not result.returns_rows:
                 raise SourceInvalid(f"{where}: the query returns no rows", hint="make it a SELECT")
-            return consume([str(c) for c in result], result.partitions(_ROWS))
+            names = list(result.keys())  # (not `for c in result`: that would read the rows)
+            return consume([str(c) for c in names], result.partitions(_ROWS))
     except OperationalError as exc:
         if "connect" in _first_line(exc).lower() or "timeout" in _first_line(exc).lower():
             raise SourceUnreachable(
