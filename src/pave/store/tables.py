@@ -463,7 +463,7 @@ class LoopRunRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project: Mapped[str] = mapped_column(String(100), index=True)
     active: Mapped[str | None] = mapped_column(String(100), unique=True, nullable=True)
-    trigger: Mapped[str] = mapped_column(String(20))  # manual | schedule | alert
+    trigger: Mapped[str] = mapped_column(String(20))  # manual | schedule | alert | data_change
     alert_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     triggered_by: Mapped[str] = mapped_column(String(200))
     # queued | training | rolling_out | promoted | rolled_back | gates_failed | unchanged | registered
