@@ -20,9 +20,10 @@ from sqlalchemy import create_engine, text
 
 from pave.config import Settings
 from pave.data.errors import SourceInvalid, SourceMissing, SourceUnreachable
-from pave.data.remote import fingerprint
+from pave.data.remote import Guard, fingerprint
 from pave.data.sources import SourceSpec
 from pave.errors import InvalidInput, MissingExtra, PaveError
+from pave.governance.egress import EgressPolicy
 from pave.pipelines import execute_project, reproduce
 from pave.pipelines.spec import parse_spec
 from pave_testing import POSTGRES_URL, S3Server, free_port
@@ -39,6 +40,7 @@ class Files:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.heads = 0
+        self.etags = True  # False: a server that sends no validator at all
         files = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -50,7 +52,8 @@ class Files:
                     self.end_headers()
                     return
                 self.send_response(200)
-                self.send_header("ETag", f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"')
+                if files.etags:
+                    self.send_header("ETag", f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"')
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 if body:
@@ -199,6 +202,26 @@ def test_an_https_source_is_versioned_fingerprinted_and_reproduced(
     )
     assert files.heads == heads + 1  # a HEAD, not a download
     assert again.run.fingerprints == {}  # a reproduction reads the stored version, not the source
+
+
+def test_a_url_without_validators_is_fingerprinted_by_its_body(files: Files, churn_frame: Any) -> None:
+    files.etags = False
+    body = churn_frame().to_csv(index=False).encode()
+    files.files["/train.csv"] = body
+    source = SourceSpec(url=f"{files.url}/train.csv")
+    assert fingerprint("train", source) == f"sha256:{hashlib.sha256(body).hexdigest()}"
+    # the control plane downloads no dataset to compare it: such a URL is not checked there
+    guard = Guard(EgressPolicy(allowed_networks=("127.0.0.1/32",)), [])
+    with pytest.raises(SourceInvalid, match="sends no ETag or Last-Modified"):
+        fingerprint("train", source, guard=guard)
+
+
+def test_an_unreachable_object_store_names_the_setting(monkeypatch: pytest.MonkeyPatch, s3: S3Server) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(SourceUnreachable) as caught:
+        fingerprint("train", SourceSpec(url="s3://lake/train.csv"))
+    assert "data source train (s3://lake/train.csv)" in caught.value.message
+    assert "AWS_ENDPOINT_URL" in (caught.value.hint or "")
 
 
 # --- bad sources ------------------------------------------------------------------------------------------

@@ -271,11 +271,11 @@ def _http_fingerprint(name: str, source: SourceSpec, guard: Guard | None) -> str
             raise _http_error(name, source, head.status_code)
         tag = http_tag(head.headers) if head.status_code < 400 else None
         if tag is None:  # no validator: the body's digest (not cheap, but right)
-            if guard is not None:
-                body = fetch(guard.egress, "GET", url, timeout=HTTP_TIMEOUT)
-                if body.status_code >= 400:
-                    raise _http_error(name, source, body.status_code)
-                return f"sha256:{hashlib.sha256(body.content).hexdigest()}"
+            if guard is not None:  # the control plane downloads no dataset to compare it
+                raise SourceInvalid(
+                    f"data source {name} ({source.where}): the server sends no ETag or Last-Modified",
+                    hint="serve it with an ETag (web servers and object stores do), or retrain on a schedule",
+                )
             with httpx.Client(timeout=HTTP_TIMEOUT, follow_redirects=True) as client:
                 digest = hashlib.sha256()
                 with client.stream("GET", url) as response:
