@@ -46,6 +46,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pave.automation.cron import parse_cron
+from pave.automation.triggers import source_environment
 from pave.config import Settings
 from pave.errors import Conflict, Forbidden, InvalidInput, NotFound, PaveError
 from pave.governance.audit import AuditEntry, append
@@ -445,7 +446,7 @@ def _spawn(
         "PAVE_ARTIFACT_ROOT": settings.artifacts,
         "PAVE_LOOP_RUN": str(run_id),
     }
-    env |= {k: os.environ[k] for k in settings.source_env if k in os.environ}  # data sources' (opt-in)
+    env |= source_environment(settings)  # what its s3:// and SQL sources need (tests/e2e/test_data_change.py)
     sets = [arg for key, value in spec.set.items() for arg in ("--set", f"{key}={_override(value)}")]
     command = [sys.executable, "-m", "pave", "run", str(directory), "--json", *sets]
     with (work / "run.json").open("wb") as out, (work / "run.log").open("wb") as err:

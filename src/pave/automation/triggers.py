@@ -27,6 +27,7 @@ it at a later tick, once it is done.
 from __future__ import annotations
 
 import logging
+import os
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -71,6 +72,13 @@ class _Watch:
 
 
 _watches: dict[str, _Watch] = {}
+
+
+def source_environment(settings: Settings) -> dict[str, str]:
+    """The environment a retrain job gets for its data sources: the control plane's variables
+    that ``source_env`` lists (e.g. ``WAREHOUSE_URL``, or ``AWS_*`` for ``s3://`` sources), and
+    no other. Without them a retrain of a project whose sources are not project files fails."""
+    return {name: os.environ[name] for name in settings.source_env if name in os.environ}
 
 
 def watches_data(spec: dict[str, Any]) -> bool:
