@@ -24,7 +24,7 @@ from pave.automation import loop, triggers
 from pave.config import Settings
 from pave.pipelines import execute_project, load_spec
 from pave.store import migrate
-from pave.store.db import make_engine, session_factory
+from pave.store.db import check_connection, make_engine, session_factory
 from pave.store.tables import LoopRunRow
 from pave_testing import POSTGRES_URL, S3Server, free_port
 
@@ -67,6 +67,7 @@ class Platform:
         )
         self.settings.ensure_home()
         engine = make_engine(self.settings.db_url)
+        check_connection(engine)  # creates the schema on PostgreSQL
         migrate.upgrade(engine, tmp_path)
         self.sessions: sessionmaker[Session] = session_factory(engine)
 
@@ -133,11 +134,18 @@ def table(postgres_url: str) -> Iterator[str]:
 
 
 @pytest.mark.postgres
-def test_a_changed_row_queues_a_turn(tmp_path: Path, table: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_changed_row_queues_a_turn(
+    tmp_path: Path, table: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The source on PostgreSQL, and the platform's own store there too."""
     monkeypatch.setenv("PAVE_TEST_SOURCE_URL", POSTGRES_URL)
     source = f"{{sql: {{url: \"${{PAVE_TEST_SOURCE_URL}}\", query: 'select x, y from {table} order by id'}}}}"  # noqa: S608
     platform = Platform(
-        tmp_path, source, source_env=["PAVE_TEST_SOURCE_URL"], egress_allowed_networks=["127.0.0.1/32"]
+        tmp_path,
+        source,
+        database_url=postgres_url,
+        source_env=["PAVE_TEST_SOURCE_URL"],
+        egress_allowed_networks=["127.0.0.1/32"],
     )
 
     def change() -> None:
