@@ -175,6 +175,10 @@ class Receiver:
         else:
             self._hash.update(data)
 
+    def write_all(self, pieces: list[bytes]) -> None:
+        for piece in pieces:
+            self.write(piece)
+
     def finish(self) -> str:
         """Verify and commit; return the stored file name (InvalidInput on a wrong digest)."""
         digest = self.writer.digest() if self.writer is not None else self._hash.hexdigest()

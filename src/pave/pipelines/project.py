@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -57,7 +58,7 @@ from pave.pipelines.spec import ProjectSpec, load_spec
 from pave.registry import fairness, flavors
 from pave.registry.gates import GateResult, all_passed, check_gate_metrics, evaluate_gates
 from pave.registry.versions import CANDIDATE, champion_metrics, register_version, version_with_tag
-from pave.storage import StorageError, open_storage
+from pave.storage import open_storage
 from pave.tracking import lineage as L
 from pave.tracking import stores
 
@@ -357,21 +358,49 @@ def _execute(
             mlflow.log_metrics(result.metrics)
         mlflow.set_tag(L.TAG_CACHED_STEPS, ",".join(pipeline.cached))
         _model_and_gates(spec, pipeline, client, result, register, project)
-    except BaseException as exc:
-        if isinstance(exc, StorageError):
-            exc.hint = f"{exc.hint}; then run `pave run` again (finished steps come from the cache)"
-        _fail(client, run_id, exc, log_dir)
-        if isinstance(exc, PaveError):
-            exc.run_id = run_id  # type: ignore[attr-defined]
-            if isinstance(exc.details, dict):
-                exc.details.setdefault("run_id", run_id)
-            elif exc.details is None:
-                exc.details = {"run_id": run_id}
-        raise
+    except BaseException as caught:
+        error = _outage(caught, tracking_uri) or caught
+        if isinstance(error, Unavailable):  # the object store, MLflow or the platform went away
+            error.hint = _resume_hint(error.hint, project, from_step)
+        _fail(client, run_id, error, log_dir)
+        if isinstance(error, PaveError):
+            error.run_id = run_id  # type: ignore[attr-defined]
+            if isinstance(error.details, dict):
+                error.details.setdefault("run_id", run_id)
+            elif error.details is None:
+                error.details = {"run_id": run_id}
+        if error is caught:
+            raise
+        raise error from caught
     _log_dir_artifacts(client, run_id, log_dir)
     mlflow.end_run("FINISHED")
     result.status = "FINISHED"
     return result
+
+
+def _outage(exc: BaseException, tracking_uri: str) -> Unavailable | None:
+    """An MLflow request that found no answer (the platform, or the object store behind its
+    artifact proxy, is down: MLflow gave up after its retries) as Unavailable; None otherwise."""
+    from mlflow.exceptions import MlflowException
+
+    message = str(exc)
+    if not (isinstance(exc, MlflowException) and message.startswith("API request to ")):
+        return None
+    artifact = re.search(r"/artifacts/(?:[^/ ]+/)*?artifacts/(\S+?) failed with", message)
+    status = re.search(r"too many (\d{3}) error responses", message)
+    what = f"the run's artifact {artifact.group(1)}" if artifact else "the run"
+    answer = f"answered {status.group(1)} to every try" if status else "did not answer"
+    return Unavailable(
+        f"{what} was not stored: MLflow at {mask_url(tracking_uri)} {answer}",
+        hint="the platform or its object store is down (`pave status` says which)",
+    )
+
+
+def _resume_hint(hint: str | None, project: Path, from_step: str | None) -> str:
+    """What to do after an outage: fix it, then the same command (finished steps are cached)."""
+    again = f"pave run {project}" + (f" --from-step {from_step}" if from_step else "")
+    first = f"{hint}; then" if hint else "when it is back,"
+    return f"{first} run `{again}` again (the steps that finished come from the cache)"
 
 
 def flatten_params(spec: ProjectSpec) -> dict[str, str]:
@@ -712,12 +741,19 @@ def _fail(client: Any, run_id: str, exc: BaseException, log_dir: Path) -> None:
         lambda: client.log_text(run_id, json.dumps(body, indent=2, default=str), ERROR_ARTIFACT),
         lambda: _log_dir_artifacts(client, run_id, log_dir),
     ]
+    unrecorded = []
     try:
         for record in records:
             try:
                 record()
             except Exception as error:  # recorded as far as the stores allow; the cause is raised
-                warnings.warn(f"could not record the failure of run {run_id}: {error}", stacklevel=2)
+                unrecorded.append(str(error))
+        if unrecorded:
+            warnings.warn(
+                f"run {run_id}: {len(unrecorded)} part(s) of the failure's record could not be stored "
+                f"(first: {unrecorded[0][:200]})",
+                stacklevel=2,
+            )
     finally:
         mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -28,7 +29,7 @@ from pave.storage.base import (
     check_key,
 )
 
-PARALLEL_PARTS = 4  # parts in flight per upload: bounded memory (4 x 8 MB), full bandwidth
+PARALLEL_PARTS = 8  # parts in flight per upload: bounded memory (8 x 8 MB), full bandwidth
 _DENIED = {
     "AccessDenied",
     "InvalidAccessKeyId",
@@ -216,18 +217,36 @@ class _MultipartWriter(ObjectWriter):
         super().__init__(key)
         self.storage = storage
         self.s3_key = storage._key(key)
-        self.buffer = bytearray()
+        # what was written and not yet sent, as the caller's own bytes (no copy until a part is cut)
+        self.pieces: deque[memoryview] = deque()
+        self.pending = 0
         self.upload_id: str | None = None
         self.parts: list[Future[dict[str, Any]]] = []
         self.pool: ThreadPoolExecutor | None = None
         self.slots = threading.Semaphore(PARALLEL_PARTS)
 
     def _write(self, data: bytes) -> None:
-        self.buffer += data
-        while len(self.buffer) >= CHUNK:
-            part = bytes(self.buffer[:CHUNK])
-            del self.buffer[:CHUNK]
-            self._send(part)
+        # bytes are immutable: kept as they are; anything else is copied once, now
+        self.pieces.append(memoryview(data if isinstance(data, bytes) else bytes(data)))
+        self.pending += len(data)
+        while self.pending >= CHUNK:
+            self._send(self._take(CHUNK))
+
+    def _take(self, size: int) -> bytes:
+        """The next ``size`` pending bytes as one part (one copy: the join)."""
+        taken: list[memoryview] = []
+        need = min(size, self.pending)
+        self.pending -= need
+        while need:
+            piece = self.pieces[0]
+            if len(piece) <= need:
+                taken.append(self.pieces.popleft())
+                need -= len(piece)
+            else:
+                taken.append(piece[:need])
+                self.pieces[0] = piece[need:]
+                need = 0
+        return b"".join(taken)
 
     def _send(self, part: bytes) -> None:
         storage = self.storage
@@ -259,13 +278,11 @@ class _MultipartWriter(ObjectWriter):
     def _commit(self) -> ObjectInfo:
         storage = self.storage
         if self.upload_id is None:
-            answer = storage._call(
-                f"uploading {self.key}", "put_object", Key=self.s3_key, Body=bytes(self.buffer)
-            )
+            body = self._take(self.pending)
+            answer = storage._call(f"uploading {self.key}", "put_object", Key=self.s3_key, Body=body)
             return ObjectInfo(self.key, self.size, answer.get("ETag"))
-        if self.buffer:
-            self._send(bytes(self.buffer))
-            self.buffer.clear()
+        if self.pending:
+            self._send(self._take(self.pending))
         parts = [future.result() for future in self.parts]  # raises the first part's error
         answer = storage._call(
             f"uploading {self.key}",
@@ -278,7 +295,8 @@ class _MultipartWriter(ObjectWriter):
         return ObjectInfo(self.key, self.size, answer.get("ETag"))
 
     def _abort(self) -> None:
-        self.buffer.clear()
+        self.pieces.clear()
+        self.pending = 0
         self._close_pool()
         if self.upload_id is not None:
             try:

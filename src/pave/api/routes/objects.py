@@ -92,17 +92,20 @@ async def put_object(
     storage = open_storage(platform.settings.artifacts)
     receiver = await anyio.to_thread.run_sync(Receiver, storage, kind, sha, filename)
     try:
-        buffer = bytearray()
+        # the body's chunks go to the store's writer as they came (no copy), a part's worth at a time
+        pieces: list[bytes] = []
+        pending = 0
         async for chunk in request.stream():
-            buffer += chunk
-            if len(buffer) >= CHUNK:
+            pieces.append(chunk)
+            pending += len(chunk)
+            if pending >= CHUNK:
                 if quota is not None:  # a chunked body declares no length: counted as it arrives
-                    quota(receiver.size + len(buffer))
-                await anyio.to_thread.run_sync(receiver.write, bytes(buffer))
-                buffer.clear()
+                    quota(receiver.size + pending)
+                await anyio.to_thread.run_sync(receiver.write_all, pieces)
+                pieces, pending = [], 0
         if quota is not None:
-            quota(receiver.size + len(buffer))
-        await anyio.to_thread.run_sync(receiver.write, bytes(buffer))
+            quota(receiver.size + pending)
+        await anyio.to_thread.run_sync(receiver.write_all, pieces)
         stored_name = await anyio.to_thread.run_sync(receiver.finish)
     except BaseException:
         await anyio.to_thread.run_sync(receiver.abort)
