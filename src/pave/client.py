@@ -472,12 +472,10 @@ class Client:
 
     # --- the closed loop: retraining -----------------------------------------------------------
 
-    def record_source(self, project: str, directory: str, spec: dict[str, Any]) -> dict[str, Any]:
-        """Tell the control plane where ``project`` lives (``pave run`` does): what a retrain re-runs."""
+    def record_run(self, project: str, run_id: str) -> dict[str, Any]:
+        """Record ``run_id`` as what ``project``'s retrains re-run (``pave run`` does, once finished)."""
         result: dict[str, Any] = self.request(
-            "PUT",
-            f"/api/v1/projects/{quote(project, safe='')}/source",
-            json={"directory": directory, "spec": spec},
+            "PUT", f"/api/v1/projects/{quote(project, safe='')}/source", json={"run_id": run_id}
         )
         return result
 
@@ -487,7 +485,7 @@ class Client:
         return result
 
     def get_loop(self, project: str, limit: int = 50) -> dict[str, Any]:
-        """Where the project lives, its retrain policy, and its loop runs (newest first)."""
+        """The run the project retrains from, its retrain policy, and its loop runs (newest first)."""
         result: dict[str, Any] = self.request(
             "GET", f"/api/v1/projects/{quote(project, safe='')}/loop", params={"limit": limit}
         )

@@ -152,6 +152,20 @@ class Settings(BaseSettings):
             "'ray://HEAD:10001' (Ray Client), an address 'HOST:PORT'; unset starts Ray for the run."
         ),
     )
+    job_executor: Literal["local"] = Field(
+        default="local",
+        description=(
+            "Where the platform's jobs (the closed loop's retrains) run: local (a worker process of "
+            "its own beside the control plane, outside its process)."
+        ),
+    )
+    job_user: str = Field(
+        default="nobody",
+        description=(
+            "The account a local job runs as when the control plane runs as root (it then cannot "
+            "read the control plane's home); a control plane that is not root runs jobs as itself."
+        ),
+    )
     environment: Literal["development", "production"] = Field(
         default="development",
         description=(
@@ -446,9 +460,14 @@ class Settings(BaseSettings):
             raise problems[0]
 
     def ensure_home(self) -> None:
-        """Create the home and its private folders (mode 0700) before any process writes to them."""
+        """Create the home and its private folders (mode 0700) before any process writes to them.
+
+        A home that already exists is made private too (jobs and other accounts must not read the
+        database, the credentials or the artifacts in it)."""
         for path in (self.home, self.run_dir, self.home / "tmp", self.inference_log_dir):
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.home.stat().st_mode & 0o077 and self.home.stat().st_uid == os.geteuid():
+            self.home.chmod(0o700)
         if not self.artifacts.partition("://")[1]:
             Path(self.artifacts).mkdir(mode=0o700, parents=True, exist_ok=True)
 

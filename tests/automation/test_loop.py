@@ -1,5 +1,5 @@
 """The closed loop's bookkeeping on a real store: triggers, the one-at-a-time rule, schedules,
-alerts, a real `pave run` subprocess that fails, and a control plane that restarts meanwhile."""
+alerts, a real retrain job that fails, and a control plane that restarts meanwhile."""
 
 from __future__ import annotations
 
@@ -14,22 +14,24 @@ from typing import Any
 
 import pytest
 
-from pave.automation import loop
+from pave.automation import jobs, loop
 from pave.automation.cron import parse_cron
-from pave.errors import Conflict, Forbidden, InvalidInput, NotFound
+from pave.errors import Conflict, InvalidInput, NotFound
 from pave.store.tables import AlertRow, AuditEvent, LoopRunRow, LoopSourceRow, Token
+from pave_testing import free_port
 
 
 def spec(name: str = "churn", **extra: Any) -> dict[str, Any]:
     return {"name": name, "steps": [{"name": "train", "function": "steps:train"}], **extra}
 
 
-def record(store: Any, directory: Path, **extra: Any) -> None:
-    settings, sessions = store
+RUN = "a" * 32
+
+
+def record(store: Any, **extra: Any) -> None:
+    _, sessions = store
     with sessions.begin() as session:
-        loop.record_source(
-            session, settings, project="churn", directory=str(directory), spec=spec(**extra), actor="ann"
-        )
+        loop.record_source(session, project="churn", run_id=RUN, spec=spec(**extra), actor="ann")
 
 
 def runs(store: Any) -> list[LoopRunRow]:
@@ -58,84 +60,36 @@ def test_cron_errors_name_the_field(expression, fragment):
         parse_cron(expression)
 
 
-def test_clear_errors_before_anything_runs(store, tmp_path):
-    settings, sessions = store
-    with sessions.begin() as session, pytest.raises(NotFound, match="does not know where project churn"):
+def test_clear_errors_before_anything_runs(store):
+    _, sessions = store
+    with sessions.begin() as session, pytest.raises(NotFound, match="no run of project churn is recorded"):
         loop.trigger(session, "churn", trigger="manual", actor="ann")
-    record(store, tmp_path)
+    record(store)
     with sessions.begin() as session, pytest.raises(InvalidInput, match="no retrain: section"):
         loop.trigger(session, "churn", trigger="manual", actor="ann")
     with sessions.begin() as session, pytest.raises(InvalidInput, match="not 'other'"):
-        loop.record_source(
-            session, settings, project="other", directory=str(tmp_path), spec=spec(), actor="ann"
-        )
-    with sessions.begin() as session, pytest.raises(InvalidInput, match="absolute"):
-        loop.record_source(session, settings, project="churn", directory="churn", spec=spec(), actor="ann")
+        loop.record_source(session, project="other", run_id=RUN, spec=spec(), actor="ann")
     with (
         sessions.begin() as session,
         pytest.raises(InvalidInput, match=r"retrain.schedule in pave.yaml: cron minute"),
     ):
         loop.record_source(
-            session,
-            settings,
-            project="churn",
-            directory=str(tmp_path),
-            spec=spec(retrain={"schedule": "61 * * * *"}),
-            actor="a",
+            session, project="churn", run_id=RUN, spec=spec(retrain={"schedule": "61 * * * *"}), actor="a"
         )
     with (
         sessions.begin() as session,
         pytest.raises(InvalidInput, match=r"retrain.rollout in pave.yaml: unknown"),
     ):
         loop.record_source(
-            session,
-            settings,
-            project="churn",
-            directory=str(tmp_path),
-            spec=spec(retrain={"rollout": {"stepz": [5]}}),
-            actor="a",
+            session, project="churn", run_id=RUN, spec=spec(retrain={"rollout": {"stepz": [5]}}), actor="a"
         )
     assert runs(store) == []
 
 
-@pytest.mark.parametrize("where", ["home", "artifacts", "link-into-artifacts"])
-def test_a_folder_the_platform_writes_is_never_recorded_nor_run(store, tmp_path, where):
-    """The API fills the home and the artifact store: code there is a developer's, not a checkout."""
-    settings, sessions = store
-    folder = {
-        "home": settings.home / "projects" / "churn",
-        "artifacts": Path(settings.artifacts) / "1" / "abc" / "artifacts",
-        "link-into-artifacts": tmp_path / "innocent",
-    }[where]
-    if where == "link-into-artifacts":
-        (Path(settings.artifacts) / "2").mkdir(parents=True)
-        folder.symlink_to(Path(settings.artifacts) / "2", target_is_directory=True)
-    else:
-        folder.mkdir(parents=True)
-    (folder / "pave.yaml").write_text("name: churn\nsteps: []\n")
-    with sessions.begin() as session, pytest.raises(Forbidden, match="inside the platform's own storage"):
-        loop.record_source(
-            session, settings, project="churn", directory=str(folder), spec=spec(retrain={}), actor="ann"
-        )
-    # A folder recorded before, then swapped for a link into the store, is refused when the turn starts.
-    outside = tmp_path / "checkout"
-    outside.mkdir()
-    record(store, outside, retrain={})
-    outside.rmdir()
-    outside.symlink_to(Path(settings.artifacts), target_is_directory=True)
-    with sessions.begin() as session:
-        loop.trigger(session, "churn", trigger="manual", actor="ann")
-    loop.tick(sessions, settings)
-    (turn,) = runs(store)
-    assert turn.state == "failed"
-    assert "inside the platform's own storage" in (turn.error or "")
-    assert turn.pid is None, "nothing was started"
-
-
-def test_one_turn_per_project_at_a_time(any_store, tmp_path):
+def test_one_turn_per_project_at_a_time(any_store):
     store = any_store
     _, sessions = store
-    record(store, tmp_path, retrain={})
+    record(store, retrain={})
     with sessions.begin() as session:
         first = loop.trigger(session, "churn", trigger="manual", actor="ann")
     with (
@@ -167,7 +121,7 @@ def _tick_until(store: Any, done: Any, *, forget_processes: bool = False) -> lis
     while time.monotonic() < deadline:
         loop.tick(sessions, settings)
         if forget_processes:  # a control plane that restarted knows only what the store says
-            loop._processes.clear()
+            jobs._processes.clear()
         found = runs(store)
         if done(found):
             return found
@@ -176,46 +130,52 @@ def _tick_until(store: Any, done: Any, *, forget_processes: bool = False) -> lis
 
 
 @pytest.mark.parametrize("restart", [False, True], ids=["same-control-plane", "after-a-restart"])
-def test_a_failing_pave_run_is_recorded_with_its_error_and_the_token_revoked(store, tmp_path, restart):
+def test_a_failing_retrain_job_is_recorded_with_its_error_and_the_token_revoked(store, restart):
     settings, sessions = store
-    project = tmp_path / "churn"
-    project.mkdir()
-    record(store, project, retrain={"set": {"train.C": 1e-6}})
-    # pave.yaml broke after the run that recorded the folder: `pave run` fails before any MLflow run
-    (project / "pave.yaml").write_text(
-        "name: churn\nsteps: [{name: train, function: 'steps:train'}]\nmodel: {step: fit}\n"
-    )
+    # no platform answers at PAVE_URL: the job's `pave run --from-run` fails before any MLflow run
+    settings = settings.model_copy(update={"port": free_port()})
+    record(store, retrain={"set": {"train.C": 1e-6}})
     with sessions.begin() as session:
         loop.trigger(session, "churn", trigger="manual", actor="ann")
-    [row] = _tick_until(store, lambda rs: rs[0].active is None, forget_processes=restart)
+    [row] = _tick_until((settings, sessions), lambda rs: rs[0].active is None, forget_processes=restart)
     assert row.state == "failed"
     assert "error:" in (row.error or "")
-    assert "unknown step 'fit'" in (row.error or "")
+    assert settings.url in (row.error or "")
     assert [e["event"] for e in row.history] == ["triggered", "training", "failed"]
-    assert row.history[1]["overrides"] == {"train.C": 1e-6}
+    training = row.history[1]
+    assert training["overrides"] == {"train.C": 1e-6}
+    assert training["run"] == RUN
+    folder = Path(training["job"]["folder"])
+    assert folder.name.startswith("pave-job-loop-")
+    assert not folder.exists(), "the job's folder is removed when it ends"
+    assert not folder.is_relative_to(settings.home)
     with sessions() as session:
         token = session.get(Token, row.token_id)
         assert token is not None
         assert token.project == "churn"
         assert token.role == "developer"
         assert token.revoked_at is not None
+        assert token.expires_at is not None  # short-lived: the retrain's timeout and some minutes
+        assert token.expires_at - token.created_at < timedelta(hours=2)
     assert (loop.work_dir(settings, row.id) / "run.log").exists()
 
 
-def test_a_recorded_folder_that_is_gone_fails_the_turn_clearly(store, tmp_path):
+def test_a_project_recorded_by_folder_before_snapshots_fails_the_turn_clearly(store):
     settings, sessions = store
-    record(store, tmp_path / "gone", retrain={})
+    record(store, retrain={})
     with sessions.begin() as session:
+        session.query(LoopSourceRow).one().run_id = None
         loop.trigger(session, "churn", trigger="manual", actor="ann")
     loop.tick(sessions, settings)
     [row] = runs(store)
     assert row.state == "failed"
-    assert "has no pave.yaml on this host" in (row.error or "")
+    assert "recorded by folder, before code snapshots" in (row.error or "")
+    assert row.pid is None, "nothing was started"
 
 
-def test_the_schedule_triggers_a_turn_and_moves_to_the_next_firing(store, tmp_path):
+def test_the_schedule_triggers_a_turn_and_moves_to_the_next_firing(store):
     settings, sessions = store
-    record(store, tmp_path / "gone", retrain={"schedule": "*/5 * * * *"})
+    record(store, retrain={"schedule": "*/5 * * * *"})
     with sessions.begin() as session:
         source = session.query(LoopSourceRow).one()
         assert source.next_retrain_at is not None
@@ -252,15 +212,15 @@ def _alert(sessions: Any, opened_at: datetime) -> int:
         return alert.id
 
 
-def test_an_open_alert_retrains_once_when_the_policy_says_retrain(any_store, tmp_path):
+def test_an_open_alert_retrains_once_when_the_policy_says_retrain(any_store):
     store = any_store
     settings, sessions = store
-    record(store, tmp_path / "gone", retrain={}, monitor={"on_alert": "notify"})
+    record(store, retrain={}, monitor={"on_alert": "notify"})
     first = _alert(sessions, datetime.now(UTC) - timedelta(seconds=5))
     loop.tick(sessions, settings)
     assert runs(store) == []  # notify only
 
-    record(store, tmp_path / "gone", retrain={}, monitor={"on_alert": "retrain"})
+    record(store, retrain={}, monitor={"on_alert": "retrain"})
     loop.tick(sessions, settings)
     loop.tick(sessions, settings)
     [row] = runs(store)
@@ -280,7 +240,7 @@ def test_an_open_alert_retrains_once_when_the_policy_says_retrain(any_store, tmp
     loop.tick(sessions, settings)
     assert [r.alert_id for r in runs(store)] == [first]  # cooling down (default: an hour)
 
-    record(store, tmp_path / "gone", retrain={"cooldown": 0}, monitor={"on_alert": "retrain"})
+    record(store, retrain={"cooldown": 0}, monitor={"on_alert": "retrain"})
     loop.tick(sessions, settings)
     loop.tick(sessions, settings)
     assert [r.alert_id for r in runs(store)] == [second, first]
@@ -309,7 +269,7 @@ def test_an_open_alert_retrains_once_when_the_policy_says_retrain(any_store, tmp
 )
 def test_the_outcome_of_a_finished_run_is_read_from_its_output(store, tmp_path, result, state, fragment):
     settings, sessions = store
-    record(store, tmp_path, retrain={})
+    record(store, retrain={})
     with sessions.begin() as session:
         row = loop.trigger(session, "churn", trigger="manual", actor="ann")
         row.state = "training"  # its `pave run` ended while no control plane watched (pid gone)
@@ -331,8 +291,8 @@ def test_the_outcome_of_a_finished_run_is_read_from_its_output(store, tmp_path, 
 
 def test_a_retrain_past_its_timeout_is_stopped(store, tmp_path):
     settings, sessions = store
-    record(store, tmp_path, retrain={"timeout": 60})
-    # a `pave run` adopted after a restart (its command line names the project folder) that hangs
+    record(store, retrain={"timeout": 60})
+    # a job adopted after a restart (its command line names the job's folder) that hangs
     hanging = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(120)", str(tmp_path)], start_new_session=True
     )
@@ -341,13 +301,14 @@ def test_a_retrain_past_its_timeout_is_stopped(store, tmp_path):
             row = loop.trigger(session, "churn", trigger="manual", actor="ann")
             row.state, row.pid = "training", hanging.pid
             started = (datetime.now(UTC) - timedelta(seconds=30)).isoformat()
-            row.history = [*row.history, {"at": started, "event": "training"}]
+            job = {"executor": "local", "folder": str(tmp_path), "pid": hanging.pid}
+            row.history = [*row.history, {"at": started, "event": "training", "job": job}]
         loop.tick(sessions, settings)
         assert runs(store)[0].state == "training"  # 30 s of 60: still running
         with sessions.begin() as session:
             row = session.get(LoopRunRow, runs(store)[0].id)
             started = (datetime.now(UTC) - timedelta(seconds=90)).isoformat()
-            row.history = [*row.history[:-1], {"at": started, "event": "training"}]
+            row.history = [*row.history[:-1], {"at": started, "event": "training", "job": job}]
         loop.tick(sessions, settings)
         [row] = runs(store)
         assert row.state == "failed"

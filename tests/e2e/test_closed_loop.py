@@ -1,15 +1,20 @@
 """The closed loop end to end on a started platform, under load, with labels arriving later.
 
 1. A deployed model meets drifted traffic (one feature shifted) and labels that show its decay;
-   the drift alert makes Pave retrain it on the project's current data, gate it, canary it under
-   the model-metric guard and promote it, and no client request fails on the way.
+   the team's current data reached the platform with its latest ``pave run`` (recorded for
+   retraining); the drift alert makes Pave retrain from that run as an isolated job, gate it,
+   canary it under the model-metric guard and promote it, and no client request fails on the way.
 2. A retrain whose model is worse (``retrain.set`` makes it degenerate, yet it passes the gates)
    is started by hand with ``pave retrain``; the labels show it, and the guard rolls it back.
+
+Retrains run from the recorded run's code snapshot and data versions in a fresh job folder: the
+project's own folder is deleted before they start, and nothing needs it.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -173,9 +178,17 @@ def test_drift_and_decay_retrain_gate_canary_and_promote_without_a_failed_reques
         shared_server, tmp_path, name, monitor=monitor, retrain={"rollout": FAST_ROLLOUT}
     )
     env = _env(shared_server)
-    # The world moved: the feature is far off what v1 learnt; the team's current data has it too.
+    # The world moved: the feature is far off what v1 learnt; the team's current data has it too,
+    # and reaches the platform with the team's next run (v2, recorded for retraining, not deployed).
     drifted = frame.assign(**{SHIFTED: frame[SHIFTED] + 10 * frame[SHIFTED].std()})
     drifted.to_csv(project / "data" / "train.csv", index=False)
+    current = run_pave("run", str(project), "--json", env=env, timeout=600)
+    assert current.returncode == 0, current.stderr[-2000:]
+    recorded = json.loads(current.stdout)
+    assert recorded["model_version"] == "2"
+    shown = json.loads(run_pave("loop", name, "--json", env=env).stdout)
+    assert shown["source"]["run_id"] == recorded["run_id"]
+    shutil.rmtree(project)  # the platform never reads the team's folder
 
     with LabelledLoad(shared_server, shared_server.gateway_url, name, drifted) as load:
         turn = _finished_turn(env, name)
@@ -186,7 +199,9 @@ def test_drift_and_decay_retrain_gate_canary_and_promote_without_a_failed_reques
     assert turn["trigger"] == "alert", turn
     assert f"drift on {SHIFTED}" in turn["triggered_by"]
     assert turn["state"] == "promoted", turn
-    assert turn["model_version"] == "2"
+    assert turn["model_version"] == "3"
+    assert turn["history"][1]["run"] == recorded["run_id"]
+    assert turn["history"][1]["job"]["executor"] == "local"
     assert [e["event"] for e in turn["history"]] == [
         "triggered",
         "training",
@@ -206,8 +221,8 @@ def test_drift_and_decay_retrain_gate_canary_and_promote_without_a_failed_reques
         assert check["baseline"]["n"] >= FAST_ROLLOUT["min_labels"]
         assert check["candidate"]["accuracy"] > check["baseline"]["accuracy"]
         assert check["worse"] is False
-    assert "2" in load.versions
-    assert _champion(shared_server, name) == "2"
+    assert "3" in load.versions
+    assert _champion(shared_server, name) == "3"
 
 
 def test_a_worse_retrained_model_is_rolled_back_by_the_label_guard(
@@ -216,8 +231,9 @@ def test_a_worse_retrained_model_is_rolled_back_by_the_label_guard(
     name = "loop-worse"
     # Strong regularisation: the ranking survives (roc_auc passes the gate), the decisions do not.
     retrain = {"rollout": FAST_ROLLOUT, "set": {"train.C": 1e-6}}
-    _, frame = _deployed(shared_server, tmp_path, name, retrain=retrain)
+    project, frame = _deployed(shared_server, tmp_path, name, retrain=retrain)
     env = _env(shared_server)
+    shutil.rmtree(project)
 
     with LabelledLoad(shared_server, shared_server.gateway_url, name, frame) as load:
         started = run_pave("retrain", name, env=env)

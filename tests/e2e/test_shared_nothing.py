@@ -11,10 +11,11 @@ it prints) -> predictions on both -> feedback by inference id for answers of eit
 alert from the answers of both -> client B, which never saw the project, reproduces
 A's run with identical metrics. Then the traces prove that no process touched another's home.
 
-Not walked yet (their pieces are not in Pave yet): the source changes -> a data-change retrain as
-an isolated job -> rollout. And the project folder that `pave run` records by path is still looked
-at by the control plane and by `pave reproduce` (the test xfails on exactly that, fails on
-anything else).
+`pave run` records its run (never its folder) for retraining, and client B reproduces from the
+run's code snapshot: no process looks at a path in another's home.
+
+Not walked yet (its piece is not in Pave yet): the source changes -> a data-change retrain as an
+isolated job -> rollout.
 """
 
 from __future__ import annotations
@@ -346,6 +347,10 @@ def _walk(tmp_path: Path, network: Network, hosts: list[Host], shared_store: dic
                 answered.append(request_id)
 
     with httpx.Client(base_url=url, headers=auth, timeout=120) as api:
+        # A's run is what retrains re-run: recorded by its id (its snapshot is in the store), no folder
+        source = api.get(f"/api/v1/projects/{NAME}/loop").json()["source"]
+        assert source["run_id"] == result["run_id"], source
+        assert "directory" not in source
         # feedback by inference id, for the answers of either gateway
         posted = api.post(
             "/api/v1/feedback",
@@ -374,14 +379,4 @@ def _walk(tmp_path: Path, network: Network, hosts: list[Host], shared_store: dic
         for other, home in homes.items()
         if other != host.name and (path == home or path.startswith(home + "/"))
     }
-    # Known: `pave run` records the project's folder by path (PUT .../source, and in the run), and
-    # the control plane checks that path on its own disk, `pave reproduce` on B's. Recording a folder
-    # by path goes away with code snapshots (issue 12, item 4); until then those looks at the
-    # recorded path are expected, nothing else.
-    recorded = {
-        (who, path) for who in ("control-plane", "client-b") for path in (str(alice.home), str(project))
-    }
-    unexpected = foreign - recorded
-    assert not unexpected, f"a process touched another's home: {sorted(unexpected)[:10]}"
-    if foreign:
-        pytest.xfail(f"the folder a client records by path is still looked at: {sorted(foreign)}")
+    assert not foreign, f"a process touched another's home: {sorted(foreign)[:10]}"

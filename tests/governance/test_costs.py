@@ -70,9 +70,7 @@ def test_a_budget_alert_fires_once_at_80_and_once_at_100_percent(
     hook = {"kind": "webhook", "url": "https://hooks.example.com/budget"}
     with transaction(store) as session:
         session.add(
-            LoopSourceRow(
-                project="churn", directory="/x", spec={"monitor": {"sinks": [hook]}}, recorded_by="t"
-            )
+            LoopSourceRow(project="churn", run_id=None, spec={"monitor": {"sinks": [hook]}}, recorded_by="t")
         )
 
     def spend(seconds: float, at: datetime) -> list[AlertRow]:

@@ -203,7 +203,8 @@ def test_artifacts_of_an_experiment_made_outside_the_store_are_refused(
 
 
 def test_code_uploaded_as_artifacts_is_never_recorded_for_the_loop_to_run(target: dict[str, Any]) -> None:
-    """A developer fills a folder over the API and asks the loop to retrain from it every minute."""
+    """A developer fills a folder over the API and asks the loop to retrain from it every minute:
+    no folder is ever recorded, and a run without a snapshot the project stored is refused."""
     world: World = target["world"]
     project = target["project"]
     world.member(project, "lou", "developer")
@@ -228,8 +229,14 @@ def test_code_uploaded_as_artifacts_is_never_recorded_for_the_loop_to_run(target
         for directory in (str(on_disk), str(on_disk.parent.parent), str(Path(target["server"].home))):
             body = {"directory": directory, "spec": spec}
             response = client.put(f"/api/v1/projects/{project}/source", json=body)
-            assert_refused(world, response.status_code, dict(response.headers), expected=403)
-            assert "inside the platform's own storage" in response.json()["error"]["message"]
+            assert_refused(world, response.status_code, dict(response.headers), expected=400)
+            error = response.json()["error"]
+            assert "no longer records a project folder by path" in error["message"]
+            assert '{"run_id": RUN_ID}' in error["hint"]
+        # a run made straight into MLflow (artifacts uploaded by hand) is no pave run of the project
+        response = client.put(f"/api/v1/projects/{project}/source", json={"run_id": target["run_id"]})
+        assert_refused(world, response.status_code, dict(response.headers), expected=400)
+        assert f"is not a run of project {project}" in response.json()["error"]["message"]
         loop = client.get(f"/api/v1/projects/{project}/loop").json()
     assert loop["source"] is None, "nothing was recorded"
     assert not marker.exists()

@@ -15,7 +15,7 @@ from pave.store.db import check_connection, make_engine, session_factory
 from pave.store.tables import Identity
 from pave_testing import POSTGRES_URL
 
-ALL = [f"{n:04d}" for n in range(1, 14)]  # every migration, in order
+ALL = [f"{n:04d}" for n in range(1, 15)]  # every migration, in order
 
 
 def _open(home: str, database_url: str | None, queue: Any) -> None:

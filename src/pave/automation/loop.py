@@ -1,6 +1,6 @@
-"""The closed loop: an alert or a schedule -> ``pave run`` -> gates -> progressive rollout -> outcome.
+"""The closed loop: an alert or a schedule -> a retrain job -> gates -> progressive rollout -> outcome.
 
-A project takes part once its last ``pave run`` recorded where it lives (:func:`record_source`)
+A project takes part once its last ``pave run`` recorded its run (:mod:`pave.automation.sources`)
 and its ``pave.yaml`` has a ``retrain:`` section. Then a turn of the loop starts
 
 - by hand (``pave retrain PROJECT``, ``POST /api/v1/projects/{p}/retrain``);
@@ -18,13 +18,14 @@ plane about every second) moves along::
                               |--no deployment--> registered
                               '--error, timeout--> failed
 
-``training`` is a ``python -m pave run DIR --json`` subprocess in its own session, outside the
-request path, authenticated by a service token scoped to the project (developer role) that is
-revoked when the run ends; its output lands in ``$PAVE_HOME/loop/<id>/``. A control plane that
-restarts finds the subprocess again by its pid and reads its output when it ends. The turn's
-``active`` column holds the project's name until the turn ends; a unique constraint on it keeps
-two turns of one project from ever running at once. Rolling out is :mod:`pave.serving.rollouts`,
-whose guards promote the new version or roll it back on their own.
+``training`` is a job (:mod:`pave.automation.jobs`): ``pave run --from-run RUN_ID`` restores the
+recorded run's code snapshot and data versions into a fresh folder and runs there, outside the
+control plane, authenticated by a service token scoped to the project (developer role) that is
+revoked when the job ends. Its output lands in ``$PAVE_HOME/loop/<id>/``. A control plane that
+restarts finds the job again by what the turn recorded and reads its output when it ends. The
+turn's ``active`` column holds the project's name until the turn ends; a unique constraint on it
+keeps two turns of one project from ever running at once. Rolling out is
+:mod:`pave.serving.rollouts`, whose guards promote the new version or roll it back on their own.
 """
 
 from __future__ import annotations
@@ -32,11 +33,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
-import os
-import signal
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,22 +41,22 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from pave.automation import jobs
 from pave.automation.cron import parse_cron
+from pave.automation.sources import describe_source, get_source, record_source, retrain_of, retrain_spec
 from pave.automation.triggers import source_environment
 from pave.config import Settings
-from pave.errors import Conflict, Forbidden, InvalidInput, NotFound, PaveError
+from pave.errors import Conflict, PaveError
 from pave.governance.audit import AuditEntry, append
-from pave.pipelines.spec import ProjectSpec, RetrainSpec
+from pave.pipelines.spec import RetrainSpec
 from pave.store.tables import AlertRow, DeploymentRow, LoopRunRow, LoopSourceRow, RolloutRow, Token, utcnow
 
 log = logging.getLogger("pave.loop")
 
 SERVICE_IDENTITY = "pave-automation"
 ACTIVE = ("queued", "starting", "training", "rolling_out")
-# The retrain's environment: what Python and Pave need, not the control plane's secrets.
-_ENV_KEEP = ("PATH", "HOME", "LANG", "TMPDIR", "TZ", "VIRTUAL_ENV", "PYTHONPATH", "SSL_CERT_FILE")
-
-_processes: dict[int, subprocess.Popen[bytes]] = {}  # loop run id -> the `pave run` started here
+__all__ = ["describe_source", "get_source", "record_source", "retrain_spec", "tick", "trigger"]
+_starting: set[int] = set()  # turns whose job this control plane is starting
 
 
 def _event(kind: str, **details: Any) -> dict[str, Any]:
@@ -72,108 +68,6 @@ def _note(row: LoopRunRow, kind: str, **details: Any) -> None:
     row.updated_at = utcnow()
 
 
-# --- where projects live -----------------------------------------------------------------------------
-
-
-def check_folder(settings: Settings, directory: str) -> Path:
-    """A folder the loop may run ``pave run`` in: absolute, and nowhere the platform writes.
-
-    The platform's home and artifact root are filled over the API (run artifacts, datasets,
-    projects made in the portal); a folder there would let a developer choose the code that the
-    control plane's host runs. Symbolic links are followed before the check.
-
-    Raises:
-        InvalidInput: the folder is not absolute.
-        Forbidden: the folder is inside the platform's home or artifact store.
-    """
-    path = Path(directory)
-    if not path.is_absolute():
-        raise InvalidInput(f"the project folder must be an absolute path, got {directory!r}")
-    real = path.resolve()
-    places = [settings.home.resolve()]
-    if "://" not in settings.artifacts:
-        places.append(Path(settings.artifacts).expanduser().resolve())
-    for place in places:
-        if real.is_relative_to(place):
-            raise Forbidden(
-                f"the project folder {directory} is inside the platform's own storage ({place}), "
-                "which the API fills; the loop never runs code from there",
-                hint="run `pave run` in the project's own checkout (a folder outside PAVE_HOME)",
-            )
-    return real
-
-
-def record_source(
-    session: Session, settings: Settings, *, project: str, directory: str, spec: dict[str, Any], actor: str
-) -> LoopSourceRow:
-    """Remember where ``project`` lives and its spec as of its latest ``pave run``.
-
-    Raises:
-        InvalidInput: the spec is not this project's, the folder is not absolute, or the
-            ``retrain.schedule`` cron expression is invalid.
-        Forbidden: the folder is inside the platform's own storage (:func:`check_folder`).
-    """
-    try:
-        parsed = ProjectSpec.model_validate(spec)
-    except ValueError as exc:
-        raise InvalidInput(f"the spec sent for {project} is not a valid pave.yaml: {exc}") from exc
-    if parsed.name != project:
-        raise InvalidInput(f"the spec is project {parsed.name!r}, not {project!r}")
-    check_folder(settings, directory)
-    schedule = parsed.retrain.schedule if parsed.retrain else None
-    try:
-        cron = parse_cron(schedule) if schedule else None
-    except InvalidInput as exc:
-        raise InvalidInput(f"retrain.schedule in pave.yaml: {exc.message}", hint=exc.hint) from None
-    if parsed.retrain is not None:
-        from pave.serving.rollouts import RolloutPolicy
-
-        try:
-            RolloutPolicy.from_dict(parsed.retrain.rollout)
-        except (InvalidInput, TypeError, ValueError) as exc:
-            message = exc.message if isinstance(exc, InvalidInput) else str(exc)
-            hint = exc.hint if isinstance(exc, InvalidInput) else "see docs/serving.md for the rollout policy"
-            raise InvalidInput(f"retrain.rollout in pave.yaml: {message}", hint=hint) from None
-    row = session.scalar(select(LoopSourceRow).where(LoopSourceRow.project == project))
-    before = (
-        _retrain_of(row.spec).schedule if row is not None and row.spec.get("retrain") is not None else None
-    )
-    if row is None:
-        row = LoopSourceRow(project=project, directory=directory, spec=spec, recorded_by=actor)
-        session.add(row)
-    row.directory, row.spec, row.recorded_by, row.recorded_at = directory, spec, actor, utcnow()
-    if cron is None:
-        row.next_retrain_at = None
-    elif schedule != before or row.next_retrain_at is None:
-        row.next_retrain_at = cron.next_after(utcnow())
-    session.flush()
-    return row
-
-
-def get_source(session: Session, project: str) -> LoopSourceRow:
-    row = session.scalar(select(LoopSourceRow).where(LoopSourceRow.project == project))
-    if row is None:
-        raise NotFound(
-            f"the control plane does not know where project {project} lives",
-            hint="run it once on this host: `pave run PROJECT_DIR` records the folder for retraining",
-        )
-    return row
-
-
-def _retrain_of(spec: dict[str, Any]) -> RetrainSpec:
-    return RetrainSpec.model_validate(spec.get("retrain") or {})
-
-
-def retrain_spec(source: LoopSourceRow) -> RetrainSpec:
-    """The ``retrain:`` section of the recorded spec (InvalidInput when there is none)."""
-    if source.spec.get("retrain") is None:
-        raise InvalidInput(
-            f"the pave.yaml of {source.project} has no retrain: section",
-            hint="add e.g. `retrain: {rollout: {steps: [10, 50, 100]}}` to pave.yaml, then `pave run` once",
-        )
-    return _retrain_of(source.spec)
-
-
 # --- triggers --------------------------------------------------------------------------------------
 
 
@@ -183,7 +77,7 @@ def trigger(
     """Queue a turn of the loop for ``project`` (the control plane's next tick starts it).
 
     Raises:
-        NotFound: no recorded project folder.
+        NotFound: no recorded run.
         InvalidInput: the spec has no ``retrain`` section.
         Conflict: a turn of this project is still in flight.
     """
@@ -236,20 +130,6 @@ def describe(row: LoopRunRow) -> dict[str, Any]:
         "history": row.history,
         "created_at": row.created_at.isoformat(),
         "finished_at": row.finished_at.isoformat() if row.finished_at else None,
-    }
-
-
-def describe_source(row: LoopSourceRow | None) -> dict[str, Any] | None:
-    if row is None:
-        return None
-    monitor = row.spec.get("monitor") or {}
-    return {
-        "directory": row.directory,
-        "recorded_by": row.recorded_by,
-        "recorded_at": row.recorded_at.isoformat(),
-        "retrain": row.spec.get("retrain"),
-        "on_alert": monitor.get("on_alert", "notify") if isinstance(monitor, dict) else "notify",
-        "next_retrain_at": row.next_retrain_at.isoformat() if row.next_retrain_at else None,
     }
 
 
@@ -308,7 +188,7 @@ def _schedule(sessions: sessionmaker[Session], now: datetime, audits: list[Audit
     with sessions.begin() as session:
         due = session.scalars(select(LoopSourceRow).where(LoopSourceRow.next_retrain_at <= now))
         for source in list(due):
-            schedule = _retrain_of(source.spec).schedule if source.spec.get("retrain") is not None else None
+            schedule = retrain_of(source.spec).schedule if source.spec.get("retrain") is not None else None
             source.next_retrain_at = parse_cron(schedule).next_after(now) if schedule else None
             try:
                 row = trigger(session, source.project, trigger="schedule", actor=f"schedule {schedule}")
@@ -322,7 +202,7 @@ def _schedule(sessions: sessionmaker[Session], now: datetime, audits: list[Audit
 def _alerts(sessions: sessionmaker[Session], now: datetime, audits: list[AuditEntry]) -> None:
     with sessions.begin() as session:
         cooldowns = {
-            source.project: timedelta(seconds=_retrain_of(source.spec).cooldown)
+            source.project: timedelta(seconds=retrain_of(source.spec).cooldown)
             for source in session.scalars(select(LoopSourceRow))
             if source.spec.get("retrain") is not None
             and (source.spec.get("monitor") or {}).get("on_alert") == "retrain"
@@ -368,7 +248,7 @@ def _advance(
         if row is None or row.active is None:
             return
         state = row.state
-        if state == "starting" and run_id not in _processes:
+        if state == "starting" and run_id not in _starting:
             _finish(session, row, "failed", error="the control plane stopped while it started the retrain")
             return
         if state == "rolling_out":
@@ -381,31 +261,37 @@ def _advance(
             return
         source = get_source(session, row.project)
         spec = retrain_spec(source)
-        directory = check_folder(settings, source.directory)  # again: links may have moved since
-        if not (directory / "pave.yaml").is_file():
-            raise NotFound(
-                f"the project folder {directory} recorded for {row.project} has no pave.yaml on this host",
-                hint="`pave run PROJECT_DIR` on the control plane's host records where it lives",
+        if source.run_id is None:
+            _finish(
+                session,
+                row,
+                "failed",
+                error=f"{row.project} was recorded by folder, before code snapshots: no run to retrain from",
             )
+            return
         secret = _service_token(session, row, spec)
         row.state = "starting"
+        _starting.add(run_id)
+        job = _job(settings, row, source.run_id, spec, secret)
     try:
-        process = _spawn(settings, run_id, directory, spec, secret)
-    except OSError as exc:
+        handle = jobs.executor(settings).start(job)
+    except (OSError, PaveError) as exc:
+        _starting.discard(run_id)
         with sessions.begin() as session:
             row = session.get(LoopRunRow, run_id)
             if row is not None:
-                _finish(session, row, "failed", error=f"could not start pave run: {exc}")
+                _finish(session, row, "failed", error=f"could not start the retrain job: {exc}")
         return
-    _processes[run_id] = process
     with sessions.begin() as session:
         row = session.get(LoopRunRow, run_id)
         if row is not None:
-            row.state, row.pid = "training", process.pid
-            _note(row, "training", pid=process.pid, directory=str(directory), overrides=spec.set)
+            row.state, row.pid = "training", handle.pid
+            _note(row, "training", job=handle.to_dict(), run=job.args[2], overrides=spec.set)
+    _starting.discard(run_id)
 
 
 def _service_token(session: Session, row: LoopRunRow, spec: RetrainSpec) -> str:
+    """A token for the job alone: the project's, developer role, expiring soon after its timeout."""
     from pave.governance.tokens import create_token
 
     token, secret = create_token(
@@ -414,7 +300,7 @@ def _service_token(session: Session, row: LoopRunRow, spec: RetrainSpec) -> str:
         name=f"retrain {row.project} (loop run {row.id})",
         role="developer",
         project=row.project,
-        expires_in_days=max(1, math.ceil(spec.timeout / 86400)),
+        lifetime=timedelta(seconds=spec.timeout + 600),
         kind="service",
     )
     row.token_id = token.id
@@ -430,73 +316,54 @@ def _override(value: Any) -> str:
 
 
 def work_dir(settings: Settings, run_id: int) -> Path:
+    """Where the control plane keeps a turn's job output (the job itself never sees this folder)."""
     return settings.home / "loop" / str(run_id)
 
 
-def _spawn(
-    settings: Settings, run_id: int, directory: Path, spec: RetrainSpec, secret: str
-) -> subprocess.Popen[bytes]:
-    work = work_dir(settings, run_id)
-    work.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP or k.startswith("LC_")}
-    env |= {
-        "PAVE_URL": settings.url,
-        "PAVE_TOKEN": secret,
-        "PAVE_HOME": str(settings.home),
-        "PAVE_ARTIFACT_ROOT": settings.artifacts,
-        "PAVE_LOOP_RUN": str(run_id),
-    }
-    env |= source_environment(settings)  # what its s3:// and SQL sources need (tests/e2e/test_data_change.py)
+def _job(settings: Settings, row: LoopRunRow, source_run: str, spec: RetrainSpec, secret: str) -> jobs.Job:
+    """``pave run --from-run RUN_ID FOLDER/project --json --set ...``: the recorded run, again."""
     sets = [arg for key, value in spec.set.items() for arg in ("--set", f"{key}={_override(value)}")]
-    command = [sys.executable, "-m", "pave", "run", str(directory), "--json", *sets]
-    with (work / "run.json").open("wb") as out, (work / "run.log").open("wb") as err:
-        return subprocess.Popen(  # our own interpreter and command, no shell
-            command,
-            cwd=directory,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,  # survives a control-plane restart; killed as a group on timeout
-        )
+    work = work_dir(settings, row.id)
+    return jobs.Job(
+        key=f"loop-{row.id}",
+        project=row.project,
+        args=("run", "--from-run", source_run, "{folder}/project", "--json", *sets),
+        url=settings.url,
+        token=secret,
+        stdout=work / "run.json",
+        stderr=work / "run.log",
+        env=source_environment(settings),  # what its s3:// and SQL sources need (source_env, opt-in)
+    )
 
 
-def _alive(pid: int | None, directory: str) -> bool:
-    """A `pave run` this control plane did not start (before a restart) is still running."""
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if cmdline.exists():  # the pid may have been reused by another program
-        with contextlib.suppress(OSError):
-            return directory.encode() in cmdline.read_bytes()
-    return True
+def _handle(row: LoopRunRow) -> jobs.Handle | None:
+    started = next((e for e in reversed(row.history) if e["event"] == "training"), None)
+    if started is not None and isinstance(started.get("job"), dict):
+        return jobs.Handle.from_dict(started["job"])
+    return None
 
 
 def _watch_training(
     session: Session, settings: Settings, row: LoopRunRow, now: datetime, audits: list[AuditEntry]
 ) -> None:
-    process = _processes.get(row.id)
     source = get_source(session, row.project)
-    done = process.poll() is not None if process is not None else not _alive(row.pid, source.directory)
-    if not done:
+    handle = _handle(row)
+    executor = jobs.executor(settings, handle.executor if handle else None)
+    if handle is not None and executor.running(handle):
         started = next((e["at"] for e in reversed(row.history) if e["event"] == "training"), None)
         timeout = retrain_spec(source).timeout
         if started and (now - datetime.fromisoformat(started)).total_seconds() > timeout:
-            if row.pid:
-                with contextlib.suppress(OSError):
-                    os.killpg(row.pid, signal.SIGTERM)
-            _processes.pop(row.id, None)
+            executor.stop(handle)
+            executor.cleanup(handle)
             _finish(
-                session, row, "failed", error=f"pave run took more than retrain.timeout={timeout}s: stopped"
+                session,
+                row,
+                "failed",
+                error=f"the retrain took more than retrain.timeout={timeout}s: stopped",
             )
         return
-    _processes.pop(row.id, None)
+    if handle is not None:
+        executor.cleanup(handle)
     _revoke(session, row)
     work = work_dir(settings, row.id)
     result = _read_result(work / "run.json")

@@ -185,18 +185,52 @@ def _upload_progress(enabled: bool) -> Any:
     return update
 
 
-def _record_source(client: Client, project_dir: Path) -> None:
-    """Tell the control plane where this project lives, so that it can retrain it (best effort)."""
-    from pave.pipelines import load_spec
-
-    spec = load_spec(project_dir)
+def _record_run(client: Client, project: str, result: Any, retrains: bool) -> None:
+    """Record the finished run as what the project's retrains re-run (best effort: the run is done)."""
+    if result.code_snapshot is None:
+        return
     try:
-        client.record_source(
-            spec.name, str(project_dir.resolve()), spec.model_dump(mode="json", by_alias=True)
-        )
+        client.record_run(project, result.run_id)
     except PaveError as exc:
-        if spec.retrain is not None:
-            err_console.print(f"[yellow]note:[/] this folder is not recorded for retraining: {exc.message}")
+        if retrains:
+            err_console.print(
+                f"[yellow]note:[/] this run is not recorded for retraining: {escape(exc.message)}"
+            )
+
+
+def _check_out(client: Client, run_id: str, folder: Path) -> Path:
+    """Bring run ``run_id`` (its code snapshot and data versions) into ``folder``: where it runs again."""
+    from pave.pipelines.project import TAG_SNAPSHOT, check_out
+    from pave.tracking import lineage
+
+    client.whoami()  # a platform that does not answer fails here, at once (MLflow would retry)
+    tracking_uri = client.mlflow_tracking_uri
+    run_id = lineage.resolve_run_id(run_id, tracking_uri=tracking_uri)
+    tags = dict(lineage.get_run(run_id, tracking_uri=tracking_uri).data.tags)
+    if not tags.get(TAG_SNAPSHOT):
+        raise InvalidInput(
+            f"run {run_id} has no code snapshot to run from",
+            hint="run the project from its folder: `pave run PROJECT_DIR` (it stores a snapshot)",
+        )
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise InvalidInput(
+            f"{folder} is not an empty folder: --from-run checks the run out there",
+            hint="name a new folder: pave run --from-run RUN_ID NEW_DIR",
+        )
+    staging = folder.parent / f".{folder.name}.checkout"
+    staging.mkdir(parents=True, exist_ok=False)
+    try:
+        project = tags.get(lineage.TAG_PROJECT, "")
+        checkout = check_out(
+            run_id, staging, tracking_uri=tracking_uri, objects=client.objects(project), tags=tags
+        )
+        assert checkout.code_dir is not None
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.rmdir()
+        checkout.code_dir.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
 
 
 def _record_usage(client: Client, project: str, run_id: str, steps: list[Any]) -> None:
@@ -224,18 +258,28 @@ def run(
     executor_address: str | None = typer.Option(
         None, "--executor-address", help="The Ray cluster: auto, ray://HEAD:10001 or HOST:PORT."
     ),
+    from_run: str | None = typer.Option(
+        None,
+        "--from-run",
+        help="Check this run's code snapshot and data versions out into PROJECT_DIR (new) and run it again.",
+    ),
 ) -> None:
     """Run the project's pipeline as one tracked MLflow run; register the model; apply the gates.
 
+    A finished run is recorded as what the project's retrains re-run (its code snapshot), except a
+    run made with --from-run (a re-run of a recorded run: the closed loop's retrain jobs).
     Exits 0 when the gates pass, 3 when the run succeeded but a gate failed, 1 when the run failed.
     """
     from pave.pipelines import execute_project, load_spec
 
     settings = load_settings(executor=executor, executor_address=executor_address)
-    project = load_spec(project_dir).name
     # MLflow writes its run links to stdout; keep stdout for Pave's own output (--json).
     with Client(settings=settings) as client, contextlib.redirect_stdout(sys.stderr):
         _client_env(client)
+        if from_run is not None:
+            project_dir = _check_out(client, from_run, project_dir.expanduser().absolute())
+        spec = load_spec(project_dir)
+        project = spec.name
         client.admit(project)
         result = execute_project(
             project_dir,
@@ -247,7 +291,8 @@ def run(
             cache=not no_cache,
             objects=client.objects(project, on_progress=_upload_progress(sys.stderr.isatty())),
         )
-        _record_source(client, project_dir)
+        if from_run is None:
+            _record_run(client, project, result, retrains=spec.retrain is not None)
         _record_usage(client, project, result.run_id, result.steps)
     if as_json:
         print_json(result.to_dict())

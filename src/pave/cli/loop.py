@@ -45,12 +45,13 @@ def loop(
         return
     source = doc["source"]
     if source is None:
-        console.print(f"{project} has no recorded folder yet: `pave run PROJECT_DIR` records it")
+        console.print(f"{project} has no recorded run yet: `pave run` records its run for retraining")
     else:
         retrain_policy = source["retrain"]
         schedule = (retrain_policy or {}).get("schedule") or "none"
         console.print(
-            f"{project} lives in {source['directory']} (recorded {source['recorded_at'][:19]}); "
+            f"{project} retrains from run {source['run_id'] or '- (record one: `pave run`)'} "
+            f"(recorded {source['recorded_at'][:19]}); "
             f"retrain: {'yes' if retrain_policy else 'no retrain: section'}, schedule {schedule}, "
             f"on alert: {source['on_alert']}, next scheduled: {(source['next_retrain_at'] or '-')[:19]}"
         )

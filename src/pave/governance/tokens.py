@@ -55,8 +55,13 @@ def create_token(
     project: str | None = None,
     expires_in_days: int | None = None,
     kind: str = "user",
+    lifetime: timedelta | None = None,
 ) -> tuple[Token, str]:
-    """Create a token for ``identity`` (created if new); return the row and the secret."""
+    """Create a token for ``identity`` (created if new); return the row and the secret.
+
+    ``lifetime`` (for the platform's own short-lived job tokens) takes precedence over
+    ``expires_in_days``.
+    """
     if role not in ROLES:
         raise InvalidInput(f"unknown role {role!r}", hint=f"use one of: {', '.join(ROLES)}")
     if not name.strip() or len(name) > 200:
@@ -73,7 +78,13 @@ def create_token(
         role=role,
         project=project,
         created_at=utcnow(),
-        expires_at=utcnow() + timedelta(days=expires_in_days) if expires_in_days else None,
+        expires_at=(
+            utcnow() + lifetime
+            if lifetime is not None
+            else utcnow() + timedelta(days=expires_in_days)
+            if expires_in_days
+            else None
+        ),
     )
     session.add(token)
     session.flush()

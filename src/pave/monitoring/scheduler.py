@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -98,34 +97,16 @@ class RegistrySpecs:
     def _load(self, model: str, version: str) -> Monitoring | None:
         from mlflow.tracking import MlflowClient
 
-        from pave.serving.store import artifact_location
+        from pave.serving.store import run_files
 
         uri = self.settings.mlflow_db_url
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         run_id = client.get_model_version(model, version).run_id
         if not run_id:
             return None
-        artifact_uri = str(client.get_run(run_id).info.artifact_uri)
-        if artifact_uri.startswith("file://"):  # a run logged straight to the store (no server)
-            root = unquote(urlsplit(artifact_uri).path)
-        else:
-            root = artifact_location(self.settings, artifact_uri)
-        if "://" in root:  # the object store: the two small files, read where the artifact root is
-            from pave.storage import ObjectMissing, open_storage
-
-            storage = open_storage(self.settings.artifacts)
-            prefix = root.removeprefix(self.settings.artifacts.rstrip("/")).strip("/")
-            with tempfile.TemporaryDirectory() as tmp:
-                for path in (SPEC_ARTIFACT, PROFILE_ARTIFACT):
-                    target = Path(tmp) / path
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    try:
-                        storage.download(f"{prefix}/{path}", target)
-                    except ObjectMissing:
-                        if path == SPEC_ARTIFACT:
-                            raise
-                return self._read(Path(tmp), version)
-        return self._read(Path(root), version)
+        with tempfile.TemporaryDirectory() as tmp:
+            root = run_files(self.settings, run_id, (SPEC_ARTIFACT, PROFILE_ARTIFACT), Path(tmp))
+            return self._read(root, version)
 
     @staticmethod
     def _read(root: Path, version: str) -> Monitoring:

@@ -805,11 +805,12 @@ def reproduce(
     with tempfile.TemporaryDirectory(prefix="pave-reproduce-") as tmp:
         checkout = check_out(run_id, Path(tmp), tracking_uri=tracking_uri, objects=objects, tags=tags)
         notes: list[str] = []
-        project = Path(project_dir or tags.get(L.TAG_PROJECT_DIR) or tmp).resolve()
-        code_at = (
+        code_at = (  # a folder path the run recorded is looked at only for runs without a snapshot
             contextlib.nullcontext((checkout.code_dir, checkout.code))
             if checkout.code_dir is not None
-            else _code_at(project, tags, Path(tmp), notes)
+            else _code_at(
+                Path(project_dir or tags.get(L.TAG_PROJECT_DIR) or tmp).resolve(), tags, Path(tmp), notes
+            )
         )
         with code_at as (code_dir, code), stores.mlflow_uris(tracking_uri):
             run = _execute(

@@ -12,6 +12,7 @@ from anywhere else, and keeps serving what it has loaded when the control plane 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -102,6 +103,38 @@ def artifact_location(settings: Settings, location: str) -> str:
         f"model files at {location} are outside the platform's artifact store",
         hint="deploy only versions registered through the platform (pave run, or MLflow against /mlflow)",
     )
+
+
+def run_files(settings: Settings, run_id: str, paths: tuple[str, ...], folder: Path) -> Path:
+    """Where the artifacts ``paths`` of run ``run_id`` are readable on this control plane: the run's
+    artifact folder, or ``folder`` into which they are copied from the object store (a path the
+    run lacks is left out). Only runs whose artifacts are in the platform's store are read.
+
+    Raises:
+        InvalidInput: the run's artifacts are outside the platform's artifact store.
+    """
+    from urllib.parse import unquote, urlsplit
+
+    from mlflow.tracking import MlflowClient
+
+    uri = settings.mlflow_db_url
+    artifact_uri = str(MlflowClient(tracking_uri=uri, registry_uri=uri).get_run(run_id).info.artifact_uri)
+    if artifact_uri.startswith("file://"):  # a run logged straight to the store (no server)
+        root = unquote(urlsplit(artifact_uri).path)
+    else:
+        root = artifact_location(settings, artifact_uri)
+    if "://" not in root:
+        return Path(root)
+    from pave.storage import ObjectMissing, open_storage
+
+    storage = open_storage(settings.artifacts)
+    prefix = root.removeprefix(settings.artifacts.rstrip("/")).strip("/")
+    for path in paths:
+        target = folder / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(ObjectMissing):
+            storage.download(f"{prefix}/{path}", target)
+    return folder
 
 
 def _refs(spec: dict[str, Any] | None) -> list[dict[str, Any]]:

@@ -433,18 +433,19 @@ class ProjectObjectRow(Base):
 
 
 class LoopSourceRow(Base):
-    """Where a project lives, as its last ``pave run`` recorded it: what a retrain re-runs.
+    """The run a project's last ``pave run`` recorded: what a retrain re-runs (its code snapshot).
 
     ``spec`` is the project's ``pave.yaml`` as of that run (its ``retrain`` and ``monitor`` sections
     drive the schedule and the reaction to alerts); ``next_retrain_at`` is the next time the
-    ``retrain.schedule`` cron expression fires.
+    ``retrain.schedule`` cron expression fires. ``run_id`` is NULL only for a project recorded by
+    folder before snapshots (its next ``pave run`` records a run).
     """
 
     __tablename__ = "loop_sources"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project: Mapped[str] = mapped_column(String(100), unique=True)
-    directory: Mapped[str] = mapped_column(String(2000))
+    run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     recorded_by: Mapped[str] = mapped_column(String(200))
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,258 @@
+"""Jobs: the platform's own runs (the closed loop's retrains) as workers outside the control plane.
+
+A job is one ``pave`` command (``pave run --from-run RUN_ID FOLDER ...``: the run's code snapshot
+and data versions restored into a fresh folder, run there) executed by a :class:`JobExecutor`:
+
+- ``local`` (default): a worker process of its own, in its own session, in a fresh temporary
+  folder that is removed when the job ends. Its environment holds only ``PAVE_URL``, a short-lived
+  token scoped to the job's project, and what Python needs (``PATH``, ``LANG``...): never the
+  control plane's ``PAVE_HOME``, database URL, object-store keys or credentials. A control plane
+  running as root starts it as ``job_user`` (``nobody``) through ``setpriv`` with no supplementary
+  groups and no new privileges, so the job cannot read the control plane's home
+  (``credentials.json`` and ``pave.db`` are the control plane's, mode 0600); where that cannot
+  work, the job runs as the control plane's user and a warning says so once.
+
+Either way the job talks to the platform only over HTTP, with its token, as any remote client
+does: it reads the snapshot and stores data versions, artifacts and its model version through the
+platform's routes, under the project's permissions. Its standard output and error land in files
+the control plane opened for it, which a restarted control plane still reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from pave.config import Settings
+
+log = logging.getLogger("pave.jobs")
+_processes: dict[int, subprocess.Popen[bytes]] = {}  # pid -> a job process this control plane started
+
+# What Python and Pave need in a job, and nothing of the control plane's secrets.
+ENV_KEEP = ("PATH", "LANG", "TZ", "PYTHONPATH", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job: ``pave ARGS...`` for ``project`` with ``token``, its output into two files."""
+
+    key: str  # e.g. "loop-12": names the job's folder and identifies its process
+    project: str
+    args: tuple[str, ...]  # the pave command's arguments; "{folder}" is replaced by the job's folder
+    url: str  # the platform, for PAVE_URL
+    token: str  # a token scoped to the project, revoked by the caller when the job ends
+    stdout: Path  # files of the control plane's, opened for the job (it never sees their path)
+    stderr: Path
+    env: dict[str, str] = field(default_factory=dict)  # what the platform team opted in (source_env)
+
+
+@dataclass
+class Handle:
+    """Where a started job is: enough for a control plane that restarted to find it again."""
+
+    executor: str
+    folder: str
+    pid: int | None = None
+    ref: str | None = None  # the executor's own id (a Ray job's submission id)
+    user: str | None = None  # the account it runs as, when not the control plane's
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in (None, {})}
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Handle:
+        return cls(**{k: doc[k] for k in ("executor", "folder", "pid", "ref", "user", "extra") if k in doc})
+
+
+class JobExecutor(Protocol):
+    """Runs jobs somewhere outside the control-plane process."""
+
+    name: str
+
+    def start(self, job: Job) -> Handle:
+        """Start ``job``; raise OSError (or a PaveError) when it cannot start."""
+
+    def running(self, handle: Handle) -> bool:
+        """Whether the job is still running (also for a job started before a restart)."""
+
+    def stop(self, handle: Handle) -> None:
+        """Ask the job to stop (SIGTERM to its process group, or the executor's equivalent)."""
+
+    def cleanup(self, handle: Handle) -> None:
+        """Remove what the job left (its folder); called once it ended."""
+
+
+def job_environment(job: Job, folder: Path) -> dict[str, str]:
+    """The job's whole environment: the platform's URL, its token, Python's needs, its own folder."""
+    env = {k: v for k, v in os.environ.items() if k in ENV_KEEP or k.startswith("LC_")}
+    env.setdefault("PATH", os.defpath)
+    env |= job.env
+    env |= {
+        "HOME": str(folder),
+        "TMPDIR": str(folder / "tmp"),
+        "PAVE_HOME": str(folder / ".pave"),  # the job's own step cache and logs
+        "PAVE_URL": job.url,
+        "PAVE_TOKEN": job.token,
+        "PAVE_JOB": job.key,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    return env
+
+
+def command(job: Job, folder: Path) -> list[str]:
+    return [sys.executable, "-m", "pave", *(a.replace("{folder}", str(folder)) for a in job.args)]
+
+
+@functools.cache
+def _drop_privileges(user: str) -> tuple[str, ...]:
+    """The ``setpriv`` prefix that runs a command as ``user``, or () (with one warning) when the
+    control plane is not root, or ``setpriv`` is missing, or ``user`` cannot run Pave here."""
+    if os.geteuid() != 0:
+        return ()
+    setpriv = shutil.which("setpriv")
+    try:
+        account = pwd.getpwnam(user)
+    except KeyError:
+        account = None
+    if setpriv is None or account is None:
+        log.warning(
+            "jobs run as root: %s; install util-linux (setpriv) and set job_user to an existing account",
+            "setpriv is missing" if setpriv is None else f"there is no account {user!r}",
+        )
+        return ()
+    prefix = (
+        setpriv,
+        f"--reuid={account.pw_uid}",
+        f"--regid={account.pw_gid}",
+        "--clear-groups",
+        "--no-new-privs",
+        "--",
+    )
+    probe = subprocess.run(  # can that account run this Python and import Pave?
+        [*prefix, sys.executable, "-c", "import sys, pave.cli.main; print(sys.version)"],
+        capture_output=True,
+        cwd="/",
+        env={"PATH": os.environ.get("PATH", os.defpath), "HOME": "/"},
+        timeout=120,
+        check=False,
+    )
+    if probe.returncode != 0:
+        log.warning(
+            "jobs run as root: account %s cannot run %s (%s); install Pave where %s can read it",
+            user,
+            sys.executable,
+            probe.stderr.decode(errors="replace").strip().splitlines()[-1:] or "no output",
+            user,
+        )
+        return ()
+    if probe.stdout.decode(errors="replace").strip() != sys.version:
+        log.warning(  # e.g. a virtual environment whose base interpreter is in root's home
+            "jobs run as %s with another Python than the control plane's (%s): install Pave's Python "
+            "where %s can read it",
+            user,
+            probe.stdout.decode(errors="replace").strip().split()[0:1],
+            user,
+        )
+    return prefix
+
+
+class LocalExecutor:
+    """Each job a worker process on this host, in its own session and temporary folder."""
+
+    name = "local"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def start(self, job: Job) -> Handle:
+        folder = Path(tempfile.mkdtemp(prefix=f"pave-job-{job.key}-"))
+        try:
+            (folder / "tmp").mkdir()
+            prefix = _drop_privileges(self.settings.job_user)
+            user = None
+            if prefix:
+                account = pwd.getpwnam(self.settings.job_user)
+                for path in (folder, folder / "tmp"):
+                    os.chown(path, account.pw_uid, account.pw_gid)
+                user = self.settings.job_user
+            job.stdout.parent.mkdir(parents=True, exist_ok=True)
+            with job.stdout.open("wb") as out, job.stderr.open("wb") as err:
+                process = subprocess.Popen(  # our own interpreter and command, no shell
+                    [*prefix, *command(job, folder)],
+                    cwd=folder,
+                    env=job_environment(job, folder),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    start_new_session=True,  # survives a control-plane restart; stopped as a group
+                )
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        _processes[process.pid] = process
+        return Handle(executor=self.name, folder=str(folder), pid=process.pid, user=user)
+
+    def running(self, handle: Handle) -> bool:
+        if handle.pid is None:
+            return False
+        process = _processes.get(handle.pid)
+        if process is not None:
+            if process.poll() is None:
+                return True
+            _processes.pop(handle.pid, None)
+            return False
+        return _alive(handle.pid, handle.folder)
+
+    def stop(self, handle: Handle) -> None:
+        if handle.pid is not None and self.running(handle):
+            with contextlib.suppress(OSError):
+                os.killpg(handle.pid, signal.SIGTERM)
+
+    def cleanup(self, handle: Handle) -> None:
+        if handle.pid is not None:
+            _processes.pop(handle.pid, None)
+        folder = Path(handle.folder)
+        if folder.name.startswith("pave-job-") and folder.parent == Path(tempfile.gettempdir()):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int, folder: str) -> bool:
+    """A job this control plane did not start (before a restart) is still running."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists():  # the pid may have been reused by another program
+        with contextlib.suppress(OSError):
+            return folder.encode() in cmdline.read_bytes()
+    return True
+
+
+EXECUTORS = {  # name -> "module:class"; each built with the settings
+    "local": "pave.automation.jobs:LocalExecutor",
+}
+
+
+def executor(settings: Settings, name: str | None = None) -> JobExecutor:
+    """The executor named ``name`` (default: the ``job_executor`` setting)."""
+    import importlib
+
+    module, _, attr = EXECUTORS[name or settings.job_executor].partition(":")
+    built: JobExecutor = getattr(importlib.import_module(module), attr)(settings)
+    return built

@@ -1,0 +1,174 @@
+"""Retrain jobs are isolated: a step that reaches for the control plane's secrets gets nothing.
+
+A real ``pave up``; a project whose only step tries to read the control plane's credentials file,
+open its database, find a secret in its environment and create an admin token, recording each
+outcome as a metric. The client's own ``pave run`` records the run; ``pave retrain`` runs it again
+as a job (restored from its code snapshot in a fresh folder, with a project-scoped token). Every
+attempt fails inside the job, and the refused admin call is in the audit trail, attributed to the
+job's service identity and token.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pave_testing import PaveServer, run_pave
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+STEPS = '''
+"""Steps of a project that tries to escape its job."""
+
+import json
+import os
+import sqlite3
+import urllib.error
+import urllib.request
+
+
+def _call(method, path, body=None):
+    request = urllib.request.Request(
+        os.environ["PAVE_URL"] + path,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": "Bearer " + os.environ["PAVE_TOKEN"], "Content-Type": "application/json"},
+        method=method,
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30):
+            return 0.0
+    except urllib.error.HTTPError as exc:
+        return 1.0 if exc.code == 403 else 0.0
+
+
+def probe(home):
+    found = {}
+    try:
+        with open(os.path.join(home, "credentials.json")) as handle:
+            handle.read()
+        found["credentials_blocked"] = 0.0
+    except OSError:
+        found["credentials_blocked"] = 1.0
+    try:
+        db = sqlite3.connect("file:" + os.path.join(home, "pave.db") + "?mode=ro", uri=True)
+        db.execute("select count(*) from tokens").fetchone()
+        found["database_blocked"] = 0.0
+    except sqlite3.Error:
+        found["database_blocked"] = 1.0
+    secrets = ("PAVE_DATABASE_URL", "PAVE_MLFLOW_DATABASE_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    leaked = [k for k in secrets if k in os.environ] + [k for k, v in os.environ.items() if home in v]
+    found["environment_clean"] = 0.0 if leaked else 1.0
+    found["admin_create_blocked"] = _call(
+        "POST", "/api/v1/tokens", {"identity": "intruder", "name": "escape", "role": "admin"}
+    )
+    found["admin_list_blocked"] = _call("GET", "/api/v1/tokens")
+    return found
+'''
+
+
+@pytest.fixture
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaveServer]:
+    # A home in a folder others may traverse (as ~ of a service account): only the home's own
+    # mode keeps a job out, not pytest's private temporary folders.
+    parent = Path(tempfile.mkdtemp(prefix="pave-isolation-"))
+    parent.chmod(0o755)
+    started = PaveServer.up(parent / "home", AWS_ACCESS_KEY_ID="platform-key", AWS_SECRET_ACCESS_KEY="s3cr3t")
+    yield started
+    started.stop()
+    shutil.rmtree(parent, ignore_errors=True)
+
+
+def _project(root: Path, home: Path) -> Path:
+    project = root / "jailed"
+    project.mkdir()
+    (project / "steps.py").write_text(textwrap.dedent(STEPS))
+    (project / "pave.yaml").write_text(
+        textwrap.dedent(
+            f"""\
+            name: jailed
+            steps:
+              - {{name: probe, function: "steps:probe", params: {{home: "{home}"}}}}
+            metrics: {{step: probe, primary: credentials_blocked}}
+            retrain: {{timeout: 300}}
+            """
+        )
+    )
+    return project
+
+
+def _finished(server: PaveServer, env: dict[str, str]) -> dict[str, Any]:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        shown = run_pave("loop", "jailed", "--json", env=env)
+        assert shown.returncode == 0, shown.stderr
+        turns = json.loads(shown.stdout)["runs"]
+        if turns and turns[0]["state"] not in ("queued", "starting", "training", "rolling_out"):
+            return dict(turns[0])
+        time.sleep(0.5)
+    raise AssertionError(f"the retrain never ended: {shown.stdout[-3000:]}\n{server.log.read_text()[-3000:]}")
+
+
+def test_a_retrain_job_cannot_read_the_control_planes_secrets_nor_call_admin_routes(
+    server: PaveServer, tmp_path: Path
+) -> None:
+    home = server.home
+    assert (home.stat().st_mode & 0o777) == 0o700, "the platform's home is private"
+    with server.client() as admin:  # the client: a developer of the project, on a home of its own
+        assert admin.post("/api/v1/projects", json={"name": "jailed"}).status_code == 201
+        assert admin.put("/api/v1/projects/jailed/members/dev", json={"role": "developer"}).status_code == 200
+        made = admin.post("/api/v1/tokens", json={"identity": "dev", "name": "dev", "project": "jailed"})
+        assert made.status_code == 201, made.text
+    env = server.env | {"PAVE_URL": server.url, "PAVE_TOKEN": made.json()["secret"]}
+    env["PAVE_HOME"] = str(tmp_path / "client")
+    project = _project(tmp_path, home)
+    ran = run_pave("run", str(project), "--json", env=env, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    first = json.loads(ran.stdout)
+    assert first["metrics"]["credentials_blocked"] == 0.0  # the client is root here: it can read them
+
+    shown = json.loads(run_pave("loop", "jailed", "--json", env=env).stdout)
+    assert shown["source"]["run_id"] == first["run_id"], "pave run recorded its run"
+    shutil.rmtree(project)  # nothing of the client's folder is needed: the job restores the snapshot
+    started = run_pave("retrain", "jailed", env=env | {"PAVE_TOKEN": server.token})  # needs 'deploy'
+
+    assert started.returncode == 0, started.stderr
+    turn = _finished(server, env)
+
+    assert [e["event"] for e in turn["history"]][:3] == ["triggered", "training", "trained"], turn["error"]
+    job = turn["history"][1]["job"]
+    assert job["executor"] == "local"
+    if os.geteuid() == 0:
+        assert job["user"] == "nobody", "a root control plane runs its jobs as another account"
+    assert not Path(job["folder"]).exists(), "the job's folder is gone with the job"
+    metrics = turn["history"][2]["metrics"]
+    assert metrics == {
+        "credentials_blocked": 1.0,
+        "database_blocked": 1.0,
+        "environment_clean": 1.0,
+        "admin_create_blocked": 1.0,
+        "admin_list_blocked": 1.0,
+    }, turn
+    assert turn["run_id"] != first["run_id"]
+
+    with server.client() as admin:
+        audited = admin.get("/api/v1/audit", params={"identity": "pave-automation", "limit": 1000}).json()
+        tokens = {t["id"]: t for t in admin.get("/api/v1/tokens").json()}
+    refused = [a for a in audited if a["path"] == "/api/v1/tokens" and a["method"] == "POST"]
+    assert len(refused) == 1, audited
+    assert refused[0]["outcome"] == "denied"
+    assert refused[0]["status"] == 403
+    job_token = tokens[refused[0]["token_id"]]
+    assert job_token["identity"] == "pave-automation"
+    assert job_token["project"] == "jailed"
+    assert job_token["role"] == "developer"
+    assert job_token["revoked_at"] is not None, "the job's token is revoked when the job ends"
+    assert not any(t["name"] == "escape" for t in tokens.values())
