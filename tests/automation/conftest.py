@@ -11,12 +11,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from pave.config import Settings
 from pave.store import migrate
 from pave.store.db import check_connection, make_engine, session_factory
+from pave_testing import free_port
 
 Store = tuple[Settings, sessionmaker[Session]]
 
 
 def _open(url: str | None, tmp_path: Path) -> Iterator[Store]:
-    settings = Settings(home=tmp_path / "home", database_url=url)
+    # no platform answers at its URL: a job a test starts fails at once, reaching nobody's server
+    settings = Settings(home=tmp_path / "home", database_url=url, port=free_port())
     settings.ensure_home()
     engine = make_engine(settings.db_url)
     check_connection(engine)  # creates the schema on PostgreSQL

@@ -18,7 +18,6 @@ from pave.automation import jobs, loop
 from pave.automation.cron import parse_cron
 from pave.errors import Conflict, InvalidInput, NotFound
 from pave.store.tables import AlertRow, AuditEvent, LoopRunRow, LoopSourceRow, Token
-from pave_testing import free_port
 
 
 def spec(name: str = "churn", **extra: Any) -> dict[str, Any]:
@@ -132,12 +131,11 @@ def _tick_until(store: Any, done: Any, *, forget_processes: bool = False) -> lis
 @pytest.mark.parametrize("restart", [False, True], ids=["same-control-plane", "after-a-restart"])
 def test_a_failing_retrain_job_is_recorded_with_its_error_and_the_token_revoked(store, restart):
     settings, sessions = store
-    # no platform answers at PAVE_URL: the job's `pave run --from-run` fails before any MLflow run
-    settings = settings.model_copy(update={"port": free_port()})
+    # no platform answers at PAVE_URL (conftest): `pave run --from-run` fails before any MLflow run
     record(store, retrain={"set": {"train.C": 1e-6}})
     with sessions.begin() as session:
         loop.trigger(session, "churn", trigger="manual", actor="ann")
-    [row] = _tick_until((settings, sessions), lambda rs: rs[0].active is None, forget_processes=restart)
+    [row] = _tick_until(store, lambda rs: rs[0].active is None, forget_processes=restart)
     assert row.state == "failed"
     assert "error:" in (row.error or "")
     assert settings.url in (row.error or "")
@@ -240,6 +238,9 @@ def test_an_open_alert_retrains_once_when_the_policy_says_retrain(any_store):
     loop.tick(sessions, settings)
     assert [r.alert_id for r in runs(store)] == [first]  # cooling down (default: an hour)
 
+    with sessions.begin() as session:  # the first turn ends (its job failed: no platform answers)
+        turn = session.get(LoopRunRow, runs(store)[0].id)
+        turn.state, turn.active, turn.finished_at = "failed", None, datetime.now(UTC)
     record(store, retrain={"cooldown": 0}, monitor={"on_alert": "retrain"})
     loop.tick(sessions, settings)
     loop.tick(sessions, settings)
