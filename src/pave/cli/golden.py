@@ -199,7 +199,9 @@ def _record_run(client: Client, project: str, result: Any, retrains: bool) -> No
 
 
 def _check_out(client: Client, run_id: str, folder: Path) -> Path:
-    """Bring run ``run_id`` (its code snapshot and data versions) into ``folder``: where it runs again."""
+    """Bring run ``run_id`` (its code snapshot, data versions and effective spec) into ``folder``."""
+    import yaml
+
     from pave.pipelines.project import TAG_SNAPSHOT, check_out
     from pave.tracking import lineage
 
@@ -225,6 +227,10 @@ def _check_out(client: Client, run_id: str, folder: Path) -> Path:
             run_id, staging, tracking_uri=tracking_uri, objects=client.objects(project), tags=tags
         )
         assert checkout.code_dir is not None
+        effective = yaml.safe_dump(checkout.spec.model_dump(mode="json", by_alias=True), sort_keys=False)
+        (checkout.code_dir / "pave.yaml").write_text(  # the run's own spec, its --set overrides applied
+            f"# the effective spec of run {run_id} (pave run --from-run)\n{effective}", encoding="utf-8"
+        )
         folder.mkdir(parents=True, exist_ok=True)
         folder.rmdir()
         checkout.code_dir.rename(folder)
