@@ -40,6 +40,7 @@ class Files:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.heads = 0
+        self.gets = 0
         self.etags = True  # False: a server that sends no validator at all
         files = self
 
@@ -64,6 +65,7 @@ class Files:
                 self._answer(body=False)
 
             def do_GET(self) -> None:
+                files.gets += 1
                 self._answer(body=True)
 
             def log_message(self, *args: Any) -> None:
@@ -222,6 +224,56 @@ def test_an_unreachable_object_store_names_the_setting(monkeypatch: pytest.Monke
         fingerprint("train", SourceSpec(url="s3://lake/train.csv"))
     assert "data source train (s3://lake/train.csv)" in caught.value.message
     assert "AWS_ENDPOINT_URL" in (caught.value.hint or "")
+
+
+TUNE_STEPS = """
+def fit(df, c: float) -> float:
+    return float(df["x"].sum()) - (c - 1.0) ** 2
+
+
+def evaluate(score: float) -> dict:
+    return {"score": score}
+"""
+
+
+def test_a_study_reads_its_sources_once_and_every_trial_sees_that_version(
+    make_project: ProjectFactory, tracking_uri: str, settings: Settings, files: Files
+) -> None:
+    from pave.pipelines.tune import tune_project
+
+    files.files["/x.csv"] = b"x\n1\n2\n3\n"
+    root = make_project(
+        {
+            "steps.py": TUNE_STEPS,
+            "pave.yaml": f"""
+                name: tune-src
+                data:
+                  sources:
+                    train: {{url: {files.url}/x.csv}}
+                steps:
+                  - {{name: fit, function: steps:fit, inputs: {{df: data.train}}, params: {{c: 0.0}}}}
+                  - {{name: evaluate, function: steps:evaluate, inputs: {{score: fit}}}}
+                metrics: {{step: evaluate, primary: score}}
+                tune:
+                  metric: score
+                  trials: 3
+                  pruner: none
+                  params:
+                    fit.c: {{type: float, low: 0.0, high: 2.0}}
+            """,
+        }
+    )
+    result = tune_project(root, tracking_uri=tracking_uri, settings=settings, progress=False)
+    assert files.gets == 1  # read once, when the study started
+    client = MlflowClient(tracking_uri)
+    runs = [client.get_run(t.run_id) for t in result.trials if t.run_id] + [client.get_run(result.run.run_id)]
+    assert len(runs) == 4
+    assert {r.data.tags["pave.data.train"] for r in runs} == {
+        hashlib.sha256(files.files["/x.csv"]).hexdigest()
+    }
+    assert {r.data.tags["pave.fingerprint.train"] for r in runs} == {
+        f'etag:"{hashlib.md5(files.files["/x.csv"], usedforsecurity=False).hexdigest()}"'
+    }
 
 
 # --- bad sources ------------------------------------------------------------------------------------------

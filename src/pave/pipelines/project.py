@@ -205,11 +205,13 @@ def run_spec(
     register: bool = True,
     progress: bool = False,
     objects: ObjectStore | None = None,
+    pinned: Mapping[str, Mapping[str, str]] | None = None,
 ) -> RunResult:
     """Run a spec already loaded (and changed: a tuning trial's params) as one MLflow run.
 
     What ``pave tune`` calls for each trial (``register=False``) and for the best trial's model,
-    which is logged, gated and registered as by :func:`execute_project`.
+    which is logged, gated and registered as by :func:`execute_project`. ``pinned`` holds the
+    versions of the sources read once for the whole study (:func:`pin_sources`).
     """
     with stores.mlflow_uris(tracking_uri):
         return _execute(
@@ -223,7 +225,32 @@ def run_spec(
             extra_tags=tags,
             register=register,
             objects=objects or direct_objects(settings),
+            pinned=pinned,
         )
+
+
+def pin_sources(spec: ProjectSpec, objects: ObjectStore) -> dict[str, dict[str, str]]:
+    """Read every source that is not a project file once and store its version, so that the runs
+    of one study all see the same data: ``{source: {"sha256": ..., "fingerprint": ...}}``."""
+    from pave.data.remote import materialise
+
+    pinned: dict[str, dict[str, str]] = {}
+    with tempfile.TemporaryDirectory(prefix="pave-sources-") as tmp:
+        for name, source in spec.data.sources.items():
+            if source.kind == "file":
+                continue
+            got = materialise(name, source, Path(tmp) / name)
+            version = version_file(
+                name,
+                got.path,
+                objects=objects,
+                file_format=source.file_format or "csv",
+                filename=got.filename,
+                source=source.where,
+                fingerprint=got.fingerprint,
+            )
+            pinned[name] = {"sha256": version.sha256, "fingerprint": str(version.fingerprint)}
+    return pinned
 
 
 def project_experiment(spec: ProjectSpec, *, tracking_uri: str, settings: Settings) -> str:
@@ -268,6 +295,7 @@ def _execute(
     extra_tags: Mapping[str, str] | None = None,
     register: bool = True,
     notes: list[str] | None = None,
+    pinned: Mapping[str, Mapping[str, str]] | None = None,
 ) -> RunResult:
     import mlflow
 
@@ -339,7 +367,7 @@ def _execute(
         if params:
             mlflow.log_params(params)
         _snapshot(spec, project, objects, result)
-        frames = _load_data(spec, project, objects, data_files, result)
+        frames = _load_data(spec, project, objects, data_files, result, pinned or {})
         mlflow.set_tags({f"{L.TAG_DATA_PREFIX}{k}": v for k, v in result.data_versions.items()})
         mlflow.set_tags({f"{L.TAG_FINGERPRINT_PREFIX}{k}": v[:5000] for k, v in result.fingerprints.items()})
         _validate(spec, project, frames, result)
@@ -461,9 +489,11 @@ def _load_data(
     objects: ObjectStore,
     data_files: Mapping[str, Path] | None,
     result: RunResult,
+    pinned: Mapping[str, Mapping[str, str]],
 ) -> dict[str, Any]:
     """Read every source (project files in place; s3://, https:// and SQL sources materialised to a
-    file first), version it, and record its fingerprint for ``retrain: {on: [data_change]}``."""
+    file first, or the version ``pinned`` for a study), version it, and record its fingerprint for
+    ``retrain: {on: [data_change]}``."""
     import mlflow
 
     from pave.data.remote import materialise
@@ -477,6 +507,9 @@ def _load_data(
                 path = data_files[name]
             elif source.kind == "file":
                 path = project_path(project, str(source.path))
+            elif name in pinned:  # read once for the whole study
+                path = stored_file(pinned[name]["sha256"], objects=objects, folder=Path(tmp) / name)
+                fingerprint = pinned[name].get("fingerprint")
             else:
                 got = materialise(name, source, Path(tmp) / name)
                 path, filename, fingerprint = got.path, got.filename, got.fingerprint

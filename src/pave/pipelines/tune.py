@@ -37,7 +37,14 @@ from pave.config import Settings
 from pave.errors import InvalidInput, MissingExtra
 from pave.pipelines import context as step_context
 from pave.pipelines.errors import PipelineStepFailed
-from pave.pipelines.project import RunResult, apply_overrides, project_experiment, run_spec
+from pave.pipelines.project import (
+    RunResult,
+    apply_overrides,
+    direct_objects,
+    pin_sources,
+    project_experiment,
+    run_spec,
+)
 from pave.pipelines.spec import ProjectSpec, SearchSpace, TuneSpec, load_spec
 from pave.tracking import lineage as L
 
@@ -50,6 +57,7 @@ TRIALS_ARTIFACT = "tune/trials.json"
 IMPORTANCES_ARTIFACT = "tune/importances.json"
 _PARENT_ATTR = "mlflow_parent_run_id"
 _FINAL_ATTR = "mlflow_final_run_id"
+_SOURCES_ATTR = "pave_sources"  # the study's versions of its s3://, https:// and SQL sources
 
 
 @dataclass
@@ -152,6 +160,7 @@ class _Job:
     study: str
     parent_run_id: str
     env: dict[str, str]
+    pinned: dict[str, dict[str, str]] = field(default_factory=dict)  # sources read once (pin_sources)
 
     @property
     def project_spec(self) -> ProjectSpec:
@@ -213,7 +222,12 @@ class _Objective:
         client = mlflow.MlflowClient(tracking_uri=self.job.tracking_uri)
         try:
             result = run_spec(
-                self.project_dir, spec, tracking_uri=self.job.tracking_uri, settings=self.settings, tags=tags
+                self.project_dir,
+                spec,
+                tracking_uri=self.job.tracking_uri,
+                settings=self.settings,
+                tags=tags,
+                pinned=self.job.pinned,
             )
         except PipelineStepFailed as exc:
             if isinstance(exc.__cause__, step_context.StepPruned):
@@ -321,6 +335,7 @@ def tune_project(
         env={k: v for k, v in os.environ.items() if k == "MLFLOW_TRACKING_TOKEN"},
     )
     the_study = _study(job, open_storage(storage_url))
+    job.pinned = _pinned(the_study, spec, settings)
     notes = _recover(the_study, client, name)
     job.parent_run_id = _parent_run(the_study, client, spec, tune, name, tracking_uri, settings)
     done = _finished(the_study)
@@ -339,6 +354,16 @@ def tune_project(
         client.set_terminated(job.parent_run_id, status)
         raise
     return _finish(the_study, client, job, spec, settings, done, notes)
+
+
+def _pinned(study: Any, spec: ProjectSpec, settings: Settings) -> dict[str, dict[str, str]]:
+    """The study's data: its sources beyond the project folder are read once, when it starts, and
+    every trial (and a resumed study) reads those versions, not the sources as they are then."""
+    pinned: dict[str, dict[str, str]] | None = study.user_attrs.get(_SOURCES_ATTR)
+    if pinned is None:
+        pinned = pin_sources(spec, direct_objects(settings))
+        study.set_user_attr(_SOURCES_ATTR, pinned)
+    return pinned
 
 
 def _finished(study: Any) -> int:
@@ -541,6 +566,7 @@ def _finish(
             settings=settings,
             tags={TAG_TUNE_RUN: parent, TAG_STUDY: job.study, "mlflow.runName": f"best of {job.study}"},
             register=True,
+            pinned=job.pinned,
         )
         study.set_user_attr(_FINAL_ATTR, final.run_id)
         client.set_tag(parent, "pave.tune.final_run", final.run_id)
