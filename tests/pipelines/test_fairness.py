@@ -118,6 +118,17 @@ def test_fairness_is_computed_at_evaluation_and_gates_on_it(
         Path(client.download_artifacts(result.run_id, "fairness.json", str(tmp_path))).read_text()
     )
     assert report["features"]["sex"]["groups"]["B"]["true_positive_rate"] == pytest.approx(0.5)
+    # the global importances of the same run: the tree decides on x alone, never on sex
+    importances = json.loads(
+        Path(client.download_artifacts(result.run_id, "explain/importances.json", str(tmp_path))).read_text()
+    )
+    assert (importances["method"], importances["output_space"], importances["rows"]) == (
+        "tree",
+        "probability",
+        200,
+    )
+    assert importances["features"]["sex"] == 0.0
+    assert importances["features"]["x"] > 0.1
 
 
 def test_a_sensitive_feature_that_is_nowhere_is_refused(

@@ -290,7 +290,7 @@ def test_the_incident_page_lists_one_line_per_episode_to_those_who_may_read_it(p
     assert "inc-proj" not in outsider.text  # no role on the project: not listed
 
 
-def test_the_model_card_shows_fairness_per_group(portal: Portal) -> None:
+def test_the_model_card_shows_fairness_and_global_importances(portal: Portal) -> None:
     import json
     from pathlib import Path
 
@@ -326,9 +326,22 @@ def test_the_model_card_shows_fairness_per_group(portal: Portal) -> None:
             }
         )
     )
+    (folder / "explain").mkdir()
+    (folder / "explain" / "importances.json").write_text(
+        json.dumps(
+            {
+                "method": "tree",
+                "output_space": "probability",
+                "rows": 200,
+                "features": {"sex": 0.0, "x": 0.25},
+            }
+        )
+    )
     mlflow.create_registered_model("carded")
     version = mlflow.create_model_version("carded", f"{folder}/model", run_id=run.info.run_id).version
     card = portal.signed_in(portal.admin_token).get(f"/projects/carded/models/{version}").text
     assert "By sex" in card
     assert "demographic parity difference 0.2" in card
     assert re.search(r"<th scope=\"row\">B</th><td class=\"num\">100</td><td class=\"num\">0.3</td>", card)
+    assert "Global importances" in card
+    assert card.index('<th scope="row">x</th>') < card.index('<th scope="row">sex</th>')  # largest first

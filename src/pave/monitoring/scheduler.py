@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pave.config import Settings
 from pave.governance.egress import EgressPolicy
 from pave.monitoring.alerts import Verdict, apply_verdicts
+from pave.monitoring.attributions import evaluate_attribution_drift
 from pave.monitoring.fairness import evaluate_fairness
 from pave.monitoring.ingest import ingest
 from pave.monitoring.monitors import evaluate_drift, evaluate_performance, evaluate_prediction_drift
@@ -44,6 +45,7 @@ from pave.store.tables import DeploymentRow, MonitorStateRow
 log = logging.getLogger(__name__)
 SPEC_ARTIFACT = "pave/spec.json"  # written by pave.pipelines.project with every run
 PROFILE_ARTIFACT = "data/profile.json"
+IMPORTANCES_ARTIFACT = "explain/importances.json"  # pave.serving.attributions
 RETRY_SECONDS = 60.0  # a version without a readable spec is looked at again after this
 PRUNE_EVERY = timedelta(hours=1)  # how often the retention is applied
 
@@ -55,6 +57,7 @@ class Monitoring:
     spec: MonitorSpec
     profile: Mapping[str, Any]
     version: str  # the model version they come from (the primary one)
+    importances: Mapping[str, Any] | None = None  # the run's global importances (attribution drift)
 
 
 class SpecSource(Protocol):
@@ -105,7 +108,9 @@ class RegistrySpecs:
         if not run_id:
             return None
         with tempfile.TemporaryDirectory() as tmp:
-            root = run_files(self.settings, run_id, (SPEC_ARTIFACT, PROFILE_ARTIFACT), Path(tmp))
+            root = run_files(
+                self.settings, run_id, (SPEC_ARTIFACT, PROFILE_ARTIFACT, IMPORTANCES_ARTIFACT), Path(tmp)
+            )
             return self._read(root, version)
 
     @staticmethod
@@ -120,7 +125,9 @@ class RegistrySpecs:
                 monitor.features = list(fair.get("sensitive_features") or [])
             if monitor.type == "fairness" and monitor.positive_label is None:
                 monitor.positive_label = fair.get("positive_label")
-        return Monitoring(spec, profile, version)
+        importances_path = root / IMPORTANCES_ARTIFACT
+        importances = json.loads(importances_path.read_text()) if importances_path.is_file() else None
+        return Monitoring(spec, profile, version, importances)
 
 
 class Scheduler:
@@ -230,6 +237,25 @@ class Scheduler:
         elif monitor.type == "prediction_drift":
             verdicts, summary, baseline = evaluate_prediction_drift(
                 self.log_dir, deployment.name, version, monitor, baseline, now
+            )
+        elif monitor.type == "attribution_drift":
+            uri = next(
+                (
+                    str(v["uri"])
+                    for v in deployment.spec.get("versions", [])
+                    if str(v.get("version")) == version
+                ),
+                None,
+            )
+            verdicts, summary = evaluate_attribution_drift(
+                self.settings,
+                self.log_dir,
+                deployment.name,
+                version,
+                uri,
+                monitor,
+                monitoring.importances,
+                now,
             )
         elif monitor.type == "fairness":
             verdicts, summary = evaluate_fairness(

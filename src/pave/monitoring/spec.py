@@ -14,13 +14,17 @@
         - {name: outputs, type: prediction_drift, method: js, window: 1h}
         - {name: quality, type: performance, metric: accuracy, threshold: 0.8, window: 1d, min_samples: 50}
         - {name: fair, type: fairness, metric: demographic_parity_difference, threshold: 0.1, window: 1d}
+        - {name: reasons, type: attribution_drift, threshold: 0.1, window: 1h}
 
 Durations are seconds (``90``) or a number with a unit: ``30s``, ``5m``, ``1h``, ``1d``. A drift
 monitor's ``threshold`` means what it means for its method (see :mod:`pave.monitoring.drift`); a
 performance monitor alerts when the metric is worse than ``threshold`` (below it for accuracy, f1,
 roc_auc and precision_at_k, above it for rmse and mae). A fairness monitor alerts when the
 difference between the sensitive groups of its ``features`` (default: ``fairness.sensitive_features``
-of ``pave.yaml``), computed on labelled traffic, is above ``threshold``.
+of ``pave.yaml``), computed on labelled traffic, is above ``threshold``. An attribution drift
+monitor alerts for a feature whose mean absolute SHAP attribution on the window's inputs differs
+from the training reference's by more than ``threshold`` (default 0.1) times the reference's total
+(:mod:`pave.monitoring.attributions`).
 """
 
 from __future__ import annotations
@@ -90,7 +94,7 @@ class MonitorDef(_Model):
     """One monitor: data drift per feature, drift of the predictions, or a model metric on labels."""
 
     name: str = Field(pattern=MONITOR_NAME, description="Unique name; alerts carry it.")
-    type: Literal["drift", "prediction_drift", "performance", "fairness"] = Field(
+    type: Literal["drift", "prediction_drift", "performance", "fairness", "attribution_drift"] = Field(
         default="drift", description="What is watched."
     )
     method: str | list[str] = Field(
@@ -172,6 +176,13 @@ class MonitorDef(_Model):
     @classmethod
     def _threshold(cls, value: float | None, info: ValidationInfo) -> float | None:
         if value is None or info.data.get("type") == "fairness":  # checked with the metric, below
+            return value
+        if info.data.get("type") == "attribution_drift":
+            if not 0.0 < value <= 1.0:
+                raise ValueError(
+                    f"threshold {value} is impossible for attribution drift: a share of the total "
+                    "reference importance, in (0, 1], e.g. 0.1"
+                )
             return value
         if info.data.get("type") == "performance":
             metric = info.data.get("metric")

@@ -385,7 +385,7 @@ def _execute(
         if result.metrics:
             mlflow.log_metrics(result.metrics)
         mlflow.set_tag(L.TAG_CACHED_STEPS, ",".join(pipeline.cached))
-        _model_and_gates(spec, pipeline, client, result, register, project)
+        _model_and_gates(spec, pipeline, client, result, register, project, settings)
     except BaseException as caught:
         error = _outage(caught, tracking_uri) or caught
         if isinstance(error, Unavailable):  # the object store, MLflow or the platform went away
@@ -639,7 +639,13 @@ def _metrics(spec: ProjectSpec, pipeline: PipelineResult) -> dict[str, float]:
 
 
 def _model_and_gates(
-    spec: ProjectSpec, pipeline: PipelineResult, client: Any, result: RunResult, register: bool, project: Path
+    spec: ProjectSpec,
+    pipeline: PipelineResult,
+    client: Any,
+    result: RunResult,
+    register: bool,
+    project: Path,
+    settings: Settings,
 ) -> None:
     import mlflow
 
@@ -683,6 +689,7 @@ def _model_and_gates(
     with _pickle_project_by_value(project):
         info = flavors.log_model(spec.model.flavor, model, example=example)
     result.model_uri = info.model_uri
+    _log_importances(spec, pipeline, info.model_uri, result, settings)
     if not register:
         return
     run_id = result.run_id
@@ -701,6 +708,28 @@ def _model_and_gates(
         client, name=name, model_uri=info.model_uri, run_id=run_id, model_id=info.model_id, tags=tags
     )
     _set_version(client, result, name, str(version.version))
+
+
+def _log_importances(
+    spec: ProjectSpec, pipeline: PipelineResult, model_uri: str, result: RunResult, settings: Settings
+) -> None:
+    """Global importances (mean |SHAP| per feature) of the logged model on the reference sample."""
+    import mlflow
+
+    from pave.serving.attributions import IMPORTANCES_ARTIFACT, REFERENCE_ROWS, importances_of_uri
+
+    source = spec.model.input_example_from if spec.model else None
+    rows = flavors.input_example(pipeline.output(source), rows=REFERENCE_ROWS) if source else None
+    if rows is None:
+        return
+    try:
+        found = importances_of_uri(
+            model_uri, rows, tracking_uri=mlflow.get_tracking_uri(), home=settings.home
+        )
+    except (PaveError, ValueError, TypeError) as exc:  # a model SHAP cannot explain still registers
+        result.warnings.append(f"no global importances: {exc}")
+        return
+    mlflow.log_dict(found, IMPORTANCES_ARTIFACT)
 
 
 def _set_version(client: Any, result: RunResult, name: str, version: str) -> None:

@@ -270,6 +270,7 @@ class ModelCard:
     deployed_weight: float | None = None
     environment: list[str] = field(default_factory=list)
     fairness: dict[str, Any] = field(default_factory=dict)
+    importances: dict[str, Any] = field(default_factory=dict)
 
 
 def model_card(session: Session, settings: Settings, project: Project, version: str) -> ModelCard:
@@ -290,6 +291,7 @@ def model_card(session: Session, settings: Settings, project: Project, version: 
         card.gates_passed = gates.get("passed")
         card.profile = _artifact_json(settings, run, "data/profile.json") or {}
         card.fairness = _artifact_json(settings, run, "fairness.json") or {}
+        card.importances = _artifact_json(settings, run, "explain/importances.json") or {}
         with contextlib.suppress(PaveError, OSError, ValueError):
             from pave.serving.store import artifact_location
 

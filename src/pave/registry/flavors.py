@@ -32,8 +32,9 @@ def pip_requirements(flavor: str) -> list[str]:
     return out
 
 
-def input_example(output: Any) -> Any:
-    """The first rows of example model inputs found in a step's output (see docs/spec.md), or None."""
+def input_example(output: Any, rows: int = EXAMPLE_ROWS) -> Any:
+    """The first ``rows`` rows of example model inputs found in a step's output (see docs/spec.md),
+    or None."""
     import pandas as pd
 
     candidate = output
@@ -49,9 +50,9 @@ def input_example(output: Any) -> Any:
     if candidate is None:
         return None
     if isinstance(candidate, (pd.DataFrame, pd.Series)):
-        return candidate.head(EXAMPLE_ROWS)
+        return candidate.head(rows)
     if hasattr(candidate, "__getitem__") and hasattr(candidate, "shape"):
-        return candidate[:EXAMPLE_ROWS]
+        return candidate[:rows]
     return None
 
 
