@@ -152,11 +152,12 @@ class Settings(BaseSettings):
             "'ray://HEAD:10001' (Ray Client), an address 'HOST:PORT'; unset starts Ray for the run."
         ),
     )
-    job_executor: Literal["local"] = Field(
+    job_executor: Literal["local", "ray"] = Field(
         default="local",
         description=(
             "Where the platform's jobs (the closed loop's retrains) run: local (a worker process of "
-            "its own beside the control plane, outside its process)."
+            "its own beside the control plane, outside its process) or ray (a detached actor on the "
+            "Ray cluster at executor_address)."
         ),
     )
     job_user: str = Field(

@@ -10,9 +10,15 @@ job's service identity and token.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import os
+import secrets
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import textwrap
 import time
@@ -22,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from pave_testing import PaveServer, run_pave
+from pave_testing import PaveServer, free_port, need_service, run_pave
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -105,10 +111,10 @@ def _project(root: Path, home: Path) -> Path:
     return project
 
 
-def _finished(server: PaveServer, env: dict[str, str]) -> dict[str, Any]:
+def _finished(server: PaveServer, env: dict[str, str], project: str = "jailed") -> dict[str, Any]:
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        shown = run_pave("loop", "jailed", "--json", env=env)
+        shown = run_pave("loop", project, "--json", env=env)
         assert shown.returncode == 0, shown.stderr
         turns = json.loads(shown.stdout)["runs"]
         if turns and turns[0]["state"] not in ("queued", "starting", "training", "rolling_out"):
@@ -172,3 +178,79 @@ def test_a_retrain_job_cannot_read_the_control_planes_secrets_nor_call_admin_rou
     assert job_token["role"] == "developer"
     assert job_token["revoked_at"] is not None, "the job's token is revoked when the job ends"
     assert not any(t["name"] == "escape" for t in tokens.values())
+
+
+# --- the same job on a Ray cluster ------------------------------------------------------------------
+
+
+def _stop_cluster(temp: Path) -> None:
+    """Stop this cluster's processes only (``ray stop`` would stop every cluster on the machine)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for entry in Path("/proc").iterdir():
+            with contextlib.suppress(OSError, ValueError):
+                if entry.name.isdigit() and str(temp).encode() in (entry / "cmdline").read_bytes():
+                    os.kill(int(entry.name), sig)
+        time.sleep(1)
+
+
+COMMON = ("--include-dashboard=false", "--num-cpus=2", "--disable-usage-stats", "--node-ip-address=127.0.0.1")
+
+
+@pytest.fixture
+def ray_head() -> Iterator[tuple[str, dict[str, str]]]:
+    """A one-node Ray cluster with token authentication, started with `ray start` as a team would."""
+    need_service("Ray", "install the extra: pip install 'pave[ray]'", lambda: importlib.import_module("ray"))
+    token = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    temp = Path(tempfile.mkdtemp(prefix="pjob-", dir="/tmp"))  # Ray's socket paths must stay short
+    port = free_port()
+    ray = str(Path(sys.executable).parent / "ray")
+    started = subprocess.run(
+        [ray, "start", "--head", f"--port={port}", f"--temp-dir={temp}", *COMMON],
+        env=os.environ | token | {"RAY_USAGE_STATS_ENABLED": "0"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    try:
+        assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
+        yield f"127.0.0.1:{port}", token
+    finally:
+        _stop_cluster(temp)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.ray
+def test_with_job_executor_ray_the_retrain_job_runs_on_the_cluster(
+    ray_head: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    address, token = ray_head
+    server = PaveServer.up(
+        tmp_path / "platform", PAVE_JOB_EXECUTOR="ray", PAVE_EXECUTOR_ADDRESS=address, **token
+    )
+    try:
+        env = server.env | {"PAVE_URL": server.url, "PAVE_TOKEN": server.token}
+        env["PAVE_HOME"] = str(tmp_path / "client")
+        project = tmp_path / "on-ray"
+        project.mkdir()
+        (project / "steps.py").write_text("import os\n\ndef hello():\n    return {'ran': 1.0}\n")
+        (project / "pave.yaml").write_text(
+            "name: on-ray\nsteps: [{name: hello, function: 'steps:hello'}]\n"
+            "metrics: {step: hello, primary: ran}\nretrain: {timeout: 300}\n"
+        )
+        with server.client() as admin:
+            assert admin.post("/api/v1/projects", json={"name": "on-ray"}).status_code == 201
+        ran = run_pave("run", str(project), "--json", env=env, timeout=300)
+        assert ran.returncode == 0, ran.stderr[-3000:]
+        started = run_pave("retrain", "on-ray", env=env)
+        assert started.returncode == 0, started.stderr
+        turn = _finished(server, env, "on-ray")
+        events = [e["event"] for e in turn["history"]]
+        assert events[:3] == ["triggered", "training", "trained"], turn["error"]
+        job = turn["history"][1]["job"]
+        assert job["executor"] == "ray"
+        assert job["ref"].startswith(f"pave-loop-{turn['id']}-")
+        assert job["extra"]["node"]
+        assert turn["history"][2]["metrics"] == {"ran": 1.0}
+        assert turn["run_id"] != json.loads(ran.stdout)["run_id"]
+    finally:
+        server.stop()

@@ -11,6 +11,8 @@ and data versions restored into a fresh folder, run there) executed by a :class:
   groups and no new privileges, so the job cannot read the control plane's home
   (``credentials.json`` and ``pave.db`` are the control plane's, mode 0600); where that cannot
   work, the job runs as the control plane's user and a warning says so once.
+- ``ray`` (``job_executor = "ray"``): the same command in a detached actor on a node of the Ray
+  cluster at ``executor_address`` (:mod:`pave.automation.ray_jobs`).
 
 Either way the job talks to the platform only over HTTP, with its token, as any remote client
 does: it reads the snapshot and stores data versions, artifacts and its model version through the
@@ -246,6 +248,7 @@ def _alive(pid: int, folder: str) -> bool:
 
 EXECUTORS = {  # name -> "module:class"; each built with the settings
     "local": "pave.automation.jobs:LocalExecutor",
+    "ray": "pave.automation.ray_jobs:RayJobExecutor",
 }
 
 
