@@ -12,10 +12,11 @@ alert from the answers of both -> client B, which never saw the project, reprodu
 A's run with identical metrics. Then the traces prove that no process touched another's home.
 
 `pave run` records its run (never its folder) for retraining, and client B reproduces from the
-run's code snapshot: no process looks at a path in another's home.
+run's code snapshot: no process looks at a path in another's home. Then a retrain of A's run runs
+as an isolated job on the control plane's host (traced with it) and starts a rollout.
 
-Not walked yet (its piece is not in Pave yet): the source changes -> a data-change retrain as an
-isolated job -> rollout.
+Not walked yet: the retrain started by a change of an object-store source (data_change, tested in
+tests/e2e/test_data_change.py) rather than by hand.
 """
 
 from __future__ import annotations
@@ -311,6 +312,7 @@ def _walk(tmp_path: Path, network: Network, hosts: list[Host], shared_store: dic
             {"name": "inputs", "type": "drift", "method": "psi", "features": [SHIFTED], "window": "10m"}
         ],
     }
+    spec["retrain"] = {"rollout": {"steps": [50, 100], "interval_seconds": 3600}}
     (project / "pave.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     ran = alice.pave("run", str(project), "--json")
     assert ran.returncode == 0, ran.stderr[-3000:]
@@ -368,6 +370,26 @@ def _walk(tmp_path: Path, network: Network, hosts: list[Host], shared_store: dic
     reproduced = bob.pave("reproduce", result["run_id"])
     assert reproduced.returncode == 0, reproduced.stderr[-3000:]
     assert "identical metrics" in reproduced.stdout, reproduced.stdout[-3000:]
+
+    # a retrain of A's recorded run: an isolated job on the control plane's host (its snapshot
+    # restored in a fresh folder, a project-scoped token, another account) -> a rollout
+    with httpx.Client(base_url=url, headers=auth, timeout=120) as api:
+        started = api.post(f"/api/v1/projects/{NAME}/retrain")
+        assert started.status_code == 202, started.text
+
+        def turn() -> dict[str, Any]:
+            latest: dict[str, Any] = api.get(f"/api/v1/projects/{NAME}/loop").json()["runs"][0]
+            return latest
+
+        _wait(lambda: turn()["state"] not in ("queued", "starting", "training"), "the retrain", 600)
+        retrained = turn()
+    events = [e["event"] for e in retrained["history"]]
+    assert events[:4] == ["triggered", "training", "trained", "rolling_out"], retrained
+    assert retrained["history"][1]["run"] == result["run_id"]
+    job = retrained["history"][1]["job"]
+    assert job["executor"] == "local"
+    if os.geteuid() == 0:
+        assert job["user"] == "nobody"
 
     for host in hosts:  # the processes still run: stop them so their traces are complete
         host.stop()
