@@ -256,6 +256,14 @@ def test_sources_the_control_plane_may_not_reach_never_start_a_turn(
     assert "expands a variable only as the whole URL" in seen.skipped["t"]
 
 
+def test_the_platform_s_own_bucket_is_never_a_source_it_checks(tmp_path: Path, s3: S3Server) -> None:
+    settings = Settings(home=tmp_path / "home", artifact_root="s3://platform-store/pave")
+    spec = {"data": {"sources": {"t": {"url": "s3://platform-store/pave/datasets/ab/x.csv"}}}}
+    seen = triggers.observe("p", spec, settings)
+    assert seen.current == {}
+    assert "the platform's own store" in seen.skipped["t"]
+
+
 def test_only_projects_that_ask_are_watched() -> None:
     assert triggers.watches_data({"retrain": {"on": ["data_change"]}})
     assert not triggers.watches_data({"retrain": {"schedule": "@daily"}})

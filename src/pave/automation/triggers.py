@@ -32,6 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -108,7 +109,10 @@ def observe(project: str, spec: dict[str, Any], settings: Settings) -> Observati
     source it cannot check: that one lands in ``skipped``)."""
     from pave.governance.egress import EgressPolicy
 
-    guard = Guard(EgressPolicy(allowed_networks=tuple(settings.egress_allowed_networks)), settings.source_env)
+    own = [urlsplit(settings.artifacts).hostname or ""] if settings.artifacts.startswith("s3://") else []
+    guard = Guard(
+        EgressPolicy(allowed_networks=tuple(settings.egress_allowed_networks)), settings.source_env, own
+    )
     seen = Observation()
     for name, source in sources_of(spec).items():
         try:

@@ -77,6 +77,8 @@ def fingerprint(name: str, source: SourceSpec, *, guard: Guard | None = None) ->
     control plane never reads a project's folder.
     """
     if source.kind == "s3":
+        if guard is not None:
+            guard.check_bucket(name, source, _s3_parts(source)[0])
         return _s3_fingerprint(name, source)
     if source.kind == "https":
         return _http_fingerprint(name, source, guard)
@@ -90,13 +92,21 @@ class Guard:
 
     Args:
         egress: checks every host reached (public addresses, or the allowed networks).
+        own_buckets: the platform's own buckets, which its credentials read and no source may name.
         variables: the only ``${VAR}`` names it expands (its own environment holds its secrets),
             and only as a whole URL: a variable inside a URL the spec writes could carry a
             secret to any host.
     """
 
-    def __init__(self, egress: Any, variables: Sequence[str]) -> None:
-        self.egress, self.variables = egress, frozenset(variables)
+    def __init__(self, egress: Any, variables: Sequence[str], own_buckets: Sequence[str] = ()) -> None:
+        self.egress, self.variables, self.own_buckets = egress, frozenset(variables), frozenset(own_buckets)
+
+    def check_bucket(self, name: str, source: SourceSpec, bucket: str) -> None:
+        if bucket in self.own_buckets:  # its credentials read it: no project looks into it this way
+            raise SourceInvalid(
+                f"data source {name} ({source.where}): the bucket is the platform's own store",
+                hint="keep datasets in a bucket of their own",
+            )
 
     def expand(self, name: str, source: SourceSpec, text: str) -> str:
         named = variables(text)
