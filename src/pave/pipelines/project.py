@@ -30,6 +30,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import traceback
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -364,12 +365,13 @@ def _execute(
     try:
         mlflow.log_text("\n".join(lock) + "\n", L.ENV_LOCK_ARTIFACT)
         mlflow.log_dict(spec.model_dump(mode="json", by_alias=True), SPEC_ARTIFACT)
-        if params:
-            mlflow.log_params(params)
         _snapshot(spec, project, objects, result)
+        _log_batch(client, run_id, params=params, tags={TAG_SNAPSHOT: result.code_snapshot or ""})
         frames = _load_data(spec, project, objects, data_files, result, pinned or {})
-        mlflow.set_tags({f"{L.TAG_DATA_PREFIX}{k}": v for k, v in result.data_versions.items()})
-        mlflow.set_tags({f"{L.TAG_FINGERPRINT_PREFIX}{k}": v[:5000] for k, v in result.fingerprints.items()})
+        data_tags = {f"{L.TAG_DATA_PREFIX}{k}": v for k, v in result.data_versions.items()}
+        data_tags |= {f"{L.TAG_FINGERPRINT_PREFIX}{k}": v[:5000] for k, v in result.fingerprints.items()}
+        if data_tags:
+            mlflow.set_tags(data_tags)
         _validate(spec, project, frames, result)
         if frames:
             mlflow.log_dict({name: profile_frame(df) for name, df in frames.items()}, PROFILE_ARTIFACT)
@@ -382,9 +384,9 @@ def _execute(
             )
             mlflow.log_dict(report, fairness.FAIRNESS_ARTIFACT)
             result.metrics.update({k: v for k, v in report["metrics"].items() if v is not None})
-        if result.metrics:
-            mlflow.log_metrics(result.metrics)
-        mlflow.set_tag(L.TAG_CACHED_STEPS, ",".join(pipeline.cached))
+        _log_batch(
+            client, run_id, metrics=result.metrics, tags={L.TAG_CACHED_STEPS: ",".join(pipeline.cached)}
+        )
         _model_and_gates(spec, pipeline, client, result, register, project, settings)
     except BaseException as caught:
         error = _outage(caught, tracking_uri) or caught
@@ -466,8 +468,6 @@ def _experiment(client: Any, spec: ProjectSpec, tracking_uri: str, settings: Set
 
 def _snapshot(spec: ProjectSpec, project: Path, objects: ObjectStore, result: RunResult) -> None:
     """Store the run's code (declared data files left out: they are dataset versions)."""
-    import mlflow
-
     from pave.data.versioning import sha256_file
 
     with tempfile.TemporaryDirectory(prefix="pave-snapshot-") as tmp:
@@ -480,7 +480,26 @@ def _snapshot(spec: ProjectSpec, project: Path, objects: ObjectStore, result: Ru
         if not objects.has("code", sha):
             objects.put("code", sha, archive, {"filename": ARCHIVE, "project": spec.name})
     result.code_snapshot = sha
-    mlflow.set_tag(TAG_SNAPSHOT, sha)
+
+
+def _log_batch(
+    client: Any,
+    run_id: str,
+    *,
+    params: Mapping[str, str] | None = None,
+    metrics: Mapping[str, float] | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> None:
+    """Params, metrics and tags in one write (a tuning trial's run makes few: each is a commit)."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
+        params=[Param(k, str(v)) for k, v in (params or {}).items()],
+        tags=[RunTag(k, v) for k, v in (tags or {}).items()],
+    )
 
 
 def _load_data(

@@ -217,7 +217,6 @@ class _Objective:
             "mlflow.runName": f"trial {trial.number}",
         }
         trial.set_user_attr("node", socket.gethostname() + _ray_node())
-        trial.set_user_attr("started", time.time())
         step_context.reporter = _Reporter(trial, self.pruned)
         client = mlflow.MlflowClient(tracking_uri=self.job.tracking_uri)
         try:
@@ -236,13 +235,11 @@ class _Objective:
                     trial.set_user_attr("run_id", run_id)
                     client.set_tag(run_id, TAG_STATE, "pruned")
                     client.update_run(run_id, status="KILLED")
-                trial.set_user_attr("ended", time.time())
                 raise self.pruned(str(exc.__cause__)) from None
             raise
         finally:
             step_context.reporter = None
         trial.set_user_attr("run_id", result.run_id)
-        trial.set_user_attr("ended", time.time())
         if tune.metric not in result.metrics:
             raise InvalidInput(
                 f"tune.metric {tune.metric} was not logged by trial {trial.number} "
@@ -509,8 +506,8 @@ def _records(study: Any) -> list[TrialRecord]:
             params=dict(t.params),
             run_id=t.user_attrs.get("run_id"),
             node=t.user_attrs.get("node"),
-            started=t.user_attrs.get("started"),
-            ended=t.user_attrs.get("ended"),
+            started=t.datetime_start.timestamp() if t.datetime_start else None,
+            ended=t.datetime_complete.timestamp() if t.datetime_complete else None,
         )
         for t in study.get_trials(deepcopy=False)
     ]

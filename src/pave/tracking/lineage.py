@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import os
 import re
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,13 +91,34 @@ def _git(cwd: Path, *args: str) -> str:
 
 
 def environment_lock() -> list[str]:
-    """Every installed distribution as ``name==version``, sorted: a ``pip freeze`` without pip."""
-    seen: dict[str, str] = {}
-    for dist in importlib.metadata.distributions():
-        name = dist.metadata["Name"]
-        if name:
-            seen.setdefault(_normalise(name), f"{_normalise(name)}=={dist.version}")
-    return sorted(seen.values())
+    """Every installed distribution as ``name==version``, sorted: a ``pip freeze`` without pip.
+
+    Reading every distribution's metadata takes about half a second; the lock is kept for as long
+    as the folders on ``sys.path`` are unchanged (installing or removing a package changes the
+    modification time of the folder it lands in), so a tuning's trials read it once.
+    """
+    key = _path_state()
+    if _LOCK_CACHE.get("key") != key:
+        seen: dict[str, str] = {}
+        for dist in importlib.metadata.distributions():
+            name = dist.metadata["Name"]
+            if name:
+                seen.setdefault(_normalise(name), f"{_normalise(name)}=={dist.version}")
+        _LOCK_CACHE.update(key=key, lock=sorted(seen.values()))
+    return list(_LOCK_CACHE["lock"])
+
+
+_LOCK_CACHE: dict[str, Any] = {}
+
+
+def _path_state() -> tuple[tuple[str, int], ...]:
+    state = []
+    for entry in sys.path:
+        try:
+            state.append((entry, os.stat(entry or ".").st_mtime_ns))
+        except OSError:
+            state.append((entry, -1))
+    return tuple(state)
 
 
 def environment_hash(lock: list[str]) -> str:
