@@ -195,11 +195,14 @@ class Client:
         alias: str | None = None,
         workers: int | None = None,
         progress: Any = None,
+        monitor: bool = False,
     ) -> dict[str, Any]:
         """Score a table with a registered model of ``project``, here; record the job and its usage.
 
         The job runs where this client runs (it loads the model: a user's code never runs in the
-        control plane); ``input_uri`` and ``output_uri`` are paths or ``s3://BUCKET/KEY``.
+        control plane); ``input_uri`` and ``output_uri`` are paths or ``s3://BUCKET/KEY``. With
+        ``monitor``, a sample of the scored rows goes to the inference log of this installation
+        (``Settings.inference_log_dir``) as records of the deployment named after the project.
         """
         import resource
 
@@ -217,6 +220,7 @@ class Client:
             alias=alias,
             workers=workers,
             progress=progress,
+            monitor_dir=self.settings.inference_log_dir if monitor else None,
         )
         record_job(result, tracking_uri=self.mlflow_tracking_uri)
         # The whole job as the kernel counts it: this process and the workers it waited for.

@@ -141,3 +141,53 @@ def test_s3_in_and_out_and_a_failure_half_way_leaves_no_object(
     assert "rows from line 102" in info.value.message
     assert store.head("outputs/bad.csv") is None
     assert [o.key for o in store.list("outputs/")] == ["outputs/scored.parquet"]
+
+
+def test_monitor_feeds_a_sample_of_the_scored_rows_to_the_drift_monitors(
+    models: Models, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from pave.data.profile import profile_frame
+    from pave.monitoring.monitors import evaluate_drift, window_rows
+    from pave.monitoring.spec import MonitorDef
+    from pave.serving.batch_monitor import MONITOR_ROWS
+
+    shifted = models.X.copy()
+    drifted = str(models.X.columns[0])
+    shifted[drifted] = shifted[drifted] * 3 + 10
+    big = pd.concat([shifted] * (MONITOR_ROWS // len(shifted) + 2), ignore_index=True)  # over the sample
+    source = _parquet(big, tmp_path / "in.parquet", row_group_size=5_000)
+    log_dir = tmp_path / "inference-log"
+    started = datetime.now(UTC)
+    result = _score(
+        models,
+        tmp_path,
+        str(source),
+        str(tmp_path / "out.parquet"),
+        version="1",
+        workers=2,
+        monitor_dir=log_dir,
+    )
+    ended = datetime.now(UTC) + timedelta(seconds=1)
+    assert [p.name for p in log_dir.iterdir() if p.name.startswith(".")] == []  # published, nothing staged
+    rows, inputs = window_rows(log_dir, "cancer", started - timedelta(seconds=1), ended)
+    assert len(rows) == MONITOR_ROWS < result.rows
+    assert set(inputs) == set(models.X.columns)
+    assert set(rows["version"]) == {"1"}
+    scored = pd.read_parquet(tmp_path / "out.parquet")
+    assert set(rows["predict"]) <= set(scored["predict"])
+    assert len(rows["predict_proba"].iloc[0]) == 2  # the gateway's shape: a row of class probabilities
+
+    monitor = MonitorDef.model_validate({"name": "inputs", "type": "drift", "window": "1h"})
+    _, summary = evaluate_drift(log_dir, "cancer", monitor, profile_frame(models.X), ended)
+    assert summary["rows"] == MONITOR_ROWS
+    assert drifted in summary["drifted"]
+
+
+def test_a_failed_job_feeds_nothing_to_monitoring(models: Models, tmp_path: Path) -> None:
+    source = _parquet(models.X.drop(columns=[models.X.columns[0]]), tmp_path / "in.parquet")
+    log_dir = tmp_path / "inference-log"
+    with pytest.raises(InvalidInput):
+        _score(models, tmp_path, str(source), str(tmp_path / "out.parquet"), version="1", monitor_dir=log_dir)
+    assert not log_dir.exists() or not list(log_dir.iterdir())

@@ -95,6 +95,9 @@ def batch(
     ),
     alias: str | None = typer.Option(None, "--alias", help="The alias of the version, e.g. candidate."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Processes at once (default: CPUs)."),
+    monitor: bool = typer.Option(
+        False, "--monitor", help="Log a sample of the scored rows for the project's drift monitors."
+    ),
     as_json: bool = JSON,
 ) -> None:
     """Score a table offline with a registered model: the input rows, the predictions, the version.
@@ -130,6 +133,7 @@ def batch(
             alias=alias,
             workers=workers,
             progress=moved if shown else None,
+            monitor=monitor,
         )
 
     def render(job: dict[str, Any]) -> None:

@@ -305,6 +305,7 @@ def score_table(
     alias: str | None = None,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    monitor_dir: Path | None = None,
 ) -> BatchResult:
     """Score the table at ``input_uri`` with a version of ``project``'s model into ``output_uri``.
 
@@ -316,6 +317,8 @@ def score_table(
         version, alias: which version (default: alias ``champion``, else the newest version).
         workers: processes scoring parts at once (default: the CPUs this process may use).
         progress: called with (rows done, parts done) after each part.
+        monitor_dir: an inference log folder: a sample of the scored rows is logged there as
+            records of the deployment named after the project (``pave.serving.batch_monitor``).
 
     Raises:
         InvalidInput: an unknown format, a missing column or one of the wrong type (named); nothing
@@ -336,13 +339,18 @@ def score_table(
     ):
         digest = hasher.submit(_sha256, local)  # the input's data version, while it is scored
         model = load_model(uri, tracking_uri=tracking_uri, cache_dir=cache_dir)
-        with _Sink(staged, out_kind) as sink:
+        with (
+            _Sink(staged, out_kind) as sink,
+            _monitoring(monitor_dir, project, resolved, model, local) as tap,
+        ):
+            sink.tap = tap
             if in_kind == "parquet":
                 check_columns(model.schema, _parquet_columns(local), input_uri)
                 _score_parquet(local, model, resolved, workers, input_uri, sink, progress)
             else:
                 _score_csv(local, model, resolved, input_uri, sink, progress)
-        _publish(staged, output_uri)
+            sink.close()
+            _publish(staged, output_uri)
         input_sha256 = digest.result()
     rows, columns, parts = sink.rows, sink.columns, sink.parts
     cpu_after, peak = _usage()
@@ -454,6 +462,39 @@ def _score_csv(
             progress(sink.rows, sink.parts)
 
 
+@contextlib.contextmanager
+def _monitoring(
+    directory: Path | None, project: str, version: str, model: LoadedModel, local: Path
+) -> Iterator[Callable[[Any], None] | None]:
+    """A tap feeding each written part to the inference log (``--monitor``), published on success."""
+    if directory is None:
+        yield None
+        return
+    import pyarrow.parquet as pq
+
+    from pave.serving.batch_monitor import BatchLog
+
+    parquet = table_format(str(local)) == "parquet"
+    given = set(pq.read_schema(local).names if parquet else pd.read_csv(local, nrows=0).columns)
+    log = BatchLog(
+        directory,
+        deployment=project,
+        version=version,
+        inputs=[c.name for c in model.schema.columns],
+        total_rows=pq.ParquetFile(local).metadata.num_rows if parquet else None,
+    )
+
+    def tap(table: Any) -> None:
+        log.add(table, [c for c in table.column_names if c not in given and c != VERSION_COLUMN])
+
+    try:
+        yield tap
+    except BaseException:
+        log.discard()
+        raise
+    log.publish()
+
+
 class _Sink:
     """The output, written part by part under a temporary name (published once complete)."""
 
@@ -463,6 +504,7 @@ class _Sink:
         self.columns: list[str] = []
         self._writer: Any = None
         self._stream: Any = None
+        self.tap: Callable[[Any], None] | None = None  # sees each part once written
 
     def __enter__(self) -> _Sink:
         if self.kind == "csv":
@@ -490,17 +532,25 @@ class _Sink:
             self.columns = list(frame.columns)
         self.rows += table.num_rows
         self.parts += 1
+        if self.tap is not None:
+            self.tap(table)
 
-    def __exit__(self, *exc: object) -> None:
+    def close(self, failed: bool = False) -> None:
+        """Finish the file (idempotent)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         if self._writer is not None:
             self._writer.close()
-        elif self.kind == "parquet" and exc[0] is None:
+            self._writer = None
+        elif self.kind == "parquet" and not failed and not self.path.exists():
             pq.write_table(pa.table({}), str(self.path))  # an empty input: an empty table
         if self._stream is not None:
             self._stream.close()
+            self._stream = None
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(failed=exc[0] is not None)
 
 
 def _local_output(output_uri: str) -> Path | None:
