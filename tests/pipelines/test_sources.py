@@ -166,6 +166,35 @@ def test_a_sql_source_is_versioned_fingerprinted_and_reproduced(
     assert third.data_versions == second.data_versions
 
 
+@pytest.mark.postgres
+def test_a_fingerprint_query_is_what_stands_for_the_data(
+    table: str, churn_frame: Any, tmp_path: Path
+) -> None:
+    from pave.data.remote import materialise
+
+    fill(table, churn_frame(rows=20))
+    source = SourceSpec.model_validate(
+        {
+            "sql": {
+                "url": "${PAVE_TEST_SOURCE_URL}",
+                "query": f"select age, income, plan, churn from {table} order by id",  # noqa: S608
+                "fingerprint": f"select max(id), count(*) from {table}",  # noqa: S608
+            }
+        }
+    )
+    got = materialise("train", source, tmp_path)
+    assert len(pd.read_parquet(got.path)) == 20
+    assert got.fingerprint == fingerprint("train", source)
+    engine = create_engine(POSTGRES_URL)
+    with engine.begin() as conn:  # a change the cheap query does not see: the trade-off it makes
+        conn.execute(text(f"UPDATE {table} SET income = 0 WHERE id = 1"))  # noqa: S608
+    assert fingerprint("train", source) == got.fingerprint
+    with engine.begin() as conn:
+        conn.execute(text(f"INSERT INTO {table} (age, income, plan, churn) VALUES (30, 1.0, 'pro', 0)"))  # noqa: S608
+    engine.dispose()
+    assert fingerprint("train", source) != got.fingerprint
+
+
 def test_an_s3_source_is_versioned_fingerprinted_and_reproduced(
     churn_project: ProjectFactory, tracking_uri: str, settings: Settings, s3: S3Server, churn_frame: Any
 ) -> None:

@@ -71,6 +71,14 @@ class SqlSpec(_Model):
         ),
     )
     query: str = Field(min_length=1, description="The query; give it an ORDER BY for a stable version.")
+    fingerprint: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "A cheap query whose result changes when the data does, e.g. select max(updated_at), count(*) "
+            "from orders: what data_change compares (default: a checksum of the query's rows)."
+        ),
+    )
 
     @field_validator("url")
     @classmethod
