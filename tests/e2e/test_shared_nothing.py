@@ -9,19 +9,20 @@ server, started by the test on the bridge. The walk:
 client A ``pave new`` + ``pave run`` -> ``pave deploy`` (served by both gateways, whose real URLs
 it prints) -> predictions on both -> feedback by inference id for answers of either -> a drift
 alert from the answers of both -> client B, which never saw the project, reproduces
-A's run with identical metrics. Then the traces prove that no process touched another's home.
+A's run with identical metrics -> the source changes -> a data-change retrain as an isolated job
+-> rollout. Then the traces prove that no process touched another's home.
 
 `pave run` records its run (never its folder) for retraining, and client B reproduces from the
-run's code snapshot: no process looks at a path in another's home. Then a retrain of A's run runs
-as an isolated job on the control plane's host (traced with it) and starts a rollout.
-
-Not walked yet: the retrain started by a change of an object-store source (data_change, tested in
-tests/e2e/test_data_change.py) rather than by hand.
+run's code snapshot. Then the project's source (a file the test serves over HTTP, in no host's
+home) changes: the control plane's data-change check retrains A's run as an isolated job on its
+host (traced with it), which reads the new data and starts a rollout. No process looks at a path
+in another's home.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import os
 import re
@@ -214,6 +215,32 @@ class Network:
         subprocess.run(["ip", "link", "del", self.bridge], check=False, capture_output=True)
 
 
+class Lake:
+    """The team's data, outside every host's home: files served over plain HTTP (Last-Modified and
+    size, which the control plane's data-change check compares) on the bridge's address."""
+
+    def __init__(self, root: Path, address: str) -> None:
+        self.folder = root / "lake"
+        self.folder.mkdir()
+        folder = str(self.folder)
+
+        class Files(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, directory=folder, **kwargs)
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        self.server = http.server.ThreadingHTTPServer((address, 0), Files)
+        self.address = address
+        self.url = f"http://{address}:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 @pytest.fixture
 def network() -> Iterator[Network]:
     made = Network()
@@ -271,9 +298,25 @@ def test_a_project_walks_from_client_to_two_gateways_and_back_on_hosts_that_shar
 
 
 def _walk(tmp_path: Path, network: Network, hosts: list[Host], shared_store: dict[str, str]) -> None:
+    lake = Lake(tmp_path, network.gateway if network.enabled else "127.0.0.1")
+    try:
+        _walk_on(tmp_path, network, hosts, shared_store, lake)
+    finally:
+        lake.stop()
+
+
+def _walk_on(
+    tmp_path: Path, network: Network, hosts: list[Host], shared_store: dict[str, str], lake: Lake
+) -> None:
     place = network.place("control-plane")
     control = Host(tmp_path, "control-plane", shared_store, place)
-    control.env |= {"PAVE_HOST": control.address, "PAVE_ALLOWED_HOSTS": json.dumps([control.address])}
+    control.env |= {
+        "PAVE_HOST": control.address,
+        "PAVE_ALLOWED_HOSTS": json.dumps([control.address]),
+        # the data-change check may reach the lake (a private address), every second
+        "PAVE_EGRESS_ALLOWED_NETWORKS": json.dumps([f"{lake.address}/32"]),
+        "PAVE_SOURCE_CHECK_INTERVAL": "1",
+    }
     hosts.append(control)
     port = free_port()
     control.start("up", "--no-gateway", "--port", str(port))
@@ -312,7 +355,11 @@ def _walk(tmp_path: Path, network: Network, hosts: list[Host], shared_store: dic
             {"name": "inputs", "type": "drift", "method": "psi", "features": [SHIFTED], "window": "10m"}
         ],
     }
-    spec["retrain"] = {"rollout": {"steps": [50, 100], "interval_seconds": 3600}}
+    # the training data lives in the team's lake, not in the project: a change there retrains
+    shutil.move(project / "data" / "train.csv", lake.folder / "train.csv")
+    spec["data"]["sources"]["train"] = {"url": f"{lake.url}/train.csv"}
+    spec["gates"] = [{"metric": "roc_auc", "min": 0.9}]
+    spec["retrain"] = {"on": ["data_change"], "rollout": {"steps": [50, 100], "interval_seconds": 3600}}
     (project / "pave.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     ran = alice.pave("run", str(project), "--json")
     assert ran.returncode == 0, ran.stderr[-3000:]
@@ -333,7 +380,8 @@ def _walk(tmp_path: Path, network: Network, hosts: list[Host], shared_store: dic
         assert f"infer: POST {gateway_url}/v2/models/{NAME}/infer" in deployed.stdout, deployed.stdout
 
     # predictions on both, on drifted inputs (one feature far off what the model learnt)
-    frame = pd.read_csv(project / "data" / "train.csv").drop(columns=["target"])
+    table = pd.read_csv(lake.folder / "train.csv")
+    frame = table.drop(columns=["target"])
     drifted = frame.assign(**{SHIFTED: frame[SHIFTED] + 10 * frame[SHIFTED].std()})
     answered: list[str] = []
     with httpx.Client(headers=auth, timeout=30) as http:
@@ -371,20 +419,24 @@ def _walk(tmp_path: Path, network: Network, hosts: list[Host], shared_store: dic
     assert reproduced.returncode == 0, reproduced.stderr[-3000:]
     assert "identical metrics" in reproduced.stdout, reproduced.stdout[-3000:]
 
-    # a retrain of A's recorded run: an isolated job on the control plane's host (its snapshot
-    # restored in a fresh folder, a project-scoped token, another account) -> a rollout
+    # the source changes -> the control plane's check sees it -> a retrain of A's recorded run as an
+    # isolated job on its host (the snapshot in a fresh folder, a project-scoped token, another
+    # account), which reads the new data -> a rollout
     with httpx.Client(base_url=url, headers=auth, timeout=120) as api:
-        started = api.post(f"/api/v1/projects/{NAME}/retrain")
-        assert started.status_code == 202, started.text
+        assert api.get(f"/api/v1/projects/{NAME}/loop").json()["runs"] == [], "nothing changed yet"
+        time.sleep(1.1)  # Last-Modified has a resolution of a second
+        pd.concat([table, table.head(20)]).to_csv(lake.folder / "train.csv", index=False)
 
         def turn() -> dict[str, Any]:
-            latest: dict[str, Any] = api.get(f"/api/v1/projects/{NAME}/loop").json()["runs"][0]
-            return latest
+            runs: list[dict[str, Any]] = api.get(f"/api/v1/projects/{NAME}/loop").json()["runs"]
+            return runs[0] if runs else {"state": "queued"}
 
         _wait(lambda: turn()["state"] not in ("queued", "starting", "training"), "the retrain", 600)
         retrained = turn()
+    assert retrained["trigger"] == "data_change", retrained
     events = [e["event"] for e in retrained["history"]]
-    assert events[:4] == ["triggered", "training", "trained", "rolling_out"], retrained
+    assert events[:5] == ["triggered", "data_changed", "training", "trained", "rolling_out"], retrained
+    retrained["history"] = [e for e in retrained["history"] if e["event"] != "data_changed"]
     assert retrained["history"][1]["run"] == result["run_id"]
     job = retrained["history"][1]["job"]
     assert job["executor"] == "local"
