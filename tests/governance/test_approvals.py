@@ -47,6 +47,26 @@ def _tags(world: World, version: str) -> dict[str, str]:
     return {t["key"]: t["value"] for t in answer["model_version"].get("tags", [])}
 
 
+def test_reading_the_champion_is_a_read(gated: dict[str, Any]) -> None:
+    """A run's gate `compare_to: champion` reads the alias with the run's token (it needed approve)."""
+    world: World = gated["world"]
+    champion = {"name": "gated", "alias": "champion"}
+    with world.admin() as admin:
+        assert admin.put("/api/v1/projects/gated/policy", json={"require_approval": False}).status_code == 200
+    try:
+        assert _alias(world, None, gated["version"]).status_code == 200
+        for who in ("dora", "mike"):
+            read = world.mlflow("GET", "registered-models/alias", gated[who], params=champion)
+            assert read.status_code == 200, read.text
+            assert read.json()["model_version"]["version"] == gated["version"]
+            removed = world.mlflow("DELETE", "registered-models/alias", gated[who], json=champion)
+            assert removed.status_code == 403, "taking the champion away still needs approve"
+    finally:
+        assert world.mlflow("DELETE", "registered-models/alias", json=champion).status_code == 200
+        with world.admin() as admin:
+            admin.put("/api/v1/projects/gated/policy", json={"require_approval": True})
+
+
 def test_the_platform_records_the_author_and_protects_its_tags(gated: dict[str, Any]) -> None:
     world: World = gated["world"]
     assert _tags(world, gated["version"])["pave.author"] == "dora"

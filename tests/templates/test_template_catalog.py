@@ -30,7 +30,7 @@ def test_the_table_lists_every_template_folder_and_version() -> None:
 
 
 def test_at_least_one_template_ships_two_versions() -> None:
-    assert get_template("tabular-classification").versions == ("0.1.0", "0.2.0")
+    assert get_template("tabular-classification").versions == ("0.1.0", "0.2.0", "0.3.0")
 
 
 def test_an_unknown_template_is_not_found_and_the_hint_lists_the_real_ones() -> None:

@@ -52,7 +52,7 @@ def test_upgrade_brings_the_new_version_and_keeps_the_owners_edits(old_project: 
     assert (result.template, result.from_version, result.to_version) == (
         "tabular-classification",
         "0.1.0",
-        "0.2.0",
+        "0.3.0",
     )
     assert result.conflicts == ()
     steps = (old_project / "steps.py").read_text()
@@ -60,11 +60,15 @@ def test_upgrade_brings_the_new_version_and_keeps_the_owners_edits(old_project: 
     assert '"precision": float(precision_score(y_true, predicted))' in steps
     assert "def add_ratio(df):" in steps  # the owner's function
     spec = load_spec(old_project)
-    assert spec.template.version == "0.2.0"
+    assert spec.template.version == "0.3.0"
     assert spec.step("train").params == {"C": 0.5}  # the owner's parameter
     assert (old_project / "NOTES.md").read_text() == "ours\n"
-    assert yaml.safe_load((old_project / ".copier-answers.yml").read_text())["_commit"] == "0.2.0"
+    assert yaml.safe_load((old_project / ".copier-answers.yml").read_text())["_commit"] == "0.3.0"
     assert "<<<<<<<" not in steps
+    workflow = (old_project / ".github" / "workflows" / "pave.yml").read_text()
+    assert "pave ci" in workflow  # 0.3.0's CI
+    assert "pave run" not in workflow
+    assert "pave[golden-path]" not in (old_project / "pyproject.toml").read_text()
 
 
 def test_the_upgraded_project_still_passes_its_tests(old_project: Path) -> None:
@@ -114,10 +118,10 @@ def test_uncommitted_changes_are_a_conflict_and_nothing_is_touched(old_project: 
 
 
 def test_the_latest_version_has_nothing_to_do(old_project: Path) -> None:
-    upgrade(old_project, to_version="0.2.0")
+    upgrade(old_project, to_version="0.3.0")
     git(old_project, "commit", "--quiet", "-am", "Upgrade")
     result = upgrade(old_project)
-    assert result.from_version == result.to_version == "0.2.0"
+    assert result.from_version == result.to_version == "0.3.0"
     assert git(old_project, "status", "--porcelain") == ""
 
 

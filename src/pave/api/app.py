@@ -46,6 +46,7 @@ from pave.api.routes import (
     tokens,
     whoami,
 )
+from pave.api.routes import client as client_routes
 from pave.api.routes import platform as platform_routes
 from pave.api.security import SecurityMiddleware
 from pave.errors import InvalidInput, NotFound, PaveError
@@ -258,6 +259,7 @@ ROUTERS = (
     teams.router,
     teams.project_router,
     costs.router,
+    client_routes.router,
 )
 _PARAM = re.compile(r"\{[^}]+\}|<[^>]+>")
 

@@ -442,7 +442,7 @@ def check_scope(ctx: Context) -> PaveError | None:
     if ctx.path == OTLP_TRACES and ctx.headers.get(OTLP_EXPERIMENT_HEADER):
         params = {**params, "experiment_id": ctx.headers[OTLP_EXPERIMENT_HEADER]}
     ctx.scope = resolve(ctx.path, params, ctx.document, ctx.lookup, method=ctx.method)
-    ctx.action = escalated_action(ctx.action, ctx.endpoint, ctx.values)
+    ctx.action = escalated_action(ctx.action, ctx.method, ctx.endpoint, ctx.values)
     return None
 
 

@@ -125,7 +125,7 @@ def upgrade(
         raise typer.Exit(1)
 
 
-def _print_run(result: Any) -> None:
+def print_run(result: Any) -> None:
     steps = Table(title=f"run {result.run_id} ({result.status})")
     for column in ("step", "status", "seconds", "note"):
         steps.add_column(column)
@@ -251,6 +251,48 @@ def _record_usage(client: Client, project: str, run_id: str, steps: list[Any]) -
             err_console.print(f"[yellow]note:[/] the run's usage was not recorded: {escape(exc.message)}")
 
 
+def execute_run(
+    client: Client,
+    project_dir: Path,
+    *,
+    from_step: str | None = None,
+    from_run: str | None = None,
+    sets: list[str] | None = None,
+    cache: bool = True,
+    progress: bool = True,
+) -> Any:
+    """Run the project's pipeline against the platform ``client`` reaches (``pave run``, ``pave ci``).
+
+    Returns the run's :class:`~pave.pipelines.RunResult`. A finished run is recorded as what the
+    project's retrains re-run, unless it re-ran a recorded one (``from_run``); the steps' usage is
+    recorded too (best effort).
+    """
+    from pave.pipelines import execute_project, load_spec
+
+    # MLflow writes its run links to stdout; keep stdout for Pave's own output (--json).
+    with contextlib.redirect_stdout(sys.stderr):
+        _client_env(client)
+        if from_run is not None:
+            project_dir = _check_out(client, from_run, project_dir.expanduser().absolute())
+        spec = load_spec(project_dir)
+        project = spec.name
+        client.admit(project)
+        result = execute_project(
+            project_dir,
+            tracking_uri=client.mlflow_tracking_uri,
+            settings=client.settings,
+            from_step=from_step,
+            params_override=_parse_sets(sets or []),
+            progress=progress and sys.stderr.isatty(),
+            cache=cache,
+            objects=client.objects(project, on_progress=_upload_progress(sys.stderr.isatty())),
+        )
+        if from_run is None:
+            _record_run(client, project, result, retrains=spec.retrain is not None)
+        _record_usage(client, project, result.run_id, result.steps)
+    return result
+
+
 @app.command("run")
 def run(
     project_dir: Path = typer.Argument(Path("."), help="The project folder (with pave.yaml)."),
@@ -276,34 +318,21 @@ def run(
     run made with --from-run (a re-run of a recorded run: the closed loop's retrain jobs).
     Exits 0 when the gates pass, 3 when the run succeeded but a gate failed, 1 when the run failed.
     """
-    from pave.pipelines import execute_project, load_spec
-
     settings = load_settings(executor=executor, executor_address=executor_address)
-    # MLflow writes its run links to stdout; keep stdout for Pave's own output (--json).
-    with Client(settings=settings) as client, contextlib.redirect_stdout(sys.stderr):
-        _client_env(client)
-        if from_run is not None:
-            project_dir = _check_out(client, from_run, project_dir.expanduser().absolute())
-        spec = load_spec(project_dir)
-        project = spec.name
-        client.admit(project)
-        result = execute_project(
+    with Client(settings=settings) as client:
+        result = execute_run(
+            client,
             project_dir,
-            tracking_uri=client.mlflow_tracking_uri,
-            settings=settings,
             from_step=from_step,
-            params_override=_parse_sets(set_),
-            progress=not as_json and sys.stderr.isatty(),
+            from_run=from_run,
+            sets=set_,
             cache=not no_cache,
-            objects=client.objects(project, on_progress=_upload_progress(sys.stderr.isatty())),
+            progress=not as_json,
         )
-        if from_run is None:
-            _record_run(client, project, result, retrains=spec.retrain is not None)
-        _record_usage(client, project, result.run_id, result.steps)
     if as_json:
         print_json(result.to_dict())
     else:
-        _print_run(result)
+        print_run(result)
     if not result.gates_passed:
         failed = [g for g in result.gates if not g.passed and not g.skipped]
         err_console.print(f"gates failed ({len(failed)}): the aliases did not move")

@@ -40,6 +40,7 @@ COMMAND_GROUPS: tuple[tuple[str, str, str | None], ...] = (
     ("pave.cli.tokens", "app", "token"),
     ("pave.cli.projects", "app", None),
     ("pave.cli.golden", "app", None),
+    ("pave.cli.ci", "app", None),
     ("pave.cli.compute", "app", None),
     ("pave.cli.serving", "app", None),
     ("pave.cli.loop", "app", None),

@@ -64,6 +64,8 @@ RULES: tuple[Rule, ...] = (
     # --- Pave API -------------------------------------------------------------------------------
     _rule(_READ, r"/api/v1/openapi\.json|/api/v1/docs(/.*)?", "read"),
     _rule(_READ, r"/api/v1/whoami", "read"),
+    # the Pave wheel a generated project's CI installs (pave.templates.wheel)
+    _rule(_READ, r"/api/v1/client/wheel", "read", is_global=True),
     _rule(_READ + " " + _WRITE, r"/api/v1/tokens(/\d+)?", "admin"),
     _rule(_READ, r"/api/v1/audit(/verify)?", "admin"),
     _rule(_READ, r"/api/v1/projects/[^/]+/members", "manage"),
@@ -178,12 +180,16 @@ _PRODUCTION_STAGE = "production"
 CHAMPION = "champion"
 
 
-def escalated_action(action: str, endpoint: str, values: dict[str, Any]) -> str:
+def escalated_action(action: str, method: str, endpoint: str, values: dict[str, Any]) -> str:
     """The action a request needs once its content is known: promoting to production needs ``approve``.
 
-    Setting or moving MLflow's alias ``champion`` (or its legacy stage ``Production``) is what puts
-    a version in production, whatever else the route needs.
+    Setting, moving or deleting MLflow's alias ``champion`` (or its legacy stage ``Production``) is
+    what changes production, whatever else the route needs. Reading the alias is a read: a gate
+    ``compare_to: champion`` reads it with the run's token (escalated, a developer's run skipped
+    the gate for "no champion").
     """
+    if method in ("GET", "HEAD"):
+        return action
     if endpoint == "registered-models/alias" and str(values.get("alias", "")).lower() == CHAMPION:
         return "approve"
     if (

@@ -63,13 +63,13 @@ TEMPLATES: tuple[TemplateInfo, ...] = (
         name="tabular-classification",
         description="Binary classification on a table: scikit-learn logistic regression",
         generates=f"{_COMMON}; data/train.csv (breast-cancer data); metrics accuracy, f1, roc_auc",
-        versions=("0.1.0", "0.2.0"),
+        versions=("0.1.0", "0.2.0", "0.3.0"),
     ),
     TemplateInfo(
         name="tabular-regression",
         description="Regression on a table: scikit-learn ridge regression",
         generates=f"{_COMMON}; data/train.csv (diabetes data); metrics rmse, mae, r2",
-        versions=("0.1.0",),
+        versions=("0.1.0", "0.2.0"),
     ),
     TemplateInfo(
         name="recommendation",
@@ -78,7 +78,7 @@ TEMPLATES: tuple[TemplateInfo, ...] = (
             f"{_COMMON}; make_data.py and data/interactions.csv (synthetic, seeded); "
             "an MLflow pyfunc model; metrics precision_at_k, recall_at_k"
         ),
-        versions=("0.1.0",),
+        versions=("0.1.0", "0.2.0"),
     ),
 )
 
