@@ -175,6 +175,10 @@ class Settings(BaseSettings):
         ),
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="json: one JSON object a line (request and trace ids, an access record a request).",
+    )
     max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="Request body limit.")
     max_upload_bytes: int = Field(
         default=100 * 1024**3,

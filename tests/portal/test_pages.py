@@ -243,7 +243,7 @@ def test_platform_numbers_in_the_api_and_in_metrics(portal: Portal) -> None:
     assert len(numbers["runs_by_week"]) == 12
     scraped = httpx.get(f"{portal.server.url}/metrics", headers=headers, timeout=60).text
     assert f"pave_platform_projects {float(projects)}" in scraped
-    assert "pave_platform_change_failure_rate" in scraped
+    assert "pave_platform_change_failure_ratio" in scraped
 
 
 def test_the_session_opens_the_mlflow_ui_the_portal_links_to(portal: Portal) -> None:

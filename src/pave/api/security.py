@@ -32,6 +32,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pave import logs
 from pave.api.checks import (
     BROWSER_COOKIE,
     CHECKS,
@@ -232,6 +233,7 @@ class SecurityMiddleware:
             and not ctx.path.startswith(("/api/", "/mlflow", "/metrics"))
         )
         status_holder = {"status": 0}
+        logs.request_id.set(ctx.request_id)  # every record written for this request carries it
 
         async def send_tracking(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -255,13 +257,11 @@ class SecurityMiddleware:
                 await self._audit(ctx, outcome, 500)
             raise
         finally:
+            seconds = time.perf_counter() - started
+            status = status_holder["status"] or 500
             if self.on_request is not None:
-                self.on_request(
-                    scope["method"],
-                    scope["path"],
-                    status_holder["status"] or 500,
-                    time.perf_counter() - started,
-                )
+                self.on_request(scope["method"], scope["path"], status, seconds)
+            logs.access(scope["method"], scope["path"], status, seconds)
 
     async def _audit(self, ctx: Context, outcome: _Outcome, status: int) -> None:
         if not outcome.audited(ctx, status):

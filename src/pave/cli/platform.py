@@ -15,7 +15,9 @@ from typing import Any
 import httpx
 import typer
 from rich.table import Table
+from rich.text import Text
 
+from pave import logs
 from pave.cli.console import console, err_console
 from pave.cli.supervisor import GATEWAY, GatewaySupervisor, stop_process
 from pave.config import Settings, load_settings, mask_url, write_credentials
@@ -90,6 +92,14 @@ def _log_to_home(settings: Settings) -> None:
         log.addHandler(handler)
 
 
+def _say(markup: str) -> None:
+    """A line for whoever started `pave up`: on the terminal, or a log record under JSON logs."""
+    if logs.json_enabled():
+        log.info(Text.from_markup(markup).plain)
+    else:
+        err_console.print(markup)
+
+
 @app.command("up")
 def up(
     host: str | None = typer.Option(None, "--host", help="Interface to bind (default 127.0.0.1)."),
@@ -103,6 +113,7 @@ def up(
 ) -> None:
     """Start the platform: migrate the store, then serve the API, the portal and MLflow."""
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from pave.api.app import create_app
 
@@ -121,21 +132,22 @@ def up(
     ensure_port_free(settings.host, settings.port, "--port")
     settings.ensure_home()
     _log_to_home(settings)
+    logs.configure(settings.log_format, settings.log_level)
     supervisor = None if no_gateway else GatewaySupervisor(settings)
     if supervisor is not None:
         supervisor.prepare()  # adopts this home's running gateway, or takes its port now
         if not supervisor.adopted and settings.gateway_grpc_port:
             ensure_port_free(settings.gateway_host, settings.gateway_grpc_port, "--gateway-grpc-port")
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
-        err_console.print(f"[yellow]warning:[/] listening on {settings.host}: reachable from other machines")
+        _say(f"[yellow]warning:[/] listening on {settings.host}: reachable from other machines")
 
     with console.status("opening the store and applying migrations..."):
         platform = open_platform(settings)
     for revision in platform.applied_migrations:
-        err_console.print(f"applied migration {revision}")
+        _say(f"applied migration {revision}")
     if platform.bootstrap_token:
         write_credentials(settings.credentials_path, settings.url, platform.bootstrap_token)
-        err_console.print(
+        _say(
             "[bold]First start: an admin token was created.[/] It is shown only this once and was "
             f"written to {settings.credentials_path} (mode 0600):"
         )
@@ -150,6 +162,7 @@ def up(
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=10,
+        log_config=None if logs.json_enabled() else LOGGING_CONFIG,
     )
     server = GracefulServer(config)
     _write_pidfile(settings, CONTROL_PLANE, settings.url)
@@ -159,7 +172,7 @@ def up(
         seed_in_background(settings, platform)
     if supervisor is not None:
         supervisor.start()
-    err_console.print(
+    _say(
         f"Pave {settings.url}  (API {settings.url}/api/v1, MLflow {settings.url}/mlflow, "
         f"inference {settings.gateway_url}/v2); Ctrl-C stops"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 from pathlib import Path
@@ -13,6 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from pave import logs
 from pave.cli.console import console, err_console, print_json
 from pave.client import Client
 from pave.config import load_settings
@@ -150,7 +152,12 @@ def serve(
     settings.ensure_home()
     write_gateway_pidfile(settings)
     grpc = f", gRPC on port {settings.gateway_grpc_port}" if settings.gateway_grpc_port else ""
-    err_console.print(f"inference gateway {settings.gateway_url}/v2{grpc} (Ctrl-C stops)")
+    logs.configure(settings.log_format, settings.log_level)
+    banner = f"inference gateway {settings.gateway_url}/v2{grpc} (Ctrl-C stops)"
+    if logs.json_enabled():
+        logging.getLogger("pave.serve").info(banner)
+    else:
+        err_console.print(banner)
     try:
         run_gateway(settings, "store", sock=sock)
     finally:

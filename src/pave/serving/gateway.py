@@ -35,6 +35,7 @@ from typing import Any
 import orjson
 
 import pave
+from pave import logs
 from pave.config import Settings
 from pave.errors import InvalidInput, NotFound, PaveError, RateLimited, Unavailable
 from pave.serving import binary, compression, explain, v1
@@ -226,9 +227,31 @@ class Gateway:
         if kind == "http":
             if not self._started:
                 await self.startup()
-            await self._http(scope, receive, send)
+            if logs.json_enabled():
+                await self._http_logged(scope, receive, send)
+            else:
+                await self._http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    async def _http_logged(self, scope: Scope, receive: Any, send: Any) -> None:
+        """``_http`` with an access record whose request id is the inference id (JSON logs only)."""
+        started = time.perf_counter()
+        answer: dict[str, Any] = {"status": 500, "id": None}
+
+        async def tracked(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                answer["status"] = message["status"]
+                for key, value in message.get("headers", ()):
+                    if key == b"pave-inference-id":
+                        answer["id"] = value.decode("latin-1")
+            await send(message)
+
+        try:
+            await self._http(scope, receive, tracked)
+        finally:
+            seconds = time.perf_counter() - started
+            logs.access(scope["method"], scope["path"], answer["status"], seconds, answer["id"])
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:

@@ -9,6 +9,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from pave import logs
 from pave.config import Settings, load_settings
 from pave.serving.deployments import DeploymentSource, JsonFileDeployments
 from pave.serving.gateway import Gateway, GatewayOptions, create_gateway
@@ -59,6 +60,7 @@ def app_from_env() -> Gateway:
     if not value:
         raise RuntimeError(f"{DEPLOYMENTS_ENV} is not set; start the gateway with run_gateway()")
     settings = load_settings()
+    logs.configure(settings.log_format, settings.log_level)
     return create_gateway(settings, _source(value, settings), _with_auth(None, value, settings))
 
 
@@ -94,15 +96,18 @@ def run_gateway(
             (`pave up` passes its own, which outlives a gateway that dies: ``pave.cli.supervisor``).
     """
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     sys.setswitchinterval(SWITCH_INTERVAL)
     count = settings.gateway_workers if workers is None else workers
     if count == 0:
         count = os.cpu_count() or 1
+    logs.configure(settings.log_format, settings.log_level)
     common = {
         "host": settings.gateway_host,
         "port": settings.gateway_port,
         "log_level": "warning",
+        "log_config": None if logs.json_enabled() else LOGGING_CONFIG,
         "access_log": False,
         "loop": "uvloop",
         "http": OneWriteHttpToolsProtocol,

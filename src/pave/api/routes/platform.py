@@ -67,5 +67,32 @@ class PlatformCollector(Collector):
                     self._values = {}
                 self._at = time.monotonic()
             values = dict(self._values)
-        for name, value in values.items():
-            yield GaugeMetricFamily(f"pave_platform_{name}", f"Platform metric {name}", value=value)
+        for field, (name, help_text, scale) in GAUGES.items():
+            if field in values:
+                yield GaugeMetricFamily(f"pave_platform_{name}", help_text, value=values[field] * scale)
+
+
+# PlatformMetrics' fields as Prometheus gauges: names in base units (seconds, ratios), no `_total`
+# on a gauge (`promtool check metrics` holds both /metrics to this).
+GAUGES: dict[str, tuple[str, str, float]] = {
+    "projects": ("projects", "Projects on the platform.", 1),
+    "active_users_7d": ("active_users_7d", "Identities with an audited action in the last 7 days.", 1),
+    "runs_total": ("runs", "Runs of every project.", 1),
+    "models_in_production": ("models_in_production", "Deployments serving a model.", 1),
+    "mean_hours_to_production": (
+        "time_to_production_seconds",
+        "Mean time from a project's first run to its first deployment.",
+        3600,
+    ),
+    "deployments_per_week": ("deployments_per_week", "Deployments, traffic changes and rollouts a week.", 1),
+    "rollouts_finished": ("rollouts_finished", "Rollouts that ended.", 1),
+    "rollbacks": ("rollbacks", "Rollouts rolled back.", 1),
+    "change_failure_rate": ("change_failure_ratio", "Rollouts rolled back over rollouts finished.", 1),
+    "drift_incidents": ("drift_incidents", "Drift alerts opened.", 1),
+    "drift_open": ("drift_open", "Drift alerts open now.", 1),
+    "mean_hours_to_resolve_drift": (
+        "drift_resolution_seconds",
+        "Mean time from a drift alert opening to its resolution.",
+        3600,
+    ),
+}
