@@ -221,6 +221,8 @@ class Client:
             workers=workers,
             progress=progress,
             monitor_dir=self.settings.inference_log_dir if monitor else None,
+            ray=self.settings.executor == "ray",
+            ray_address=self.settings.executor_address,
         )
         record_job(result, tracking_uri=self.mlflow_tracking_uri)
         # The whole job as the kernel counts it: this process and the workers it waited for.

@@ -298,3 +298,47 @@ def test_tuning_trials_run_at_once_on_both_nodes(
     assert first.node is not None
     assert "ray:" not in first.node  # the first trial ran alone, here, to fill the cache
     assert len(list(marks.iterdir())) == 1
+
+
+def test_batch_scores_row_groups_on_both_nodes_as_it_does_locally(
+    tracking_uri: str, tmp_path: Path, ray_cluster: str
+) -> None:
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from sklearn.linear_model import LogisticRegression
+
+    from pave.serving.batch import score_table
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(16_000, 4)), columns=["a", "b", "c", "d"])
+    model = LogisticRegression().fit(frame, (frame["a"] + frame["b"] > 0).astype(int))
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    mlflow.set_experiment("ray-batch")
+    with mlflow.start_run():
+        mlflow.sklearn.log_model(
+            model, name="model", input_example=frame.head(3), registered_model_name="raybatch"
+        )
+    source = tmp_path / "in.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), source, row_group_size=1_000)
+
+    def score(target: str, **kwargs: object) -> object:
+        return score_table(
+            "raybatch",
+            input_uri=str(source),
+            output_uri=str(tmp_path / target),
+            tracking_uri=tracking_uri,
+            cache_dir=tmp_path / "models",
+            version="1",
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    on_ray = score("ray.parquet", ray=True, ray_address=ray_cluster)
+    score("local.parquet", workers=1)
+    assert set(on_ray.nodes) == _node_ids(ray_cluster)  # type: ignore[attr-defined]
+    assert on_ray.rows == len(frame)  # type: ignore[attr-defined]
+    scored, local = pd.read_parquet(tmp_path / "ray.parquet"), pd.read_parquet(tmp_path / "local.parquet")
+    pd.testing.assert_frame_equal(scored, local)
+    assert (scored["predict"].to_numpy() == model.predict(frame)).all()

@@ -178,6 +178,12 @@ def test_monitor_feeds_a_sample_of_the_scored_rows_to_the_drift_monitors(
     scored = pd.read_parquet(tmp_path / "out.parquet")
     assert set(rows["predict"]) <= set(scored["predict"])
     assert len(rows["predict_proba"].iloc[0]) == 2  # the gateway's shape: a row of class probabilities
+    from pave.monitoring.ingest import _row
+    from pave.serving.inference_log import log_documents
+
+    docs = list(log_documents(log_dir, started.timestamp() - 1, ended.timestamp()))
+    assert docs
+    assert all(_row(doc) is None for doc in docs)  # no requests served: not indexed
 
     monitor = MonitorDef.model_validate({"name": "inputs", "type": "drift", "window": "1h"})
     _, summary = evaluate_drift(log_dir, "cancer", monitor, profile_frame(models.X), ended)

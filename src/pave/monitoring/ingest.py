@@ -99,6 +99,8 @@ def _index(session: Session, data: bytes) -> int:
 def _row(doc: Any) -> dict[str, Any] | None:
     if not isinstance(doc, dict) or doc.get("shadow") or not isinstance(doc.get("id"), str):
         return None
+    if doc["id"].startswith("pave-batch:"):  # a batch job's sample (pave batch --monitor): no request
+        return None
     found = doc.get("outputs")
     outputs: dict[str, Any] = found if isinstance(found, dict) else {}
     n_rows = max((len(v) for v in outputs.values() if isinstance(v, list)), default=0)

@@ -62,6 +62,7 @@ class BatchResult:
     workers: int
     run_id: str | None = None
     columns: list[str] = field(default_factory=list)
+    nodes: list[str] = field(default_factory=list)  # the Ray nodes that scored parts (executor ray)
 
     @property
     def rows_per_second(self) -> float:
@@ -306,6 +307,8 @@ def score_table(
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     monitor_dir: Path | None = None,
+    ray_address: str | None = None,
+    ray: bool = False,
 ) -> BatchResult:
     """Score the table at ``input_uri`` with a version of ``project``'s model into ``output_uri``.
 
@@ -319,6 +322,8 @@ def score_table(
         progress: called with (rows done, parts done) after each part.
         monitor_dir: an inference log folder: a sample of the scored rows is logged there as
             records of the deployment named after the project (``pave.serving.batch_monitor``).
+        ray, ray_address: score Parquet row groups as Ray tasks on the cluster at ``ray_address``
+            (``pave.serving.batch_ray``) instead of local processes.
 
     Raises:
         InvalidInput: an unknown format, a missing column or one of the wrong type (named); nothing
@@ -331,6 +336,7 @@ def score_table(
     resolved = _version(project, version, alias, tracking_uri)
     uri = f"models:/{project}/{resolved}"
     workers = workers or len(os.sched_getaffinity(0))
+    nodes: list[str] = []
     with (
         tempfile.TemporaryDirectory(prefix="pave-batch-") as tmp,
         ThreadPoolExecutor(1) as hasher,
@@ -346,7 +352,12 @@ def score_table(
             sink.tap = tap
             if in_kind == "parquet":
                 check_columns(model.schema, _parquet_columns(local), input_uri)
-                _score_parquet(local, model, resolved, workers, input_uri, sink, progress)
+                if ray:
+                    nodes = _score_on_ray(
+                        local, model, uri, tracking_uri, resolved, input_uri, sink, ray_address
+                    )
+                else:
+                    _score_parquet(local, model, resolved, workers, input_uri, sink, progress)
             else:
                 _score_csv(local, model, resolved, input_uri, sink, progress)
             sink.close()
@@ -367,6 +378,7 @@ def score_table(
         peak_memory=peak,
         workers=workers,
         columns=columns,
+        nodes=nodes,
     )
 
 
@@ -438,6 +450,32 @@ def _score_parquet(
                     progress(sink.rows, sink.parts)
     finally:
         _WORKER.clear()
+
+
+def _score_on_ray(
+    local: Path,
+    model: LoadedModel,
+    uri: str,
+    tracking_uri: str,
+    version: str,
+    source: str,
+    sink: _Sink,
+    address: str | None,
+) -> list[str]:
+    from pave.serving.batch_ray import score_parquet_on_ray
+
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    return score_parquet_on_ray(
+        local,
+        model,
+        model_uri=uri,
+        tracking_uri=tracking_uri,
+        version=version,
+        source=source,
+        write=sink.write,
+        address=address,
+        env={"MLFLOW_TRACKING_TOKEN": token} if token else {},
+    )
 
 
 def _score_csv(

@@ -28,6 +28,7 @@ import numpy as np
 from pave.serving.inference_log import Record, encode
 
 MONITOR_ROWS = 10_000
+BATCH_ID_PREFIX = "pave-batch:"  # the inference index leaves these out: they are no requests served
 _INDEXED = re.compile(r"^(.+)_(\d+)$")
 
 
@@ -77,7 +78,7 @@ class BatchLog:
         names = set(picked.column_names)
         ts = time.time()
         record = Record(
-            id=f"batch-{self._job}-{self.logged}",
+            id=f"{BATCH_ID_PREFIX}{self._job}-{self.logged}",
             deployment=self.deployment,
             version=self.version,
             ts=ts,
