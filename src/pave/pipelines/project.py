@@ -44,12 +44,12 @@ import yaml
 from pave.config import Settings, mask_url
 from pave.data.errors import DataFileMissing
 from pave.data.objects import ObjectStore, StorageObjects
-from pave.data.paths import project_path
 from pave.data.profile import profile_frame
 from pave.data.validation import check, validate_frame
-from pave.data.versioning import DatasetVersion, read_frame, stored_file, version_file
+from pave.data.versioning import stored_file
 from pave.errors import InvalidInput, NotFound, PaveError, Unavailable
 from pave.pipelines.dag import build_dag
+from pave.pipelines.datasets import load_sources
 from pave.pipelines.engine import PipelineResult, StepRecord, run_pipeline
 from pave.pipelines.errors import PipelineStepFailed
 from pave.pipelines.executor import Executor, LocalExecutor
@@ -212,7 +212,7 @@ def run_spec(
 
     What ``pave tune`` calls for each trial (``register=False``) and for the best trial's model,
     which is logged, gated and registered as by :func:`execute_project`. ``pinned`` holds the
-    versions of the sources read once for the whole study (:func:`pin_sources`).
+    versions of the sources read once for the whole study (:func:`pave.pipelines.datasets.pin_sources`).
     """
     with stores.mlflow_uris(tracking_uri):
         return _execute(
@@ -228,30 +228,6 @@ def run_spec(
             objects=objects or direct_objects(settings),
             pinned=pinned,
         )
-
-
-def pin_sources(spec: ProjectSpec, objects: ObjectStore) -> dict[str, dict[str, str]]:
-    """Read every source that is not a project file once and store its version, so that the runs
-    of one study all see the same data: ``{source: {"sha256": ..., "fingerprint": ...}}``."""
-    from pave.data.remote import materialise
-
-    pinned: dict[str, dict[str, str]] = {}
-    with tempfile.TemporaryDirectory(prefix="pave-sources-") as tmp:
-        for name, source in spec.data.sources.items():
-            if source.kind == "file":
-                continue
-            got = materialise(name, source, Path(tmp) / name)
-            version = version_file(
-                name,
-                got.path,
-                objects=objects,
-                file_format=source.file_format or "csv",
-                filename=got.filename,
-                source=source.where,
-                fingerprint=got.fingerprint,
-            )
-            pinned[name] = {"sha256": version.sha256, "fingerprint": str(version.fingerprint)}
-    return pinned
 
 
 def project_experiment(spec: ProjectSpec, *, tracking_uri: str, settings: Settings) -> str:
@@ -510,55 +486,15 @@ def _load_data(
     result: RunResult,
     pinned: Mapping[str, Mapping[str, str]],
 ) -> dict[str, Any]:
-    """Read every source (project files in place; s3://, https:// and SQL sources materialised to a
-    file first, or the version ``pinned`` for a study), version it, and record its fingerprint for
-    ``retrain: {on: [data_change]}``."""
     import mlflow
 
-    from pave.data.remote import materialise
-
-    frames: dict[str, Any] = {}
-    versions: list[DatasetVersion] = []
-    with tempfile.TemporaryDirectory(prefix="pave-sources-") as tmp:
-        for name, source in spec.data.sources.items():
-            fingerprint, filename = None, None
-            if data_files:  # a reproduction: the recorded version, as stored
-                path = data_files[name]
-            elif source.kind == "file":
-                path = project_path(project, str(source.path))
-            elif name in pinned:  # read once for the whole study
-                path = stored_file(pinned[name]["sha256"], objects=objects, folder=Path(tmp) / name)
-                fingerprint = pinned[name].get("fingerprint")
-            else:
-                got = materialise(name, source, Path(tmp) / name)
-                path, filename, fingerprint = got.path, got.filename, got.fingerprint
-            file_format = source.file_format or "csv"
-            try:
-                frame = read_frame(path, file_format)
-            except Exception as exc:
-                raise InvalidInput(
-                    f"data source {name} ({source.where}) cannot be read as {file_format}: "
-                    f"{type(exc).__name__}: {exc}",
-                    hint=f"check the file, or set data.sources.{name}.format in pave.yaml",
-                ) from exc
-            version = version_file(
-                name,
-                path,
-                objects=objects,
-                file_format=file_format,
-                frame=frame,
-                filename=filename,
-                source=None if source.kind == "file" else source.where,
-                fingerprint=fingerprint,
-            )
-            versions.append(version)
-            frames[name] = frame
-            result.data_versions[name] = version.sha256
-            if not data_files:
-                result.fingerprints[name] = str(version.fingerprint)
-    if versions:
-        mlflow.log_dict({v.name: v.to_dict() for v in versions}, VERSIONS_ARTIFACT)
-    return frames
+    loaded = load_sources(spec, project, objects, data_files=data_files, pinned=pinned)
+    result.data_versions.update({name: v.sha256 for name, v in loaded.versions.items()})
+    if not data_files:  # a reproduction reads the stored versions, not the sources
+        result.fingerprints.update({name: str(v.fingerprint) for name, v in loaded.versions.items()})
+    if loaded.versions:
+        mlflow.log_dict({v.name: v.to_dict() for v in loaded.versions.values()}, VERSIONS_ARTIFACT)
+    return loaded.frames
 
 
 def _validate(spec: ProjectSpec, project: Path, frames: Mapping[str, Any], result: RunResult) -> None:

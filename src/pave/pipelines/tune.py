@@ -36,12 +36,12 @@ from typing import Any
 from pave.config import Settings
 from pave.errors import InvalidInput, MissingExtra
 from pave.pipelines import context as step_context
+from pave.pipelines.datasets import pin_sources
 from pave.pipelines.errors import PipelineStepFailed
 from pave.pipelines.project import (
     RunResult,
     apply_overrides,
     direct_objects,
-    pin_sources,
     project_experiment,
     run_spec,
 )
