@@ -1,11 +1,11 @@
 """Retrain jobs are isolated: a step that reaches for the control plane's secrets gets nothing.
 
 A real ``pave up``; a project whose only step tries to read the control plane's credentials file,
-open its database, find a secret in its environment and create an admin token, recording each
-outcome as a metric. The client's own ``pave run`` records the run; ``pave retrain`` runs it again
-as a job (restored from its code snapshot in a fresh folder, with a project-scoped token). Every
-attempt fails inside the job, and the refused admin call is in the audit trail, attributed to the
-job's service identity and token.
+open its database, find a secret in its environment, see the control plane's process and create an
+admin token, recording each outcome as a metric. The client's own ``pave run`` records the run;
+``pave retrain`` runs it again as a job (restored from its code snapshot in a fresh folder, with a
+project-scoped token). Every attempt fails inside the job, and the refused admin call is in the
+audit trail, attributed to the job's service identity and token.
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ def _call(method, path, body=None):
         return 1.0 if exc.code == 403 else 0.0
 
 
-def probe(home):
-    found = {}
+def probe(home, control_pid):
+    found = {"processes_hidden": 0.0 if os.path.exists(f"/proc/{control_pid}") else 1.0}
     try:
         with open(os.path.join(home, "credentials.json")) as handle:
             handle.read()
@@ -93,7 +93,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaveServer]:
     shutil.rmtree(parent, ignore_errors=True)
 
 
-def _project(root: Path, home: Path) -> Path:
+def _project(root: Path, home: Path, control_pid: int) -> Path:
     project = root / "jailed"
     project.mkdir()
     (project / "steps.py").write_text(textwrap.dedent(STEPS))
@@ -102,7 +102,9 @@ def _project(root: Path, home: Path) -> Path:
             f"""\
             name: jailed
             steps:
-              - {{name: probe, function: "steps:probe", params: {{home: "{home}"}}}}
+              - name: probe
+                function: "steps:probe"
+                params: {{home: "{home}", control_pid: {control_pid}}}
             metrics: {{step: probe, primary: credentials_blocked}}
             retrain: {{timeout: 300}}
             """
@@ -135,7 +137,8 @@ def test_a_retrain_job_cannot_read_the_control_planes_secrets_nor_call_admin_rou
         assert made.status_code == 201, made.text
     env = server.env | {"PAVE_URL": server.url, "PAVE_TOKEN": made.json()["secret"]}
     env["PAVE_HOME"] = str(tmp_path / "client")
-    project = _project(tmp_path, home)
+    assert server.process is not None
+    project = _project(tmp_path, home, server.process.pid)
     ran = run_pave("run", str(project), "--json", env=env, timeout=300)
     assert ran.returncode == 0, ran.stderr[-3000:]
     first = json.loads(ran.stdout)
@@ -156,6 +159,9 @@ def test_a_retrain_job_cannot_read_the_control_planes_secrets_nor_call_admin_rou
         assert job["user"] == "nobody", "a root control plane runs its jobs as another account"
     assert not Path(job["folder"]).exists(), "the job's folder is gone with the job"
     metrics = turn["history"][2]["metrics"]
+    hidden = metrics.pop("processes_hidden")
+    if os.geteuid() == 0:  # a PID namespace of its own (unshare): the control plane is not there
+        assert hidden == 1.0
     assert metrics == {
         "credentials_blocked": 1.0,
         "database_blocked": 1.0,

@@ -8,7 +8,8 @@ and data versions restored into a fresh folder, run there) executed by a :class:
   token scoped to the job's project, and what Python needs (``PATH``, ``LANG``...): never the
   control plane's ``PAVE_HOME``, database URL, object-store keys or credentials. A control plane
   running as root starts it as ``job_user`` (``nobody``) through ``setpriv`` with no supplementary
-  groups and no new privileges, so the job cannot read the control plane's home
+  groups and no new privileges, in a PID namespace of its own (``unshare``: it sees no other
+  process), so the job cannot read the control plane's home
   (``credentials.json`` and ``pave.db`` are the control plane's, mode 0600); where that cannot
   work, the job runs as the control plane's user and a warning says so once.
 - ``ray`` (``job_executor = "ray"``): the same command in a detached actor on a node of the Ray
@@ -120,8 +121,10 @@ def command(job: Job, folder: Path) -> list[str]:
 
 @functools.cache
 def _drop_privileges(user: str) -> tuple[str, ...]:
-    """The ``setpriv`` prefix that runs a command as ``user``, or () (with one warning) when the
-    control plane is not root, or ``setpriv`` is missing, or ``user`` cannot run Pave here."""
+    """The prefix that runs a command as ``user`` (``setpriv``) in a PID namespace of its own
+    (``unshare``: it sees its own processes only), or () (with one warning) when the control plane
+    is not root, or ``setpriv`` is missing, or ``user`` cannot run Pave here. Without ``unshare``
+    the job still runs as ``user`` (a warning says it sees the host's processes)."""
     if os.geteuid() != 0:
         return ()
     setpriv = shutil.which("setpriv")
@@ -135,7 +138,7 @@ def _drop_privileges(user: str) -> tuple[str, ...]:
             "setpriv is missing" if setpriv is None else f"there is no account {user!r}",
         )
         return ()
-    prefix = (
+    prefix: tuple[str, ...] = (
         setpriv,
         f"--reuid={account.pw_uid}",
         f"--regid={account.pw_gid}",
@@ -143,6 +146,13 @@ def _drop_privileges(user: str) -> tuple[str, ...]:
         "--no-new-privs",
         "--",
     )
+    unshare = shutil.which("unshare")
+    hidden = (unshare, "--pid", "--fork", "--mount-proc", "--kill-child", "--") if unshare else ()
+    if hidden and subprocess.run([*hidden, "true"], capture_output=True, timeout=60, check=False).returncode:
+        hidden = ()
+    if not hidden:
+        log.warning("jobs see the host's processes: unshare --pid --mount-proc is not available here")
+    prefix = (*hidden, *prefix)
     probe = subprocess.run(  # can that account run this Python and import Pave?
         [*prefix, sys.executable, "-c", "import sys, pave.cli.main; print(sys.version)"],
         capture_output=True,
