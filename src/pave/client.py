@@ -234,6 +234,39 @@ class Client:
         )
         return result.to_dict()
 
+    def batch_submit(
+        self,
+        project: str,
+        input_uri: str,
+        output_uri: str,
+        *,
+        version: str | None = None,
+        alias: str | None = None,
+        workers: int | None = None,
+    ) -> dict[str, Any]:
+        """Start a batch job on the platform's job executor (not here); returns its key and state.
+
+        ``input_uri`` and ``output_uri`` are ``s3://BUCKET/KEY``; follow it with :meth:`batch_job`.
+        """
+        body = {
+            "input": input_uri,
+            "output": output_uri,
+            "version": version,
+            "alias": alias,
+            "workers": workers,
+        }
+        result: dict[str, Any] = self.request(
+            "POST", f"/api/v1/projects/{quote(project, safe='')}/batch", json=body
+        )
+        return result
+
+    def batch_job(self, project: str, key: str) -> dict[str, Any]:
+        """A submitted batch job: ``state`` running, succeeded (with ``result``) or failed (``error``)."""
+        result: dict[str, Any] = self.request(
+            "GET", f"/api/v1/projects/{quote(project, safe='')}/batch/jobs/{quote(key, safe='')}"
+        )
+        return result
+
     def list_batch_jobs(self, project: str, *, limit: int = 50) -> list[dict[str, Any]]:
         """The project's batch jobs, newest first."""
         result: list[dict[str, Any]] = self.request(

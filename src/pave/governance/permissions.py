@@ -103,7 +103,9 @@ RULES: tuple[Rule, ...] = (
     _rule("DELETE", r"/api/v1/projects/[^/]+/silences/\d+", "deploy"),
     _rule("POST", r"/api/v1/projects/[^/]+/usage", "write"),
     _rule(_READ, r"/api/v1/projects/[^/]+/costs(/admit)?", "read"),
-    _rule(_READ, r"/api/v1/projects/[^/]+/batch", "read"),
+    _rule(_READ, r"/api/v1/projects/[^/]+/batch(/jobs/[^/]+)?", "read"),
+    # A batch job runs the project's model with a token of the project: what a developer may do.
+    _rule("POST", r"/api/v1/projects/[^/]+/batch", "write"),
     _rule(_READ, r"/api/v1/costs", "admin", is_global=True),
     _rule("POST", r"/api/v1/projects", "write"),
     _rule("DELETE", r"/api/v1/projects/[^/]+", "admin"),

@@ -1,0 +1,89 @@
+"""POST /api/v1/projects/P/batch against a real `pave up`: the job runs as a worker process of the
+platform's job executor (never in the control plane), reads and writes S3 (moto's server), and
+records itself like any `pave batch`."""
+
+from __future__ import annotations
+
+import io
+import json
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from pave.client import Client
+from pave.errors import InvalidInput
+from pave_testing import PaveServer, S3Server
+
+pytestmark = pytest.mark.slow
+
+AWS = ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"]
+PROJECT = "batch-api"
+
+
+def _finished(client: Client, key: str, timeout: float = 600) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        job = client.batch_job(PROJECT, key)
+        if job["state"] != "running":
+            return job
+        time.sleep(1)
+    raise AssertionError(f"the batch job did not finish: {json.dumps(job)[-3000:]}")
+
+
+def test_a_batch_job_submitted_through_the_api_scores_s3_in_a_worker(
+    tmp_path: Path, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = f"scoring-{secrets.token_hex(4)}"
+    s3 = s3_server.client()
+    s3.create_bucket(Bucket=bucket)
+    server = PaveServer.up(tmp_path / "platform", PAVE_SOURCE_ENV=json.dumps(AWS), **s3_server.env)
+    try:
+        rng = np.random.default_rng(3)
+        frame = pd.DataFrame(rng.normal(size=(5000, 6)), columns=[f"f{i}" for i in range(6)])
+        model = LogisticRegression().fit(frame, (frame["f0"] > frame["f1"]).astype(int))
+        with Client(url=server.url, token=server.token) as client:
+            client.create_project(PROJECT, owner="admin", description="batch through the API")
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", server.token)
+        mlflow.set_tracking_uri(f"{server.url}/mlflow")
+        mlflow.set_registry_uri(f"{server.url}/mlflow")
+        try:
+            mlflow.set_experiment(PROJECT)
+            with mlflow.start_run():
+                mlflow.sklearn.log_model(
+                    model, name="model", input_example=frame.head(3), registered_model_name=PROJECT
+                )
+        finally:
+            mlflow.set_tracking_uri(None)
+            mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, row_group_size=1000)
+        s3.put_object(Bucket=bucket, Key="in/table.parquet", Body=buffer.getvalue())
+
+        with Client(url=server.url, token=server.token) as client:
+            with pytest.raises(InvalidInput) as refused:  # a worker never reads the control plane's files
+                client.batch_submit(PROJECT, str(tmp_path / "in.parquet"), f"s3://{bucket}/out.parquet")
+            assert "object storage" in refused.value.message
+            started = client.batch_submit(
+                PROJECT, f"s3://{bucket}/in/table.parquet", f"s3://{bucket}/out/scored.parquet", version="1"
+            )
+            assert started["state"] == "running"
+            job = _finished(client, started["job"])
+            assert job["state"] == "succeeded", job
+            assert job["result"]["rows"] == len(frame)
+            listed = client.list_batch_jobs(PROJECT)
+        assert job["result"]["run_id"] in [j["run_id"] for j in listed]
+        scored = pd.read_parquet(
+            io.BytesIO(s3.get_object(Bucket=bucket, Key="out/scored.parquet")["Body"].read())
+        )
+        assert len(scored) == len(frame)
+        assert (scored["predict"].to_numpy() == model.predict(frame)).all()
+    finally:
+        server.stop()
