@@ -154,3 +154,36 @@ def test_deployments_count_the_hours_they_served_and_idle_ones_nothing(
         found = costs.report(session, settings, since=NOW - timedelta(days=1), now=NOW + timedelta(days=1))
     assert found.projects["served"]["deployment"].requests == 5
     assert found.projects["served"]["deployment"].cost == pytest.approx(5)
+
+
+def test_stored_bytes_are_counted_each_hour_from_the_objects_and_the_artifacts(
+    store: sessionmaker[Session], tmp_path: Path
+) -> None:
+    from mlflow import MlflowClient
+
+    from pave.store.tables import Project, ProjectObjectRow
+
+    settings = _settings(tmp_path)
+    with transaction(store) as session:
+        for name in ("keeps", "empty"):
+            session.add(Project(name=name, owner="admin", description="", created_by="admin"))
+        session.add(
+            ProjectObjectRow(project="keeps", kind="datasets", sha256="a" * 64, filename="x.csv", size=3_000,
+                             created_by="admin")
+        )  # fmt: skip
+    client = MlflowClient(tracking_uri=settings.mlflow_db_url)
+    location = (Path(settings.artifacts).resolve() / "mlflow" / "keeps").as_uri()
+    run = client.create_run(client.create_experiment("keeps", artifact_location=location))
+    artifact = tmp_path / "model.bin"
+    artifact.write_bytes(b"m" * 5_000)
+    client.log_artifact(run.info.run_id, str(artifact))
+    hour = NOW.replace(minute=0)
+    with transaction(store) as session:
+        assert budgets.record_storage(session, settings, now=hour + timedelta(minutes=1)) == 2
+    with transaction(store) as session:  # the same hour again: recorded once
+        assert budgets.record_storage(session, settings, now=hour + timedelta(minutes=30)) == 0
+    with store() as session:
+        found = costs.report(session, settings, since=NOW - timedelta(days=1), now=hour + timedelta(days=30))
+    assert found.projects["keeps"]["storage"].stored_bytes == 8_000
+    assert found.projects["empty"]["storage"].stored_bytes == 0
+    assert found.projects["keeps"]["storage"].cost > 0  # priced as GB-months until now

@@ -150,6 +150,7 @@ async def _background_jobs(api: FastAPI) -> AsyncIterator[None]:
                 if deployment_usage.due():
                     with transaction(platform.sessions) as session:
                         budgets.record_deployments(session, platform.settings)
+                        budgets.record_storage(session, platform.settings)
             except Exception:
                 logging.getLogger("pave").exception("a background job failed; retrying in a second")
             try:  # monitors, alerts and their deliveries (guarded inside too)

@@ -8,6 +8,7 @@ reported (``POST /api/v1/projects/P/usage``).
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -19,6 +20,7 @@ from pave.monitoring.alerts import Verdict, apply_verdicts
 from pave.monitoring.spec import MonitorSpec
 from pave.store.tables import AlertRow, LoopSourceRow
 
+log = logging.getLogger(__name__)
 MONITOR = "budget"
 THRESHOLDS = ((80, "warning"), (100, "critical"))
 
@@ -91,3 +93,62 @@ def record_deployments(session: Session, settings: Settings, *, now: datetime | 
         made += 1
         check(session, settings, deployment, now=at)
     return made
+
+
+def record_storage(session: Session, settings: Settings, *, now: datetime | None = None) -> int:
+    """Record what each project stores, once per hour (UTC): its dataset versions and code
+    snapshots (the objects it indexed) and its MLflow artifacts (runs, logged models) in the
+    artifact store. Priced as GB-months until the next record. Returns how many records were made.
+    """
+    from sqlalchemy import func
+
+    from pave.store.tables import Project, ProjectObjectRow, UsageRow
+
+    at = (now or datetime.now(UTC)).astimezone(UTC)
+    ref = at.strftime("%Y-%m-%dT%H")
+    done = set(
+        session.scalars(select(UsageRow.project).where(UsageRow.kind == "storage", UsageRow.ref == ref))
+    )
+    projects = [p for p in session.scalars(select(Project.name)) if p not in done]
+    if not projects:
+        return 0
+    objects = dict(
+        session.execute(
+            select(ProjectObjectRow.project, func.sum(ProjectObjectRow.size)).group_by(
+                ProjectObjectRow.project
+            )
+        ).all()
+    )
+    made = 0
+    for project in projects:
+        try:
+            artifacts = _artifact_bytes(settings, project)
+        except Exception:  # the artifact store away: this project is counted in a later minute
+            log.warning("could not count the stored bytes of %s; trying again later", project, exc_info=True)
+            continue
+        stored = int(objects.get(project) or 0) + artifacts
+        costs.record(session, project, [costs.Usage("storage", ref, stored_bytes=stored)], now=at)
+        made += 1
+    return made
+
+
+def _artifact_bytes(settings: Settings, project: str) -> int:
+    """Bytes under the project's MLflow experiment in the platform's artifact store (0: none there)."""
+    from pathlib import Path
+
+    from mlflow import MlflowClient
+
+    from pave.storage import open_storage
+
+    experiment = MlflowClient(tracking_uri=settings.mlflow_db_url).get_experiment_by_name(project)
+    if experiment is None:
+        return 0
+    location, root = str(experiment.artifact_location), settings.artifacts
+    root_uri = (root if "://" in root else Path(root).expanduser().resolve().as_uri()).rstrip("/")
+    if location.startswith("mlflow-artifacts:/"):  # made through the server: <root>/<experiment id>/
+        prefix = location.removeprefix("mlflow-artifacts:/").strip("/")
+    elif location.startswith(root_uri + "/"):  # made by a direct database run: <root>/mlflow/<project>
+        prefix = location[len(root_uri) + 1 :].strip("/")
+    else:
+        return 0  # somewhere the platform does not keep (an adopted model's own store)
+    return sum(info.size for info in open_storage(root).list(prefix + "/"))
