@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from pave.automation import jobs
 from pave.config import Settings
 from pave.store import migrate
 from pave.store.db import check_connection, make_engine, session_factory
@@ -38,3 +45,23 @@ def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]
     """SQLite, then the real PostgreSQL: for what the database itself enforces."""
     url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
     yield from _open(url, tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _jobs_cleaned_up() -> Iterator[None]:
+    """The jobs a test's turns started end with it, and their folders go (a control plane's next
+    tick would remove them; a test's turns are not ticked again)."""
+    before = set(jobs._processes)
+    yield
+    for pid in set(jobs._processes) - before:
+        process = jobs._processes.pop(pid)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+            process.wait(timeout=60)
+        for arg in process.args:
+            folder = Path(str(arg)).parent
+            if folder.name.startswith("pave-job-") and folder.parent == Path(tempfile.gettempdir()):
+                shutil.rmtree(folder, ignore_errors=True)
