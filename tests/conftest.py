@@ -24,6 +24,7 @@ from pave_testing import (
     PaveServer,
     S3Server,
     World,
+    envs_for_tests,
     need_service,
     pave_env,
 )
@@ -96,7 +97,7 @@ def pave_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ca
 def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaveServer]:
     """One `pave up` on SQLite shared by the tests that only read or add their own objects."""
     home = tmp_path_factory.mktemp("pave-shared")
-    server = PaveServer.up(home)
+    server = PaveServer.up(home, PAVE_MODEL_ENVS=str(envs_for_tests()))
     yield server
     server.stop()
 

@@ -338,13 +338,21 @@ class S3Server:
 OLD_SKLEARN = "1.7.2"
 
 
+def envs_for_tests() -> Path:
+    """Where the tests' virtualenvs are built, once per set of requirements: the laptop
+    environment below, and the per-model environments of the gateways the tests start (the
+    shared server's ``model_envs``), so that one model environment is built once per session and
+    kept across sessions (``PAVE_TEST_ENVS``, default ``~/.cache/pave-tests/envs``)."""
+    return Path(os.environ.get("PAVE_TEST_ENVS", Path.home() / ".cache" / "pave-tests" / "envs"))
+
+
 def old_sklearn_python() -> Path:
     """The python of a virtualenv with scikit-learn 1.7 and the MLflow client."""
     from importlib import metadata
 
     from pave.serving.environments import ensure_environment
 
-    root = Path(os.environ.get("PAVE_TEST_ENVS", Path.home() / ".cache" / "pave-tests" / "envs"))
+    root = envs_for_tests()
     requirements = (
         f"mlflow-skinny=={metadata.version('mlflow')}\npandas=={metadata.version('pandas')}\n"
         f"scikit-learn=={OLD_SKLEARN}\nskops=={metadata.version('skops')}\n"

@@ -87,6 +87,10 @@ class Settings(BaseSettings):
         description="MLflow's backend store; default: beside Pave's (own SQLite file, or own schema).",
     )
     artifact_root: str | None = Field(default=None, description="Artifacts; default: home/artifacts.")
+    model_envs: Path | None = Field(
+        default=None,
+        description="Per-model virtualenvs, built once per set of requirements; default: home/envs.",
+    )
     host: str = Field(default="127.0.0.1", description="Interface the control plane binds to.")
     port: int = Field(default=8000, ge=1, le=65535, description="Control-plane port.")
     gateway_host: str = Field(default="127.0.0.1", description="Interface the inference gateway binds to.")
@@ -385,6 +389,12 @@ class Settings(BaseSettings):
     def run_dir(self) -> Path:
         """Pid and state files of running processes."""
         return self.home / "run"
+
+    @property
+    def envs_dir(self) -> Path:
+        """Where per-model virtualenvs are built (``serving/environments.py``), shared by every gateway
+        process of this host and kept across restarts."""
+        return self.model_envs or self.home / "envs"
 
     @property
     def inference_log_dir(self) -> Path:

@@ -26,7 +26,8 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 X, y = load_iris(return_X_y=True)
 model = LogisticRegression(solver="liblinear", C=0.1, random_state=42).fit(X, y)  # one-vs-rest: < 1.8 only
-mlflow.sklearn.save_model(model, sys.argv[1], pip_requirements=sys.argv[2].split(","))
+# requirements inferred, as the seed's train_model.py has them: the same environment serves both
+mlflow.sklearn.save_model(model, sys.argv[1])
 print(json.dumps({"predict": model.predict(X).tolist(),
                   "proba": model.predict_proba(X).tolist()}))
 """
@@ -36,15 +37,8 @@ print(json.dumps({"predict": model.predict(X).tolist(),
 def old_model(tmp_path_factory: pytest.TempPathFactory) -> dict:
     python = old_sklearn_python()
     root = tmp_path_factory.mktemp("old-sklearn")
-    requirements = ",".join(
-        [
-            f"mlflow=={metadata.version('mlflow')}",
-            f"pandas=={metadata.version('pandas')}",
-            f"scikit-learn=={OLD_SKLEARN}",
-        ]
-    )
     done = subprocess.run(
-        [str(python), "-c", TRAIN, str(root / "model"), requirements],
+        [str(python), "-c", TRAIN, str(root / "model")],
         capture_output=True,
         text=True,
         cwd=root,

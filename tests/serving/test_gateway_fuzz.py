@@ -36,16 +36,31 @@ READ_ROUTES = (
 )
 
 
+EXPLAIN_ROUTES = ("/v2/models/cancer/explain", "/v2/models/cancer/versions/1/explain")
+V1_ROUTES = ("/v1/models", "/v1/models/cancer", "/v1/models/cancer:predict", "/v1/models/cancer:explain")
+
+
 def test_openapi_document_lists_every_route(make_client):
     client, _, _ = make_client()
     doc = client.get("/v2/openapi.json")
     assert doc.status_code == 200
     paths = doc.json()["paths"]
     routes = {p.replace("{model_name}", "cancer").replace("{model_version}", "1") for p in paths}
-    assert routes == {*INFER_ROUTES, *READ_ROUTES}
-    for route in routes:  # every documented route exists
-        method = "post" if route.endswith("/infer") else "get"
+    assert routes == {*INFER_ROUTES, *READ_ROUTES, *EXPLAIN_ROUTES, *V1_ROUTES}
+    posts = {*INFER_ROUTES, *EXPLAIN_ROUTES, *V1_ROUTES[2:]}
+    for route in routes:  # every documented route exists, with the method documented
+        method = "post" if route in posts else "get"
+        assert set(paths[_template(route)]) == {method}, route
         assert client.request(method, route, json={}).status_code != 404, route
+    # the binary tensor data extension is documented where it is accepted
+    infer = paths["/v2/models/{model_name}/infer"]["post"]
+    assert "application/octet-stream" in infer["requestBody"]["content"]
+    assert "application/octet-stream" in infer["responses"]["200"]["content"]
+    assert "Inference-Header-Content-Length" in {p["name"] for p in infer["parameters"]}
+
+
+def _template(route: str) -> str:
+    return route.replace("/versions/1", "/versions/{model_version}").replace("cancer", "{model_name}")
 
 
 def _fuzz(schema: Any, max_examples: int) -> dict[str, str]:
@@ -89,7 +104,7 @@ def test_generated_requests_get_no_5xx_and_schema_conforming_answers(make_gatewa
     schema = schemathesis.openapi.from_asgi("/v2/openapi.json", gateway)
     # every route but /v2/openapi.json itself, which schemathesis leaves out
     labels = [result.ok().label for result in schema.get_all_operations()]
-    assert len(labels) == 10, labels
+    assert len(labels) == 16, labels
     assert _fuzz(schema, max_examples=15) == {}
 
     pinned = schemathesis.openapi.from_dict(_pinned(orjson.loads(gateway._openapi), list(models.X.columns)))

@@ -65,7 +65,11 @@ def evaluate_attribution_drift(
     if len(rows) < monitor.min_samples:
         return [], summary
     live = importances_in_subprocess(
-        uri, rows[inputs].tail(LIVE_ROWS), tracking_uri=settings.mlflow_db_url, home=settings.home
+        uri,
+        rows[inputs].tail(LIVE_ROWS),
+        tracking_uri=settings.mlflow_db_url,
+        home=settings.home,
+        envs_dir=settings.envs_dir,
     )
     threshold = monitor.threshold if monitor.threshold is not None else DEFAULT_THRESHOLD
     verdicts = attribution_verdicts(reference["features"], live["features"], threshold)

@@ -679,7 +679,11 @@ def _log_importances(
         return
     try:
         found = importances_of_uri(
-            model_uri, rows, tracking_uri=mlflow.get_tracking_uri(), home=settings.home
+            model_uri,
+            rows,
+            tracking_uri=mlflow.get_tracking_uri(),
+            home=settings.home,
+            envs_dir=settings.envs_dir,
         )
     except (PaveError, ValueError, TypeError) as exc:  # a model SHAP cannot explain still registers
         result.warnings.append(f"no global importances: {exc}")

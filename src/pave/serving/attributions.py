@@ -68,16 +68,17 @@ def _matrix(model: LoadedModel, rows: Any, names: list[str]) -> np.ndarray:
     return as_matrix(model, rows, names)
 
 
-def importances_of_uri(uri: str, rows: Any, *, tracking_uri: str | None, home: Path) -> dict[str, Any]:
+def importances_of_uri(
+    uri: str, rows: Any, *, tracking_uri: str | None, home: Path, envs_dir: Path | None = None
+) -> dict[str, Any]:
     """Load the model at ``uri`` here (a process that may run the model's code) and compute them."""
-    model = load_model(
-        uri, tracking_uri=tracking_uri, cache_dir=home / "cache" / "models", envs_dir=home / "envs"
-    )
+    envs = envs_dir or home / "envs"
+    model = load_model(uri, tracking_uri=tracking_uri, cache_dir=home / "cache" / "models", envs_dir=envs)
     return importances(model, rows)
 
 
 def importances_in_subprocess(
-    uri: str, rows: pd.DataFrame, *, tracking_uri: str | None, home: Path
+    uri: str, rows: pd.DataFrame, *, tracking_uri: str | None, home: Path, envs_dir: Path | None = None
 ) -> dict[str, Any]:
     """:func:`importances_of_uri` in a process of its own (the control plane never loads a model).
 
@@ -88,6 +89,7 @@ def importances_in_subprocess(
         "uri": uri,
         "tracking_uri": tracking_uri,
         "home": str(home),
+        "envs_dir": str(envs_dir or home / "envs"),
         "rows": rows.to_dict(orient="split", index=False),
     }
     try:
@@ -121,7 +123,11 @@ def main() -> None:
     split = payload["rows"]
     rows = pd.DataFrame(split["data"], columns=split["columns"])
     answer = importances_of_uri(
-        payload["uri"], rows, tracking_uri=payload["tracking_uri"], home=Path(payload["home"])
+        payload["uri"],
+        rows,
+        tracking_uri=payload["tracking_uri"],
+        home=Path(payload["home"]),
+        envs_dir=Path(payload["envs_dir"]),
     )
     print(json.dumps(answer))
 

@@ -173,10 +173,21 @@ def ensure_environment(requirements: str, root: Path) -> Path:
         start = time.monotonic()
         (staging / "requirements.txt").parent.mkdir(parents=True)
         (staging / "requirements.txt").write_text(requirements)
+        (staging / "constraints.txt").write_text(host_constraints(requirements))
         try:
-            _run([sys.executable, "-m", "venv", str(staging / "venv")])
-            pip = [str(staging / "venv" / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
-            _run([*pip, "install", "-r", str(staging / "requirements.txt")])
+            # no pip inside: the gateway's pip installs into it (no bootstrap), without byte-compiling
+            # (the worker compiles what it imports, once)
+            _run([sys.executable, "-m", "venv", "--without-pip", str(staging / "venv")])
+            pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+            pip += ["--python", str(staging / "venv" / "bin" / "python"), "install", "--no-compile"]
+            pip += ["-r", str(staging / "requirements.txt")]
+            try:  # the platform's locked versions where the model pins nothing: its cached wheels
+                _run([*pip, "-c", str(staging / "constraints.txt")])
+            except Unavailable as exc:
+                log.info(
+                    "model environment %s: the locked versions do not fit (%s); resolving freely", digest, exc
+                )
+                _run(pip)
         except Unavailable:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -186,6 +197,19 @@ def ensure_environment(requirements: str, root: Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         log.info("model environment %s built in %.0f s", digest, time.monotonic() - start)
     return python
+
+
+def host_constraints(requirements: str) -> str:
+    """``name==version`` of every distribution installed here that ``requirements`` does not name:
+    an environment's unpinned dependencies resolve to the gateway's own (locked) versions, whose
+    wheels pip has cached, instead of whatever the index has newest."""
+    named = {_canonical(re.split(r"[=<>~!\[ ;@]", line.strip())[0]) for line in requirements.splitlines()}
+    found = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name and _canonical(name) not in named and dist.version and "+" not in dist.version:
+            found[_canonical(name)] = f"{name}=={dist.version}"
+    return "".join(f"{line}\n" for _, line in sorted(found.items()))
 
 
 def _run(command: list[str]) -> None:

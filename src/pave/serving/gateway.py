@@ -111,7 +111,7 @@ class Gateway:
         self.metrics = GatewayMetrics()
         tracking_uri = options.tracking_uri or settings.mlflow_db_url
         cache = options.model_cache or settings.home / "cache" / "models"
-        envs = options.envs_dir or settings.home / "envs"
+        envs = options.envs_dir or settings.envs_dir
 
         def loader(uri: str) -> LoadedModel:
             return load_model(uri, tracking_uri=tracking_uri, cache_dir=cache, envs_dir=envs)

@@ -1,4 +1,9 @@
-"""The gateway's OpenAPI document (``GET /v2/openapi.json``): the OIP v2 REST routes Pave serves.
+"""The gateway's OpenAPI document (``GET /v2/openapi.json``): every REST route the gateway serves.
+
+OIP v2 (JSON, and the binary tensor data extension: a JSON header of
+``Inference-Header-Content-Length`` bytes followed by raw tensor bytes, both ways), explanations
+(``/explain``), KServe V1 (``/v1/models``, ``:predict``, ``:explain``), gzip or deflate bodies
+(``Content-Encoding``, ``Accept-Encoding``), the health routes and ``/metrics``.
 
 Written out rather than generated, since the gateway is plain ASGI; ``tests/serving`` fuzzes the
 gateway from it (every generated request answered without a 5xx, every answer matching its
@@ -131,6 +136,80 @@ _SCHEMAS: dict[str, Any] = {
     },
 }
 
+_SCHEMAS |= {
+    "Explanation": {
+        "type": "object",
+        "required": ["method", "output_space", "outputs", "features", "base_values", "attributions"],
+        "properties": {
+            "model_name": {"type": "string"},
+            "model_version": {"type": "string"},
+            "id": {"type": "string"},
+            "method": {"type": "string", "enum": ["linear", "tree", "kernel"]},
+            "output_space": {"type": "string"},
+            "outputs": {"type": "array", "items": {"type": "string"}},
+            "features": {"type": "array", "items": {"type": "string"}},
+            "base_values": {"type": "array", "description": "one per output"},
+            "attributions": {"type": "array", "description": "[row][output][feature]"},
+            "model_output": {"type": "array", "description": "[row][output], in output_space"},
+        },
+        "description": "base_values[k] + sum_j attributions[i][k][j] == model_output[i][k]",
+    },
+    "V1Request": {
+        "type": "object",
+        "properties": {
+            "instances": {
+                "type": "array",
+                "description": "rows: lists in column order, or column: value objects",
+            },
+            "inputs": {"type": "array", "description": "the same rows, under KServe's other key"},
+        },
+    },
+    "V1Predictions": {
+        "type": "object",
+        "required": ["predictions"],
+        "properties": {"predictions": {"type": "array", "description": "the model's first output"}},
+    },
+    "V1Explanations": {
+        "type": "object",
+        "required": ["explanations"],
+        "properties": {
+            "explanations": {"type": "array", "description": "one per instance"},
+            "method": {"type": "string"},
+            "output_space": {"type": "string"},
+            "outputs": {"type": "array", "items": {"type": "string"}},
+            "features": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "V1Models": {
+        "type": "object",
+        "required": ["models"],
+        "properties": {"models": {"type": "array", "items": {"type": "string"}}},
+    },
+}
+
+_BINARY = {
+    "description": "the binary tensor data extension: the JSON request of "
+    "Inference-Header-Content-Length bytes, then each input's raw little-endian bytes (an input "
+    'with "parameters": {"binary_data_size": N} takes the next N bytes)',
+    "schema": {"type": "string", "format": "binary"},
+}
+_CODING = [
+    {
+        "name": "Inference-Header-Content-Length",
+        "in": "header",
+        "required": False,
+        "description": "binary tensor data extension: the length of the body's JSON part",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    {
+        "name": "Content-Encoding",
+        "in": "header",
+        "required": False,
+        "description": "gzip or deflate: the body is inflated (no further than the size limit)",
+        "schema": {"type": "string", "enum": ["gzip", "deflate", "identity"]},
+    },
+]
+
 _ANSWER_HEADERS = {
     "pave-model-version": {"description": "the version that answered", "schema": {"type": "string"}},
     "pave-inference-id": {
@@ -176,21 +255,113 @@ def _model_routes(versioned: bool) -> dict[str, Any]:
                 "operationId": f"model_infer{suffix}",
                 "summary": "Inference"
                 + ("" if versioned else "; the deployment's traffic split picks the version"),
-                "parameters": params,
+                "parameters": [*params, *_CODING],
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": _ref("InferenceRequest")}},
+                    "content": {
+                        "application/json": {"schema": _ref("InferenceRequest")},
+                        "application/octet-stream": _BINARY,
+                    },
                 },
                 "responses": {
                     "200": {
-                        **_json(_ref("InferenceResponse"), "the model's outputs"),
+                        "description": "the model's outputs; binary (the extension's layout, with "
+                        "Inference-Header-Content-Length) for the outputs the request asks so "
+                        '("binary_data_output": true, or "binary_data": true on an output)',
+                        "content": {
+                            "application/json": {"schema": _ref("InferenceResponse")},
+                            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                        },
                         "headers": _ANSWER_HEADERS,
                     },
                     "400": _error("bad input; the message names the input and the problem"),
                     "404": not_found,
                     "413": _error("body over the gateway's size limit"),
-                    "415": _error("not JSON (the gateway accepts application/json only)"),
+                    "415": _error("neither JSON nor the binary tensor data extension"),
                     "503": _error("the model is not available"),
+                },
+            }
+        },
+        f"{base}/explain": {
+            "post": {
+                "operationId": f"model_explain{suffix}",
+                "summary": "SHAP attributions of the rows of an inference request, in a stated output space",
+                "parameters": [*params, *_CODING],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": _ref("InferenceRequest")},
+                        "application/octet-stream": _BINARY,
+                    },
+                },
+                "responses": {
+                    "200": _json(_ref("Explanation"), "attributions, base values and the model's output"),
+                    "400": _error("bad input, or non-numeric features"),
+                    "404": not_found,
+                    "413": _error("body over the gateway's size limit"),
+                    "415": _error("neither JSON nor the binary tensor data extension"),
+                    "503": _error("the model is not available, or the explain extra is missing"),
+                },
+            }
+        },
+    }
+
+
+def _v1_routes() -> dict[str, Any]:
+    not_found = _error("unknown model")
+    body = {"required": True, "content": {"application/json": {"schema": _ref("V1Request")}}}
+    return {
+        "/v1/models": {
+            "get": {
+                "operationId": "v1_models",
+                "summary": "KServe V1: the deployments the caller may call",
+                "responses": {"200": _json(_ref("V1Models"), "model names")},
+            }
+        },
+        "/v1/models/{model_name}": {
+            "get": {
+                "operationId": "v1_model_ready",
+                "summary": "KServe V1: readiness of the model",
+                "parameters": [_NAME],
+                "responses": {
+                    "200": _json(_ref("ModelReady"), "ready"),
+                    "404": not_found,
+                    "503": _error("loading, or failed to load"),
+                },
+            }
+        },
+        "/v1/models/{model_name}:predict": {
+            "post": {
+                "operationId": "v1_predict",
+                "summary": "KServe V1 prediction; the deployment's traffic split picks the version",
+                "parameters": [_NAME, _CODING[1]],
+                "requestBody": body,
+                "responses": {
+                    "200": {
+                        **_json(_ref("V1Predictions"), "the model's first output"),
+                        "headers": _ANSWER_HEADERS,
+                    },
+                    "400": _error("bad input"),
+                    "404": not_found,
+                    "413": _error("body over the gateway's size limit"),
+                    "415": _error("not JSON"),
+                    "503": _error("the model is not available"),
+                },
+            }
+        },
+        "/v1/models/{model_name}:explain": {
+            "post": {
+                "operationId": "v1_explain",
+                "summary": "KServe V1 explanation: the attributions of each instance",
+                "parameters": [_NAME, _CODING[1]],
+                "requestBody": body,
+                "responses": {
+                    "200": _json(_ref("V1Explanations"), "one explanation per instance"),
+                    "400": _error("bad input, or non-numeric features"),
+                    "404": not_found,
+                    "413": _error("body over the gateway's size limit"),
+                    "415": _error("not JSON"),
+                    "503": _error("the model is not available, or the explain extra is missing"),
                 },
             }
         },
@@ -231,6 +402,7 @@ def openapi_document(version: str, *, token_required: bool = False) -> dict[str,
         },
         **_model_routes(versioned=False),
         **_model_routes(versioned=True),
+        **_v1_routes(),
         "/metrics": {
             "get": {
                 "operationId": "metrics",
@@ -259,7 +431,7 @@ def openapi_document(version: str, *, token_required: bool = False) -> dict[str,
             }
         }
         for route, item in paths.items():
-            if route.startswith("/v2/models/") or route == "/metrics":
+            if route.startswith(("/v2/models/", "/v1/models")) or route == "/metrics":
                 for operation in item.values():
                     operation["security"] = [{"bearer": []}]
                     operation["responses"]["401"] = _error("no token, or a token that is not valid")
@@ -269,7 +441,8 @@ def openapi_document(version: str, *, token_required: bool = False) -> dict[str,
         "info": {
             "title": "Pave inference gateway",
             "version": version,
-            "description": 'Open Inference Protocol v2 (REST). Errors answer {"error": "..."}.',
+            "description": "Open Inference Protocol v2 (REST; JSON or the binary tensor data "
+            'extension; gzip), explanations, and KServe V1. Errors answer {"error": "..."}.',
         },
         "paths": paths,
         "components": components,
