@@ -283,6 +283,25 @@ class Client:
         )
         return result
 
+    def load_dataset(self, project: str, source: str, *, run_id: str | None = None) -> Any:
+        """The data version of ``source`` that the project's newest finished run used (or ``run_id``'s),
+        downloaded through the platform, as a pandas DataFrame (what a notebook starts from)."""
+        import tempfile
+
+        from pave.data.versioning import read_frame
+
+        runs = self.list_runs(project, limit=200)
+        chosen = [r for r in runs if (r["run_id"] == run_id if run_id else r["status"] == "FINISHED")]
+        sha = next((r["data_versions"][source] for r in chosen if source in r.get("data_versions", {})), None)
+        if sha is None:
+            known = sorted({s for r in runs for s in r.get("data_versions", {})})
+            which = f"run {run_id}" if run_id else "finished run"
+            hint = f"its sources: {', '.join(known)}" if known else f"`pave run` in {project}'s folder first"
+            raise NotFound(f"no {which} of {project} versioned a data source {source!r}", hint=hint)
+        with tempfile.TemporaryDirectory(prefix="pave-data-") as folder:
+            path = self.get_object(project, "datasets", sha, Path(folder))
+            return read_frame(path, path.suffix.lstrip(".") or "csv")
+
     def list_model_versions(self, project: str) -> list[dict[str, Any]]:
         """The versions of the project's registered model, newest first."""
         result: list[dict[str, Any]] = self.request(

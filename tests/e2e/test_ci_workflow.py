@@ -27,7 +27,7 @@ import yaml
 
 from pave_testing import PaveServer, World, run_pave
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 SHIM_PYTHON = """#!/bin/sh
 if [ "$1" = "-m" ] && [ "$2" = "pip" ]; then

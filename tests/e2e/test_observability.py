@@ -19,7 +19,7 @@ import pytest
 
 from pave_testing import PaveServer, need_service, run_pave
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 

@@ -98,7 +98,8 @@ def test_the_merge_is_left_for_review_not_committed(old_project: Path) -> None:
 def test_a_clash_with_the_owners_edit_is_reported_with_markers(old_project: Path) -> None:
     steps = old_project / "steps.py"
     steps.write_text(steps.read_text().replace("random_state=ctx.seed\n", "random_state=ctx.seed + 1\n"))
-    git(old_project, "commit", "--quiet", "-am", "Another seed")
+    git(old_project, "add", "--all")
+    git(old_project, "commit", "--quiet", "-m", "Another seed")
 
     result = upgrade(old_project)
 
@@ -119,7 +120,8 @@ def test_uncommitted_changes_are_a_conflict_and_nothing_is_touched(old_project: 
 
 def test_the_latest_version_has_nothing_to_do(old_project: Path) -> None:
     upgrade(old_project, to_version="0.3.0")
-    git(old_project, "commit", "--quiet", "-am", "Upgrade")
+    git(old_project, "add", "--all")  # 0.3.0 adds files (notebooks/, request.json)
+    git(old_project, "commit", "--quiet", "-m", "Upgrade")
     result = upgrade(old_project)
     assert result.from_version == result.to_version == "0.3.0"
     assert git(old_project, "status", "--porcelain") == ""
@@ -129,7 +131,8 @@ def test_a_downgrade_or_an_unknown_version_is_refused(old_project: Path) -> None
     with pytest.raises(NotFound, match=r"no version '7\.0\.0'"):
         upgrade(old_project, to_version="7.0.0")
     upgrade(old_project)
-    git(old_project, "commit", "--quiet", "-am", "Upgrade")
+    git(old_project, "add", "--all")
+    git(old_project, "commit", "--quiet", "-m", "Upgrade")
     with pytest.raises(InvalidInput, match="downgrades"):
         upgrade(old_project, to_version="0.1.0")
 
@@ -144,7 +147,8 @@ def test_answers_naming_another_machines_templates_are_a_conflict_with_the_fix(o
     data = yaml.safe_load(answers.read_text())
     data["_src_path"] = "/somewhere/else/templates/tabular-classification"
     answers.write_text(yaml.safe_dump(data))
-    git(old_project, "commit", "--quiet", "-am", "Moved")
+    git(old_project, "add", "--all")
+    git(old_project, "commit", "--quiet", "-m", "Moved")
     with pytest.raises(Conflict, match="/somewhere/else") as caught:
         upgrade(old_project)
     assert "_src_path" in (caught.value.hint or "")

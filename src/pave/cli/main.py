@@ -41,6 +41,7 @@ COMMAND_GROUPS: tuple[tuple[str, str, str | None], ...] = (
     ("pave.cli.projects", "app", None),
     ("pave.cli.golden", "app", None),
     ("pave.cli.ci", "app", None),
+    ("pave.cli.notebook", "app", None),
     ("pave.cli.compute", "app", None),
     ("pave.cli.serving", "app", None),
     ("pave.cli.loop", "app", None),

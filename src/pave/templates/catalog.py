@@ -55,14 +55,18 @@ class TemplateInfo:
 
 _COMMON = (
     "pave.yaml, steps.py, schema.py (pandera), tests/test_steps.py, README.md, pyproject.toml, "
-    ".github/workflows/pave.yml, catalog-info.yaml (Backstage)"
+    ".github/workflows/pave.yml (pave ci), notebooks/explore.ipynb (pave notebook), "
+    "catalog-info.yaml (Backstage)"
 )
 
 TEMPLATES: tuple[TemplateInfo, ...] = (
     TemplateInfo(
         name="tabular-classification",
         description="Binary classification on a table: scikit-learn logistic regression",
-        generates=f"{_COMMON}; data/train.csv (breast-cancer data); metrics accuracy, f1, roc_auc",
+        generates=(
+            f"{_COMMON}; data/train.csv (breast-cancer data), request.json (an example prediction "
+            "request); metrics accuracy, f1, roc_auc"
+        ),
         versions=("0.1.0", "0.2.0", "0.3.0"),
     ),
     TemplateInfo(
