@@ -331,7 +331,8 @@ def tune_project(
         parent_run_id="",
         env={k: v for k, v in os.environ.items() if k == "MLFLOW_TRACKING_TOKEN"},
     )
-    the_study = _study(job, open_storage(storage_url))
+    storage = open_storage(storage_url)
+    the_study = _study(job, storage)
     job.pinned = _pinned(the_study, spec, settings)
     notes = _recover(the_study, client, name)
     job.parent_run_id = _parent_run(the_study, client, spec, tune, name, tracking_uri, settings)
@@ -344,6 +345,10 @@ def tune_project(
                 run_trials(job, 1, callback=display.update)  # alone: fills the cache of the shared steps
                 remaining -= 1
             if remaining > 0:
+                # No idle pooled connection of this process to the study's file while the workers
+                # write it (SQLite): it is opened again when the trials are read back.
+                storage.remove_session()
+                storage.engine.dispose()
                 _distribute(job, settings, tune, remaining, display, the_study)
     except BaseException as exc:
         status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
