@@ -51,8 +51,9 @@ def _fuzz(schema: Any, auth: dict[str, str], examples: int) -> dict[str, str]:
 
         try:
             fuzz()
-        except Exception as exc:  # collect them all, then report
-            failures[operation.label] = f"{exc.__class__.__name__}: {str(exc)[:500]}"
+        except Exception as exc:  # collect them all, then report (a flaky one: what it first raised)
+            causes = [exc, *getattr(exc, "exceptions", ())]
+            failures[operation.label] = " | ".join(f"{e.__class__.__name__}: {str(e)[:800]}" for e in causes)
     return failures
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
 
 from pave.api.platform import Platform
@@ -34,3 +34,6 @@ PlatformDep = Annotated[Platform, Depends(get_platform)]
 # was not durable, and the audit append that runs when the status is known finds the store free.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+# A row id in a path: the databases' 64-bit integers (a larger number is a 400, not a database
+# overflow answered as a 500).
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The row's id.")]

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from pave.api.deps import PrincipalDep, SessionDep
+from pave.api.deps import PrincipalDep, RowId, SessionDep
 from pave.api.security import access_of
 from pave.errors import NotFound
 from pave.monitoring import incidents
@@ -110,7 +110,7 @@ def list_silences(name: str, session: SessionDep) -> list[dict[str, Any]]:
 
 
 @router.delete("/projects/{name}/silences/{silence_id}", operation_id="end_silence")
-def end_silence(name: str, silence_id: int, session: SessionDep) -> dict[str, Any]:
+def end_silence(name: str, silence_id: RowId, session: SessionDep) -> dict[str, Any]:
     """End a silence now."""
     return incidents.silence_dict(incidents.end_silence(session, name, silence_id, datetime.now(UTC)))
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 
-from pave.api.deps import SessionDep
+from pave.api.deps import RowId, SessionDep
 from pave.governance.roles import ROLES
 from pave.governance.tokens import create_token, list_tokens, revoke_token
 
@@ -55,6 +55,6 @@ def create(body: TokenCreate, session: SessionDep) -> TokenCreated:
 
 
 @router.delete("/{token_id}", operation_id="revoke_token")
-def revoke(token_id: int, session: SessionDep) -> dict[str, int | str]:
+def revoke(token_id: RowId, session: SessionDep) -> dict[str, int | str]:
     revoke_token(session, token_id)
     return {"id": token_id, "status": "revoked"}
