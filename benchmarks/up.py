@@ -54,7 +54,7 @@ def measure(repo: str, installer: str, work: Path) -> dict[str, float]:
         while "demo_live_s" not in times:
             assert process.poll() is None, (work / f"up-{installer}.log").read_text()[-3000:]
             text = (work / f"up-{installer}.log").read_text()
-            if "installed" not in times and "==> installed" in text:
+            if "installed_s" not in times and "==> installed" in text:
                 times["installed_s"] = time.monotonic() - started
             try:
                 if (
