@@ -103,7 +103,17 @@ def test_two_gateways_on_their_own_homes_ship_their_log_to_the_control_plane(
                 lambda g=gateway: g.infer(server.token, {"inputs": inputs}).status_code == 200, "not served"
             )
 
-        # the deploy command names both gateways, where they registered themselves
+        # the deploy command names both gateways, where they registered themselves (a gateway serves
+        # before its first heartbeat is written: wait for both rows, as `pave status` would show them)
+        def registered() -> set[str]:
+            processes = httpx.get(
+                f"{server.url}/api/v1/platform/processes",
+                headers={"Authorization": f"Bearer {server.token}"},
+                timeout=30,
+            ).json()
+            return {p["url"] for p in processes if p["role"] == "gateway" and p["healthy"]}
+
+        _wait(lambda: registered() >= {g.url for g in gateways}, "the gateways did not register")
         listed = run_pave("deploy", NAME, "--version", "1", env=client_env)
         for gateway in gateways:
             assert f"infer: POST {gateway.url}/v2/models/{NAME}/infer" in listed.stdout, listed.stdout

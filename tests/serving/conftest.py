@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,19 @@ class Models:
     lightgbm_uri: str
     lightgbm_estimator: Any
     pyfunc_uri: str
+    experiment_id: str
+
+    @contextmanager
+    def run(self) -> Iterator[Any]:
+        """A run in these models' own store and experiment, named explicitly: the fluent API's URIs
+        and active experiment are process-wide, and a module that ran before on this worker may have
+        moved them (an experiment id of another store: "No Experiment with id=9 exists")."""
+        mlflow.set_tracking_uri(self.tracking_uri)
+        try:
+            with mlflow.start_run(experiment_id=self.experiment_id) as run:
+                yield run
+        finally:
+            mlflow.set_tracking_uri(None)
 
     def uri(self, version: str) -> str:
         return f"models:/cancer/{version}"
@@ -68,11 +82,8 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
     mlflow.set_registry_uri(tracking_uri)
     # An explicit artifact location: an in-process control plane of another test module may have left
     # MLflow's server settings in this worker's environment, and with them a proxied default.
-    mlflow.set_experiment(
-        experiment_id=mlflow.create_experiment(
-            "serving-tests", artifact_location=(root / "artifacts").as_uri()
-        )
-    )
+    experiment_id = mlflow.create_experiment("serving-tests", artifact_location=(root / "artifacts").as_uri())
+    mlflow.set_experiment(experiment_id=experiment_id)
     X, y = load_breast_cancer(return_X_y=True, as_frame=True)
     estimators = {
         "1": make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y),
@@ -117,6 +128,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
         lightgbm_uri=lightgbm_info.model_uri,
         lightgbm_estimator=lgbm,
         pyfunc_uri=row_sum.model_uri,
+        experiment_id=experiment_id,
     )
 
 

@@ -47,18 +47,14 @@ def test_linear_pipeline_is_exact_in_log_odds(make_client, models):
 
 
 def test_trees_are_exact_in_their_own_space(make_client, models):
-    mlflow.set_tracking_uri(models.tracking_uri)
-    try:
-        forest = RandomForestClassifier(n_estimators=15, max_depth=5, random_state=0).fit(models.X, models.y)
-        with mlflow.start_run():
-            info = mlflow.sklearn.log_model(
-                forest,
-                name="model",
-                input_example=models.X.head(3),
-                skops_trusted_types=["sklearn.tree._tree.Tree"],
-            )
-    finally:
-        mlflow.set_tracking_uri(None)
+    forest = RandomForestClassifier(n_estimators=15, max_depth=5, random_state=0).fit(models.X, models.y)
+    with models.run():
+        info = mlflow.sklearn.log_model(
+            forest,
+            name="model",
+            input_example=models.X.head(3),
+            skops_trusted_types=["sklearn.tree._tree.Tree"],
+        )
     client, _, _ = make_client(
         Deployment("lightgbm", (ModelRef("1", models.lightgbm_uri),)),
         Deployment("forest", (ModelRef("1", info.model_uri),)),

@@ -14,12 +14,8 @@ onnxruntime = pytest.importorskip("onnxruntime", reason="pip install 'pave[flavo
 
 
 def _log(models, log):
-    mlflow.set_tracking_uri(models.tracking_uri)
-    try:
-        with mlflow.start_run():
-            return log().model_uri
-    finally:
-        mlflow.set_tracking_uri(None)
+    with models.run():
+        return log().model_uri
 
 
 def test_an_xgboost_model_is_served_and_explained_exactly(make_client, models):

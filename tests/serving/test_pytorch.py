@@ -20,12 +20,8 @@ def test_a_pytorch_module_is_served_on_cpu_with_its_own_outputs(make_client, mod
     X = models.X.to_numpy(dtype=np.float32)
     module = torch.nn.Sequential(torch.nn.Linear(X.shape[1], 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
     module.eval()
-    mlflow.set_tracking_uri(models.tracking_uri)
-    try:
-        with mlflow.start_run():
-            uri = mlflow.pytorch.log_model(module, name="model", input_example=X[:3]).model_uri
-    finally:
-        mlflow.set_tracking_uri(None)
+    with models.run():
+        uri = mlflow.pytorch.log_model(module, name="model", input_example=X[:3]).model_uri
     client, gateway, _ = make_client(Deployment("torchy", (ModelRef("1", uri),)))
     runtime = gateway.table.entries["torchy"].runtimes["1"]
     assert runtime.model is not None
