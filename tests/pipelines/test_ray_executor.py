@@ -316,8 +316,10 @@ def test_batch_scores_row_groups_on_both_nodes_as_it_does_locally(
     model = LogisticRegression().fit(frame, (frame["a"] + frame["b"] > 0).astype(int))
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    mlflow.set_experiment("ray-batch")
-    with mlflow.start_run():
+    # An explicit artifact location: an in-process control plane of an earlier module on this worker
+    # may have left MLflow's server settings (a proxied mlflow-artifacts: default) in the env.
+    experiment = mlflow.create_experiment("ray-batch", artifact_location=(tmp_path / "mlruns").as_uri())
+    with mlflow.start_run(experiment_id=experiment):
         mlflow.sklearn.log_model(
             model, name="model", input_example=frame.head(3), registered_model_name="raybatch"
         )

@@ -163,3 +163,4 @@ def test_grpc_and_kserve_v1_take_the_same_tokens(
     assert v1.status_code == 200
     assert httpx.post(f"{server.url}/v1/models/other:predict", json=body, headers=token).status_code == 403
     assert httpx.get(f"{server.url}/v1/models", headers=token).json() == {"models": ["cancer"]}
+    assert httpx.get(f"{server.url}/v1/models").status_code == 401  # who asks, before what is listed

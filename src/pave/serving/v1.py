@@ -137,7 +137,12 @@ def predictions(outputs: dict[str, np.ndarray]) -> bytes:
 
 
 async def models(gateway: Gateway, scope: Scope) -> bytes:
-    """``GET /v1/models``: the deployments the caller may call."""
+    """``GET /v1/models``: the deployments the caller may call (401 without a valid token).
+
+    Raises:
+        Unauthenticated: no token, or one the platform does not know (as on every model route).
+    """
+    await gateway.authorize(scope, "")  # who the caller is: no deployment has an empty name
     names = []
     for name in gateway.table.entries:
         try:
