@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from pave.monitoring import incidents
 from pave.monitoring.spec import SinkSpec
-from pave.store.tables import AlertDeliveryRow, AlertRow
+from pave.store.tables import AlertRow
 
 OPEN = "open"
 RESOLVED = "resolved"
@@ -138,23 +138,4 @@ def list_alerts(
 
 def deliveries_of(session: Session, alert_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
     """Delivery state per alert id: sink, event, status, attempts, last error."""
-    found: dict[int, list[dict[str, Any]]] = {}
-    if not alert_ids:
-        return found
-    rows = session.scalars(
-        select(AlertDeliveryRow)
-        .where(AlertDeliveryRow.alert_id.in_(list(alert_ids)))
-        .order_by(AlertDeliveryRow.id)
-    )
-    for row in rows:
-        found.setdefault(row.alert_id, []).append(
-            {
-                "sink": row.sink,
-                "event": row.event,
-                "status": row.status,
-                "attempts": row.attempts,
-                "last_error": row.last_error,
-                "delivered_at": row.delivered_at.isoformat() if row.delivered_at else None,
-            }
-        )
-    return found
+    return incidents.deliveries_by(session, "alert_id", alert_ids)

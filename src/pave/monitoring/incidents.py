@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -182,17 +182,22 @@ def list_incidents(
 
 def incident_deliveries(session: Session, incident_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
     """Delivery state per incident id: sink, event, status, attempts, last error."""
+    return deliveries_by(session, "incident_id", incident_ids)
+
+
+def deliveries_by(
+    session: Session, key: Literal["alert_id", "incident_id"], ids: Sequence[int]
+) -> dict[int, list[dict[str, Any]]]:
+    """Delivery state per alert or incident id (``key``), oldest delivery first."""
     found: dict[int, list[dict[str, Any]]] = {}
-    if not incident_ids:
+    if not ids:
         return found
+    column = getattr(AlertDeliveryRow, key)
     rows = session.scalars(
-        select(AlertDeliveryRow)
-        .where(AlertDeliveryRow.incident_id.in_(list(incident_ids)))
-        .order_by(AlertDeliveryRow.id)
+        select(AlertDeliveryRow).where(column.in_(list(ids))).order_by(AlertDeliveryRow.id)
     )
     for row in rows:
-        assert row.incident_id is not None
-        found.setdefault(row.incident_id, []).append(
+        found.setdefault(getattr(row, key), []).append(
             {
                 "sink": row.sink,
                 "event": row.event,
