@@ -24,6 +24,7 @@ from pave_testing import (
     PaveServer,
     S3Server,
     World,
+    drop_schemas,
     envs_for_tests,
     need_service,
     pave_env,
@@ -56,11 +57,7 @@ def postgres_url() -> Iterator[str]:
     )
     schema = f"pave_t{secrets.token_hex(4)}"
     yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    engine = create_engine(POSTGRES_URL)
-    with engine.begin() as conn:
-        for name in (schema, f"{schema}_mlflow", f"{schema}_optuna"):
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
-    engine.dispose()
+    drop_schemas(schema, f"{schema}_mlflow", f"{schema}_optuna")
 
 
 @pytest.fixture

@@ -56,6 +56,41 @@ def mlflow_globals(uri: str) -> Iterator[None]:
         mlflow.set_registry_uri(None)  # type: ignore[arg-type]
 
 
+def drop_schemas(*names: str) -> None:
+    """Drop test schemas on the real PostgreSQL, even while a process still reads them.
+
+    Fixture teardown can run before the `pave up` that used the schema has stopped (fixtures
+    tear down in reverse order of set-up), and DROP SCHEMA then deadlocks with the server's
+    open transactions. The sessions holding locks in those schemas are ended first, and the
+    drop is retried if one slipped in between.
+    """
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    engine = create_engine(POSTGRES_URL)
+    holders = text(
+        "SELECT DISTINCT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = ANY(:names) AND l.pid <> pg_backend_pid()"
+    )
+    try:
+        for attempt in range(5):
+            try:
+                with engine.begin() as conn:
+                    for (pid,) in conn.execute(holders, {"names": list(names)}).all():
+                        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                with engine.begin() as conn:
+                    for name in names:
+                        conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+                return
+            except OperationalError:
+                if attempt == 4:
+                    raise
+                time.sleep(0.5)
+    finally:
+        engine.dispose()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

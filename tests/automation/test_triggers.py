@@ -26,7 +26,7 @@ from pave.pipelines import execute_project, load_spec
 from pave.store import migrate
 from pave.store.db import check_connection, make_engine, session_factory
 from pave.store.tables import LoopRunRow
-from pave_testing import POSTGRES_URL, S3Server, free_port
+from pave_testing import POSTGRES_URL, S3Server, drop_schemas, free_port
 
 STEPS = """
 def count(df):
@@ -127,9 +127,8 @@ def table(postgres_url: str) -> Iterator[str]:
             frame().to_dict("records"),
         )
     yield f'"{schema}".points'
-    with engine.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
     engine.dispose()
+    drop_schemas(schema)
 
 
 @pytest.mark.postgres

@@ -26,7 +26,7 @@ from pave.errors import InvalidInput, MissingExtra, PaveError
 from pave.governance.egress import EgressPolicy
 from pave.pipelines import execute_project, reproduce
 from pave.pipelines.spec import parse_spec
-from pave_testing import POSTGRES_URL, S3Server, free_port
+from pave_testing import POSTGRES_URL, S3Server, drop_schemas, free_port
 
 ProjectFactory = Callable[..., Path]
 
@@ -96,9 +96,8 @@ def table(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     monkeypatch.setenv("PAVE_TEST_SOURCE_URL", POSTGRES_URL)
     yield f'"{schema}".churn'
-    with engine.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
     engine.dispose()
+    drop_schemas(schema)
 
 
 def fill(table: str, frame: pd.DataFrame) -> None:
