@@ -63,6 +63,10 @@ def test_api_and_cli_show_verdicts_performance_and_alerts(
     series = cp.client.get(f"/api/v1/projects/{name}/monitoring/performance?window=2h&bucket=1h").json()
     assert series["versions"]["1"][-1]["accuracy"] == pytest.approx(0.75)
     assert cp.client.get(f"/api/v1/projects/{name}/monitoring/drift?bucket=0").status_code == 400
+    # A window past what a date can hold is the caller's typo, not the server's 500 (found by the fuzzer).
+    too_long = cp.client.get(f"/api/v1/projects/{name}/monitoring?window=99999999999d")
+    assert too_long.status_code == 400
+    assert "ten years" in too_long.text
     listed = cp.client.get("/api/v1/alerts", params={"project": name}).json()
     assert [a["id"] for a in listed] == [alert.id]
     assert cp.client.get(f"/api/v1/projects/{name}/alerts?status=all").json()[0]["status"] == "open"

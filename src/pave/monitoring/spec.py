@@ -44,6 +44,8 @@ HIGHER_IS_BETTER = frozenset({"accuracy", "f1", "roc_auc", "precision_at_k"})
 LOWER_IS_BETTER = frozenset({"rmse", "mae"})
 METRICS = HIGHER_IS_BETTER | LOWER_IS_BETTER
 MONITOR_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+# Ten years: past it a duration is a typo, and a date that far back overflows Python's datetime.
+MAX_DURATION = 3650 * 86400.0
 
 
 def parse_duration(value: Any, *, what: str = "duration") -> float:
@@ -63,6 +65,8 @@ def parse_duration(value: Any, *, what: str = "duration") -> float:
         seconds = float(match[1]) * _UNITS[match[2]]
     if not seconds > 0:
         raise ValueError(f"{what} must be positive, got {value!r}: e.g. 5m")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{what} {value!r} is longer than ten years (3650d): e.g. 30d")
     return seconds
 
 
