@@ -116,3 +116,10 @@ def test_another_projects_model_is_not_adopted(shared_server: PaveServer, tmp_pa
     refused = run_pave("deploy", "thief", "--model", "owner-proj/1", env=admin)
     assert refused.returncode != 0
     assert "belongs to project 'owner-proj'" in refused.stderr
+    # a refused adoption leaves no empty project behind, and neither does a missing version
+    missing = run_pave("deploy", "ghost", "--model", "NoSuchModel/1", env=admin)
+    assert missing.returncode != 0
+    assert "has no version 1" in missing.stderr
+    with shared_server.client() as api:
+        names = {p["name"] for p in api.get("/api/v1/projects").json()}
+    assert not {"thief", "ghost"} & names

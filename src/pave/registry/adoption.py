@@ -56,21 +56,26 @@ def parse_reference(reference: str) -> tuple[str, str | None, str | None]:
     return match["name"], match["version"], match["alias"]
 
 
-def adopt(
+@dataclass(frozen=True)
+class Candidate:
+    """A model version found and checked for adoption, before anything is written."""
+
+    name: str
+    source: Any  # the MLflow ModelVersion
+    files: str | None  # its files' key in the artifact store; None: the project's own model
+
+    @property
+    def origin(self) -> str:
+        return f"{self.name}/{self.source.version}"
+
+
+def locate(
     client: Any, project: str, reference: str, *, artifact_root: str, is_project: Callable[[str], bool]
-) -> Adopted:
-    """Make the MLflow model version ``reference`` a version of ``project``'s registered model.
+) -> Candidate:
+    """Find the MLflow model version ``reference`` and check that ``project`` may adopt it.
 
-    The version's files are copied into the project's own artifact location first, and the new
-    version's source names the copy: deleting or changing the original later changes nothing
-    that is served, and the project never serves a path of another experiment.
-
-    Args:
-        client: an ``MlflowClient`` on the platform's own tracking and registry store.
-        project: the project that adopts it (its registered model has its name).
-        reference: ``NAME/VERSION`` or ``NAME@ALIAS``.
-        artifact_root: the platform's artifact store (a folder or ``s3://BUCKET/PREFIX``).
-        is_project: whether a name is a Pave project's.
+    Writes nothing: a caller that creates the project for the adoption checks first, so that a
+    refused adoption leaves no empty project behind.
 
     Raises:
         NotFound: no such model, version or alias; or its files are gone.
@@ -92,10 +97,43 @@ def adopt(
             f"registered model {name!r} has no {what}",
             hint="the MLflow UI at /mlflow lists registered models, their versions and aliases",
         ) from exc
-    origin = f"{name}/{source.version}"
     if name == project:  # already the project's own model: nothing to adopt
-        return Adopted(project, str(source.version), name, str(source.version), new=False)
+        return Candidate(name, source, None)
     _check_outside_projects(project, name, is_project)
+    files = _files_key(client, name, str(source.version), artifact_root)
+    if next(iter(open_storage(artifact_root).list(f"{files}/")), None) is None:
+        raise NotFound(
+            f"the files of MLflow model {name}/{source.version} are gone from {files}",
+            hint="register the model again from a run that still has its files",
+        )
+    return Candidate(name, source, files)
+
+
+def adopt(
+    client: Any, project: str, reference: str, *, artifact_root: str, is_project: Callable[[str], bool]
+) -> Adopted:
+    """Make the MLflow model version ``reference`` a version of ``project``'s registered model.
+
+    The version's files are copied into the project's own artifact location first, and the new
+    version's source names the copy: deleting or changing the original later changes nothing
+    that is served, and the project never serves a path of another experiment.
+
+    Args:
+        client: an ``MlflowClient`` on the platform's own tracking and registry store.
+        project: the project that adopts it (its registered model has its name).
+        reference: ``NAME/VERSION`` or ``NAME@ALIAS``.
+        artifact_root: the platform's artifact store (a folder or ``s3://BUCKET/PREFIX``).
+        is_project: whether a name is a Pave project's.
+
+    Raises:
+        the errors of ``locate``.
+    """
+    from mlflow.exceptions import MlflowException
+
+    found = locate(client, project, reference, artifact_root=artifact_root, is_project=is_project)
+    name, source, origin = found.name, found.source, found.origin
+    if found.files is None:
+        return Adopted(project, str(source.version), name, str(source.version), new=False)
     try:
         client.create_registered_model(project, tags={"pave.managed": "true"})
     except MlflowException as exc:
@@ -104,8 +142,7 @@ def adopt(
     for existing in client.search_model_versions(f"name = '{_quoted(project)}'"):
         if existing.tags.get(TAG_ADOPTED_FROM) == origin:
             return Adopted(project, str(existing.version), name, str(source.version), new=False)
-    files = _files_key(client, name, str(source.version), artifact_root)
-    copy = _copy_into_project(project, origin, files, artifact_root)
+    copy = _copy_into_project(project, origin, found.files, artifact_root)
     created = client.create_model_version(
         name=project,
         source=f"mlflow-artifacts:/{copy}",

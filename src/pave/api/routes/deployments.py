@@ -15,7 +15,7 @@ from pave.api.routes.projects import NAME
 from pave.errors import Forbidden, InvalidInput, NotFound
 from pave.governance import audit, projects
 from pave.governance.access import Access
-from pave.registry.adoption import adopt
+from pave.registry.adoption import adopt, locate
 from pave.serving import store as deployments
 from pave.serving import traffic
 from pave.store.tables import DeploymentRow, Project
@@ -80,6 +80,11 @@ async def deploy(
     reference = options.pop("model")
     if reference is not None and (body.version or body.alias):
         raise InvalidInput("give --model, or --version / --alias, not both", hint="--model IrisClassifier/1")
+    registry = deployments.registry_client(platform.settings) if reference is not None else None
+
+    def is_project(other: str) -> bool:
+        return bool(projects.existing_projects(session, [other]))
+
     if session.scalar(select(Project.id).where(Project.name == name)) is None:
         if reference is None:
             raise NotFound(f"project {name!r} does not exist", hint="`pave projects` lists them")
@@ -92,6 +97,10 @@ async def deploy(
             )
 
         def create() -> None:
+            # the model is found and checked first: a refused adoption leaves no empty project
+            locate(
+                registry, name, reference, artifact_root=platform.settings.artifacts, is_project=is_project
+            )
             # committed on its own, before this request's session writes anything: on SQLite the
             # adoption's audit record below needs the store's one writer's lock
             with platform.sessions() as own, own.begin():
@@ -108,11 +117,7 @@ async def deploy(
     def work() -> DeploymentRow:
         if reference is not None:
             adopted = adopt(
-                deployments.registry_client(platform.settings),
-                name,
-                reference,
-                artifact_root=platform.settings.artifacts,
-                is_project=lambda other: bool(projects.existing_projects(session, [other])),
+                registry, name, reference, artifact_root=platform.settings.artifacts, is_project=is_project
             )
             options["version"] = adopted.version
             if adopted.new:
