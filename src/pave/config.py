@@ -183,6 +183,23 @@ class Settings(BaseSettings):
         default="text",
         description="json: one JSON object a line (request and trace ids, an access record a request).",
     )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description=(
+            "OpenTelemetry tracing: the OTLP/HTTP collector spans are sent to, e.g. "
+            "http://127.0.0.1:4318 (POSTed to /v1/traces under it; needs pave[otel]). Unset: "
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT if set, else tracing is off."
+        ),
+    )
+    trace_sample_ratio: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "The share of traces started here that are recorded; a request that comes with a "
+            "traceparent follows its caller's decision."
+        ),
+    )
     max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="Request body limit.")
     max_upload_bytes: int = Field(
         default=100 * 1024**3,
@@ -317,6 +334,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 "must look like sqlite:////path/to/file.db or postgresql+psycopg://user@host:5432/dbname"
             )
+        return value
+
+    @field_validator("otlp_endpoint", mode="after")
+    @classmethod
+    def _check_otlp(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError("must be an http(s) URL such as http://127.0.0.1:4318")
         return value
 
     @field_validator("oidc_roles", mode="after")
