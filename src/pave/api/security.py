@@ -32,7 +32,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pave import logs
+from pave import logs, telemetry
 from pave.api.checks import (
     BROWSER_COOKIE,
     CHECKS,
@@ -245,23 +245,30 @@ class SecurityMiddleware:
                 await self._audit(ctx, outcome, message["status"])
             await send(message)
 
-        try:
-            await self._handle(scope, receive, send_tracking, ctx, outcome)
-        except PayloadTooLarge as error:  # a streamed body went over the limit
-            outcome.refused, outcome.detail = True, error.code
-            if not status_holder["status"]:
-                await send_error(send_tracking, error)
-        except BaseException:
-            if not status_holder["status"]:
-                outcome.detail = "internal error"
-                await self._audit(ctx, outcome, 500)
-            raise
-        finally:
-            seconds = time.perf_counter() - started
-            status = status_holder["status"] or 500
-            if self.on_request is not None:
-                self.on_request(scope["method"], scope["path"], status, seconds)
-            logs.access(scope["method"], scope["path"], status, seconds)
+        attributes = {
+            "http.request.method": ctx.method,
+            "url.path": ctx.path,
+            "pave.request_id": ctx.request_id,
+        }
+        with telemetry.server_span(f"{ctx.method} {ctx.path}", headers, attributes) as span:
+            try:
+                await self._handle(scope, receive, send_tracking, ctx, outcome)
+            except PayloadTooLarge as error:  # a streamed body went over the limit
+                outcome.refused, outcome.detail = True, error.code
+                if not status_holder["status"]:
+                    await send_error(send_tracking, error)
+            except BaseException:
+                if not status_holder["status"]:
+                    outcome.detail = "internal error"
+                    await self._audit(ctx, outcome, 500)
+                raise
+            finally:
+                seconds = time.perf_counter() - started
+                status = status_holder["status"] or 500
+                if self.on_request is not None:
+                    self.on_request(scope["method"], scope["path"], status, seconds)
+                logs.access(scope["method"], scope["path"], status, seconds)
+                _name_span(span, scope, status)
 
     async def _audit(self, ctx: Context, outcome: _Outcome, status: int) -> None:
         if not outcome.audited(ctx, status):
@@ -475,6 +482,18 @@ async def _read_body(receive: Receive, limit: int, check: Callable[[int], None] 
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+def _name_span(span: Any, scope: Scope, status: int) -> None:
+    """A request's span, once answered: its status, and its route's template for a name when the
+    API matched one (``GET /api/v1/projects/{name}``: one name per route, not per project)."""
+    if span is None:
+        return
+    telemetry.answered(span, status)
+    route = getattr(scope.get("route"), "path", None)
+    if isinstance(route, str):
+        span.set_attribute("http.route", route)
+        span.update_name(f"{scope['method']} {route}")
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

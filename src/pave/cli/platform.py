@@ -17,7 +17,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from pave import logs
+from pave import logs, telemetry
 from pave.cli.console import console, err_console
 from pave.cli.supervisor import GATEWAY, GatewaySupervisor, stop_process
 from pave.config import Settings, load_settings, mask_url, write_credentials
@@ -133,6 +133,7 @@ def up(
     settings.ensure_home()
     _log_to_home(settings)
     logs.configure(settings.log_format, settings.log_level)
+    telemetry.configure(settings, "pave-control-plane")
     supervisor = None if no_gateway else GatewaySupervisor(settings)
     if supervisor is not None:
         supervisor.prepare()  # adopts this home's running gateway, or takes its port now

@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 
 import pave
-from pave import logs
+from pave import logs, telemetry
 from pave.config import Settings
 from pave.errors import InvalidInput, NotFound, PaveError, RateLimited, Unavailable
 from pave.serving import binary, compression, explain, v1
@@ -227,15 +227,16 @@ class Gateway:
         if kind == "http":
             if not self._started:
                 await self.startup()
-            if logs.json_enabled():
-                await self._http_logged(scope, receive, send)
+            if logs.json_enabled() or telemetry.enabled():
+                await self._http_observed(scope, receive, send)
             else:
                 await self._http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
-    async def _http_logged(self, scope: Scope, receive: Any, send: Any) -> None:
-        """``_http`` with an access record whose request id is the inference id (JSON logs only)."""
+    async def _http_observed(self, scope: Scope, receive: Any, send: Any) -> None:
+        """``_http`` with an access record whose request id is the inference id (JSON logs) and a
+        span (tracing); the inference log record written inside carries the span's trace id."""
         started = time.perf_counter()
         answer: dict[str, Any] = {"status": 500, "id": None}
 
@@ -247,11 +248,18 @@ class Gateway:
                         answer["id"] = value.decode("latin-1")
             await send(message)
 
-        try:
-            await self._http(scope, receive, tracked)
-        finally:
-            seconds = time.perf_counter() - started
-            logs.access(scope["method"], scope["path"], answer["status"], seconds, answer["id"])
+        method, path = scope["method"], scope["path"]
+        attributes = {"http.request.method": method, "url.path": path}
+        with telemetry.server_span(f"{method} {path}", scope["headers"], attributes) as span:
+            try:
+                await self._http(scope, receive, tracked)
+            finally:
+                seconds = time.perf_counter() - started
+                logs.access(method, path, answer["status"], seconds, answer["id"])
+                if span is not None:
+                    telemetry.answered(span, answer["status"])
+                    if answer["id"]:
+                        span.set_attribute("pave.inference_id", answer["id"])
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -545,6 +553,7 @@ class Gateway:
                     inference.features,
                     inference.model.schema.order,
                     inference.outputs,
+                    trace_id=telemetry.trace_id(),
                 )
             )
         shadow = inference.entry.shadow
@@ -595,6 +604,7 @@ class Gateway:
                 (),
                 {},
                 error=f"{type(exc).__name__}: {exc}"[:500],
+                trace_id=telemetry.trace_id(),
             )
         )
 
@@ -621,6 +631,7 @@ class Gateway:
                     model.schema.order,
                     outputs,
                     shadow=True,
+                    trace_id=telemetry.trace_id(),  # the task runs in the request's context
                 )
             )
         # Counted once its answer is queued for the log: whoever sees the count can flush the log

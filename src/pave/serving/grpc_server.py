@@ -25,6 +25,7 @@ import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 import pave
+from pave import telemetry
 from pave.errors import InvalidInput, PaveError
 from pave.serving import binary
 from pave.serving.oip.descriptor import FILE_DESCRIPTOR
@@ -236,6 +237,14 @@ class InferenceService:
         return response
 
     async def ModelInfer(self, request: Any, context: Any) -> Any:
+        if not telemetry.enabled():
+            return await self._model_infer(request, context)
+        metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+        attributes = {"rpc.system": "grpc", "rpc.method": "ModelInfer", "pave.model": request.model_name}
+        with telemetry.server_span("inference.GRPCInferenceService/ModelInfer", metadata, attributes):
+            return await self._model_infer(request, context)
+
+    async def _model_infer(self, request: Any, context: Any) -> Any:
         gateway = self.gateway
         start = time.perf_counter()
         name = request.model_name

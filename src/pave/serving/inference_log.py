@@ -12,6 +12,8 @@ One line per request::
     {"id": "...", "deployment": "churn", "version": "4", "ts": 1767322245.123, "latency_ms": 0.41,
      "shadow": false, "inputs": {"age": [41, 37], ...}, "outputs": {"predict": [0, 1], ...}}
 
+plus ``"trace_id"`` (32 hex digits) when OpenTelemetry tracing is on: the request's trace.
+
 Tabular inputs are logged by column name, whatever form the client sent them in. When the queue
 holds more than ``max_queue`` records (the disk cannot keep up) new records are dropped and
 counted rather than slowing the answers down. ``read_inference_log`` reads a time window back.
@@ -52,6 +54,7 @@ class Record:
     outputs: dict[str, np.ndarray]
     shadow: bool = False
     error: str | None = None  # the version failed; the answer came from another one (or none)
+    trace_id: str | None = None  # the request's OpenTelemetry trace (tracing on)
 
 
 def _default(value: Any) -> Any:
@@ -86,6 +89,8 @@ def encode(record: Record) -> bytes:
     }
     if record.error is not None:
         doc["error"] = record.error
+    if record.trace_id is not None:
+        doc["trace_id"] = record.trace_id
     return orjson.dumps(doc, default=_default, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE)
 
 
@@ -301,7 +306,8 @@ def read_inference_log(
 
     Returns:
         One row per request: ``id``, ``deployment``, ``version``, ``timestamp`` (UTC),
-        ``latency_ms``, ``shadow``, ``inputs`` and ``outputs`` (dicts of name -> list of values).
+        ``latency_ms``, ``shadow``, ``inputs`` and ``outputs`` (dicts of name -> list of values),
+        ``error`` and ``trace_id`` (``None`` when there is none).
         ``explode_rows`` turns it into one row per predicted row with a column per input and output.
     """
     lo = _epoch(start) if start is not None else float("-inf")
@@ -328,14 +334,16 @@ def read_inference_log(
         "inputs",
         "outputs",
         "error",
+        "trace_id",
     ]
     if not rows:
         return pd.DataFrame(
             {c: pd.Series(dtype="datetime64[ns, UTC]" if c == "timestamp" else object) for c in columns}
         )
     frame = pd.DataFrame(rows)
-    if "error" not in frame.columns:
-        frame["error"] = None
+    for optional in ("error", "trace_id"):  # written only when there is one
+        if optional not in frame.columns:
+            frame[optional] = None
     frame["timestamp"] = pd.to_datetime(frame.pop("ts"), unit="s", utc=True)
     return frame.sort_values("timestamp", kind="stable").reset_index(drop=True)[columns]
 

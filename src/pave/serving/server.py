@@ -9,7 +9,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from pave import logs
+from pave import logs, telemetry
 from pave.config import Settings, load_settings
 from pave.serving.deployments import DeploymentSource, JsonFileDeployments
 from pave.serving.gateway import Gateway, GatewayOptions, create_gateway
@@ -61,6 +61,7 @@ def app_from_env() -> Gateway:
         raise RuntimeError(f"{DEPLOYMENTS_ENV} is not set; start the gateway with run_gateway()")
     settings = load_settings()
     logs.configure(settings.log_format, settings.log_level)
+    telemetry.configure(settings, "pave-gateway")
     return create_gateway(settings, _source(value, settings), _with_auth(None, value, settings))
 
 
@@ -129,6 +130,7 @@ def run_gateway(
         config = uvicorn.Config("pave.serving.server:app_from_env", factory=True, workers=count, **common)  # type: ignore[arg-type]
         Multiprocess(config, sockets=[sock]).run()
         return
+    telemetry.configure(settings, "pave-gateway")
     real_source = _source(str(source), settings) if isinstance(source, Path | str) else source
     app = create_gateway(settings, real_source, _with_auth(options, source, settings))
     if sock is None:
