@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import httpx
 
+from pave import telemetry
 from pave.config import Settings, load_settings, read_credentials
 from pave.errors import (
     ConfigError,
@@ -40,6 +41,14 @@ _BY_STATUS: dict[int, type[PaveError]] = {
     500: InternalError,
     503: Unavailable,
 }
+
+
+def _traced(request: httpx.Request) -> None:
+    """A request made under a span (a pipeline run's, tracing on) carries it: the control plane's
+    span of the request joins the same trace."""
+    parent = telemetry.traceparent()
+    if parent is not None:
+        request.headers["traceparent"] = parent
 
 
 class Client:
@@ -76,7 +85,10 @@ class Client:
         self.token = token
         self.settings = settings
         self._http = httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+            event_hooks={"request": [_traced]},
         )
 
     def close(self) -> None:

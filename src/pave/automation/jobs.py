@@ -5,7 +5,8 @@ and data versions restored into a fresh folder, run there) executed by a :class:
 
 - ``local`` (default): a worker process of its own, in its own session, in a fresh temporary
   folder that is removed when the job ends. Its environment holds only ``PAVE_URL``, a short-lived
-  token scoped to the job's project, and what Python needs (``PATH``, ``LANG``...): never the
+  token scoped to the job's project, what Python needs (``PATH``, ``LANG``...) and, when tracing
+  is on, the OTLP endpoint and the ``TRACEPARENT`` it continues: never the
   control plane's ``PAVE_HOME``, database URL, object-store keys or credentials. A control plane
   running as root starts it as ``job_user`` (``nobody``) through ``setpriv`` with no supplementary
   groups and no new privileges, in a PID namespace of its own (``unshare``: it sees no other
@@ -37,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from pave import telemetry
 from pave.config import Settings
 
 log = logging.getLogger("pave.jobs")
@@ -112,7 +114,7 @@ def job_environment(job: Job, folder: Path) -> dict[str, str]:
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
-    return env
+    return env | telemetry.child_environment()  # tracing on: where spans go, and the parent span
 
 
 def command(job: Job, folder: Path) -> list[str]:

@@ -15,6 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from pave import telemetry
 from pave.cli.console import EXIT_GATES, JSON, console, emit, err_console, print_json, table
 from pave.client import Client
 from pave.config import load_settings
@@ -319,6 +320,7 @@ def run(
     Exits 0 when the gates pass, 3 when the run succeeded but a gate failed, 1 when the run failed.
     """
     settings = load_settings(executor=executor, executor_address=executor_address)
+    telemetry.configure(settings, "pave-run")
     with Client(settings=settings) as client:
         result = execute_run(
             client,
@@ -349,6 +351,7 @@ def reproduce(
     from pave.pipelines import reproduce as do_reproduce
 
     settings = load_settings()
+    telemetry.configure(settings, "pave-run")
     with Client(settings=settings) as client, contextlib.redirect_stdout(sys.stderr):
         _client_env(client)
         result = do_reproduce(

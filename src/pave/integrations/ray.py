@@ -27,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from pave import telemetry
 from pave.errors import PaveError
 from pave.pipelines.errors import StepTimedOut
 from pave.pipelines.executor import StepOutcome, StepTask, portable, run_here
@@ -228,7 +229,8 @@ def _run_on_worker(task: StepTask) -> tuple[StepOutcome, str]:
         )
         if task.context is not None:
             task.context.project_dir = Path.cwd()  # the working_dir copy of the project
-        outcome = run_here(task)
+        with telemetry.environment(task.traceparent):  # a worker runs many tasks: set for this one
+            outcome = run_here(task)
         outcome.node = node
         outcome.assigned = {k: float(v) for k, v in context.get_assigned_resources().items()}
         outcome.error = portable(outcome.error) if outcome.error is not None else None

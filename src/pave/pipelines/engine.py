@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from rich.console import Console
 
+from pave import telemetry
 from pave.pipelines.cache import StepCache, step_key
 from pave.pipelines.context import StepContext
 from pave.pipelines.dag import Dag, build_dag
@@ -189,6 +190,7 @@ class _Run:
         self.queue: list[_Unit] = []
         self.running: dict[Future[StepOutcome], _Unit] = {}
         self.failure: tuple[str, StepOutcome] | None = None
+        self.trace = telemetry.current()  # the run's span: the parent of the steps' (on any thread)
 
     def go(self) -> None:
         for step in self.dag.order:
@@ -282,14 +284,28 @@ class _Run:
             if not self.running and len(self.queue) == 1 and unit.step.timeout is None:
                 # The only thing to do: run it right here (a chain of steps needs no process or thread).
                 self.queue.pop(0)
-                self._finished(unit, self.executor.run(unit.task))
+                self._finished(unit, self._execute(unit))
                 return
             busy = sum(u.task.resources.cpus for u in self.running.values())
             if capacity is not None and self.running and busy + unit.task.resources.cpus > capacity:
                 return
             self.queue.pop(0)
             unit.task.isolate = True
-            self.running[pool.submit(self.executor.run, unit.task)] = unit
+            self.running[pool.submit(self._execute, unit)] = unit
+
+    def _execute(self, unit: _Unit) -> StepOutcome:
+        """Run one unit, in the span of its step when tracing is on."""
+        attributes = {"pave.step": unit.step.name}
+        if unit.index is not None:
+            attributes["pave.item"] = str(unit.index)
+        with telemetry.span(f"step {unit.step.name}", attributes, parent=self.trace) as span:
+            unit.task.traceparent = telemetry.traceparent()
+            outcome = self.executor.run(unit.task)
+            if span is not None:
+                span.set_attribute("pave.attempts", outcome.attempts)
+                if outcome.error is not None:
+                    telemetry.failed(span, outcome.error)
+        return outcome
 
     def _finished(self, unit: _Unit, outcome: StepOutcome) -> None:
         name = unit.step.name

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from pave import telemetry
 from pave.pipelines.context import StepContext, StepPruned
 from pave.pipelines.errors import StepTimedOut
 from pave.pipelines.spec import ResourcesSpec
@@ -51,6 +52,7 @@ class StepTask:
     resources: ResourcesSpec = field(default_factory=ResourcesSpec)
     timeout: float | None = None  # seconds for all attempts together
     isolate: bool = False  # LocalExecutor: run in a child process (other steps run at the same time)
+    traceparent: str | None = None  # the step's span (tracing on): TRACEPARENT of its process
 
 
 @dataclass
@@ -199,6 +201,8 @@ def _run_in_child(task: StepTask) -> StepOutcome:
 
 
 def _child_main(task: StepTask, sender: Any) -> None:
+    if task.traceparent:  # the step's code (and what it starts) may continue the step's trace
+        os.environ[telemetry.TRACEPARENT] = task.traceparent
     outcome = run_here(task)
     outcome.error = portable(outcome.error) if outcome.error is not None else None
     try:

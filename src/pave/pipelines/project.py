@@ -41,6 +41,7 @@ from typing import Any
 
 import yaml
 
+from pave import telemetry
 from pave.config import Settings, mask_url
 from pave.data.errors import DataFileMissing
 from pave.data.objects import ObjectStore, StorageObjects
@@ -258,7 +259,17 @@ def apply_overrides(spec: ProjectSpec, overrides: Mapping[str, Any]) -> ProjectS
     return ProjectSpec.model_validate(data)
 
 
-def _execute(
+def _execute(project: Path, spec: ProjectSpec, **options: Any) -> RunResult:
+    """:func:`_run`, in the span of the pipeline run when tracing is on (its steps' spans under it)."""
+    with telemetry.span("pipeline run", {"pave.project": spec.name}) as span:
+        result = _run(project, spec, **options)  # a failure ends the span with its exception
+        if span is not None:
+            span.set_attribute("pave.run_id", result.run_id)
+            span.set_attribute("pave.run_status", result.status)
+        return result
+
+
+def _run(
     project: Path,
     spec: ProjectSpec,
     *,
