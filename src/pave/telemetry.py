@@ -147,9 +147,7 @@ def span(
     tracer = _state["tracer"]
     if tracer is None:
         return _OFF
-    return tracer.start_as_current_span(
-        name, context=parent, attributes=dict(attributes or {})
-    )
+    return tracer.start_as_current_span(name, context=parent, attributes=dict(attributes or {}))
 
 
 def current() -> Any:
