@@ -13,9 +13,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -393,3 +395,93 @@ def old_sklearn_python() -> Path:
         f"scikit-learn=={OLD_SKLEARN}\nskops=={metadata.version('skops')}\n"
     )
     return ensure_environment(requirements, root)
+
+
+# --- an OTLP/HTTP trace receiver -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReceivedSpan:
+    service: str
+    name: str
+    trace_id: str
+    span_id: str
+    parent_id: str
+    kind: int
+    attributes: dict[str, Any]
+    status: tuple[int, str]  # OTLP's Status: code (0 unset, 1 ok, 2 error), message
+
+
+class OtlpReceiver:
+    """An OTLP/HTTP trace endpoint: ``POST /v1/traces`` with an ``ExportTraceServiceRequest``."""
+
+    def __init__(self, port: int = 0) -> None:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+            ExportTraceServiceResponse,
+        )
+
+        spans: list[ReceivedSpan] = []
+        self.spans = spans
+        self.posts = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                if self.path != "/v1/traces" or self.headers["content-type"] != "application/x-protobuf":
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                receiver.posts += 1
+                for resource_spans in request.resource_spans:
+                    resource = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+                    for scope_spans in resource_spans.scope_spans:
+                        for span in scope_spans.spans:
+                            spans.append(
+                                ReceivedSpan(
+                                    service=resource.get("service.name", ""),
+                                    name=span.name,
+                                    trace_id=span.trace_id.hex(),
+                                    span_id=span.span_id.hex(),
+                                    parent_id=span.parent_span_id.hex(),
+                                    kind=span.kind,
+                                    attributes={a.key: _otlp_value(a.value) for a in span.attributes},
+                                    status=(span.status.code, span.status.message),
+                                )
+                            )
+                answer = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def wait_for(self, what: str, match: Callable[[ReceivedSpan], bool], timeout: float = 60) -> ReceivedSpan:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [s for s in list(self.spans) if match(s)]
+            if found:
+                return found[-1]
+            time.sleep(0.1)
+        names = sorted({(s.service, s.name) for s in self.spans})
+        raise AssertionError(f"no span {what} after {timeout}s; received: {names}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _otlp_value(value: Any) -> Any:
+    kind = value.WhichOneof("value")
+    return getattr(value, kind) if kind else None

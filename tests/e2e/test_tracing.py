@@ -1,9 +1,9 @@
 """OpenTelemetry traces on a live platform, received by a real OTLP/HTTP endpoint.
 
-There is no collector binary here: the receiver is an HTTP server in this process that accepts
-``POST /v1/traces``, decodes the protobuf body with ``opentelemetry-proto`` (what a collector
-does) and keeps the spans. A real ``pave up`` sends its spans there; so do ``pave run`` and the
-gateway that ``pave up`` starts.
+There is no collector binary here: the receiver (``pave_testing.OtlpReceiver``) is an HTTP server
+in this process that accepts ``POST /v1/traces``, decodes the protobuf body with
+``opentelemetry-proto`` (what a collector does) and keeps the spans. A real ``pave up`` sends its
+spans there; so do ``pave run`` and the gateway that ``pave up`` starts.
 """
 
 from __future__ import annotations
@@ -11,107 +11,20 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
 
 from pave.serving.inference_log import read_inference_log
-from pave_testing import PaveServer, run_pave
+from pave_testing import OtlpReceiver, PaveServer, run_pave
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-SERVER, INTERNAL = 2, 1  # OTLP's Span.SpanKind values
-
-
-@dataclass(frozen=True)
-class ReceivedSpan:
-    service: str
-    name: str
-    trace_id: str
-    span_id: str
-    parent_id: str
-    kind: int
-    attributes: dict[str, Any]
-
-
-class Receiver:
-    """An OTLP/HTTP trace endpoint: ``POST /v1/traces`` with an ``ExportTraceServiceRequest``."""
-
-    def __init__(self, port: int = 0) -> None:
-        spans: list[ReceivedSpan] = []
-        self.spans = spans
-        self.posts = 0
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["content-length"]))
-                if self.path != "/v1/traces" or self.headers["content-type"] != "application/x-protobuf":
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                request = ExportTraceServiceRequest()
-                request.ParseFromString(body)
-                receiver.posts += 1
-                for resource_spans in request.resource_spans:
-                    resource = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
-                    for scope_spans in resource_spans.scope_spans:
-                        for span in scope_spans.spans:
-                            spans.append(
-                                ReceivedSpan(
-                                    service=resource.get("service.name", ""),
-                                    name=span.name,
-                                    trace_id=span.trace_id.hex(),
-                                    span_id=span.span_id.hex(),
-                                    parent_id=span.parent_span_id.hex(),
-                                    kind=span.kind,
-                                    attributes={a.key: _value(a.value) for a in span.attributes},
-                                )
-                            )
-                answer = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("content-type", "application/x-protobuf")
-                self.send_header("content-length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def wait_for(self, what: str, match: Callable[[ReceivedSpan], bool], timeout: float = 60) -> ReceivedSpan:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = [s for s in list(self.spans) if match(s)]
-            if found:
-                return found[-1]
-            time.sleep(0.1)
-        names = sorted({(s.service, s.name) for s in self.spans})
-        raise AssertionError(f"no span {what} after {timeout}s; received: {names}")
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def _value(value: Any) -> Any:
-    kind = value.WhichOneof("value")
-    return getattr(value, kind) if kind else None
+SERVER = 2  # OTLP's Span.SpanKind value
 
 
 def _traceparent() -> tuple[str, str, str]:
@@ -173,7 +86,7 @@ def _access_records(log: Path, trace: str) -> list[tuple[str, int]]:
 @pytest.fixture(scope="module")
 def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A platform tracing to a receiver, with a project run and deployed (model ``obs``)."""
-    receiver = Receiver()
+    receiver = OtlpReceiver()
     home = tmp_path_factory.mktemp("pave-otel")
     server = PaveServer.up(
         home, PAVE_OTLP_ENDPOINT=receiver.url, OTEL_BSP_SCHEDULE_DELAY="100", PAVE_LOG_FORMAT="json"
@@ -200,7 +113,7 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
 
 
 def test_a_control_plane_request_continues_the_callers_trace(traced: dict[str, Any]) -> None:
-    receiver: Receiver = traced["receiver"]
+    receiver: OtlpReceiver = traced["receiver"]
     server: PaveServer = traced["server"]
     header, trace, parent = _traceparent()
     with server.client() as client:
@@ -216,7 +129,7 @@ def test_a_control_plane_request_continues_the_callers_trace(traced: dict[str, A
 
 
 def test_a_pipeline_run_is_a_span_with_its_steps_under_it(traced: dict[str, Any]) -> None:
-    receiver: Receiver = traced["receiver"]
+    receiver: OtlpReceiver = traced["receiver"]
     trace, parent = traced["run"]
     run = receiver.wait_for("pipeline run", lambda s: s.name == "pipeline run" and s.trace_id == trace)
     assert run.service == "pave-run"
@@ -239,7 +152,7 @@ def test_a_pipeline_run_is_a_span_with_its_steps_under_it(traced: dict[str, Any]
 def test_a_prediction_is_a_gateway_span_whose_trace_id_is_in_the_inference_log(
     traced: dict[str, Any],
 ) -> None:
-    receiver: Receiver = traced["receiver"]
+    receiver: OtlpReceiver = traced["receiver"]
     server: PaveServer = traced["server"]
     header, trace, parent = _traceparent()
     answer = _predict(server, "obs", {"traceparent": header})
@@ -270,7 +183,7 @@ def test_a_grpc_prediction_is_a_span_too(traced: dict[str, Any]) -> None:
     import numpy as np
     import tritonclient.grpc as grpcclient
 
-    receiver: Receiver = traced["receiver"]
+    receiver: OtlpReceiver = traced["receiver"]
     server: PaveServer = traced["server"]
     header, trace, parent = _traceparent()
     inputs = []
@@ -293,7 +206,7 @@ def test_a_grpc_prediction_is_a_span_too(traced: dict[str, Any]) -> None:
 def test_with_tracing_off_nothing_is_exported(tmp_path: Path) -> None:
     """OTLP's default endpoint (127.0.0.1:4318) listens, yet a platform without one set sends nothing."""
     try:
-        receiver = Receiver(4318)
+        receiver = OtlpReceiver(4318)
     except OSError:
         pytest.skip("port 4318 (OTLP's default) is taken on this machine")
     environ = {k: v for k, v in os.environ.items() if k.startswith("OTEL_")}
