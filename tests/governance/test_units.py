@@ -10,12 +10,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pave.errors import Forbidden, InvalidInput, QuotaExceeded
-from pave.governance import paths
+from pave.governance import paths, prompts
 from pave.governance.access import Access
 from pave.governance.egress import EgressPolicy
 from pave.governance.policy import Policy, check_quota
 from pave.governance.roles import ROLES
-from pave.governance.scope import filter_graphql, filter_listing, filter_pave_listing, resolve
+from pave.governance.scope import (
+    filter_graphql,
+    filter_listing,
+    filter_pave_listing,
+    registry_project,
+    resolve,
+)
 from pave.governance.tokens import Principal
 
 # --- paths ---------------------------------------------------------------------------------------
@@ -249,6 +255,41 @@ def test_filter_listing_keeps_only_visible_items() -> None:
     assert resolve(M3 + "issues/search", {}, {}, FakeLookup()).search == "issues/search"
     projects = [{"name": "alpha"}, {"name": "beta"}]
     assert filter_pave_listing("/api/v1/projects", projects, lambda p: p == "alpha") == [{"name": "alpha"}]
+
+
+@pytest.mark.parametrize(
+    ("name", "project"),
+    [("churn", "churn"), ("churn.greeting", "churn"), ("churn.a.b", "churn"), (".x", ".x"), ("x.", "x.")],
+)
+def test_a_registered_name_belongs_to_the_project_before_its_first_dot(name: str, project: str) -> None:
+    assert registry_project(name) == project
+
+
+def test_prompt_routes_and_listings_are_scoped_by_the_prompts_project() -> None:
+    scope = resolve(M + "registered-models/alias", {}, {"name": "alpha.greeting", "alias": "x"}, FakeLookup())
+    assert (scope.projects, scope.model) == (["alpha"], "alpha.greeting")
+    rename = {"name": "alpha.greeting", "new_name": "beta.greeting"}
+    assert resolve(M + "registered-models/rename", {}, rename, FakeLookup()).projects == ["alpha", "beta"]
+    prompts = {"registered_models": [{"name": "alpha.greeting"}, {"name": "beta.secret"}]}
+    assert filter_listing("registered-models/search", prompts, lambda p: p == "alpha", FakeLookup()) == {
+        "registered_models": [{"name": "alpha.greeting"}]
+    }
+
+
+def test_prompt_names_and_sources() -> None:
+    assert prompts.project_of("alpha.greeting", {"alpha"}) == "alpha"
+    for name in ("greeting", "alpha", "alpha.", ""):
+        with pytest.raises(InvalidInput, match="names no project"):
+            prompts.project_of(name, {"alpha"})
+    with pytest.raises(Forbidden, match="does not exist"):
+        prompts.project_of("nosuch.greeting", {"alpha"})
+    prompts.check_source("dummy-source")
+    with pytest.raises(InvalidInput, match="placeholder"):
+        prompts.check_source("runs:/abc/model")
+    tag = "mlflow.prompt.is_prompt"
+    assert prompts.is_prompt([{"key": tag, "value": "TRUE"}])
+    assert not prompts.is_prompt([{"key": tag, "value": "true"}, {"key": tag, "value": "false"}])
+    assert not prompts.is_prompt("not a list")
 
 
 # --- effective roles -----------------------------------------------------------------------------

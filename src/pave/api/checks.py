@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 from sqlalchemy.orm import Session, sessionmaker
 
 from pave.errors import Forbidden, InvalidInput, PaveError, PayloadTooLarge, UserError
-from pave.governance import approvals, paths, policy, projects
+from pave.governance import approvals, paths, policy, projects, prompts
 from pave.governance.access import Access
 from pave.governance.egress import EgressPolicy
 from pave.governance.permissions import PUBLIC, Rule, authorize, escalated_action, rule_for
@@ -42,6 +42,7 @@ from pave.governance.scope import (
     collect_values,
     endpoint_of,
     mlflow_endpoint,
+    registry_project,
     resolve,
     source_owners,
 )
@@ -541,7 +542,10 @@ def _check_fields(ctx: Context) -> None:
     if endpoint == "experiments/create":
         paths.check_artifact_location(values.get("artifact_location"))
     if endpoint == "model-versions/create":
-        paths.check_model_source(str(values.get("source", "")))
+        if prompts.is_prompt(values.get("tags")):
+            prompts.check_source(str(values.get("source", "")))
+        else:
+            paths.check_model_source(str(values.get("source", "")))
         for tag in values.get("tags") or []:
             if isinstance(tag, dict) and approvals.is_protected_tag(str(tag.get("key", ""))):
                 raise Forbidden(f"tag {tag.get('key')!r} is written by the platform only")
@@ -552,8 +556,17 @@ def _check_fields(ctx: Context) -> None:
             f"tag {values.get('key')!r} is written by the platform only",
             hint="approve with `pave approve PROJECT VERSION`",
         )
+    if endpoint in _TAG_CHANGES:
+        prompts.check_tag_change(str(values.get("key", "")))
     if endpoint.startswith("webhooks") and isinstance(values.get("url"), str):
         ctx.gate.egress.check(values["url"])
+
+
+_TAG_CHANGES = frozenset(
+    f"{kind}/{change}"
+    for kind in ("registered-models", "model-versions")
+    for change in ("set-tag", "delete-tag")
+)
 
 
 def _text(value: Any) -> str | None:
@@ -570,7 +583,13 @@ def _check_ownership(ctx: Context) -> None:
         projects.check_rename("experiment", old, new, projects.existing_projects(session, [old, new]))
     elif endpoint == "registered-models/rename":
         old, new = _text(values.get("name")), _text(values.get("new_name"))
-        projects.check_rename("registered model", old, new, projects.existing_projects(session, [old, new]))
+        names = [old, new, *(registry_project(n) for n in (old, new) if n)]
+        projects.check_registry_rename(old, new, projects.existing_projects(session, names))
+    elif endpoint in ("registered-models/create", "model-versions/create") and prompts.is_prompt(
+        values.get("tags")
+    ):
+        name = _text(values.get("name"))
+        prompts.project_of(name, projects.existing_projects(session, [registry_project(name or "")]))
     elif endpoint == "model-versions/create":
         name, source = _text(values.get("name")), _text(values.get("source")) or ""
         owners = source_owners(paths.fully_decoded(source), lookup)
@@ -579,7 +598,7 @@ def _check_ownership(ctx: Context) -> None:
                 f"model source {source[:200]!r} names no run, experiment or model of this platform",
                 hint="register a model logged to the same project: runs:/<run_id>/<path> or models:/<id>",
             )
-        named = [name, *owners, *ctx.scope.projects]
+        named: list[str | None] = [registry_project(name or ""), *owners, *ctx.scope.projects]
         projects.check_same_project(name, named, projects.existing_projects(session, named))
 
 
@@ -590,8 +609,8 @@ def _project_policy(ctx: Context, project: str) -> Callable[[int], None] | None:
     if rules.require_approval and approvals.is_promotion(endpoint, ctx.method, values):
         # MLflow's alias and stage routes; Pave's own deployment routes check in the domain
         # (pave.serving.store), where every change of traffic passes.
-        version = str(values.get("version", ""))
-        approvals.check_promotion(stores.registry_store(), project, version, require_approval=True)
+        version, model = str(values.get("version", "")), ctx.scope.model or project
+        approvals.check_promotion(stores.registry_store(), model, version, require_approval=True)
     if endpoint == "runs/create" and rules.max_concurrent_runs is not None:
         running = stores.running_runs(ctx.scope.experiment_ids, rules.max_concurrent_runs + 1)
         policy.check_quota(rules, "concurrent_runs", running)

@@ -1,6 +1,7 @@
-"""Approvals: a second person signs off a model version before it becomes ``champion``.
+"""Approvals: a second person signs off a model or prompt version before it goes to production.
 
-When a project's policy says ``require_approval``, the alias ``champion`` (production traffic)
+When a project's policy says ``require_approval``, a production alias (``champion``: production
+traffic; ``production``: the prompt version a GenAI app loads, ``prompts:/NAME@production``)
 can only point at a version that carries an approval, given by an identity with the ``approve``
 action on the project who is not the version's author. The approval, the gate results and who
 did what are recorded as tags on the model version:
@@ -28,6 +29,9 @@ from typing import Any, Protocol
 from pave.errors import Conflict, Forbidden, NotFound
 
 CHAMPION = "champion"
+# The aliases that put a version in production: setting or moving one needs ``approve`` (and the
+# approval the policy asks for). A prompt's ``production`` is what its app loads.
+PRODUCTION_ALIASES = frozenset({CHAMPION, "production"})
 TAG_AUTHOR = "pave.author"
 TAG_APPROVED_BY = "pave.approval.by"
 TAG_APPROVED_AT = "pave.approval.at"
@@ -153,23 +157,26 @@ def check_traffic(
 
 
 def is_promotion(endpoint: str, method: str, values: dict[str, Any]) -> bool:
-    """Whether an MLflow request puts a version in production (alias ``champion``, stage Production)."""
+    """Whether an MLflow request puts a version in production (a production alias, stage Production)."""
     return (
         endpoint == "registered-models/alias"
         and method == "POST"
-        and str(values.get("alias", "")).lower() == CHAMPION
+        and str(values.get("alias", "")).lower() in PRODUCTION_ALIASES
     ) or (
         endpoint == "model-versions/transition-stage" and str(values.get("stage", "")).lower() == "production"
     )
 
 
 def check_promotion(registry: Registry, project: str, version: str, *, require_approval: bool) -> None:
-    """Refuse to make ``version`` the champion of ``project`` without the approval its policy needs."""
+    """Refuse to put ``version`` of ``project`` (a project's model, or a prompt ``<project>.<name>``)
+    in production without the approval its policy needs."""
     if not require_approval:
         return
     if approval_of(registry, project, version) is None:
+        owner, dot, prompt = project.partition(".")
+        command = f"pave approve {owner} {version}" + (f" --prompt {project}" if dot and prompt else "")
+        goal = "becomes `production`" if dot else f"takes production traffic or becomes {CHAMPION}"
         raise Forbidden(
-            f"{project} version {version} needs an approval before it takes production traffic "
-            f"or becomes {CHAMPION}",
-            hint=f"an approver other than its author runs `pave approve {project} {version}`",
+            f"{project} version {version} needs an approval before it {goal}",
+            hint=f"an approver other than its author runs `{command}`",
         )

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pave.errors import Forbidden
+from pave.governance.approvals import PRODUCTION_ALIASES
 from pave.governance.tokens import Principal
 
 PUBLIC = "public"  # no token needed
@@ -179,20 +180,20 @@ def is_global(method: str, path: str) -> bool:
 
 
 _PRODUCTION_STAGE = "production"
-CHAMPION = "champion"
 
 
 def escalated_action(action: str, method: str, endpoint: str, values: dict[str, Any]) -> str:
     """The action a request needs once its content is known: promoting to production needs ``approve``.
 
-    Setting, moving or deleting MLflow's alias ``champion`` (or its legacy stage ``Production``) is
-    what changes production, whatever else the route needs. Reading the alias is a read: a gate
-    ``compare_to: champion`` reads it with the run's token (escalated, a developer's run skipped
-    the gate for "no champion").
+    Setting, moving or deleting a production alias (``champion`` for models, ``production`` for
+    the prompts a GenAI app loads: :data:`pave.governance.approvals.PRODUCTION_ALIASES`), or MLflow's
+    legacy stage ``Production``, is what changes production, whatever else the route needs.
+    Reading the alias is a read: a gate ``compare_to: champion`` reads it with the run's token
+    (escalated, a developer's run skipped the gate for "no champion").
     """
     if method in ("GET", "HEAD"):
         return action
-    if endpoint == "registered-models/alias" and str(values.get("alias", "")).lower() == CHAMPION:
+    if endpoint == "registered-models/alias" and str(values.get("alias", "")).lower() in PRODUCTION_ALIASES:
         return "approve"
     if (
         endpoint == "model-versions/transition-stage"

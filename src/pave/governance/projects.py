@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from pave.errors import Conflict, Forbidden
+from pave.governance.scope import registry_project
 from pave.governance.tokens import Principal
 from pave.store.tables import Project, utcnow
 
@@ -96,10 +97,27 @@ def check_rename(kind: str, old: str | None, new: str | None, projects: set[str]
         )
 
 
+def check_registry_rename(old: str | None, new: str | None, projects: set[str]) -> None:
+    """Refuse renaming a registered model or prompt into another project (or off its project's name).
+
+    ``projects``: which of the names and of their projects (:func:`registry_project`) are projects.
+    """
+    check_rename("registered model", old, new, projects)
+    if not new or old is None or new == old:
+        return
+    before, after = registry_project(old), registry_project(new)
+    if before != after and (before in projects or after in projects):
+        raise Forbidden(
+            f"renaming {old!r} to {new!r} is refused: it would move it from project {before!r} to {after!r}",
+            hint=f"keep the project's prefix: {before}.<name>",
+        )
+
+
 def check_same_project(model: str | None, named: list[str | None], projects: set[str]) -> None:
     """A model version's files come from the model's own project (or, for a model outside every
-    project, from no project): ``named`` are the model's name and what its source and run belong to."""
-    home = model if model in projects else None
+    project, from no project): ``named`` are the model's project and what its source and run belong to."""
+    home = registry_project(model) if model else None
+    home = home if home in projects else None
     foreign = sorted({n for n in named if n in projects and n != home})
     if foreign:
         raise Forbidden(

@@ -6,8 +6,10 @@ project (the golden path also tags runs and versions with ``pave.project``). So:
 - Pave routes ``/api/v1/projects/{name}/...`` and portal pages ``/projects/{name}/...`` concern
   ``name``; ``POST /api/v1/projects`` the
   name in the body;
-- MLflow registry routes (``registered-models/*``, ``model-versions/*``) concern the model
-  ``name`` (and ``new_name`` on rename);
+- MLflow registry routes (``registered-models/*``, ``model-versions/*``) concern the project of
+  the model ``name`` (and ``new_name`` on rename): the name itself, or for a name with a dot the
+  part before the first dot (:func:`registry_project`: prompts are named ``<project>.<prompt>``;
+  project names have no dots);
 - MLflow tracking routes concern the experiment they name: ``experiment_id`` (or
   ``experiment_name`` / ``name`` when creating), or the experiment of the ``run_id`` /
   ``model_id`` (logged model) they name;
@@ -133,6 +135,15 @@ class RequestScope:
             self.projects.append(name)
 
 
+def registry_project(name: str) -> str:
+    """The project a registered model or prompt belongs to: ``churn`` for ``churn`` and ``churn.greeting``.
+
+    A project's own model carries its name; its prompts (and any other registered name of it) are
+    ``<project>.<name>``. Project names have no dots, so the part before the first dot is the project.
+    """
+    return name.split(".", 1)[0] if "." in name.strip(".") else name
+
+
 def mlflow_endpoint(path: str) -> str | None:
     """``runs/log-metric`` for ``/mlflow/api/2.0/mlflow/runs/log-metric``; None elsewhere."""
     match = _MLFLOW_API.fullmatch(path)
@@ -233,6 +244,7 @@ def resolve(
             names = [_first(values, (key,)) for key in keys]
             if endpoint.startswith(_NAMED_BY_MODEL):
                 scope.model = names[0]
+                names = [registry_project(name) if name else None for name in names]
             for name in names:
                 scope.add(name)
             break
@@ -286,7 +298,7 @@ def source_owners(source: str, lookup: Lookup) -> list[str] | None:
     elif scheme == "models":
         parsed = parse_model_uri(source)
         if parsed is not None and parsed.name:
-            return [parsed.name]
+            return [registry_project(parsed.name)]
         if parsed is not None and parsed.model_id:
             experiment = lookup.logged_model_experiment(parsed.model_id)
     name = lookup.experiment_name(experiment) if experiment is not None else None
@@ -353,11 +365,13 @@ def filter_listing(
 ) -> dict[str, Any]:
     """Drop from an MLflow search answer every item of a project the caller may not see.
 
-    Experiments, registered models and model versions carry their project in ``name``; runs,
+    Experiments carry their project in ``name``, registered models (prompts included) and model
+    versions in their ``name`` too (:func:`registry_project`); runs,
     logged models, traces and datasets carry an experiment id. An item whose project cannot
     be told is dropped (fail closed). Pagination tokens are kept: a page may come back shorter.
     """
     by_name = search in ("experiments/search", "registered-models/search", "model-versions/search")
+    registry = search != "experiments/search"
     names: dict[str, str | None] = {}
 
     def project_of(item: Any) -> str | None:
@@ -372,7 +386,9 @@ def filter_listing(
             return projects.pop() if len(projects) == 1 else None
         if by_name:
             name = item.get("name") if isinstance(item, dict) else None
-            return name if isinstance(name, str) else None
+            if not isinstance(name, str):
+                return None
+            return registry_project(name) if registry else name
         experiment_id = _find_experiment(item)
         if experiment_id is None:
             return None
@@ -458,7 +474,7 @@ def _fields(selection_set: Any, fragments: dict[str, Any], depth: int = 0) -> li
 def _item_project(raw: Any, marker: str, experiment_project: Callable[[Any], str | None]) -> str | None:
     if marker == "experimentId":
         return experiment_project(raw)
-    return raw if isinstance(raw, str) else None
+    return registry_project(raw) if isinstance(raw, str) else None
 
 
 def _walk(

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from pave.api.deps import PrincipalDep, SessionDep
-from pave.governance import approvals
+from pave.governance import approvals, prompts
 from pave.governance.policy import get_policy, set_policy
 
 router = APIRouter(prefix="/api/v1/projects/{name}", tags=["governance"])
@@ -37,6 +37,11 @@ class PolicyOut(BaseModel):
 class ApprovalIn(BaseModel):
     version: str = Field(pattern=r"^[0-9]{1,9}$")
     comment: str = Field(default="", max_length=500)
+    prompt: str | None = Field(
+        default=None,
+        max_length=256,
+        description="A prompt of the project (<project>.<prompt>) to approve instead of its model.",
+    )
 
 
 class ApprovalOut(BaseModel):
@@ -69,16 +74,18 @@ def write_policy(name: str, body: PolicyIn, session: SessionDep, principal: Prin
 
 @router.post("/approvals", operation_id="approve_version")
 async def approve(name: str, body: ApprovalIn, principal: PrincipalDep) -> ApprovalOut:
-    """Approve a version of the project's model (an approver who is not its author)."""
+    """Approve a version of the project's model, or of one of its prompts (by a non-author)."""
+    target = name if body.prompt is None else prompts.check_belongs(body.prompt, name)
     approval = await anyio.to_thread.run_sync(
         lambda: approvals.approve(
-            _registry(), name, body.version, approver=principal.identity, comment=body.comment
+            _registry(), target, body.version, approver=principal.identity, comment=body.comment
         )
     )
     return ApprovalOut(**approval.to_dict())
 
 
 @router.get("/approvals/{version}", operation_id="get_approval")
-async def get_approval(name: str, version: int) -> ApprovalOut | None:
-    found = await anyio.to_thread.run_sync(lambda: approvals.approval_of(_registry(), name, str(version)))
+async def get_approval(name: str, version: int, prompt: str | None = None) -> ApprovalOut | None:
+    target = name if prompt is None else prompts.check_belongs(prompt, name)
+    found = await anyio.to_thread.run_sync(lambda: approvals.approval_of(_registry(), target, str(version)))
     return ApprovalOut(**found.to_dict()) if found else None
