@@ -403,13 +403,40 @@ class Client:
         )
         return result
 
-    def approve(self, project: str, version: str, *, comment: str = "") -> dict[str, Any]:
+    def approve(
+        self, project: str, version: str, *, comment: str = "", prompt: str | None = None
+    ) -> dict[str, Any]:
+        """Approve ``version`` of the project's model (or of its prompt ``prompt``, ``<project>.<name>``)."""
+        body: dict[str, Any] = {"version": str(version), "comment": comment}
+        if prompt is not None:
+            body["prompt"] = prompt
         result: dict[str, Any] = self.request(
-            "POST",
-            f"/api/v1/projects/{quote(project, safe='')}/approvals",
-            json={"version": str(version), "comment": comment},
+            "POST", f"/api/v1/projects/{quote(project, safe='')}/approvals", json=body
         )
         return result
+
+    # --- prompts --------------------------------------------------------------------------------
+
+    def evaluate_prompt(self, project_dir: str | Path, prompt: str, version: str | int) -> dict[str, Any]:
+        """Evaluate ``version`` of a prompt of the project in ``project_dir`` (its ``pave.yaml``
+        ``prompts:``), here: ``mlflow.genai.evaluate``, the gates, the result on the prompt version,
+        and the alias moved when every gate passes (docs/prompts.md)."""
+        from pave.pipelines.spec import load_spec
+        from pave.registry.prompts import evaluate_prompt
+
+        folder = Path(project_dir)
+        spec = load_spec(folder)
+        os.environ["MLFLOW_TRACKING_TOKEN"] = self.token  # MLflow's client authenticates with it
+        return evaluate_prompt(
+            spec, folder, prompt, str(version), tracking_uri=self.mlflow_tracking_uri
+        ).to_dict()
+
+    def promote_prompt(self, name: str, version: str | int, *, alias: str = "production") -> None:
+        """Point ``alias`` of prompt ``name`` (``<project>.<prompt>``) at a version whose gates passed."""
+        from pave.registry.prompts import promote
+
+        os.environ["MLFLOW_TRACKING_TOKEN"] = self.token
+        promote(name, str(version), alias, tracking_uri=self.mlflow_tracking_uri)
 
     # --- deployments ---------------------------------------------------------------------------
 

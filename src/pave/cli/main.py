@@ -50,6 +50,7 @@ COMMAND_GROUPS: tuple[tuple[str, str, str | None], ...] = (
     ("pave.cli.catalog", "app", "catalog"),
     ("pave.cli.monitor", "app", None),
     ("pave.cli.teams", "app", "team"),
+    ("pave.cli.prompts", "app", "prompt"),
 )
 
 

@@ -122,10 +122,13 @@ def approve(
     project: str = typer.Argument(...),
     version: str = typer.Argument(..., help="The model version number."),
     comment: str = typer.Option("", "--comment", "-m", help="Why it may go to production."),
+    prompt: str | None = typer.Option(
+        None, "--prompt", help="Approve a version of this prompt of PROJECT (PROJECT.NAME) instead."
+    ),
 ) -> None:
-    """Approve VERSION of PROJECT's model for production (you must not be its author)."""
+    """Approve VERSION of PROJECT's model (or of a prompt) for production (you must not be its author)."""
     with Client() as client:
-        approval = client.approve(project, version, comment=comment)
+        approval = client.approve(project, version, comment=comment, prompt=prompt)
     console.print(
         f"{approval['project']} version {approval['version']} approved by {approval['approved_by']} "
         f"(author {approval['author']}, gates {approval['gates']})"

@@ -24,13 +24,14 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -264,6 +265,53 @@ class GateSpec(_Model):
         return self
 
 
+class ScorerSpec(_Model):
+    """A scorer of a prompt evaluation: one of MLflow's built-in scorers, or a project's ``@scorer``."""
+
+    builtin: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z][A-Za-z]{1,63}$",
+        description="An mlflow.genai.scorers class: RegexMatch, ResponseLength (deterministic), or an "
+        "LLM judge such as Correctness or Guidelines (needs the prompt's judge).",
+    )
+    function: str | None = Field(
+        default=None, pattern=REFERENCE, description="module:name of a function decorated with @scorer."
+    )
+    args: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of a builtin scorer.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ScorerSpec:
+        if (self.builtin is None) == (self.function is None):
+            raise ValueError("a scorer is either builtin: ClassName or function: module:name")
+        if self.args and self.function is not None:
+            raise ValueError("args are for builtin scorers; a function scorer takes none")
+        return self
+
+
+class PromptSpec(_Model):
+    """A prompt ``<project>.<key>`` of the project and how `pave prompt evaluate` gates its versions."""
+
+    data: str = Field(min_length=1, description="A .jsonl or .json file of records {inputs, expectations}.")
+    predict: str = Field(
+        pattern=REFERENCE, description="module:function(prompt, **inputs): the app's answer with that prompt."
+    )
+    scorers: list[ScorerSpec] = Field(min_length=1, description="What mlflow.genai.evaluate scores.")
+    judge: str | None = Field(
+        default=None,
+        min_length=3,
+        description="The LLM judge's model URI (e.g. openai:/gpt-4o-mini) for LLM-judge scorers; none: "
+        "deterministic scorers only.",
+    )
+    gates: list[GateSpec] = Field(
+        default_factory=list, description="Gates on the evaluation's metrics (e.g. regex_match/mean)."
+    )
+    alias: str = Field(
+        default="candidate",
+        pattern=r"^[A-Za-z0-9_-]{1,63}$",
+        description="The alias moved to a version whose gates pass (production needs the approve action).",
+    )
+
+
 CRON_FIELD = r"(\*|\d+(-\d+)?)(/\d+)?(,(\*|\d+(-\d+)?)(/\d+)?)*"
 CRON = rf"^\s*(@(hourly|daily|weekly|monthly)|{CRON_FIELD}(\s+{CRON_FIELD}){{4}})\s*$"
 
@@ -411,6 +459,10 @@ class ProjectSpec(_Model):
     )
     tune: TuneSpec | None = Field(
         default=None, description="Hyperparameter tuning with `pave tune`: metric, trials, search space."
+    )
+    prompts: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,100}$")], PromptSpec] = Field(
+        default_factory=dict,
+        description="Prompts <project>.<key> of MLflow's prompt registry, evaluated and gated.",
     )
 
     @model_validator(mode="after")
