@@ -253,3 +253,31 @@ def test_production_alias_needs_approve_and_the_approval_the_policy_asks(
     assert promoted.status_code == 200, promoted.text
     with world.admin() as admin:
         admin.put(f"/api/v1/projects/{scene['home']}/policy", json={"require_approval": False})
+
+
+@pytest.mark.postgres
+def test_prompts_on_postgres(
+    pave_server_factory: Any, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+    from mlflow.prompt.registry_utils import PromptCache
+
+    server = pave_server_factory(postgres_url)
+    world = World(server)
+    world.project("pg-prompts")
+    world.project("pg-other")
+    world.member("pg-prompts", "pia", "developer")
+    developer, outsider = world.token("pia", "developer"), world.token("oscar", "developer")
+    PromptCache.get_instance().clear()
+    with mlflow_globals(f"{server.url}/mlflow"):
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", server.token)
+        mlflow.genai.register_prompt(name="pg-other.secret", template="theirs")
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", developer)
+        mlflow.genai.register_prompt(name="pg-prompts.greeting", template="Hello {{name}}!")
+        mlflow.genai.set_prompt_alias("pg-prompts.greeting", alias="candidate", version=1)
+        loaded = mlflow.genai.load_prompt("prompts:/pg-prompts.greeting@candidate")
+        assert loaded.format(name="Ada") == "Hello Ada!"
+        assert {p.name for p in mlflow.genai.search_prompts(max_results=1000)} == {"pg-prompts.greeting"}
+    PromptCache.get_instance().clear()
+    refused = world.mlflow("GET", "registered-models/get?name=pg-prompts.greeting", outsider)
+    assert refused.status_code == 403, refused.text
