@@ -24,6 +24,7 @@ inference log (:func:`trace_id`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -106,9 +107,14 @@ def shutdown() -> None:
 
 
 def _extract(carrier: Mapping[str, str]) -> Any:
+    return _propagator().extract(carrier)
+
+
+@functools.cache
+def _propagator() -> Any:
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-    return TraceContextTextMapPropagator().extract(carrier)
+    return TraceContextTextMapPropagator()
 
 
 def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -193,10 +199,8 @@ def traceparent() -> str | None:
     """The current span as a W3C ``traceparent`` value, or ``None``."""
     if _state["tracer"] is None:
         return None
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
     carrier: dict[str, str] = {}
-    TraceContextTextMapPropagator().inject(carrier)
+    _propagator().inject(carrier)
     return carrier.get("traceparent")
 
 
