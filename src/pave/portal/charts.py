@@ -8,20 +8,127 @@ user-supplied name can never become markup. Every chart has a ``<title>`` and an
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from markupsafe import Markup
 
 PALETTE = ("#1f5fbf", "#c2410c", "#15803d", "#7e22ce", "#b91c1c", "#0e7490", "#a16207", "#4d7c0f")
-WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 560, 200, 48, 28, 12
-INK, GREY = "#111827", "#374151"
+WIDTH, HEIGHT, LEFT, RIGHT, BOTTOM, TOP = 560, 220, 52, 16, 36, 12
+INK, GREY, AXIS, GRID = "#111827", "#374151", "#6b7280", "#e5e7eb"
+# Scores that live in [0, 1] (r2 only below 1): their axes never leave that range.
+SCORES = re.compile(r"(accuracy|auc|f1|precision|recall|r2|error_rate|hit_rate)(_|$)")
+NICE = (1.0, 2.0, 2.5, 5.0, 10.0)
+SECONDS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+DAY = 86400
 
 
 @dataclass
 class Series:
     name: str
     points: list[tuple[float, float]]  # (x, y); x is a position (index or epoch seconds)
+
+
+@dataclass(frozen=True)
+class Axis:
+    """An axis: its range, where its ticks go and how a tick (or a point's x) reads."""
+
+    lo: float
+    hi: float
+    ticks: list[float]
+    label: Callable[..., str] = field(default=lambda v, full=False: fmt(v), compare=False)
+
+
+def bounds_of(metric: str) -> tuple[float | None, float | None]:
+    """The range a metric cannot leave, by its name: (0, 1) for scores like accuracy and roc_auc,
+    (None, 1) for r2, (None, None) for anything else (a loss, an error in the target's units)."""
+    name = metric.lower().rsplit(".", 1)[-1].rsplit("/", 1)[-1]
+    found = SCORES.search(name)
+    if found is None:
+        return (None, None)
+    return (None, 1.0) if found[1] == "r2" else (0.0, 1.0)
+
+
+def nice_step(span: float, count: int = 5) -> float:
+    """The smallest 1, 2, 2.5 or 5 times a power of ten that cuts ``span`` into at most ``count``."""
+    raw = span / max(count, 1)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    return next(m * magnitude for m in NICE if m * magnitude >= raw * (1 - 1e-9))
+
+
+def value_axis(
+    values: Sequence[float],
+    *,
+    floor: float | None = None,
+    bounds: tuple[float | None, float | None] = (None, None),
+    count: int = 5,
+) -> Axis:
+    """A y axis that fits ``values`` with round ticks, starting at ``floor`` when given and never
+    leaving ``bounds``; an axis of non-negative values never goes below 0.
+
+    One value (or all equal) gets a little room above and below so it sits inside the plot.
+    """
+    lo, hi = min(values), max(values)
+    if floor is not None:
+        lo = min(lo, floor)
+    if hi == lo and lo == floor:  # all at the floor: the floor at the bottom
+        hi = lo + (abs(lo) or 1.0)
+    elif hi == lo:
+        pad = abs(lo) * 0.1 or 1.0
+        lo, hi = lo - pad, hi + pad
+    low = bounds[0] if bounds[0] is not None and min(values) >= bounds[0] else None
+    if low is None and min(values) >= 0:
+        low = 0.0
+    high = bounds[1] if bounds[1] is not None and max(values) <= bounds[1] else None
+    lo = max(lo, low) if low is not None else lo
+    hi = min(hi, high) if high is not None else hi
+    step = nice_step(hi - lo, count)
+    start = round(math.floor(lo / step + 1e-9) * step, 12)
+    end = round(math.ceil(hi / step - 1e-9) * step, 12)
+    start = max(start, low) if low is not None else start
+    end = min(end, high) if high is not None else end
+    ticks = [round(start + i * step, 12) for i in range(round((end - start) / step) + 1)]
+    return Axis(start, end, [t for t in ticks if start - 1e-9 <= t <= end + 1e-9])
+
+
+def number_axis(xs: Sequence[float], span: tuple[float, float] | None = None, count: int = 6) -> Axis:
+    """An x axis of steps or trials: whole-number ticks when every x is whole."""
+    lo, hi = span if span is not None else (min(xs), max(xs))
+    whole = all(float(x).is_integer() for x in xs)
+    if hi == lo:
+        lo, hi = lo - 1, hi + 1
+    step = nice_step(hi - lo, count)
+    if whole:
+        step = max(1.0, math.ceil(step))
+    first = math.ceil(lo / step - 1e-9) * step
+    ticks = [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
+    return Axis(lo, hi, ticks)
+
+
+def time_axis(xs: Sequence[float], span: tuple[float, float] | None = None, count: int = 6) -> Axis:
+    """An x axis of epoch seconds: ticks at whole seconds, minutes, hours or days (UTC)."""
+    lo, hi = span if span is not None else (min(xs), max(xs))
+    if hi == lo:  # one moment: half an hour either side
+        lo, hi = lo - 1800, hi + 1800
+    raw = (hi - lo) / count
+    step = next((float(s) for s in SECONDS if s >= raw), DAY * float(math.ceil(raw / DAY)))
+    first = math.ceil(lo / step) * step
+    ticks = [first + i * step for i in range(int((hi - first) / step) + 1)]
+    days = hi - lo > DAY or datetime.fromtimestamp(lo, UTC).date() != datetime.fromtimestamp(hi, UTC).date()
+    tick_format = "%Y-%m-%d" if step >= DAY else ("%m-%d %H:%M" if days else "%H:%M")
+    if step < 60:
+        tick_format += ":%S"
+
+    def label(value: float, full: bool = False) -> str:
+        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC" if full else tick_format)
+
+    return Axis(lo, hi, ticks, label)
+
+
+def _x_axis(xs: Sequence[float], kind: str, span: tuple[float, float] | None) -> Axis:
+    return time_axis(xs, span) if kind == "time" else number_axis(xs, span)
 
 
 def el(tag: str, content: str | Markup | Iterable[Markup] = "", **attrs: object) -> Markup:
@@ -84,66 +191,82 @@ def _text(x: float, y: float, text: str, anchor: str = "start", size: int = 11, 
 def line_chart(
     label: str,
     series: Sequence[Series],
-    x_labels: Sequence[str] = (),
-    y_min: float | None = None,
+    *,
+    x_kind: str = "number",
+    x_title: str = "",
     x_range: tuple[float, float] | None = None,
+    y_floor: float | None = None,
+    y_bounds: tuple[float | None, float | None] = (None, None),
 ) -> Markup:
-    """Lines (one per series) over a shared x axis; ``x_labels`` name the first and last x.
+    """Lines (one per series) over shared axes with ticks, grid lines and a title on every point.
 
-    ``x_range`` fixes the axis (a time window) instead of fitting it to the points; ``y_min``
-    starts the y axis there (0 for counts and rates).
+    ``x_kind`` is ``"time"`` (x in epoch seconds, ticks at whole minutes, hours or days, UTC) or
+    ``"number"`` (steps, trials: whole-number ticks when every x is whole). ``x_range`` fixes the
+    x axis (a time window) instead of fitting it to the points. ``y_floor`` starts the y axis there
+    (0 for counts and rates); ``y_bounds`` is the range the metric cannot leave (:func:`bounds_of`),
+    so accuracy's axis never goes past 1.
     """
-    points = [p for s in series for p in s.points if math.isfinite(p[1])]
+    shown = [Series(s.name, [p for p in s.points if math.isfinite(p[1])]) for s in series]
+    points = [p for s in shown for p in s.points]
     if not points:
         return empty(label, "no data yet")
-    xs = [p[0] for p in points]
-    ys = [p[1] for p in points]
-    x0, x1 = x_range if x_range is not None else (min(xs), max(xs))
-    y0 = min(ys) if y_min is None else min(y_min, min(ys))
-    y1 = max(ys)
-    if y1 == y0 and y_min is not None:  # all at the floor: show the floor at the bottom
-        y1 = y0 + (abs(y0) or 1.0)
-    elif y1 == y0:  # one value: centre it
-        pad = abs(y0) * 0.05 or 1.0
-        y0, y1 = y0 - pad, y1 + pad
-    if x1 == x0:
-        x1 = x0 + 1
-    plot_w, plot_h = WIDTH - LEFT - 10, HEIGHT - BOTTOM - TOP
+    ys = value_axis([p[1] for p in points], floor=y_floor, bounds=y_bounds)
+    xs = _x_axis([p[0] for p in points], x_kind, x_range)
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - BOTTOM - TOP
 
     def sx(x: float) -> float:
-        return LEFT + (x - x0) / (x1 - x0) * plot_w
+        return LEFT + (x - xs.lo) / (xs.hi - xs.lo) * plot_w
 
     def sy(y: float) -> float:
-        return TOP + plot_h - (y - y0) / (y1 - y0) * plot_h
+        return TOP + plot_h - (min(max(y, ys.lo), ys.hi) - ys.lo) / (ys.hi - ys.lo) * plot_h
 
     base = TOP + plot_h
-    body = [
-        el("line", x1=LEFT, y1=base, x2=WIDTH - 10, y2=base, stroke="#6b7280"),
-        el("line", x1=LEFT, y1=TOP, x2=LEFT, y2=base, stroke="#6b7280"),
-        _text(LEFT - 4, TOP + 8, fmt(y1), "end"),
-        _text(LEFT - 4, base, fmt(y0), "end"),
-    ]
-    if x_labels:
-        body.append(_text(LEFT, HEIGHT - 8, x_labels[0]))
-        body.append(_text(WIDTH - 10, HEIGHT - 8, x_labels[-1], "end"))
-    for i, s in enumerate(series):
+    body: list[Markup] = []
+    for tick in ys.ticks:
+        y = sy(tick)
+        body.append(el("line", x1=LEFT, y1=f"{y:.1f}", x2=WIDTH - RIGHT, y2=f"{y:.1f}", stroke=GRID))
+        body.append(_text(LEFT - 4, y + 4, fmt(tick), "end"))
+    for tick in xs.ticks:
+        x = sx(tick)
+        body.append(el("line", x1=f"{x:.1f}", y1=base, x2=f"{x:.1f}", y2=base + 4, stroke=AXIS))
+        body.append(_text(x, base + 16, xs.label(tick), "middle"))
+    body.append(el("line", x1=LEFT, y1=base, x2=WIDTH - RIGHT, y2=base, stroke=AXIS))
+    body.append(el("line", x1=LEFT, y1=TOP, x2=LEFT, y2=base, stroke=AXIS))
+    if x_title or x_kind == "time":
+        body.append(_text(WIDTH - RIGHT, HEIGHT - 4, x_title or "time (UTC)", "end", 10))
+    for i, s in enumerate(shown):
         colour = PALETTE[i % len(PALETTE)]
-        pts = [(sx(x), sy(y)) for x, y in s.points if math.isfinite(y)]
-        if not pts:
-            continue
-        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
-        body.append(el("polyline", points=path, fill="none", stroke=colour, stroke_width=2))
-        body.extend(el("circle", cx=f"{x:.1f}", cy=f"{y:.1f}", r=2.5, fill=colour) for x, y in pts)
+        pts = [(sx(x), sy(y), x, y) for x, y in s.points]
+        if len(pts) > 1:
+            path = " ".join(f"{x:.1f},{y:.1f}" for x, y, _, _ in pts)
+            body.append(el("polyline", points=path, fill="none", stroke=colour, stroke_width=2))
+        for x, y, at, value in pts:
+            hover = el("title", f"{s.name}: {fmt(value)} at {xs.label(at, full=True)}")
+            body.append(
+                el("circle", hover, cx=f"{x:.1f}", cy=f"{y:.1f}", r=3 if len(pts) > 1 else 4, fill=colour)
+            )
+    if len(points) == 1:  # one point: say its value next to it
+        x, y = sx(points[0][0]), sy(points[0][1])
+        body.append(_text(x + 8, y - 6, fmt(points[0][1]), size=12, fill=INK))
     return _figure(label, _svg(label, HEIGHT, body), [s.name for s in series])
 
 
 def bar_chart(
-    label: str, bars: Sequence[tuple[str, float]], unit: str = "", limit: float | None = None
+    label: str,
+    bars: Sequence[tuple[str, float]],
+    unit: str = "",
+    limit: float | None = None,
+    top: float | None = None,
 ) -> Markup:
-    """Horizontal bars, one per (name, value); ``limit`` draws a threshold line."""
+    """Horizontal bars, one per (name, value), each with its value and a title to hover.
+
+    ``limit`` draws a threshold line; ``top`` is the full width's value (1 for a score), the
+    largest value otherwise.
+    """
     if not bars:
         return empty(label, "no data yet")
-    top = max([v for _, v in bars if math.isfinite(v)] + [limit or 0.0, 1e-12])
+    largest = max([v for _, v in bars if math.isfinite(v)] + [limit or 0.0, 1e-12])
+    top = top if top is not None and top >= largest else largest
     row = 22
     height = TOP + row * len(bars) + 8
     name_w, plot_w = 160, WIDTH - 160 - 70
@@ -153,7 +276,15 @@ def bar_chart(
         width = max(0.0, value / top * plot_w) if math.isfinite(value) else 0.0
         body.append(_text(name_w - 6, y + 14, name[:28], "end", 12, INK))
         body.append(
-            el("rect", x=name_w, y=y + 3, width=f"{width:.1f}", height=14, fill=PALETTE[i % len(PALETTE)])
+            el(
+                "rect",
+                el("title", f"{name}: {fmt(value)}{unit}"),
+                x=name_w,
+                y=y + 3,
+                width=f"{width:.1f}",
+                height=14,
+                fill=PALETTE[i % len(PALETTE)],
+            )
         )
         body.append(_text(name_w + width + 4, y + 14, f"{fmt(value)}{unit}"))
     if limit is not None:
