@@ -118,7 +118,11 @@ RULES: tuple[Rule, ...] = (
     _rule(_READ, r"/signin/sso(/callback)?", PUBLIC),
     _rule(_READ, r"/static/portal\.(css|js)", PUBLIC),
     _rule("POST", r"/signout", "read"),
-    _rule(_READ, r"/|/platform|/projects/[^/]+(/models/[^/]+|/deployment|/tuning|/costs)?", "read"),
+    _rule(
+        _READ,
+        r"/|/platform|/projects/[^/]+(/models/[^/]+|/deployment|/tuning|/costs|/compare|/notebook)?",
+        "read",
+    ),
     _rule(_READ, r"/incidents", "read"),  # lists only the projects the caller may read
     _rule(_READ + " POST", r"/new", "write"),
     _rule(_READ, r"/audit", "admin"),

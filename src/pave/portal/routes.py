@@ -18,7 +18,7 @@ from pave.automation import platform_metrics
 from pave.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from pave.governance import audit, sso
 from pave.monitoring import incidents
-from pave.portal import actions, charts, sessions, views
+from pave.portal import actions, charts, compare, sessions, views
 from pave.portal import sso as sso_routes
 from pave.portal.web import (
     STATIC,
@@ -40,7 +40,8 @@ from pave.portal.web import (
 from pave.serving import rollouts
 from pave.tracking.lineage import TAG_DATA_PREFIX
 
-__all__ = ["actions", "router", "sso_routes"]  # importing the forms and SSO registers them on the router
+# importing the forms, the comparison and SSO registers them on the router
+__all__ = ["actions", "compare", "router", "sso_routes"]
 
 
 # --- sign-in -----------------------------------------------------------------------------------
@@ -183,18 +184,24 @@ async def project_page(request: Request, name: str) -> Response:
     experiment = await anyio.to_thread.run_sync(lambda: views.experiment_id(settings, name))
     metric_names = sorted({k for r in runs for k in r.metrics})
     chosen = metric if metric in metric_names else (metric_names[0] if metric_names else "")
-    ordered = list(reversed(runs))
     plot = charts.line_chart(
-        f"{chosen or 'metric'} across runs (oldest to newest)",
+        f"{chosen or 'metric'} of each run, by the time it started",
         [
             charts.Series(
-                chosen, [(i, r.metrics[chosen]) for i, r in enumerate(ordered) if chosen in r.metrics]
+                chosen,
+                [
+                    (r.start_time / 1000, r.metrics[chosen])
+                    for r in reversed(runs)
+                    if chosen in r.metrics and r.start_time
+                ],
             )
         ],
-        x_labels=("first run", "latest run") if len(ordered) > 1 else (),
+        x_kind="time",
+        y_bounds=charts.bounds_of(chosen),
     )
     columns, edges = views.lineage_graph(runs, versions, data["deployment"])
     param_names = sorted({k for r in runs for k in r.params})[:8]
+    folder = projects_dir(platform_of(request)) / name  # where a project made in the portal lives
     return render(
         request,
         "project.html",
@@ -207,7 +214,28 @@ async def project_page(request: Request, name: str) -> Response:
         param_names=param_names,
         plot=plot,
         lineage=charts.lineage(columns, edges),
+        notebook=views.starter_notebook(data["project"]) is not None,
+        folder=str(folder) if folder.is_dir() else None,
         can_deploy=may(request, "PUT", f"/api/v1/projects/{name}/deployment", name),
+    )
+
+
+@router.get("/projects/{name}/notebook")
+@page
+async def notebook_download(request: Request, name: str) -> Response:
+    """The starter notebook of the project's template, to open with `pave notebook`."""
+    mirror(request, "GET", f"/api/v1/projects/{name}", name)
+    project = await run(request, lambda s: views.get_project(s, name))
+    found = views.starter_notebook(project)
+    if found is None:
+        raise NotFound(
+            f"project {name}'s template ships no starter notebook",
+            hint="run `pave template upgrade` in the project folder to add notebooks/explore.ipynb",
+        )
+    return Response(
+        found.read_bytes(),
+        media_type="application/x-ipynb+json",
+        headers={"Content-Disposition": 'attachment; filename="explore.ipynb"'},
     )
 
 
@@ -231,20 +259,16 @@ async def costs_page(request: Request, name: str) -> Response:
     found = data["report"]
     kinds = found.projects.get(name, {})
     days = sorted(found.days.get(name, {}).items())
-    first = datetime.fromisoformat(days[0][0]).replace(tzinfo=UTC).timestamp() if days else 0.0
     by_day = charts.line_chart(
         "cost per day (last 30 days)",
         [
             charts.Series(
-                "cost",
-                [
-                    ((datetime.fromisoformat(d).replace(tzinfo=UTC).timestamp() - first) / 86400, c)
-                    for d, c in days
-                ],
+                "cost", [(datetime.fromisoformat(d).replace(tzinfo=UTC).timestamp(), c) for d, c in days]
             )
         ],
-        x_labels=(days[0][0], days[-1][0]) if len(days) > 1 else (),
-        y_min=0.0,
+        x_kind="time",
+        x_title="day (UTC)",
+        y_floor=0.0,
     )
     budget = found.budgets.get(name)
     by_kind = charts.bar_chart(
@@ -283,7 +307,8 @@ async def tuning_page(request: Request, name: str) -> Response:
         objective = charts.line_chart(
             f"{study.metric} by trial ({study.direction})",
             [charts.Series("trial", points), charts.Series("best so far", best)],
-            x_labels=("first trial", "last trial") if len(points) > 1 else (),
+            x_title="trial",
+            y_bounds=charts.bounds_of(study.metric),
         )
         importance = charts.bar_chart(
             "parameter importances (fANOVA)",
@@ -377,23 +402,24 @@ async def deployment_page(request: Request, name: str) -> Response:
         "rate": charts.line_chart(
             "requests per minute (last hour)",
             [charts.Series("requests", traffic.requests)],
-            traffic.labels,
-            0,
-            traffic.window,
+            x_kind="time",
+            x_range=traffic.window,
+            y_floor=0,
         ),
         "errors": charts.line_chart(
             "error rate (last hour)",
             [charts.Series("error rate", traffic.errors)],
-            traffic.labels,
-            0,
-            traffic.window,
+            x_kind="time",
+            x_range=traffic.window,
+            y_floor=0,
+            y_bounds=(0.0, 1.0),
         ),
         "latency": charts.line_chart(
             "latency in ms (last hour)",
             [charts.Series("p50", traffic.p50), charts.Series("p99", traffic.p99)],
-            traffic.labels,
-            0,
-            traffic.window,
+            x_kind="time",
+            x_range=traffic.window,
+            y_floor=0,
         ),
         "drift": charts.bar_chart(
             "drift statistic per feature (latest check of each monitor)",
@@ -510,9 +536,10 @@ async def platform_page(request: Request) -> Response:
     def weekly(label: str, points: list[platform_metrics.WeekPoint]) -> Any:
         return charts.line_chart(
             label,
-            [charts.Series(label, [(i, p.value) for i, p in enumerate(points)])],
-            (points[0].week, points[-1].week) if points else (),
-            0,
+            [charts.Series(label, [(_day(p.week), p.value) for p in points])],
+            x_kind="time",
+            x_title="week (UTC)",
+            y_floor=0,
         )
 
     plots = {
@@ -522,3 +549,10 @@ async def platform_page(request: Request) -> Response:
         "deploys": weekly("deployments and rollouts per week", numbers.deployments_by_week),
     }
     return render(request, "platform.html", m=numbers, plots=plots)
+
+
+def _day(iso: str) -> float:
+    """Epoch seconds of an ISO date (midnight UTC)."""
+    from datetime import UTC, datetime
+
+    return datetime.fromisoformat(iso).replace(tzinfo=UTC).timestamp()

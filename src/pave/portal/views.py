@@ -177,6 +177,32 @@ def get_project(session: Session, name: str) -> Project:
     return project
 
 
+STARTER_NOTEBOOK = "notebooks/explore.ipynb"
+
+
+def starter_notebook(project: Project) -> Path | None:
+    """The starter notebook of the template version the project was made from (or upgraded to).
+
+    None when the project has no template or its template version predates the notebook.
+    """
+    from pave.templates.catalog import get_template
+
+    if not project.template:
+        return None
+    try:
+        info = get_template(project.template)
+    except NotFound:
+        return None
+    versions = list(info.versions)
+    if project.template_version in versions:
+        versions = versions[: versions.index(project.template_version) + 1]
+    for version in reversed(versions):  # a version folder holds what changed since the one before
+        path = info.source / version / "project" / STARTER_NOTEBOOK
+        if path.is_file():
+            return path
+    return None
+
+
 def experiment_id(settings: Settings, name: str) -> str | None:
     with contextlib.suppress(Exception):
         experiment = mlflow_client(settings).get_experiment_by_name(name)
@@ -313,7 +339,6 @@ def model_card(session: Session, settings: Settings, project: Project, version: 
 
 @dataclass
 class Traffic:
-    labels: tuple[str, str] = ("", "")
     window: tuple[float, float] | None = None  # epoch seconds of the window's start and end
     requests: list[tuple[float, float]] = field(default_factory=list)
     errors: list[tuple[float, float]] = field(default_factory=list)
@@ -330,10 +355,7 @@ def traffic(settings: Settings, deployment: str, *, window: timedelta = timedelt
     now = datetime.now(UTC)
     start = now - window
     frame = read_inference_log(settings.inference_log_dir, start=start, deployment=deployment)
-    out = Traffic(
-        labels=(start.strftime("%H:%M"), now.strftime("%H:%M UTC")),
-        window=(start.timestamp(), now.timestamp()),
-    )
+    out = Traffic(window=(start.timestamp(), now.timestamp()))
     if frame.empty:
         return out
     out.total = len(frame)
