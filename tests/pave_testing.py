@@ -187,6 +187,9 @@ class PaveServer:
                 if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
                     return self
             time.sleep(0.1)
+        with contextlib.suppress(subprocess.TimeoutExpired):  # no fixture stops a server that never
+            self.stop()  # came up: it (and its gateway) would outlive the test
+        self.kill()
         raise RuntimeError(f"pave up not ready after {timeout}s:\n{self.log.read_text()}")
 
     def kill(self, sig: int = signal.SIGKILL) -> None:

@@ -186,6 +186,74 @@ def test_a_retrain_job_cannot_read_the_control_planes_secrets_nor_call_admin_rou
     assert not any(t["name"] == "escape" for t in tokens.values())
 
 
+# --- a control plane that stops ends its jobs ----------------------------------------------------
+
+SLOW_STEPS = '''
+"""A step that is quick for the client and hangs in a retrain job (PAVE_JOB is set there)."""
+
+import os
+import time
+
+
+def work(mark):
+    if os.environ.get("PAVE_JOB"):
+        with open(mark, "w") as handle:
+            handle.write(str(os.getpid()))
+        time.sleep(900)
+    return {"done": 1.0}
+'''
+
+
+def _processes_naming(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and text.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+    return found
+
+
+def test_a_control_plane_that_stops_ends_the_retrain_job_it_started(
+    server: PaveServer, tmp_path: Path
+) -> None:
+    project = tmp_path / "slow"
+    project.mkdir()
+    shared = Path(tempfile.mkdtemp(prefix="pave-mark-"))  # where the job (nobody) may write
+    shared.chmod(0o777)
+    mark = shared / "started"
+    (project / "steps.py").write_text(textwrap.dedent(SLOW_STEPS))
+    (project / "pave.yaml").write_text(
+        f"name: slow\nsteps:\n  - {{name: work, function: 'steps:work', params: {{mark: '{mark}'}}}}\n"
+        "metrics: {step: work, primary: done}\nretrain: {timeout: 3600}\n"
+    )
+    with server.client() as admin:
+        assert admin.post("/api/v1/projects", json={"name": "slow"}).status_code == 201
+    env = server.env | {"PAVE_URL": server.url, "PAVE_TOKEN": server.token, "PAVE_HOME": str(tmp_path / "c")}
+    ran = run_pave("run", str(project), "--json", env=env, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert run_pave("retrain", "slow", env=env).returncode == 0
+    deadline = time.monotonic() + 300
+    while True:  # the job runs its hanging step
+        turn = json.loads(run_pave("loop", "slow", "--json", env=env).stdout)["runs"][0]
+        job = next((e["job"] for e in turn["history"] if e["event"] == "training"), None)
+        if job is not None and mark.exists() and _processes_naming(job["folder"]):
+            break
+        assert turn["state"] in ("queued", "starting", "training"), turn
+        assert time.monotonic() < deadline, f"the job never reached its step: {turn}"
+        time.sleep(0.5)
+    assert server.process is not None
+
+    server.stop()  # SIGTERM, as `pave down` sends; it waits for the control plane to exit
+    assert server.process.poll() is not None
+    shutil.rmtree(shared, ignore_errors=True)
+
+    assert _processes_naming(job["folder"]) == [], "the job outlived the control plane that started it"
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(job["pid"], 0)
+        raise AssertionError(f"the job's process {job['pid']} still runs")
+    assert "stopping job pid" in server.log.read_text()
+
+
 # --- the same job on a Ray cluster ------------------------------------------------------------------
 
 

@@ -1,8 +1,9 @@
 """The portal in a real browser (Debian's chromium driven by Playwright) against a real platform.
 
 One journey: sign in, create a project from a template, see its run and its model card, deploy
-it, watch a canary on the deployment page, roll it back, find those actions in the audit view;
-then a viewer sees no action buttons and a direct POST from the viewer's session is refused.
+it, compare its two runs, watch a canary on the deployment page, roll it back, find those actions
+in the audit view; then a viewer sees no action buttons and a direct POST from the viewer's
+session is refused.
 A screenshot of each page lands in ``artifacts/screenshots/`` (kept by CI).
 """
 
@@ -85,6 +86,13 @@ def test_the_portal_journey_in_a_browser(browser: Any, shared_server: PaveServer
     runs = page.get_by_role("region", name="Runs")
     assert "finished" in runs.inner_text()
     assert page.locator("svg[aria-label^='Lineage']").count() == 1
+    # one run: its accuracy is a point with its value, on an axis that stays within [0, 1]
+    chart = page.locator("svg[aria-label='accuracy of each run, by the time it started']")
+    assert chart.locator("circle").count() == 1
+    ticks = [float(t) for t in chart.locator("text").all_text_contents() if re.fullmatch(r"[0-9.]+", t)]
+    assert ticks
+    assert max(ticks) <= 1.0
+    assert page.get_by_role("link", name=re.compile("starter notebook")).count() == 1
     _shot(page, "03-project")
     page.get_by_role("link", name="v1").first.click()
     assert "Model card" in page.get_by_role("heading", level=1).inner_text()
@@ -99,6 +107,22 @@ def test_the_portal_journey_in_a_browser(browser: Any, shared_server: PaveServer
     again = run_pave("run", str(folder), "--set", "train.C=0.5", env=env, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     candidate = "2"
+
+    # the two runs side by side: tick them in the runs table, compare
+    page.goto(f"{server.url}/projects/{name}")
+    boxes = page.get_by_role("checkbox", name=re.compile("compare run"))
+    assert boxes.count() >= 2
+    boxes.nth(0).check()
+    boxes.nth(1).check()
+    page.get_by_role("button", name="Compare selected runs").click()
+    page.wait_for_url(re.compile(f"/projects/{name}/compare"))
+    changed = page.get_by_role("region", name="Parameters").locator("tr.differs").all_inner_texts()
+    assert any("0.5" in row for row in changed), changed  # train.C, highlighted
+    metrics = page.get_by_role("region", name="Metrics")
+    assert "accuracy" in metrics.locator("table").inner_text()
+    assert metrics.locator("svg[aria-label$='per run'] rect").count() == 2
+    _shot(page, "05a-compare-runs")
+
     page.goto(f"{server.url}/projects/{name}/deployment")
     page.get_by_label("Candidate version").select_option(candidate)
     page.get_by_label("Steps (% of traffic)").fill("10,50,100")
@@ -113,7 +137,10 @@ def test_the_portal_journey_in_a_browser(browser: Any, shared_server: PaveServer
         assert time.monotonic() < deadline, page.locator("#live").inner_text()[:500]
         time.sleep(1)
         page.reload()
-    assert page.locator("svg[aria-label^='requests per minute'] polyline").count() == 1
+    rate = page.locator("svg[aria-label^='requests per minute']")
+    per_minute = [t.split(": ")[1].split(" at ")[0] for t in rate.locator("circle title").all_text_contents()]
+    assert sum(float(n) for n in per_minute) == sent  # a point per minute, its count on hover
+    assert rate.locator("polyline").count() == (1 if len(per_minute) > 1 else 0)
     assert f"Rolling out v{candidate}" in page.locator(".rollout").inner_text()
     waiting = page.locator(".rollout-wait").inner_text()  # a canary that has not moved says why
     assert "s more of the 3600 s a step lasts" in waiting

@@ -111,7 +111,9 @@ async def _background_jobs(api: FastAPI) -> AsyncIterator[None]:
     """The platform's periodic work, in one thread, about every second: rollout steps, the closed
     loop, monitoring. With several control planes on one database only the lease holder runs it
     (``pave.store.lease``); the others take over when it dies."""
-    from pave.automation import budgets
+    import anyio
+
+    from pave.automation import budgets, jobs
     from pave.automation import loop as closed_loop
     from pave.monitoring.scheduler import tick as monitoring_tick
     from pave.serving.rollouts import tick
@@ -165,6 +167,7 @@ async def _background_jobs(api: FastAPI) -> AsyncIterator[None]:
     finally:
         stop.set()
         worker.join(timeout=10)
+        await anyio.to_thread.run_sync(jobs.stop_started)  # no job outlives its control plane's stop
         lease.release()
 
 

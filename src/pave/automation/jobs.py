@@ -19,7 +19,9 @@ and data versions restored into a fresh folder, run there) executed by a :class:
 Either way the job talks to the platform only over HTTP, with its token, as any remote client
 does: it reads the snapshot and stores data versions, artifacts and its model version through the
 platform's routes, under the project's permissions. Its standard output and error land in files
-the control plane opened for it, which a restarted control plane still reads.
+the control plane opened for it, which a restarted control plane still reads. A control plane that
+stops (``pave down``, SIGTERM) ends the local jobs it started (:func:`stop_started`); one that
+crashes leaves them running, and the next one adopts them.
 """
 
 from __future__ import annotations
@@ -211,7 +213,7 @@ class LocalExecutor:
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=err,
-                    start_new_session=True,  # survives a control-plane restart; stopped as a group
+                    start_new_session=True,  # survives a control-plane crash; stopped as a group
                 )
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
@@ -241,6 +243,33 @@ class LocalExecutor:
         folder = Path(handle.folder)
         if folder.name.startswith("pave-job-") and folder.parent == Path(tempfile.gettempdir()):
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def stop_started(grace: float = 10.0) -> list[int]:
+    """End the local jobs this control plane started that still run; their pids.
+
+    Called when the control plane stops (``pave down``, SIGTERM): SIGTERM to each job's process
+    group, SIGKILL to those still there after ``grace`` seconds. A control plane that crashes
+    cannot do this, and a restarted one adopts what still runs (:meth:`LocalExecutor.running`);
+    the closed loop then reports a stopped job's turn as failed, with what the job wrote.
+    """
+    import time
+
+    alive = [(pid, process) for pid, process in list(_processes.items()) if process.poll() is None]
+    for pid, _ in alive:
+        log.warning("stopping job pid %d: the control plane is stopping", pid)
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for pid, process in alive:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+            process.wait(timeout=30)
+        _processes.pop(pid, None)
+    return [pid for pid, _ in alive]
 
 
 def _alive(pid: int, folder: str) -> bool:
