@@ -1,12 +1,16 @@
 """Benchmark: batch scoring and tuning overhead, Pave against its peers, side by side in one run.
 
     .venv/bin/python benchmarks/compute.py                 # the full run (about 5 minutes)
-    .venv/bin/python benchmarks/compute.py --rows 200000   # while developing
+    .venv/bin/python benchmarks/compute.py --rows 200000 --forest-rows 50000  # while developing
 
 Batch scoring (rows per second over the same Parquet file, end to end: read, predict, write):
 
+Two models, each over its own Parquet file: ``linear`` (StandardScaler + LogisticRegression, where
+prediction is almost free and the job is reading and writing Parquet) and ``forest`` (a random
+forest of 100 trees of depth 12, where prediction is the work a batch job exists for).
+
 1. Pave: ``pave.serving.batch.score_table`` with its default workers (the CPUs of this process),
-   the model loaded through the gateway's predict path (compiled for this linear pipeline);
+   the model loaded through the gateway's predict path (compiled for both models);
 2. the peer: ``mlflow.pyfunc.load_model(uri).predict`` on the whole table read with pandas, the
    predictions added and written back to Parquet;
 3. the limit: Pave's compiled predict in-process on the table already in memory as a matrix
@@ -68,23 +72,36 @@ def _load() -> str:
 # --- batch scoring ---------------------------------------------------------------------------------
 
 
-def batch(folder: Path, rows: int) -> dict[str, float]:
-    import mlflow
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+def _model(kind: str, train: pd.DataFrame) -> Any:
+    """The model scored: ``linear`` (prediction is almost free: the job is Parquet I/O) or ``forest``
+    (a random forest of realistic size, 100 trees of depth 12: prediction is the work)."""
+    from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    target = ((train["f0"] * train["f1"] + train["f2"] - train["f3"]) > 0).astype(int)
+    if kind == "forest":
+        forest = RandomForestClassifier(n_estimators=100, max_depth=12, random_state=0, n_jobs=1)
+        return forest.fit(train, target)
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(train, target)
+
+
+def batch(folder: Path, rows: int, kind: str) -> dict[str, float]:
+    import mlflow
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     from pave.serving.batch import bind_frame, score_table
     from pave.serving.loading import load_model
 
+    print(f"  batch model: {kind}, {rows:,} rows x 20 columns", flush=True)
+    folder = folder / kind
+    folder.mkdir()
     rng = np.random.default_rng(0)
     columns = [f"f{i}" for i in range(20)]
     train = pd.DataFrame(rng.normal(size=(20_000, 20)), columns=columns)
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(
-        train, (train["f0"] - train["f3"] > 0).astype(int)
-    )
+    model = _model(kind, train)
     tracking = f"sqlite:///{folder / 'mlflow.db'}"
     mlflow.set_tracking_uri(tracking)
     mlflow.set_registry_uri(tracking)
@@ -315,7 +332,8 @@ def tuning(folder: Path, trials: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--rows", type=int, default=2_000_000, help="Rows scored by the linear model.")
+    parser.add_argument("--forest-rows", type=int, default=500_000, help="Rows scored by the forest.")
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--only", choices=["batch", "tune"], default=None, help="Run one half.")
     args = parser.parse_args()
@@ -326,13 +344,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pave-bench-compute-") as tmp:
         folder = Path(tmp)
         if args.only != "tune":
-            scored = batch(folder, args.rows)
-            print(
-                f"  batch: Pave {scored['pave'] / scored['pyfunc']:.1f}x pyfunc; "
-                f"{scored['pave'] / scored['compiled in-process']:.2f} of the in-process compiled limit, "
-                f"{scored['pave'] / scored['I/O only']:.2f} of reading and writing alone",
-                flush=True,
-            )
+            for kind, rows in (("linear", args.rows), ("forest", args.forest_rows)):
+                scored = batch(folder, rows, kind)
+                print(
+                    f"  batch ({kind}): Pave {scored['pave'] / scored['pyfunc']:.1f}x pyfunc; "
+                    f"{scored['pave'] / scored['compiled in-process']:.2f} of the in-process compiled "
+                    f"limit, {scored['pave'] / scored['I/O only']:.2f} of reading and writing alone",
+                    flush=True,
+                )
         if args.only == "batch":
             print(f"load average after: {_load()}", flush=True)
             return

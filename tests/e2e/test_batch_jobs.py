@@ -79,6 +79,15 @@ def test_a_batch_job_submitted_through_the_api_scores_s3_in_a_worker(
             assert job["state"] == "succeeded", job
             assert job["result"]["rows"] == len(frame)
             listed = client.list_batch_jobs(PROJECT)
+            # the job's 12-hour token ended with the job
+            (token,) = [t for t in client.list_tokens() if t["name"].endswith(f"({started['job']})")]
+            assert token["revoked_at"] is not None
+            # the submission is in the audit chain, with who asked
+            posts = [e for e in client.audit(project=PROJECT) if e["path"].endswith(f"/{PROJECT}/batch")]
+            assert sorted((e["method"], e["status"], e["identity"]) for e in posts) == [
+                ("POST", 202, "admin"),
+                ("POST", 400, "admin"),
+            ]
         assert job["result"]["run_id"] in [j["run_id"] for j in listed]
         scored = pd.read_parquet(
             io.BytesIO(s3.get_object(Bucket=bucket, Key="out/scored.parquet")["Body"].read())

@@ -106,12 +106,11 @@ def ray_cluster() -> Iterator[str]:
             raise ModuleNotFoundError("No module named 'ray'")
 
     need_service("Ray", "install the extra: pip install 'pave[ray]' (scripts/install dev does)", check)
-    # Token authentication, as a cluster should run: Ray reads the mode and the token when it is
-    # imported, so they are set before this process imports it (only this module uses Ray).
-    assert "ray" not in sys.modules, "Ray was imported before the cluster's token could be set"
+    # Token authentication, as a cluster should run (Ray's own state of it reset: whatever ran before
+    # on this worker may have imported Ray, which reads the mode and the token into its config).
     token = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     saved = {name: os.environ.get(name) for name in token}
-    os.environ.update(token)
+    _ray_auth(token)
     temp = Path(tempfile.mkdtemp(prefix="pray-", dir="/tmp"))  # Ray's socket paths must stay short
     port = free_port()
     ray = str(Path(sys.executable).parent / "ray")
@@ -129,11 +128,22 @@ def ray_cluster() -> Iterator[str]:
     finally:
         _stop_cluster(temp)
         shutil.rmtree(temp, ignore_errors=True)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        _ray_auth(saved)
+
+
+def _ray_auth(values: dict[str, str | None]) -> None:
+    """Set (or, with None, unset) Ray's authentication variables in this process, and make a Ray
+    imported before read them again: Ray loads them into process-global state (its config and a
+    cached token) when it is imported, so setting the variables alone is not enough then."""
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    if "ray" in sys.modules:
+        from ray._private.authentication_test_utils import reset_auth_token_state
+
+        reset_auth_token_state()
 
 
 def test_a_project_runs_on_the_cluster_as_it_runs_locally(

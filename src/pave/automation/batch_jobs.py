@@ -11,6 +11,10 @@ A job reads and writes object storage only (``s3://``): it runs in an empty fold
 control plane's variables that ``source_env`` lists, as for a retrain's sources. What a job
 printed and where it runs are kept under ``$PAVE_HOME/batch-jobs/KEY``, so
 ``GET /api/v1/projects/P/batch/jobs/KEY`` answers after a control-plane restart too.
+
+The job's token is revoked once the job has ended: when its state is first read as ended, or by the
+control plane's loop tick (:func:`finish_ended`), whichever comes first, so it does not outlive the
+job by its 12 hours.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from pave.automation import jobs
 from pave.automation.triggers import source_environment
 from pave.config import Settings
 from pave.errors import InvalidInput, NotFound
-from pave.serving.batch import table_format
+from pave.serving.batch_io import table_format
+from pave.store.tables import Token, utcnow
 
 TOKEN_LIFETIME = timedelta(hours=12)
 _KEY = re.compile(r"batch-[0-9a-f]{12}")
@@ -74,7 +79,7 @@ def start(
     if version and alias:
         raise InvalidInput("give a version or an alias, not both", hint='e.g. {"alias": "champion"}')
     key = f"batch-{uuid.uuid4().hex[:12]}"
-    _, secret = create_token(
+    token, secret = create_token(
         session,
         identity=SERVICE_IDENTITY,
         name=f"batch {project} ({key})",
@@ -108,13 +113,14 @@ def start(
         "alias": alias,
         "requested_by": requested_by,
         "created": time.time(),
+        "token_id": token.id,
         "handle": handle.to_dict(),
     }
     (folder / "job.json").write_text(json.dumps(doc))
-    return describe(settings, project, key)
+    return describe(session, settings, project, key)
 
 
-def describe(settings: Settings, project: str, key: str) -> dict[str, Any]:
+def describe(session: Session, settings: Settings, project: str, key: str) -> dict[str, Any]:
     """A job's state: ``running``, ``succeeded`` (with the job's result) or ``failed`` (its error).
 
     Raises:
@@ -132,12 +138,9 @@ def describe(settings: Settings, project: str, key: str) -> dict[str, Any]:
             f"project {project} has no batch job {key}",
             hint="the key is what POST /api/v1/projects/P/batch (Client.batch_submit) returned",
         )
-    handle = jobs.Handle.from_dict(doc["handle"])
-    executor = jobs.executor(settings, handle.executor)
     out = {k: doc.get(k) for k in ("job", "project", "input", "output", "version", "alias", "created")}
-    if executor.running(handle):
+    if not _ended(session, settings, folder, doc):
         return out | {"state": "running"}
-    executor.cleanup(handle)
     try:
         result = json.loads((folder / "result.json").read_text())
     except (OSError, ValueError):
@@ -149,3 +152,34 @@ def describe(settings: Settings, project: str, key: str) -> dict[str, Any]:
     except OSError:
         log = ""
     return out | {"state": "failed", "error": log[-4000:] or "the job ended without a result"}
+
+
+def _ended(session: Session, settings: Settings, folder: Path, doc: dict[str, Any]) -> bool:
+    """Whether the job has ended; the first time it is seen ended, its token is revoked."""
+    if doc.get("ended"):
+        return True
+    handle = jobs.Handle.from_dict(doc["handle"])
+    executor = jobs.executor(settings, handle.executor)
+    if executor.running(handle):
+        return False
+    executor.cleanup(handle)
+    token = session.get(Token, doc["token_id"]) if doc.get("token_id") else None
+    if token is not None and token.revoked_at is None:
+        token.revoked_at = utcnow()
+    session.commit()  # revoked before the job counts as ended
+    doc["ended"] = time.time()
+    (folder / "job.json").write_text(json.dumps(doc))
+    return True
+
+
+def finish_ended(session: Session, settings: Settings) -> int:
+    """Revoke the tokens of batch jobs that ended and nobody asked about yet; returns how many."""
+    count = 0
+    for path in sorted((settings.home / "batch-jobs").glob("batch-*/job.json")):
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and not doc.get("ended") and _ended(session, settings, path.parent, doc):
+            count += 1
+    return count

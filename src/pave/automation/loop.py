@@ -151,6 +151,13 @@ def tick(sessions: sessionmaker[Session], settings: Settings, now: datetime | No
         triggers.check(sessions, settings, now, audits)
     except Exception:
         log.exception("the loop's data_change check failed")
+    try:  # batch jobs started through the API: their tokens end with them
+        from pave.automation import batch_jobs
+
+        with sessions() as session:
+            batch_jobs.finish_ended(session, settings)
+    except Exception:
+        log.exception("revoking the tokens of ended batch jobs failed")
     with sessions() as session:
         active = list(session.scalars(select(LoopRunRow.id).where(LoopRunRow.active.is_not(None))))
     for run_id in active:

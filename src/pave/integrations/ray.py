@@ -155,17 +155,23 @@ class RayExecutor:
         *,
         num_cpus: float = 1.0,
         waiting: Callable[[], None] | None = None,
+        meanwhile: Callable[[], None] | None = None,
+        **kwargs: Any,
     ) -> list[Any]:
-        """Run ``function(*args)`` for every ``args`` of ``calls`` as Ray tasks at once; their results.
+        """Run ``function(*args, **kwargs)`` for every ``args`` of ``calls`` as Ray tasks at once.
 
+        ``meanwhile`` runs here once the tasks are submitted (while the cluster starts their workers);
         ``waiting`` is called about twice a second while they run (a progress display). The first
-        task that raises stops the wait: its error is raised (the original error when Ray kept it).
+        task that raises stops the wait: its error is raised (the original error when Ray kept it);
+        an error of ``meanwhile`` cancels the tasks.
         """
         ray = _ray()
         remote = ray.remote(max_retries=0, num_cpus=num_cpus)(function)
-        refs = [remote.remote(*args) for args in calls]
+        refs = [remote.remote(*args, **kwargs) for args in calls]
         pending = list(refs)
         try:
+            if meanwhile is not None:
+                meanwhile()
             while pending:
                 done, pending = ray.wait(pending, num_returns=1, timeout=0.5)
                 for ref in done:
@@ -173,11 +179,19 @@ class RayExecutor:
                 if waiting is not None:
                     waiting()
         except ray.exceptions.RayTaskError as exc:
-            for ref in pending:
-                ray.cancel(ref, force=True)
+            self._cancel(pending)
             cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else None
             raise (cause or exc) from None
+        except BaseException:
+            self._cancel(pending)
+            raise
         return [ray.get(ref) for ref in refs]
+
+    @staticmethod
+    def _cancel(refs: list[Any]) -> None:
+        ray = _ray()
+        for ref in refs:
+            ray.cancel(ref, force=True)
 
     def _unschedulable(self, task: StepTask) -> PaveError | None:
         wanted = {

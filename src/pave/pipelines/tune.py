@@ -113,7 +113,13 @@ def study_name(spec: ProjectSpec) -> str:
 
 
 def open_storage(url: str) -> Any:
-    """Optuna's RDB storage at ``url`` (the PostgreSQL schema it names is created first)."""
+    """Optuna's RDB storage at ``url`` (the PostgreSQL schema it names is created first).
+
+    On SQLite every transaction takes the write lock when it begins (``BEGIN IMMEDIATE``) and waits
+    for it (busy timeout): trial workers in other processes read and then write the same rows (two
+    claiming one queued trial), and a read that turns into a write after another process committed
+    would otherwise fail at once instead of waiting its turn.
+    """
     from pave.store.db import check_connection, make_engine
 
     optuna = _optuna()
@@ -123,9 +129,26 @@ def open_storage(url: str) -> Any:
     finally:
         engine.dispose()
     kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(
+    storage = optuna.storages.RDBStorage(
         url.replace("postgresql://", "postgresql+psycopg://"), engine_kwargs=kwargs
     )
+    if url.startswith("sqlite"):
+        _begin_immediate(storage.engine)
+    return storage
+
+
+def _begin_immediate(engine: Any) -> None:
+    from sqlalchemy import event
+
+    def connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the driver's own deferred BEGIN off: ours below
+
+    def begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    event.listen(engine, "connect", connect)
+    event.listen(engine, "begin", begin)
+    engine.dispose()  # connections opened before the listeners: closed, opened again with them
 
 
 def _study(job: _Job, storage: Any, worker: int = 0) -> Any:
@@ -177,23 +200,83 @@ class _Job:
         return int(self.spec.get("seed", 42))
 
 
-def run_trials(job: _Job, count: int, worker: int = 0, callback: Callable[[Any], None] | None = None) -> int:
-    """Run ``count`` trials of the study (in this process); returns how many ran."""
+def run_trials(job: _Job, worker: int = 0, *, after_first: bool = False) -> int:
+    """Run queued trials of the study in this process until none is left; returns how many ran.
+
+    The driver queues the trials to run (``_queue``); each worker (a process or a Ray task, started
+    once and running many trials) claims the next one when it is free, so a worker that started
+    sooner or runs faster takes more. With ``after_first`` it first waits until a trial of the study
+    has finished (the driver's first trial fills the cache of the shared steps meanwhile), and runs
+    nothing if that trial failed.
+    """
     os.environ.update(job.env)
     optuna = _optuna()
     storage = open_storage(job.storage_url)
-    study = _study(job, storage, worker)
-    callbacks = [lambda s, t: callback(s)] if callback else None
-    project_dir = job.project_dir if Path(job.project_dir).is_dir() else str(Path.cwd())  # Ray: its copy
-    objective = _Objective(job, project_dir, optuna.TrialPruned)
     try:
-        study.optimize(objective, n_trials=count, catch=(), callbacks=callbacks, gc_after_trial=False)
+        study = _study(job, storage, worker)
+        project_dir = job.project_dir if Path(job.project_dir).is_dir() else str(Path.cwd())  # Ray: its copy
+        objective = _Objective(job, project_dir, optuna.TrialPruned)
+        if after_first and not _first_finished(study):
+            return 0
+        ran = 0
+        while (trial_id := _claim(study)) is not None:
+            run_trial(study, trial_id, objective)
+            ran += 1
+        return ran
     finally:
         # Close this storage's connections now: an idle pooled SQLite connection of this process
-        # (the first trial runs in the driver) must not outlive the trials other processes write.
+        # must not outlive the trials other processes write.
         storage.remove_session()
         storage.engine.dispose()
-    return count
+
+
+def _queue(study: Any, remaining: int) -> None:
+    """Queue trials (no fixed params: the sampler chooses when one is claimed) up to ``remaining``."""
+    optuna = _optuna()
+    waiting = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
+    for _ in range(remaining - waiting):
+        study.enqueue_trial({}, skip_if_exists=False)
+
+
+def _claim(study: Any) -> int | None:
+    """The id of a queued trial this process now runs (RUNNING), or None when none is left."""
+    optuna = _optuna()
+    waiting = optuna.trial.TrialState.WAITING
+    for trial in study.get_trials(deepcopy=False, states=(waiting,)):
+        try:
+            if study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.RUNNING):
+                return int(trial._trial_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker claimed and finished it meanwhile
+    return None
+
+
+def run_trial(study: Any, trial_id: int, objective: Callable[[Any], float]) -> None:
+    """Run one claimed trial and tell the study how it ended (ask-and-tell, as ``study.optimize``)."""
+    optuna = _optuna()
+    trial = optuna.Trial(study, trial_id)
+    try:
+        value = objective(trial)
+    except optuna.TrialPruned:
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        return
+    except BaseException:
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        raise
+    study.tell(trial, value)
+
+
+def _first_finished(study: Any) -> bool:
+    """Wait until a trial of the study finished (True) or the one running failed (False)."""
+    optuna = _optuna()
+    states = optuna.trial.TrialState
+    while True:
+        seen = {t.state for t in study.get_trials(deepcopy=False)}
+        if states.COMPLETE in seen or states.PRUNED in seen:
+            return True
+        if states.RUNNING not in seen:  # the driver claims the first trial before it starts workers
+            return False
+        time.sleep(0.5)
 
 
 class _Objective:
@@ -338,18 +421,10 @@ def tune_project(
     job.parent_run_id = _parent_run(the_study, client, spec, tune, name, tracking_uri, settings)
     done = _finished(the_study)
     display = _Progress(tune, total=tune.trials, done=done, enabled=progress)
+    _queue(the_study, tune.trials - done)
     try:
         with display:
-            remaining = tune.trials - done
-            if remaining > 0 and done == 0 and tune.parallel > 1:
-                run_trials(job, 1, callback=display.update)  # alone: fills the cache of the shared steps
-                remaining -= 1
-            if remaining > 0:
-                # No idle pooled connection of this process to the study's file while the workers
-                # write it (SQLite): it is opened again when the trials are read back.
-                storage.remove_session()
-                storage.engine.dispose()
-                _distribute(job, settings, tune, remaining, display, the_study)
+            _distribute(job, settings, (the_study, storage), display, first=done == 0)
     except BaseException as exc:
         status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
         client.set_tag(job.parent_run_id, L.TAG_ERROR, str(exc)[:4000] or type(exc).__name__)
@@ -424,25 +499,48 @@ def _parent_run(
 
 
 def _distribute(
-    job: _Job, settings: Settings, tune: TuneSpec, count: int, display: _Progress, study: Any
+    job: _Job, settings: Settings, study_storage: tuple[Any, Any], display: _Progress, *, first: bool
 ) -> None:
-    workers = min(tune.parallel, count)
-    quotas = [count // workers + (1 if i < count % workers else 0) for i in range(workers)]
-    if workers == 1:
-        run_trials(job, count, callback=display.update)
+    """Run the queued trials: here one at a time, or on ``parallel`` workers started at once.
+
+    With ``first`` (a new study) one trial runs here, alone, to fill the cache of the shared steps,
+    while the workers start (importing Pave, MLflow and the project's libraries) and wait for it.
+    """
+    optuna = _optuna()
+    tune, (study, storage) = job.tune, study_storage
+    objective = _Objective(job, job.project_dir, optuna.TrialPruned)
+    queued = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
+    if tune.parallel == 1 or queued <= 1:
+        while (trial_id := _claim(study)) is not None:
+            run_trial(study, trial_id, objective)
+            display.update(study)
         return
+    opening = _claim(study) if first else None  # claimed before the workers start: they wait for it
+
+    def meanwhile() -> None:
+        if opening is not None:
+            run_trial(study, opening, objective)
+            display.update(study)
+        # No idle pooled connection of this process to the study's file while the workers write
+        # it (SQLite): it is opened again when the trials are read back.
+        storage.remove_session()
+        storage.engine.dispose()
+
+    workers = min(tune.parallel, queued - (opening is not None))
+    calls = [(job, i + 1) for i in range(workers)]
     refresh = _Refresh(display, study)
     if settings.executor == "ray":
         from pave.integrations.ray import RayExecutor
 
-        spec = job.project_spec
-        cpus = max(s.resources.cpus for s in spec.steps)
+        cpus = max(s.resources.cpus for s in job.project_spec.steps)
         with RayExecutor(Path(job.project_dir), settings.executor_address, env=job.env) as ray:
-            calls = [(job, quota, i + 1) for i, quota in enumerate(quotas)]
-            ray.run_all(run_trials, calls, num_cpus=cpus, waiting=refresh)
+            ray.run_all(
+                run_trials, calls, num_cpus=cpus, waiting=refresh, meanwhile=meanwhile, after_first=first
+            )
         return
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(run_trials, job, quota, i + 1) for i, quota in enumerate(quotas)]
+        futures = [pool.submit(run_trials, *call, after_first=first) for call in calls]
+        meanwhile()
         pending = set(futures)
         while pending:
             finished, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)

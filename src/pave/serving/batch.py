@@ -10,7 +10,8 @@ part, not by the table; parts are scored by ``workers`` local processes (forked,
 model once) and written in order. The output holds the input's columns, the prediction columns
 (``predict``, ``predict_proba_<i>`` ...) and ``model_version``. It is written under a temporary
 name and renamed (a folder) or committed (object storage) only when every row is scored, so a
-failed job leaves no output that looks complete.
+failed job leaves no output that looks complete (reading, writing and publishing:
+:mod:`pave.serving.batch_io`).
 
 A job is recorded as an MLflow run in the project's experiment (tag ``pave.kind=batch``): model
 version, input URI and its sha256 (the input's data version), output URI, rows, seconds,
@@ -20,7 +21,6 @@ CPU-seconds and peak memory.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import resource
 import tempfile
@@ -29,13 +29,14 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from pave.errors import InvalidInput, NotFound
+from pave.serving.batch_io import Sink, local_input, publish, sha256, staged_output, table_format
 from pave.serving.loading import LoadedModel, load_model
 from pave.serving.protocol import datatype_of
 from pave.serving.schema import Features, InputSchema, accepts
@@ -70,54 +71,6 @@ class BatchResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "rows_per_second": self.rows_per_second}
-
-
-def table_format(uri: str) -> str:
-    """``parquet`` or ``csv``, from the name (``.parquet``/``.pq``, ``.csv``/``.csv.gz``)."""
-    name = uri.lower()
-    if name.endswith((".parquet", ".pq")):
-        return "parquet"
-    if name.endswith((".csv", ".csv.gz", ".tsv")):
-        return "csv"
-    raise InvalidInput(
-        f"{uri}: cannot tell the table format from the name",
-        hint="name a .parquet or .csv file (local path or s3://BUCKET/KEY)",
-    )
-
-
-def _split(uri: str) -> tuple[str, str]:
-    """An object-store URI as (store root, key): ``s3://b/k/x.pq`` -> (``s3://b``, ``k/x.pq``)."""
-    scheme, _, rest = uri.partition("://")
-    bucket, _, key = rest.partition("/")
-    if not bucket or not key:
-        raise InvalidInput(f"{uri} names no object", hint="write it as s3://BUCKET/path/file.parquet")
-    return f"{scheme}://{bucket}", key
-
-
-@contextlib.contextmanager
-def _local_input(uri: str, folder: Path) -> Iterator[Path]:
-    """The input as a local file (an object is downloaded first: Parquet needs random access)."""
-    if "://" not in uri or uri.startswith("file://"):
-        path = Path(uri.removeprefix("file://")).expanduser()
-        if not path.is_file():
-            raise NotFound(f"no input file at {path}", hint="check the --input path")
-        yield path
-        return
-    from pave.storage import open_storage
-
-    root, key = _split(uri)
-    store = open_storage(root)
-    if store.head(key) is None:
-        raise NotFound(f"no object at {uri}", hint="check the --input URI (s3://BUCKET/KEY)")
-    yield store.download(key, folder / PurePosixPath(key).name)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(8 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --- binding a table to the model ------------------------------------------------------------------
@@ -340,13 +293,13 @@ def score_table(
     with (
         tempfile.TemporaryDirectory(prefix="pave-batch-") as tmp,
         ThreadPoolExecutor(1) as hasher,
-        _local_input(input_uri, Path(tmp)) as local,
-        _staged(output_uri, out_kind, Path(tmp)) as staged,
+        local_input(input_uri, Path(tmp)) as local,
+        staged_output(output_uri, out_kind, Path(tmp)) as staged,
     ):
-        digest = hasher.submit(_sha256, local)  # the input's data version, while it is scored
+        digest = hasher.submit(sha256, local)  # the input's data version, while it is scored
         model = load_model(uri, tracking_uri=tracking_uri, cache_dir=cache_dir)
         with (
-            _Sink(staged, out_kind) as sink,
+            Sink(staged, out_kind) as sink,
             _monitoring(monitor_dir, project, resolved, model, local) as tap,
         ):
             sink.tap = tap
@@ -361,7 +314,7 @@ def score_table(
             else:
                 _score_csv(local, model, resolved, input_uri, sink, progress)
             sink.close()
-            _publish(staged, output_uri)
+            publish(staged, output_uri)
         input_sha256 = digest.result()
     rows, columns, parts = sink.rows, sink.columns, sink.parts
     cpu_after, peak = _usage()
@@ -415,7 +368,7 @@ def _score_parquet(
     version: str,
     workers: int,
     source: str,
-    sink: _Sink,
+    sink: Sink,
     progress: Callable[[int, int], None] | None,
 ) -> None:
     import pyarrow.parquet as pq
@@ -459,7 +412,7 @@ def _score_on_ray(
     tracking_uri: str,
     version: str,
     source: str,
-    sink: _Sink,
+    sink: Sink,
     address: str | None,
 ) -> list[str]:
     from pave.serving.batch_ray import score_parquet_on_ray
@@ -483,7 +436,7 @@ def _score_csv(
     model: LoadedModel,
     version: str,
     source: str,
-    sink: _Sink,
+    sink: Sink,
     progress: Callable[[int, int], None] | None,
 ) -> None:
     import pyarrow as pa
@@ -531,98 +484,6 @@ def _monitoring(
         log.discard()
         raise
     log.publish()
-
-
-class _Sink:
-    """The output, written part by part under a temporary name (published once complete)."""
-
-    def __init__(self, path: Path, kind: str) -> None:
-        self.path, self.kind = path, kind
-        self.rows = self.parts = 0
-        self.columns: list[str] = []
-        self._writer: Any = None
-        self._stream: Any = None
-        self.tap: Callable[[Any], None] | None = None  # sees each part once written
-
-    def __enter__(self) -> _Sink:
-        if self.kind == "csv":
-            self._stream = self.path.open("wb")
-        return self
-
-    def write(self, table: Any) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if self.kind == "parquet":
-            if self._writer is None:
-                # Arrow's own file (not a Python one); no dictionary attempt on float columns: their
-                # values rarely repeat, and building the dictionary to drop it for every column
-                # chunk was four fifths of the writing time.
-                encoded = [f.name for f in table.schema if not pa.types.is_floating(f.type)]
-                self._writer = pq.ParquetWriter(str(self.path), table.schema, use_dictionary=encoded)
-                self.columns = table.schema.names
-            elif table.schema != self._writer.schema:
-                table = table.cast(self._writer.schema)
-            self._writer.write_table(table)
-        else:
-            frame = table.to_pandas()
-            frame.to_csv(self._stream, index=False, header=self.parts == 0)
-            self.columns = list(frame.columns)
-        self.rows += table.num_rows
-        self.parts += 1
-        if self.tap is not None:
-            self.tap(table)
-
-    def close(self, failed: bool = False) -> None:
-        """Finish the file (idempotent)."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        elif self.kind == "parquet" and not failed and not self.path.exists():
-            pq.write_table(pa.table({}), str(self.path))  # an empty input: an empty table
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
-
-    def __exit__(self, *exc: object) -> None:
-        self.close(failed=exc[0] is not None)
-
-
-def _local_output(output_uri: str) -> Path | None:
-    if "://" not in output_uri or output_uri.startswith("file://"):
-        return Path(output_uri.removeprefix("file://")).expanduser()
-    return None
-
-
-@contextlib.contextmanager
-def _staged(output_uri: str, kind: str, folder: Path) -> Iterator[Path]:
-    """Where the output is written before it is published: beside a local target under a hidden
-    name (renamed into place, no copy), in ``folder`` for object storage (uploaded). Removed when
-    the job fails."""
-    target = _local_output(output_uri)
-    if target is None:
-        yield folder / f"output.{kind}"
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staged = target.with_name(f".{target.name}.partial-{os.getpid()}")
-    try:
-        yield staged
-    finally:
-        staged.unlink(missing_ok=True)
-
-
-def _publish(staged: Path, output_uri: str) -> None:
-    target = _local_output(output_uri)
-    if target is not None:
-        os.replace(staged, target)  # atomic: the output appears whole or not at all
-        return
-    from pave.storage import open_storage
-
-    root, key = _split(output_uri)
-    open_storage(root).put_file(key, staged)  # a multipart upload is visible only once committed
 
 
 # --- recording the job -----------------------------------------------------------------------------

@@ -107,6 +107,6 @@ def submit_batch(
 
 
 @router.get("/api/v1/projects/{name}/batch/jobs/{key}", operation_id="get_batch_job")
-def batch_job(name: str, key: str, platform: PlatformDep) -> dict[str, Any]:
+def batch_job(name: str, key: str, session: SessionDep, platform: PlatformDep) -> dict[str, Any]:
     """A batch job started through the API: running, succeeded (its result) or failed (its error)."""
-    return batch_jobs.describe(platform.settings, name, key)
+    return batch_jobs.describe(session, platform.settings, name, key)
