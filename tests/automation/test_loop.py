@@ -318,3 +318,35 @@ def test_a_retrain_past_its_timeout_is_stopped(store, tmp_path):
     finally:
         hanging.kill()
         hanging.wait()
+
+
+def test_a_retrain_past_its_timeout_that_ignores_sigterm_is_killed(store, tmp_path, monkeypatch):
+    """As a job in a PID namespace of its own does (unshare and the namespace's first process
+    ignore SIGTERM): the stop ends it with SIGKILL after the grace period."""
+    settings, sessions = store
+    monkeypatch.setattr(jobs, "GRACE", 1.0)
+    record(store, retrain={"timeout": 60})
+    deaf = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ready', flush=True); time.sleep(120)"
+    )
+    hanging = subprocess.Popen(
+        [sys.executable, "-c", deaf, str(tmp_path)], start_new_session=True, stdout=subprocess.PIPE
+    )
+    try:
+        assert hanging.stdout is not None
+        assert hanging.stdout.readline() == b"ready\n"  # it ignores SIGTERM from now on
+        with sessions.begin() as session:
+            row = loop.trigger(session, "churn", trigger="manual", actor="ann")
+            row.state, row.pid = "training", hanging.pid
+            started = (datetime.now(UTC) - timedelta(seconds=90)).isoformat()
+            job = {"executor": "local", "folder": str(tmp_path), "pid": hanging.pid}
+            row.history = [*row.history, {"at": started, "event": "training", "job": job}]
+        loop.tick(sessions, settings)
+        [row] = runs(store)
+        assert row.state == "failed"
+        assert "more than retrain.timeout=60s" in (row.error or "")
+        assert hanging.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        hanging.kill()
+        hanging.wait()

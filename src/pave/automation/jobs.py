@@ -36,6 +36,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -46,6 +47,7 @@ from pave.config import Settings
 log = logging.getLogger("pave.jobs")
 _processes: dict[int, subprocess.Popen[bytes]] = {}  # pid -> a job process this control plane started
 
+GRACE = 10.0  # seconds a job has to end after SIGTERM before SIGKILL
 # What Python and Pave need in a job, and nothing of the control plane's secrets.
 ENV_KEEP = ("PATH", "LANG", "TZ", "PYTHONPATH", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 
@@ -95,7 +97,7 @@ class JobExecutor(Protocol):
         """Whether the job is still running (also for a job started before a restart)."""
 
     def stop(self, handle: Handle) -> None:
-        """Ask the job to stop (SIGTERM to its process group, or the executor's equivalent)."""
+        """Stop the job (SIGTERM to its process group, then SIGKILL, or the executor's equivalent)."""
 
     def cleanup(self, handle: Handle) -> None:
         """Remove what the job left (its folder); called once it ended."""
@@ -233,9 +235,19 @@ class LocalExecutor:
         return _alive(handle.pid, handle.folder)
 
     def stop(self, handle: Handle) -> None:
-        if handle.pid is not None and self.running(handle):
+        """SIGTERM to the job's process group, SIGKILL to it :data:`GRACE` seconds later if it is
+        still there: a job in a PID namespace of its own ignores SIGTERM (``unshare`` does while it
+        waits, and the namespace's first process, ``pave run``, has no handler for it)."""
+        if handle.pid is None or not self.running(handle):
+            return
+        with contextlib.suppress(OSError):
+            os.killpg(handle.pid, signal.SIGTERM)
+        deadline = time.monotonic() + GRACE
+        while self.running(handle) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if self.running(handle):
             with contextlib.suppress(OSError):
-                os.killpg(handle.pid, signal.SIGTERM)
+                os.killpg(handle.pid, signal.SIGKILL)
 
     def cleanup(self, handle: Handle) -> None:
         if handle.pid is not None:
@@ -245,7 +257,7 @@ class LocalExecutor:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def stop_started(grace: float = 10.0) -> list[int]:
+def stop_started(grace: float = GRACE) -> list[int]:
     """End the local jobs this control plane started that still run; their pids.
 
     Called when the control plane stops (``pave down``, SIGTERM): SIGTERM to each job's process
@@ -253,8 +265,6 @@ def stop_started(grace: float = 10.0) -> list[int]:
     cannot do this, and a restarted one adopts what still runs (:meth:`LocalExecutor.running`);
     the closed loop then reports a stopped job's turn as failed, with what the job wrote.
     """
-    import time
-
     alive = [(pid, process) for pid, process in list(_processes.items()) if process.poll() is None]
     for pid, _ in alive:
         log.warning("stopping job pid %d: the control plane is stopping", pid)
