@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pave import __version__
+from pave.api import openapi
 from pave.api.platform import Platform
 from pave.api.routes import (
     alerts,
@@ -210,6 +211,7 @@ def _pave_api(platform: Platform, metrics: Metrics) -> FastAPI:
 
     for router in ROUTERS:
         api.include_router(router)
+    openapi.install(api)
     _api_docs(api)
     # The portal's pages sit outside ROUTERS: its sign-in page is public and its pages redirect to
     # it instead of answering 401 (tests/portal cover them; the permission table has their rules).

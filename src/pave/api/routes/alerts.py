@@ -14,6 +14,7 @@ from pave.api.security import access_of
 from pave.errors import NotFound
 from pave.monitoring import incidents
 from pave.monitoring.alerts import alert_dict, deliveries_of, list_alerts
+from pave.schemas.monitoring import AlertOut, IncidentOut, SilenceOut
 from pave.store.tables import Project
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
@@ -21,9 +22,9 @@ router = APIRouter(prefix="/api/v1", tags=["alerts"])
 StatusQuery = Query(default="open", description="open, or all (resolved ones too).")
 
 
-def _out(session: SessionDep, rows: list[Any]) -> list[dict[str, Any]]:
+def _out(session: SessionDep, rows: list[Any]) -> list[AlertOut]:
     deliveries = deliveries_of(session, [r.id for r in rows])
-    return [alert_dict(r) | {"deliveries": deliveries.get(r.id, [])} for r in rows]
+    return [AlertOut.model_validate(alert_dict(r) | {"deliveries": deliveries.get(r.id, [])}) for r in rows]
 
 
 @router.get("/alerts", operation_id="list_alerts")
@@ -32,7 +33,7 @@ def list_all(
     session: SessionDep,
     status: Literal["open", "all"] = StatusQuery,
     project: str | None = Query(default=None, max_length=100),
-) -> list[dict[str, Any]]:
+) -> list[AlertOut]:
     """Alerts of every project the caller may read, newest first."""
     access = access_of(request)
     rows = list_alerts(session, project=project, include_resolved=status == "all")
@@ -42,14 +43,17 @@ def list_all(
 @router.get("/projects/{name}/alerts", operation_id="list_project_alerts")
 def list_project(
     name: str, session: SessionDep, status: Literal["open", "all"] = StatusQuery
-) -> list[dict[str, Any]]:
+) -> list[AlertOut]:
     """One project's alerts, newest first."""
     return _out(session, list_alerts(session, project=name, include_resolved=status == "all"))
 
 
-def _incidents_out(session: SessionDep, rows: list[Any]) -> list[dict[str, Any]]:
+def _incidents_out(session: SessionDep, rows: list[Any]) -> list[IncidentOut]:
     deliveries = incidents.incident_deliveries(session, [r.id for r in rows])
-    return [incidents.incident_dict(r) | {"deliveries": deliveries.get(r.id, [])} for r in rows]
+    return [
+        IncidentOut.model_validate(incidents.incident_dict(r) | {"deliveries": deliveries.get(r.id, [])})
+        for r in rows
+    ]
 
 
 @router.get("/incidents", operation_id="list_incidents")
@@ -58,7 +62,7 @@ def list_all_incidents(
     session: SessionDep,
     status: Literal["open", "all"] = StatusQuery,
     project: str | None = Query(default=None, max_length=100),
-) -> list[dict[str, Any]]:
+) -> list[IncidentOut]:
     """Incidents (one per episode of a monitor's trouble) of every project the caller may read."""
     access = access_of(request)
     rows = incidents.list_incidents(session, project=project, include_resolved=status == "all")
@@ -68,7 +72,7 @@ def list_all_incidents(
 @router.get("/projects/{name}/incidents", operation_id="list_project_incidents")
 def list_project_incidents(
     name: str, session: SessionDep, status: Literal["open", "all"] = StatusQuery
-) -> list[dict[str, Any]]:
+) -> list[IncidentOut]:
     """One project's incidents, newest first, with their deliveries."""
     return _incidents_out(
         session, incidents.list_incidents(session, project=name, include_resolved=status == "all")
@@ -85,9 +89,7 @@ class SilenceRequest(BaseModel):
 
 
 @router.post("/projects/{name}/silences", operation_id="add_silence", status_code=201)
-def add_silence(
-    name: str, body: SilenceRequest, session: SessionDep, principal: PrincipalDep
-) -> dict[str, Any]:
+def add_silence(name: str, body: SilenceRequest, session: SessionDep, principal: PrincipalDep) -> SilenceOut:
     """Silence the project's incidents (of one monitor or kind) for a while: stored, not sent."""
     _project(session, name)
     row = incidents.add_silence(
@@ -100,19 +102,21 @@ def add_silence(
         kind=body.kind,
         reason=body.reason,
     )
-    return incidents.silence_dict(row)
+    return SilenceOut.model_validate(incidents.silence_dict(row))
 
 
 @router.get("/projects/{name}/silences", operation_id="list_silences")
-def list_silences(name: str, session: SessionDep) -> list[dict[str, Any]]:
+def list_silences(name: str, session: SessionDep) -> list[SilenceOut]:
     """The project's silences still in force."""
-    return [incidents.silence_dict(r) for r in incidents.list_silences(session, name, datetime.now(UTC))]
+    found = incidents.list_silences(session, name, datetime.now(UTC))
+    return [SilenceOut.model_validate(incidents.silence_dict(r)) for r in found]
 
 
 @router.delete("/projects/{name}/silences/{silence_id}", operation_id="end_silence")
-def end_silence(name: str, silence_id: RowId, session: SessionDep) -> dict[str, Any]:
+def end_silence(name: str, silence_id: RowId, session: SessionDep) -> SilenceOut:
     """End a silence now."""
-    return incidents.silence_dict(incidents.end_silence(session, name, silence_id, datetime.now(UTC)))
+    ended = incidents.end_silence(session, name, silence_id, datetime.now(UTC))
+    return SilenceOut.model_validate(incidents.silence_dict(ended))
 
 
 def _project(session: SessionDep, name: str) -> None:

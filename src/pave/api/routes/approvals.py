@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from pave.api.deps import PrincipalDep, SessionDep
 from pave.governance import approvals, prompts
 from pave.governance.policy import get_policy, set_policy
+from pave.schemas.access import ApprovalOut, PolicyOut
 
 router = APIRouter(prefix="/api/v1/projects/{name}", tags=["governance"])
 
@@ -25,15 +26,6 @@ class PolicyIn(BaseModel):
     max_stored_bytes: int | None = Field(default=None, ge=0, le=2**62)
 
 
-class PolicyOut(BaseModel):
-    project: str
-    owner: str | None
-    require_approval: bool
-    max_concurrent_runs: int | None
-    max_deployments: int | None
-    max_stored_bytes: int | None
-
-
 class ApprovalIn(BaseModel):
     version: str = Field(pattern=r"^[0-9]{1,9}$")
     comment: str = Field(default="", max_length=500)
@@ -42,16 +34,6 @@ class ApprovalIn(BaseModel):
         max_length=256,
         description="A prompt of the project (<project>.<prompt>) to approve instead of its model.",
     )
-
-
-class ApprovalOut(BaseModel):
-    project: str
-    version: str
-    approved_by: str
-    approved_at: str
-    author: str
-    gates: str
-    comment: str
 
 
 def _registry() -> Any:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from pave.api.deps import SessionDep
 from pave.governance import audit
+from pave.schemas.access import AuditRecord, AuditVerification
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
@@ -22,9 +23,9 @@ def list_audit(
     after_seq: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     request_id: Annotated[str | None, Query(max_length=64)] = None,
-) -> list[dict[str, Any]]:
+) -> list[AuditRecord]:
     """Records matching every filter given, oldest first; page with ``after_seq``."""
-    return audit.query(
+    found = audit.query(
         session,
         identity=identity,
         project=project,
@@ -34,9 +35,10 @@ def list_audit(
         after_seq=after_seq,
         request_id=request_id,
     )
+    return [AuditRecord.model_validate(record) for record in found]
 
 
 @router.get("/verify", operation_id="verify_audit")
-def verify_audit(session: SessionDep) -> dict[str, Any]:
+def verify_audit(session: SessionDep) -> AuditVerification:
     """Walk the whole chain; ``ok`` is false and ``first_bad_seq`` set when a row was edited or deleted."""
-    return audit.verify(session).to_dict()
+    return AuditVerification.model_validate(audit.verify(session).to_dict())

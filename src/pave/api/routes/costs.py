@@ -13,6 +13,8 @@ from pave.automation import batch_jobs, budgets
 from pave.errors import InvalidInput
 from pave.governance import costs
 from pave.monitoring.alerts import alert_dict
+from pave.schemas.platform import Admission, CostReport, UsageRecorded
+from pave.schemas.serving import BatchJobOut, BatchRunOut
 
 router = APIRouter(tags=["costs"])
 
@@ -36,45 +38,48 @@ def _since(value: str | None) -> datetime | None:
 
 
 @router.post("/api/v1/projects/{name}/usage", operation_id="record_usage")
-def record_usage(name: str, body: UsageReport, session: SessionDep, platform: PlatformDep) -> dict[str, Any]:
+def record_usage(name: str, body: UsageReport, session: SessionDep, platform: PlatformDep) -> UsageRecorded:
     """Record what a step, trial, batch job or deployment of the project used; budget alerts follow."""
     items = [costs.Usage.parse(item) for item in body.items]
     count = costs.record(session, name, items)
     session.flush()
     opened = budgets.check(session, platform.settings, name)
-    return {"recorded": count, "alerts": [alert_dict(a) for a in opened]}
+    return UsageRecorded(recorded=count, alerts=[alert_dict(a) for a in opened])
 
 
-@router.get("/api/v1/projects/{name}/costs", operation_id="get_project_costs")
+@router.get(
+    "/api/v1/projects/{name}/costs", operation_id="get_project_costs", response_model_exclude_unset=True
+)
 def project_costs(
     name: str, session: SessionDep, platform: PlatformDep, since: str | None = SinceQuery
-) -> dict[str, Any]:
+) -> CostReport:
     """The project's usage and cost per kind and per day, and its budget."""
     found = costs.report(session, platform.settings, projects=[name], since=_since(since))
-    return found.to_dict()
+    return CostReport.model_validate(found.to_dict())
 
 
 @router.get("/api/v1/projects/{name}/costs/admit", operation_id="admit_work")
-def admit(name: str, session: SessionDep, platform: PlatformDep) -> dict[str, Any]:
+def admit(name: str, session: SessionDep, platform: PlatformDep) -> Admission:
     """200 when the project may start new work; 429 over its CPU-hour quota or (hard stop) budget."""
     costs.admit(session, platform.settings, name)
-    return {"project": name, "admitted": True}
+    return Admission(project=name, admitted=True)
 
 
-@router.get("/api/v1/costs", operation_id="get_costs")
-def all_costs(session: SessionDep, platform: PlatformDep, since: str | None = SinceQuery) -> dict[str, Any]:
+@router.get("/api/v1/costs", operation_id="get_costs", response_model_exclude_unset=True)
+def all_costs(session: SessionDep, platform: PlatformDep, since: str | None = SinceQuery) -> CostReport:
     """Every project's usage and cost (platform admins)."""
-    return costs.report(session, platform.settings, since=_since(since)).to_dict()
+    return CostReport.model_validate(costs.report(session, platform.settings, since=_since(since)).to_dict())
 
 
 @router.get("/api/v1/projects/{name}/batch", operation_id="list_batch_jobs")
 def list_batches(
     name: str, platform: PlatformDep, limit: int = Query(default=50, ge=1, le=500)
-) -> list[dict[str, Any]]:
+) -> list[BatchRunOut]:
     """The project's batch scoring jobs (``pave batch``, ``Client.batch``), newest first."""
     from pave.serving.batch import list_jobs
 
-    return list_jobs(name, tracking_uri=platform.settings.mlflow_db_url, limit=limit)
+    found = list_jobs(name, tracking_uri=platform.settings.mlflow_db_url, limit=limit)
+    return [BatchRunOut.model_validate(job) for job in found]
 
 
 class BatchRequest(BaseModel):
@@ -86,14 +91,17 @@ class BatchRequest(BaseModel):
 
 
 @router.post(
-    "/api/v1/projects/{name}/batch", status_code=status.HTTP_202_ACCEPTED, operation_id="submit_batch_job"
+    "/api/v1/projects/{name}/batch",
+    status_code=status.HTTP_202_ACCEPTED,
+    operation_id="submit_batch_job",
+    response_model_exclude_unset=True,
 )
 def submit_batch(
     name: str, body: BatchRequest, session: SessionDep, platform: PlatformDep, principal: PrincipalDep
-) -> dict[str, Any]:
+) -> BatchJobOut:
     """Start ``pave batch`` for the project as a job outside the control plane; poll its state."""
     costs.admit(session, platform.settings, name)  # a project over budget (hard stop) is refused
-    return batch_jobs.start(
+    started = batch_jobs.start(
         session,
         platform.settings,
         name,
@@ -104,9 +112,14 @@ def submit_batch(
         workers=body.workers,
         requested_by=principal.identity,
     )
+    return BatchJobOut.model_validate(started)
 
 
-@router.get("/api/v1/projects/{name}/batch/jobs/{key}", operation_id="get_batch_job")
-def batch_job(name: str, key: str, session: SessionDep, platform: PlatformDep) -> dict[str, Any]:
+@router.get(
+    "/api/v1/projects/{name}/batch/jobs/{key}",
+    operation_id="get_batch_job",
+    response_model_exclude_unset=True,
+)
+def batch_job(name: str, key: str, session: SessionDep, platform: PlatformDep) -> BatchJobOut:
     """A batch job started through the API: running, succeeded (its result) or failed (its error)."""
-    return batch_jobs.describe(session, platform.settings, name, key)
+    return BatchJobOut.model_validate(batch_jobs.describe(session, platform.settings, name, key))

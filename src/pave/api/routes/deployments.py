@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
 import anyio
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
@@ -16,6 +13,7 @@ from pave.errors import Forbidden, InvalidInput, NotFound
 from pave.governance import audit, projects
 from pave.governance.access import Access
 from pave.registry.adoption import adopt, locate
+from pave.schemas.serving import DeploymentOut, Undeployed
 from pave.serving import store as deployments
 from pave.serving import traffic
 from pave.store.tables import DeploymentRow, Project
@@ -38,16 +36,6 @@ class DeployRequest(BaseModel):
         description="A model registered with plain MLflow to adopt into the project and serve: "
         "NAME/VERSION or NAME@ALIAS (the project is created when it does not exist).",
     )
-
-
-class DeploymentOut(BaseModel):
-    name: str
-    project: str
-    spec: dict[str, Any]
-    created_by: str
-    created_at: datetime
-    updated_by: str
-    updated_at: datetime
 
 
 def _out(row: DeploymentRow) -> DeploymentOut:
@@ -143,6 +131,6 @@ async def deploy(
 
 
 @router.delete("/projects/{name}/deployment", operation_id="undeploy")
-def undeploy(name: str, session: SessionDep) -> dict[str, str]:
+def undeploy(name: str, session: SessionDep) -> Undeployed:
     traffic.undeploy(session, name)
-    return {"name": name, "status": "undeployed"}
+    return Undeployed(name=name, status="undeployed")

@@ -13,6 +13,7 @@ from pave.api.deps import PlatformDep, PrincipalDep, SessionDep
 from pave.api.security import access_of
 from pave.monitoring.feedback import MAX_ITEMS, Label, record_feedback, unknown_ids
 from pave.monitoring.ingest import ingest
+from pave.schemas.monitoring import FeedbackRecorded
 
 router = APIRouter(prefix="/api/v1", tags=["feedback"])
 # How long a label for an inference id the index does not hold yet waits for the gateway's log.
@@ -31,12 +32,12 @@ class FeedbackBatch(BaseModel):
 @router.post("/feedback", operation_id="post_feedback")
 async def post_feedback(
     body: FeedbackBatch, request: Request, session: SessionDep, principal: PrincipalDep, platform: PlatformDep
-) -> dict[str, Any]:
+) -> FeedbackRecorded:
     """Attach labels to inference ids (all or none); posting again for an id replaces its label."""
     access = access_of(request)
     labels = [Label(item.inference_id, item.label) for item in body.items]
 
-    def work() -> dict[str, Any]:
+    def work() -> FeedbackRecorded:
         ids = [item.inference_id for item in labels]
         # a shipped log reaches the control plane a ship interval (and an upload) later
         shipped = platform.settings.inference_log_ship_interval + 2.0 if platform.mirror else 0.0
@@ -51,8 +52,9 @@ async def post_feedback(
             if time.monotonic() >= deadline:
                 break
             time.sleep(0.05)
-        return record_feedback(
+        recorded = record_feedback(
             session, labels, actor=principal.identity, may_write=lambda project: access.can("write", project)
         )
+        return FeedbackRecorded.model_validate(recorded)
 
     return await anyio.to_thread.run_sync(work)

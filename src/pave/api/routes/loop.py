@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 
 from pave.api.deps import PlatformDep, PrincipalDep, SessionDep
 from pave.automation import loop, sources
 from pave.errors import InvalidInput
+from pave.schemas.projects import LoopOut, LoopRun, LoopSource
 
 router = APIRouter(prefix="/api/v1/projects/{name}", tags=["loop"])
 
@@ -29,7 +28,7 @@ class SourceRecord(BaseModel):
 @router.put("/source", operation_id="record_project_source")
 def record_source(
     name: str, body: SourceRecord, session: SessionDep, principal: PrincipalDep, platform: PlatformDep
-) -> dict[str, Any]:
+) -> LoopSource:
     """Record the run a retrain re-runs (``pave run`` does it once it finished): its code snapshot,
     data versions and ``pave.yaml``, all in the platform's store."""
     if body.directory is not None:
@@ -45,11 +44,11 @@ def record_source(
     row = sources.record_source(
         session, project=name, run_id=body.run_id, spec=spec, actor=principal.identity
     )
-    return sources.describe_source(row) or {}
+    return LoopSource.model_validate(sources.describe_source(row))
 
 
 @router.get("/loop", operation_id="get_loop")
-def get_loop(name: str, session: SessionDep, limit: int = 50) -> dict[str, Any]:
+def get_loop(name: str, session: SessionDep, limit: int = 50) -> LoopOut:
     """The project's loop: the run it retrains from, its retrain policy, and every turn (newest first)."""
     from sqlalchemy import select
 
@@ -64,15 +63,17 @@ def get_loop(name: str, session: SessionDep, limit: int = 50) -> dict[str, Any]:
         and session.scalar(select(Project.id).where(Project.name == name)) is None
     ):
         raise NotFound(f"there is no project {name!r}", hint="`pave projects` lists them")
-    return {
-        "project": name,
-        "source": sources.describe_source(source),
-        "runs": [loop.describe(r) for r in turns],
-    }
+    return LoopOut.model_validate(
+        {
+            "project": name,
+            "source": sources.describe_source(source),
+            "runs": [loop.describe(r) for r in turns],
+        }
+    )
 
 
 @router.post("/retrain", status_code=status.HTTP_202_ACCEPTED, operation_id="retrain_project")
-def retrain(name: str, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
+def retrain(name: str, session: SessionDep, principal: PrincipalDep) -> LoopRun:
     """Start a turn of the loop now: a retrain job, gates, progressive rollout."""
     row = loop.trigger(session, name, trigger="manual", actor=principal.identity)
-    return loop.describe(row)
+    return LoopRun.model_validate(loop.describe(row))

@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from pave.api.deps import PrincipalDep, SessionDep
 from pave.governance.access import Member, list_members, remove_member, set_member
 from pave.governance.roles import PROJECT_ROLES
+from pave.schemas.access import MemberOut, MemberRemoved
 
 router = APIRouter(prefix="/api/v1/projects/{name}/members", tags=["members"])
 
 
 class MemberIn(BaseModel):
     role: str = Field(description=f"One of: {', '.join(PROJECT_ROLES)}", max_length=20)
-
-
-class MemberOut(BaseModel):
-    identity: str
-    project: str
-    role: str
-    granted_by: str
-    granted_at: datetime
 
 
 def _out(member: Member) -> MemberOut:
@@ -42,6 +33,6 @@ def put(name: str, identity: str, body: MemberIn, session: SessionDep, principal
 
 
 @router.delete("/{identity}", operation_id="remove_member")
-def delete(name: str, identity: str, session: SessionDep) -> dict[str, str]:
+def delete(name: str, identity: str, session: SessionDep) -> MemberRemoved:
     remove_member(session, name, identity)
-    return {"project": name, "identity": identity, "status": "removed"}
+    return MemberRemoved(project=name, identity=identity, status="removed")

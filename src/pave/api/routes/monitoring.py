@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import anyio
 from fastapi import APIRouter, Query
@@ -13,6 +12,7 @@ from pave.errors import InvalidInput
 from pave.monitoring import series
 from pave.monitoring.scheduler import monitoring_of
 from pave.monitoring.spec import parse_duration
+from pave.schemas.monitoring import DriftSeries, MonitoringOverview, PerformanceSeries
 from pave.serving.store import get_deployment
 
 router = APIRouter(prefix="/api/v1/projects/{name}/monitoring", tags=["monitoring"])
@@ -29,14 +29,15 @@ def _seconds(value: str, what: str) -> float:
 
 
 @router.get("", operation_id="get_monitoring")
-async def overview(name: str, platform: PlatformDep, window: str = WindowQuery) -> dict[str, Any]:
+async def overview(name: str, platform: PlatformDep, window: str = WindowQuery) -> MonitoringOverview:
     """Each monitor's latest verdicts, performance per version over ``window``, open alerts."""
     seconds = _seconds(window, "window")
 
-    def work() -> dict[str, Any]:
-        return series.summary(
+    def work() -> MonitoringOverview:
+        found = series.summary(
             platform.settings, platform.sessions, name, now=datetime.now(UTC), window=seconds
         )
+        return MonitoringOverview.model_validate(found)
 
     return await anyio.to_thread.run_sync(work)
 
@@ -49,15 +50,15 @@ async def drift(
     window: str = WindowQuery,
     bucket: str = BucketQuery,
     method: str = Query(default="psi", max_length=20, description="psi, js, wasserstein, ks or chi2."),
-) -> dict[str, Any]:
+) -> DriftSeries:
     """Per input feature: the drift statistic of every bucket against the training reference."""
     seconds, step = _seconds(window, "window"), _seconds(bucket, "bucket")
     deployment = get_deployment(session, name)
 
-    def work() -> dict[str, Any]:
+    def work() -> DriftSeries:
         monitoring = monitoring_of(platform.settings, deployment)
         profile = monitoring.profile if monitoring is not None else {}
-        return series.drift_series(
+        found = series.drift_series(
             platform.settings.inference_log_dir,
             deployment.name,
             profile,
@@ -66,6 +67,7 @@ async def drift(
             bucket=step,
             method=method,
         )
+        return DriftSeries.model_validate(found)
 
     return await anyio.to_thread.run_sync(work)
 
@@ -77,13 +79,13 @@ async def performance(
     platform: PlatformDep,
     window: str = WindowQuery,
     bucket: str = BucketQuery,
-) -> dict[str, Any]:
+) -> PerformanceSeries:
     """Per model version: the metrics of every bucket's labelled requests."""
     seconds, step = _seconds(window, "window"), _seconds(bucket, "bucket")
     deployment = get_deployment(session, name).name
 
-    def work() -> dict[str, Any]:
-        return series.performance_series(
+    def work() -> PerformanceSeries:
+        found = series.performance_series(
             platform.settings,
             platform.sessions,
             deployment,
@@ -91,5 +93,6 @@ async def performance(
             window=seconds,
             bucket=step,
         )
+        return PerformanceSeries.model_validate(found)
 
     return await anyio.to_thread.run_sync(work)

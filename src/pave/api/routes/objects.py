@@ -23,6 +23,7 @@ from pave.api.deps import PlatformDep, PrincipalDep, SessionDep
 from pave.data.objects import Kind, Receiver, check_sha, index, indexed, object_key
 from pave.errors import NotFound
 from pave.governance import policy
+from pave.schemas.platform import ObjectStored
 from pave.storage import CHUNK, open_storage
 from pave.store.tables import Project
 from pave.tracking import stores
@@ -72,7 +73,7 @@ async def put_object(
     principal: PrincipalDep,
     filename: Annotated[str, Query(min_length=1, max_length=200)],
     kind: Kind,
-) -> dict[str, Any]:
+) -> ObjectStored:
     """Store the request body (raw bytes) as the project's object ``sha``, verified and once."""
     sessions = platform.sessions
     declared = int(request.headers.get("content-length") or 0)
@@ -88,7 +89,7 @@ async def put_object(
 
     row, quota = await anyio.to_thread.run_sync(known)
     if row is not None:  # the client did not ask first; nothing to store
-        return {"sha256": sha, "filename": row.filename, "bytes": row.size, "stored": False}
+        return ObjectStored(sha256=sha, filename=row.filename, bytes=row.size, stored=False)
     storage = open_storage(platform.settings.artifacts)
     receiver = await anyio.to_thread.run_sync(Receiver, storage, kind, sha, filename)
     try:
@@ -124,7 +125,7 @@ async def put_object(
             )
 
     await anyio.to_thread.run_sync(record)
-    return {"sha256": sha, "filename": stored_name, "bytes": receiver.size, "stored": not receiver.present}
+    return ObjectStored(sha256=sha, filename=stored_name, bytes=receiver.size, stored=not receiver.present)
 
 
 def _quota(session: Any, platform: Any, project: str, declared: int) -> Callable[[int], None] | None:
@@ -157,18 +158,31 @@ def _routes(kind: Kind) -> None:
         platform: PlatformDep,
         principal: PrincipalDep,
         filename: Annotated[str, Query(min_length=1, max_length=200)],
-    ) -> dict[str, Any]:
+    ) -> ObjectStored:
         return await put_object(name, sha, request, platform, principal, filename, kind)
 
     head.__doc__, get.__doc__, put.__doc__ = head_object.__doc__, get_object.__doc__, put_object.__doc__
     router.add_api_route(f"/{kind}/{{sha}}", head, methods=["HEAD"], operation_id=f"head_{noun}_object")
-    router.add_api_route(f"/{kind}/{{sha}}", get, methods=["GET"], operation_id=f"get_{noun}_object")
+    router.add_api_route(
+        f"/{kind}/{{sha}}",
+        get,
+        methods=["GET"],
+        operation_id=f"get_{noun}_object",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"application/octet-stream": {}}, "description": "The bytes."}},
+    )
     router.add_api_route(
         f"/{kind}/{{sha}}",
         put,
         methods=["PUT"],
         status_code=status.HTTP_201_CREATED,
         operation_id=f"put_{noun}_object",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            }
+        },
     )
 
 

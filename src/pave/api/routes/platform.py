@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector
 from pave.api.deps import PlatformDep
 from pave.api.platform import Platform
 from pave.automation import platform_metrics
+from pave.schemas.platform import PlatformMetricsOut, ProcessOut
 
 router = APIRouter(prefix="/api/v1/platform", tags=["platform"])
 
@@ -25,11 +26,11 @@ def compute(platform: Platform) -> platform_metrics.PlatformMetrics:
 
 
 @router.get("/metrics", operation_id="platform_metrics")
-async def metrics(platform: PlatformDep) -> dict[str, Any]:
+async def metrics(platform: PlatformDep) -> PlatformMetricsOut:
     """Projects, active users, runs per week, models in production, time to production, deployment
     frequency, change failure rate, drift incidents and time to resolve them."""
     found = await anyio.to_thread.run_sync(compute, platform)
-    return found.to_dict()
+    return PlatformMetricsOut.model_validate(found.to_dict())
 
 
 def _processes(platform: Platform) -> list[dict[str, Any]]:
@@ -41,11 +42,12 @@ def _processes(platform: Platform) -> list[dict[str, Any]]:
 
 
 @router.get("/processes", operation_id="platform_processes")
-async def processes(platform: PlatformDep) -> list[dict[str, Any]]:
+async def processes(platform: PlatformDep) -> list[ProcessOut]:
     """The control planes, gateways and workers that said they were alive in the last day: role,
     URL, host, pid, last heartbeat, ``healthy`` (seen in the last 20 s) and what each reports
     (a control plane whether it leads the background jobs; a gateway its loaded models)."""
-    return await anyio.to_thread.run_sync(_processes, platform)
+    found = await anyio.to_thread.run_sync(_processes, platform)
+    return [ProcessOut.model_validate(process) for process in found]
 
 
 class PlatformCollector(Collector):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
 
 from fastapi import APIRouter, status
 from pydantic import BaseModel, Field, field_validator
@@ -12,6 +11,7 @@ from sqlalchemy import select
 from pave.api.deps import PrincipalDep, SessionDep
 from pave.errors import NotFound
 from pave.governance import projects
+from pave.schemas.projects import ProjectOut
 from pave.store.tables import Project
 from pave.tracking import stores
 
@@ -35,17 +35,6 @@ class ProjectCreate(BaseModel):
                 "use 2-63 lower-case letters, digits and dashes, starting with a letter or digit"
             )
         return value
-
-
-class ProjectOut(BaseModel):
-    name: str
-    owner: str
-    description: str
-    template: str | None
-    template_version: str | None
-    created_by: str
-    created_at: datetime
-    labels: dict[str, str]
 
 
 def _out(project: Project) -> ProjectOut:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 
 from pave.api.deps import PlatformDep, PrincipalDep, SessionDep
+from pave.schemas.serving import RolloutOut
 from pave.serving import rollouts
 
 router = APIRouter(prefix="/api/v1/projects/{name}/rollout", tags=["rollouts"])
@@ -32,10 +33,10 @@ class RolloutAction(BaseModel):
 @router.post("", status_code=status.HTTP_201_CREATED, operation_id="start_rollout")
 async def start(
     name: str, body: RolloutStart, session: SessionDep, principal: PrincipalDep, platform: PlatformDep
-) -> dict[str, Any]:
+) -> RolloutOut:
     """Start moving traffic to ``version`` step by step; guards roll it back on their own."""
 
-    def work() -> dict[str, Any]:
+    def work() -> RolloutOut:
         row = rollouts.start(
             session,
             platform.settings,
@@ -44,28 +45,29 @@ async def start(
             actor=principal.identity,
             policy=body.policy,
         )
-        return rollouts.describe(row, log_dir=platform.settings.inference_log_dir)
+        return RolloutOut.model_validate(rollouts.describe(row, log_dir=platform.settings.inference_log_dir))
 
     return await anyio.to_thread.run_sync(work)
 
 
 @router.get("", operation_id="get_rollout")
-def get(name: str, session: SessionDep, platform: PlatformDep) -> dict[str, Any]:
+def get(name: str, session: SessionDep, platform: PlatformDep) -> RolloutOut:
     """The latest rollout of the project: state, step, what the step waits for, and every decision
     with its numbers."""
-    return rollouts.describe(rollouts.current(session, name), log_dir=platform.settings.inference_log_dir)
+    row = rollouts.current(session, name)
+    return RolloutOut.model_validate(rollouts.describe(row, log_dir=platform.settings.inference_log_dir))
 
 
 @router.post("/promote", operation_id="promote_rollout")
 async def promote(
     name: str, body: RolloutAction, session: SessionDep, principal: PrincipalDep, platform: PlatformDep
-) -> dict[str, Any]:
-    def work() -> dict[str, Any]:
+) -> RolloutOut:
+    def work() -> RolloutOut:
         row = rollouts.current(session, name)
         rollouts.promote(
             session, platform.settings, row, reason=body.reason or "promoted by hand", by=principal.identity
         )
-        return rollouts.describe(row)
+        return RolloutOut.model_validate(rollouts.describe(row))
 
     return await anyio.to_thread.run_sync(work)
 
@@ -73,8 +75,8 @@ async def promote(
 @router.post("/rollback", operation_id="rollback_rollout")
 async def rollback(
     name: str, body: RolloutAction, session: SessionDep, principal: PrincipalDep, platform: PlatformDep
-) -> dict[str, Any]:
-    def work() -> dict[str, Any]:
+) -> RolloutOut:
+    def work() -> RolloutOut:
         row = rollouts.current(session, name)
         rollouts.rollback(
             session,
@@ -83,6 +85,6 @@ async def rollback(
             reason=body.reason or "rolled back by hand",
             by=principal.identity,
         )
-        return rollouts.describe(row)
+        return RolloutOut.model_validate(rollouts.describe(row))
 
     return await anyio.to_thread.run_sync(work)

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from pave.api.deps import PlatformDep, SessionDep
 from pave.errors import NotFound
 from pave.registry.versions import list_model_versions
+from pave.schemas.projects import ModelVersionOut, RunOut
 from pave.store.tables import Project
 from pave.tracking.lineage import list_runs
 
@@ -23,23 +24,21 @@ def _require_project(session: Any, name: str) -> None:
 
 
 @router.get("/runs", operation_id="list_runs")
-async def runs(
-    name: str, platform: PlatformDep, session: SessionDep, limit: int = 50
-) -> list[dict[str, Any]]:
+async def runs(name: str, platform: PlatformDep, session: SessionDep, limit: int = 50) -> list[RunOut]:
     """The project's runs, newest first: status, metrics, params, lineage, model version, gates."""
     _require_project(session, name)
     limit = max(1, min(limit, 500))
     found = await anyio.to_thread.run_sync(
         lambda: list_runs(name, tracking_uri=platform.settings.mlflow_db_url, max_results=limit)
     )
-    return [r.to_dict() for r in found]
+    return [RunOut.model_validate(r.to_dict()) for r in found]
 
 
 @router.get("/models", operation_id="list_model_versions")
-async def models(name: str, platform: PlatformDep, session: SessionDep) -> list[dict[str, Any]]:
+async def models(name: str, platform: PlatformDep, session: SessionDep) -> list[ModelVersionOut]:
     """The versions of the project's registered model (same name as the project), newest first."""
     _require_project(session, name)
     found = await anyio.to_thread.run_sync(
         lambda: list_model_versions(name, tracking_uri=platform.settings.mlflow_db_url)
     )
-    return [v.to_dict() for v in found]
+    return [ModelVersionOut.model_validate(v.to_dict()) for v in found]

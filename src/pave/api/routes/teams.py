@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 
@@ -11,6 +9,7 @@ from pave.api.deps import PrincipalDep, SessionDep
 from pave.api.routes.members import MemberIn
 from pave.governance import teams
 from pave.governance.teams import TeamInfo, TeamRole
+from pave.schemas.access import TeamDeleted, TeamOut, TeamRoleOut, TeamRoleRemoved
 
 router = APIRouter(prefix="/api/v1/teams", tags=["teams"])
 project_router = APIRouter(prefix="/api/v1/projects/{name}/teams", tags=["teams"])
@@ -19,23 +18,6 @@ project_router = APIRouter(prefix="/api/v1/projects/{name}/teams", tags=["teams"
 class TeamIn(BaseModel):
     name: str = Field(min_length=1, max_length=100, description="Lowercase letters, digits, '.', '_', '-'.")
     description: str = Field(default="", max_length=2000)
-
-
-class TeamOut(BaseModel):
-    name: str
-    description: str
-    created_by: str
-    created_at: datetime
-    members: list[str]
-    projects: dict[str, str] = Field(description="project -> the role every member holds there")
-
-
-class TeamRoleOut(BaseModel):
-    team: str
-    project: str
-    role: str
-    granted_by: str
-    granted_at: datetime
 
 
 def _out(team: TeamInfo) -> TeamOut:
@@ -64,10 +46,10 @@ def get(team: str, session: SessionDep) -> TeamOut:
 
 
 @router.delete("/{team}", operation_id="delete_team")
-def delete(team: str, session: SessionDep) -> dict[str, str]:
+def delete(team: str, session: SessionDep) -> TeamDeleted:
     """Delete the team, its memberships and its project roles."""
     teams.delete_team(session, team)
-    return {"team": team, "status": "deleted"}
+    return TeamDeleted(team=team, status="deleted")
 
 
 @router.put("/{team}/members/{identity}", operation_id="add_team_member")
@@ -94,6 +76,6 @@ def put_role(
 
 
 @project_router.delete("/{team}", operation_id="remove_team_role")
-def delete_role(name: str, team: str, session: SessionDep) -> dict[str, str]:
+def delete_role(name: str, team: str, session: SessionDep) -> TeamRoleRemoved:
     teams.remove_team_role(session, name, team)
-    return {"project": name, "team": team, "status": "removed"}
+    return TeamRoleRemoved(project=name, team=team, status="removed")

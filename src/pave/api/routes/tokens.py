@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 
 from pave.api.deps import RowId, SessionDep
 from pave.governance.roles import ROLES
 from pave.governance.tokens import create_token, list_tokens, revoke_token
+from pave.schemas.access import TokenCreated, TokenOut, TokenRevoked
 
 router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"])
 
@@ -21,22 +20,6 @@ class TokenCreate(BaseModel):
     project: str | None = Field(default=None, max_length=100)
     expires_in_days: int | None = Field(default=None, ge=1, le=3650)
     kind: str = Field(default="user", pattern="^(user|service)$")
-
-
-class TokenOut(BaseModel):
-    id: int
-    identity: str
-    name: str
-    prefix: str
-    role: str
-    project: str | None
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-
-
-class TokenCreated(TokenOut):
-    secret: str = Field(description="Shown once; only its hash is stored.")
 
 
 @router.get("", operation_id="list_tokens")
@@ -55,6 +38,6 @@ def create(body: TokenCreate, session: SessionDep) -> TokenCreated:
 
 
 @router.delete("/{token_id}", operation_id="revoke_token")
-def revoke(token_id: RowId, session: SessionDep) -> dict[str, int | str]:
+def revoke(token_id: RowId, session: SessionDep) -> TokenRevoked:
     revoke_token(session, token_id)
-    return {"id": token_id, "status": "revoked"}
+    return TokenRevoked(id=token_id, status="revoked")
