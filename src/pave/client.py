@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -29,6 +29,33 @@ from pave.errors import (
     Unauthenticated,
     Unavailable,
 )
+from pave.schemas.access import (
+    ApprovalOut,
+    AuditRecord,
+    AuditVerification,
+    MemberOut,
+    PolicyOut,
+    TeamOut,
+    TeamRoleOut,
+    TokenCreated,
+    TokenOut,
+    Whoami,
+)
+from pave.schemas.common import Wire
+from pave.schemas.monitoring import (
+    AlertOut,
+    DriftSeries,
+    FeedbackRecorded,
+    IncidentOut,
+    MonitoringOverview,
+    PerformanceSeries,
+    SilenceOut,
+)
+from pave.schemas.platform import CostReport, ObjectStored, ProcessOut, UsageRecorded
+from pave.schemas.projects import LoopOut, LoopRun, LoopSource, ModelVersionOut, ProjectOut, RunOut
+from pave.schemas.serving import BatchJobOut, BatchRunOut, DeploymentOut, RolloutOut
+
+M = TypeVar("M", bound=Wire)
 
 _BY_STATUS: dict[int, type[PaveError]] = {
     400: InvalidInput,
@@ -115,6 +142,14 @@ class Client:
             return response.json() if response.content else None
         self._raise(response)
 
+    def one(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
+        """Call the API; answer its JSON object as ``model``."""
+        return model.model_validate(self.request(method, path, **kwargs))
+
+    def many(self, model: type[M], method: str, path: str, **kwargs: Any) -> list[M]:
+        """Call the API; answer its JSON array as a list of ``model``."""
+        return [model.model_validate(item) for item in self.request(method, path, **kwargs)]
+
     def _unreachable(self, exc: Exception) -> Unavailable:
         return Unavailable(
             f"no Pave control plane answers at {self.url} ({exc.__class__.__name__})",
@@ -132,13 +167,11 @@ class Client:
 
     # --- identity and tokens -------------------------------------------------------------------
 
-    def whoami(self) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", "/api/v1/whoami")
-        return result
+    def whoami(self) -> Whoami:
+        return self.one(Whoami, "GET", "/api/v1/whoami")
 
-    def list_tokens(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.request("GET", "/api/v1/tokens")
-        return result
+    def list_tokens(self) -> list[TokenOut]:
+        return self.many(TokenOut, "GET", "/api/v1/tokens")
 
     def create_token(
         self,
@@ -149,7 +182,7 @@ class Client:
         project: str | None = None,
         expires_in_days: int | None = None,
         kind: str = "user",
-    ) -> dict[str, Any]:
+    ) -> TokenCreated:
         body = {
             "identity": identity,
             "name": name,
@@ -158,40 +191,34 @@ class Client:
             "expires_in_days": expires_in_days,
             "kind": kind,
         }
-        result: dict[str, Any] = self.request("POST", "/api/v1/tokens", json=body)
-        return result
+        return self.one(TokenCreated, "POST", "/api/v1/tokens", json=body)
 
     def revoke_token(self, token_id: int) -> None:
         self.request("DELETE", f"/api/v1/tokens/{token_id}")
 
     # --- projects ------------------------------------------------------------------------------
 
-    def list_projects(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.request("GET", "/api/v1/projects")
-        return result
+    def list_projects(self) -> list[ProjectOut]:
+        return self.many(ProjectOut, "GET", "/api/v1/projects")
 
-    def get_project(self, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", f"/api/v1/projects/{quote(name, safe='')}")
-        return result
+    def get_project(self, name: str) -> ProjectOut:
+        return self.one(ProjectOut, "GET", f"/api/v1/projects/{quote(name, safe='')}")
 
-    def create_project(self, name: str, **fields: Any) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("POST", "/api/v1/projects", json={"name": name, **fields})
-        return result
+    def create_project(self, name: str, **fields: Any) -> ProjectOut:
+        return self.one(ProjectOut, "POST", "/api/v1/projects", json={"name": name, **fields})
 
     # --- costs -----------------------------------------------------------------------------------
 
-    def record_usage(self, project: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    def record_usage(self, project: str, items: list[dict[str, Any]]) -> UsageRecorded:
         """Report what work of ``project`` used: ``[{"kind": "batch", "cpu_seconds": 12.5, ...}]``."""
-        result: dict[str, Any] = self.request(
-            "POST", f"/api/v1/projects/{quote(project, safe='')}/usage", json={"items": items}
+        return self.one(
+            UsageRecorded, "POST", f"/api/v1/projects/{quote(project, safe='')}/usage", json={"items": items}
         )
-        return result
 
-    def costs(self, project: str | None = None, *, since: str | None = None) -> dict[str, Any]:
+    def costs(self, project: str | None = None, *, since: str | None = None) -> CostReport:
         """Usage and cost per project, kind and day (every project: platform admins only)."""
         path = "/api/v1/costs" if project is None else f"/api/v1/projects/{quote(project, safe='')}/costs"
-        result: dict[str, Any] = self.request("GET", path, params={"since": since} if since else None)
-        return result
+        return self.one(CostReport, "GET", path, params={"since": since} if since else None)
 
     def admit(self, project: str) -> None:
         """Raise QuotaExceeded when ``project`` is over its CPU-hour quota or (hard stop) its budget."""
@@ -255,7 +282,7 @@ class Client:
         version: str | None = None,
         alias: str | None = None,
         workers: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> BatchJobOut:
         """Start a batch job on the platform's job executor (not here); returns its key and state.
 
         ``input_uri`` and ``output_uri`` are ``s3://BUCKET/KEY``; follow it with :meth:`batch_job`.
@@ -267,33 +294,27 @@ class Client:
             "alias": alias,
             "workers": workers,
         }
-        result: dict[str, Any] = self.request(
-            "POST", f"/api/v1/projects/{quote(project, safe='')}/batch", json=body
-        )
-        return result
+        return self.one(BatchJobOut, "POST", f"/api/v1/projects/{quote(project, safe='')}/batch", json=body)
 
-    def batch_job(self, project: str, key: str) -> dict[str, Any]:
+    def batch_job(self, project: str, key: str) -> BatchJobOut:
         """A submitted batch job: ``state`` running, succeeded (with ``result``) or failed (``error``)."""
-        result: dict[str, Any] = self.request(
-            "GET", f"/api/v1/projects/{quote(project, safe='')}/batch/jobs/{quote(key, safe='')}"
+        return self.one(
+            BatchJobOut, "GET", f"/api/v1/projects/{quote(project, safe='')}/batch/jobs/{quote(key, safe='')}"
         )
-        return result
 
-    def list_batch_jobs(self, project: str, *, limit: int = 50) -> list[dict[str, Any]]:
+    def list_batch_jobs(self, project: str, *, limit: int = 50) -> list[BatchRunOut]:
         """The project's batch jobs, newest first."""
-        result: list[dict[str, Any]] = self.request(
-            "GET", f"/api/v1/projects/{quote(project, safe='')}/batch", params={"limit": limit}
+        return self.many(
+            BatchRunOut, "GET", f"/api/v1/projects/{quote(project, safe='')}/batch", params={"limit": limit}
         )
-        return result
 
     # --- runs and models -----------------------------------------------------------------------
 
-    def list_runs(self, project: str, *, limit: int = 50) -> list[dict[str, Any]]:
+    def list_runs(self, project: str, *, limit: int = 50) -> list[RunOut]:
         """The project's pipeline runs, newest first."""
-        result: list[dict[str, Any]] = self.request(
-            "GET", f"/api/v1/projects/{quote(project, safe='')}/runs", params={"limit": limit}
+        return self.many(
+            RunOut, "GET", f"/api/v1/projects/{quote(project, safe='')}/runs", params={"limit": limit}
         )
-        return result
 
     def load_dataset(self, project: str, source: str, *, run_id: str | None = None) -> Any:
         """The data version of ``source`` that the project's newest finished run used (or ``run_id``'s),
@@ -303,10 +324,10 @@ class Client:
         from pave.data.versioning import read_frame
 
         runs = self.list_runs(project, limit=200)
-        chosen = [r for r in runs if (r["run_id"] == run_id if run_id else r["status"] == "FINISHED")]
-        sha = next((r["data_versions"][source] for r in chosen if source in r.get("data_versions", {})), None)
+        chosen = [r for r in runs if (r.run_id == run_id if run_id else r.status == "FINISHED")]
+        sha = next((r.data_versions[source] for r in chosen if source in r.data_versions), None)
         if sha is None:
-            known = sorted({s for r in runs for s in r.get("data_versions", {})})
+            known = sorted({s for r in runs for s in r.data_versions})
             which = f"run {run_id}" if run_id else "finished run"
             hint = f"its sources: {', '.join(known)}" if known else f"`pave run` in {project}'s folder first"
             raise NotFound(f"no {which} of {project} versioned a data source {source!r}", hint=hint)
@@ -314,35 +335,26 @@ class Client:
             path = self.get_object(project, "datasets", sha, Path(folder))
             return read_frame(path, path.suffix.lstrip(".") or "csv")
 
-    def list_model_versions(self, project: str) -> list[dict[str, Any]]:
+    def list_model_versions(self, project: str) -> list[ModelVersionOut]:
         """The versions of the project's registered model, newest first."""
-        result: list[dict[str, Any]] = self.request(
-            "GET", f"/api/v1/projects/{quote(project, safe='')}/models"
-        )
-        return result
+        return self.many(ModelVersionOut, "GET", f"/api/v1/projects/{quote(project, safe='')}/models")
 
     # --- governance: audit, members, policy, approvals -------------------------------------------
 
-    def audit(self, **filters: Any) -> list[dict[str, Any]]:
+    def audit(self, **filters: Any) -> list[AuditRecord]:
         """Audit records (admin): filters identity, project, outcome, since, after_seq, limit."""
         params = {k: v for k, v in filters.items() if v is not None}
-        result: list[dict[str, Any]] = self.request("GET", "/api/v1/audit", params=params)
-        return result
+        return self.many(AuditRecord, "GET", "/api/v1/audit", params=params)
 
-    def verify_audit(self) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", "/api/v1/audit/verify")
-        return result
+    def verify_audit(self) -> AuditVerification:
+        return self.one(AuditVerification, "GET", "/api/v1/audit/verify")
 
-    def list_members(self, project: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.request(
-            "GET", f"/api/v1/projects/{quote(project, safe='')}/members"
-        )
-        return result
+    def list_members(self, project: str) -> list[MemberOut]:
+        return self.many(MemberOut, "GET", f"/api/v1/projects/{quote(project, safe='')}/members")
 
-    def set_member(self, project: str, identity: str, role: str) -> dict[str, Any]:
+    def set_member(self, project: str, identity: str, role: str) -> MemberOut:
         path = f"/api/v1/projects/{quote(project, safe='')}/members/{quote(identity, safe='')}"
-        result: dict[str, Any] = self.request("PUT", path, json={"role": role})
-        return result
+        return self.one(MemberOut, "PUT", path, json={"role": role})
 
     def remove_member(self, project: str, identity: str) -> None:
         path = f"/api/v1/projects/{quote(project, safe='')}/members/{quote(identity, safe='')}"
@@ -350,70 +362,54 @@ class Client:
 
     # --- teams: groups of identities holding project roles together -----------------------------
 
-    def list_teams(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.request("GET", "/api/v1/teams")
-        return result
+    def list_teams(self) -> list[TeamOut]:
+        return self.many(TeamOut, "GET", "/api/v1/teams")
 
-    def get_team(self, team: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", f"/api/v1/teams/{quote(team, safe='')}")
-        return result
+    def get_team(self, team: str) -> TeamOut:
+        return self.one(TeamOut, "GET", f"/api/v1/teams/{quote(team, safe='')}")
 
-    def create_team(self, team: str, *, description: str = "") -> dict[str, Any]:
-        result: dict[str, Any] = self.request(
-            "POST", "/api/v1/teams", json={"name": team, "description": description}
-        )
-        return result
+    def create_team(self, team: str, *, description: str = "") -> TeamOut:
+        return self.one(TeamOut, "POST", "/api/v1/teams", json={"name": team, "description": description})
 
     def delete_team(self, team: str) -> None:
         self.request("DELETE", f"/api/v1/teams/{quote(team, safe='')}")
 
-    def add_team_member(self, team: str, identity: str) -> dict[str, Any]:
+    def add_team_member(self, team: str, identity: str) -> TeamOut:
         path = f"/api/v1/teams/{quote(team, safe='')}/members/{quote(identity, safe='')}"
-        result: dict[str, Any] = self.request("PUT", path)
-        return result
+        return self.one(TeamOut, "PUT", path)
 
-    def remove_team_member(self, team: str, identity: str) -> dict[str, Any]:
+    def remove_team_member(self, team: str, identity: str) -> TeamOut:
         path = f"/api/v1/teams/{quote(team, safe='')}/members/{quote(identity, safe='')}"
-        result: dict[str, Any] = self.request("DELETE", path)
-        return result
+        return self.one(TeamOut, "DELETE", path)
 
-    def list_team_roles(self, project: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.request(
-            "GET", f"/api/v1/projects/{quote(project, safe='')}/teams"
-        )
-        return result
+    def list_team_roles(self, project: str) -> list[TeamRoleOut]:
+        return self.many(TeamRoleOut, "GET", f"/api/v1/projects/{quote(project, safe='')}/teams")
 
-    def set_team_role(self, project: str, team: str, role: str) -> dict[str, Any]:
+    def set_team_role(self, project: str, team: str, role: str) -> TeamRoleOut:
         """Give every member of ``team`` ``role`` on ``project``."""
         path = f"/api/v1/projects/{quote(project, safe='')}/teams/{quote(team, safe='')}"
-        result: dict[str, Any] = self.request("PUT", path, json={"role": role})
-        return result
+        return self.one(TeamRoleOut, "PUT", path, json={"role": role})
 
     def remove_team_role(self, project: str, team: str) -> None:
         path = f"/api/v1/projects/{quote(project, safe='')}/teams/{quote(team, safe='')}"
         self.request("DELETE", path)
 
-    def get_policy(self, project: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", f"/api/v1/projects/{quote(project, safe='')}/policy")
-        return result
+    def get_policy(self, project: str) -> PolicyOut:
+        return self.one(PolicyOut, "GET", f"/api/v1/projects/{quote(project, safe='')}/policy")
 
-    def set_policy(self, project: str, **fields: Any) -> dict[str, Any]:
-        result: dict[str, Any] = self.request(
-            "PUT", f"/api/v1/projects/{quote(project, safe='')}/policy", json=fields
-        )
-        return result
+    def set_policy(self, project: str, **fields: Any) -> PolicyOut:
+        return self.one(PolicyOut, "PUT", f"/api/v1/projects/{quote(project, safe='')}/policy", json=fields)
 
     def approve(
         self, project: str, version: str, *, comment: str = "", prompt: str | None = None
-    ) -> dict[str, Any]:
+    ) -> ApprovalOut:
         """Approve ``version`` of the project's model (or of its prompt ``prompt``, ``<project>.<name>``)."""
         body: dict[str, Any] = {"version": str(version), "comment": comment}
         if prompt is not None:
             body["prompt"] = prompt
-        result: dict[str, Any] = self.request(
-            "POST", f"/api/v1/projects/{quote(project, safe='')}/approvals", json=body
+        return self.one(
+            ApprovalOut, "POST", f"/api/v1/projects/{quote(project, safe='')}/approvals", json=body
         )
-        return result
 
     # --- prompts --------------------------------------------------------------------------------
 
@@ -440,57 +436,54 @@ class Client:
 
     # --- deployments ---------------------------------------------------------------------------
 
-    def deploy(self, project: str, **options: Any) -> dict[str, Any]:
+    def deploy(self, project: str, **options: Any) -> DeploymentOut:
         """Create or replace the project's deployment (options as in ``pave deploy``)."""
-        result: dict[str, Any] = self.request(
-            "PUT", f"/api/v1/projects/{quote(project, safe='')}/deployment", json=options
+        return self.one(
+            DeploymentOut, "PUT", f"/api/v1/projects/{quote(project, safe='')}/deployment", json=options
         )
-        return result
 
     def undeploy(self, project: str) -> None:
         self.request("DELETE", f"/api/v1/projects/{quote(project, safe='')}/deployment")
 
-    def get_deployment(self, project: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", f"/api/v1/projects/{quote(project, safe='')}/deployment")
-        return result
+    def get_deployment(self, project: str) -> DeploymentOut:
+        return self.one(DeploymentOut, "GET", f"/api/v1/projects/{quote(project, safe='')}/deployment")
 
-    def list_processes(self) -> list[dict[str, Any]]:
+    def list_processes(self) -> list[ProcessOut]:
         """The platform's control planes, gateways and workers, each with ``healthy``."""
-        result: list[dict[str, Any]] = self.request("GET", "/api/v1/platform/processes")
-        return result
+        return self.many(ProcessOut, "GET", "/api/v1/platform/processes")
 
-    def list_deployments(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.request("GET", "/api/v1/deployments")
-        return result
+    def list_deployments(self) -> list[DeploymentOut]:
+        return self.many(DeploymentOut, "GET", "/api/v1/deployments")
 
     # --- rollouts ------------------------------------------------------------------------------
 
-    def start_rollout(
-        self, project: str, version: str, policy: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
+    def start_rollout(self, project: str, version: str, policy: dict[str, Any] | None = None) -> RolloutOut:
         """Roll ``version`` out step by step under guards (policy as in ``deploy.rollout``)."""
-        result: dict[str, Any] = self.request(
+        return self.one(
+            RolloutOut,
             "POST",
             f"/api/v1/projects/{quote(project, safe='')}/rollout",
             json={"version": str(version), "policy": policy or {}},
         )
-        return result
 
-    def get_rollout(self, project: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", f"/api/v1/projects/{quote(project, safe='')}/rollout")
-        return result
+    def get_rollout(self, project: str) -> RolloutOut:
+        return self.one(RolloutOut, "GET", f"/api/v1/projects/{quote(project, safe='')}/rollout")
 
-    def promote_rollout(self, project: str, reason: str = "") -> dict[str, Any]:
-        result: dict[str, Any] = self.request(
-            "POST", f"/api/v1/projects/{quote(project, safe='')}/rollout/promote", json={"reason": reason}
+    def promote_rollout(self, project: str, reason: str = "") -> RolloutOut:
+        return self.one(
+            RolloutOut,
+            "POST",
+            f"/api/v1/projects/{quote(project, safe='')}/rollout/promote",
+            json={"reason": reason},
         )
-        return result
 
-    def rollback_rollout(self, project: str, reason: str = "") -> dict[str, Any]:
-        result: dict[str, Any] = self.request(
-            "POST", f"/api/v1/projects/{quote(project, safe='')}/rollout/rollback", json={"reason": reason}
+    def rollback_rollout(self, project: str, reason: str = "") -> RolloutOut:
+        return self.one(
+            RolloutOut,
+            "POST",
+            f"/api/v1/projects/{quote(project, safe='')}/rollout/rollback",
+            json={"reason": reason},
         )
-        return result
 
     # --- content-addressed objects: dataset versions and code snapshots -------------------------
 
@@ -518,7 +511,7 @@ class Client:
         *,
         filename: str | None = None,
         on_progress: Callable[[int, int], None] | None = None,
-    ) -> dict[str, Any]:
+    ) -> ObjectStored:
         """Send the file ``path`` (whose sha256 is ``sha``) as the project's object, streamed."""
         size = path.stat().st_size
 
@@ -531,7 +524,8 @@ class Client:
                     if on_progress is not None:
                         on_progress(sent, size)
 
-        result: dict[str, Any] = self.request(
+        return self.one(
+            ObjectStored,
             "PUT",
             self._object_path(project, kind, sha),
             params={"filename": filename or path.name},
@@ -539,7 +533,6 @@ class Client:
             headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"},
             timeout=httpx.Timeout(60.0, read=600.0),
         )
-        return result
 
     def get_object(self, project: str, kind: str, sha: str, folder: Path) -> Path:
         """Download the project's object into ``folder`` under its stored file name."""
@@ -569,69 +562,62 @@ class Client:
 
     # --- the closed loop: retraining -----------------------------------------------------------
 
-    def record_run(self, project: str, run_id: str) -> dict[str, Any]:
+    def record_run(self, project: str, run_id: str) -> LoopSource:
         """Record ``run_id`` as what ``project``'s retrains re-run (``pave run`` does, once finished)."""
-        result: dict[str, Any] = self.request(
-            "PUT", f"/api/v1/projects/{quote(project, safe='')}/source", json={"run_id": run_id}
+        return self.one(
+            LoopSource, "PUT", f"/api/v1/projects/{quote(project, safe='')}/source", json={"run_id": run_id}
         )
-        return result
 
-    def retrain(self, project: str) -> dict[str, Any]:
+    def retrain(self, project: str) -> LoopRun:
         """Start a turn of the closed loop now: pave run, gates, progressive rollout."""
-        result: dict[str, Any] = self.request("POST", f"/api/v1/projects/{quote(project, safe='')}/retrain")
-        return result
+        return self.one(LoopRun, "POST", f"/api/v1/projects/{quote(project, safe='')}/retrain")
 
-    def get_loop(self, project: str, limit: int = 50) -> dict[str, Any]:
+    def get_loop(self, project: str, limit: int = 50) -> LoopOut:
         """The run the project retrains from, its retrain policy, and its loop runs (newest first)."""
-        result: dict[str, Any] = self.request(
-            "GET", f"/api/v1/projects/{quote(project, safe='')}/loop", params={"limit": limit}
+        return self.one(
+            LoopOut, "GET", f"/api/v1/projects/{quote(project, safe='')}/loop", params={"limit": limit}
         )
-        return result
 
     # --- monitoring ----------------------------------------------------------------------------
 
-    def post_feedback(self, labels: dict[str, Any]) -> dict[str, Any]:
+    def post_feedback(self, labels: dict[str, Any]) -> FeedbackRecorded:
         """Attach labels to inference ids (``{inference_id: label}``; a list per multi-row request).
 
         All or none are stored; posting again for an id replaces its label (the old one is kept).
         """
         items = [{"inference_id": key, "label": value} for key, value in labels.items()]
-        result: dict[str, Any] = self.request("POST", "/api/v1/feedback", json={"items": items})
-        return result
+        return self.one(FeedbackRecorded, "POST", "/api/v1/feedback", json={"items": items})
 
-    def get_monitoring(self, project: str, **params: Any) -> dict[str, Any]:
+    def get_monitoring(self, project: str, **params: Any) -> MonitoringOverview:
         """Drift per feature, performance per version and open alerts of the project's deployment."""
-        result: dict[str, Any] = self.request(
-            "GET", f"/api/v1/projects/{quote(project, safe='')}/monitoring", params=params
+        return self.one(
+            MonitoringOverview, "GET", f"/api/v1/projects/{quote(project, safe='')}/monitoring", params=params
         )
-        return result
 
-    def get_monitoring_series(self, project: str, series: str, **params: Any) -> dict[str, Any]:
+    def get_monitoring_series(
+        self, project: str, series: str, **params: Any
+    ) -> DriftSeries | PerformanceSeries:
         """Time series for plots: ``series`` is ``drift`` (per feature) or ``performance`` (per version)."""
-        result: dict[str, Any] = self.request(
-            "GET", f"/api/v1/projects/{quote(project, safe='')}/monitoring/{series}", params=params
+        model: type[DriftSeries | PerformanceSeries] = DriftSeries if series == "drift" else PerformanceSeries
+        return self.one(
+            model, "GET", f"/api/v1/projects/{quote(project, safe='')}/monitoring/{series}", params=params
         )
-        return result
 
-    def list_alerts(
-        self, project: str | None = None, *, include_resolved: bool = False
-    ) -> list[dict[str, Any]]:
+    def list_alerts(self, project: str | None = None, *, include_resolved: bool = False) -> list[AlertOut]:
         """Open alerts (and resolved ones with ``include_resolved``), newest first."""
         params: dict[str, Any] = {"status": "all" if include_resolved else "open"}
         if project:
             params["project"] = project
-        result: list[dict[str, Any]] = self.request("GET", "/api/v1/alerts", params=params)
-        return result
+        return self.many(AlertOut, "GET", "/api/v1/alerts", params=params)
 
     def list_incidents(
         self, project: str | None = None, *, include_resolved: bool = False
-    ) -> list[dict[str, Any]]:
+    ) -> list[IncidentOut]:
         """Incidents (one per episode of a monitor's trouble), newest first, with their deliveries."""
         params: dict[str, Any] = {"status": "all" if include_resolved else "open"}
         if project:
             params["project"] = project
-        result: list[dict[str, Any]] = self.request("GET", "/api/v1/incidents", params=params)
-        return result
+        return self.many(IncidentOut, "GET", "/api/v1/incidents", params=params)
 
     def silence(
         self,
@@ -641,25 +627,18 @@ class Client:
         monitor: str | None = None,
         kind: str | None = None,
         reason: str = "",
-    ) -> dict[str, Any]:
+    ) -> SilenceOut:
         """Silence the project's incidents (of one monitor or kind) for ``minutes``."""
         body = {"minutes": minutes, "monitor": monitor, "kind": kind, "reason": reason}
-        result: dict[str, Any] = self.request(
-            "POST", f"/api/v1/projects/{quote(project, safe='')}/silences", json=body
-        )
-        return result
+        return self.one(SilenceOut, "POST", f"/api/v1/projects/{quote(project, safe='')}/silences", json=body)
 
-    def list_silences(self, project: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.request(
-            "GET", f"/api/v1/projects/{quote(project, safe='')}/silences"
-        )
-        return result
+    def list_silences(self, project: str) -> list[SilenceOut]:
+        return self.many(SilenceOut, "GET", f"/api/v1/projects/{quote(project, safe='')}/silences")
 
-    def end_silence(self, project: str, silence_id: int) -> dict[str, Any]:
-        result: dict[str, Any] = self.request(
-            "DELETE", f"/api/v1/projects/{quote(project, safe='')}/silences/{silence_id}"
+    def end_silence(self, project: str, silence_id: int) -> SilenceOut:
+        return self.one(
+            SilenceOut, "DELETE", f"/api/v1/projects/{quote(project, safe='')}/silences/{silence_id}"
         )
-        return result
 
 
 class PlatformObjects:

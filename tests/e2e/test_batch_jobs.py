@@ -9,7 +9,6 @@ import json
 import secrets
 import time
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import numpy as np
@@ -19,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 
 from pave.client import Client
 from pave.errors import InvalidInput
+from pave.schemas.serving import BatchJobOut
 from pave_testing import PaveServer, S3Server
 
 pytestmark = pytest.mark.slow
@@ -27,15 +27,15 @@ AWS = ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DE
 PROJECT = "batch-api"
 
 
-def _finished(client: Client, key: str, timeout: float = 600) -> dict[str, Any]:
+def _finished(client: Client, key: str, timeout: float = 600) -> BatchJobOut:
     deadline = time.monotonic() + timeout
-    job: dict[str, Any] = {}
+    job = None
     while time.monotonic() < deadline:
         job = client.batch_job(PROJECT, key)
-        if job["state"] != "running":
+        if job.state != "running":
             return job
         time.sleep(1)
-    raise AssertionError(f"the batch job did not finish: {json.dumps(job)[-3000:]}")
+    raise AssertionError(f"the batch job did not finish: {job.model_dump_json()[-3000:] if job else ''}")
 
 
 def test_a_batch_job_submitted_through_the_api_scores_s3_in_a_worker(
@@ -74,21 +74,22 @@ def test_a_batch_job_submitted_through_the_api_scores_s3_in_a_worker(
             started = client.batch_submit(
                 PROJECT, f"s3://{bucket}/in/table.parquet", f"s3://{bucket}/out/scored.parquet", version="1"
             )
-            assert started["state"] == "running"
-            job = _finished(client, started["job"])
-            assert job["state"] == "succeeded", job
-            assert job["result"]["rows"] == len(frame)
+            assert started.state == "running"
+            job = _finished(client, started.job)
+            assert job.state == "succeeded", job
+            assert job.result is not None
+            assert job.result["rows"] == len(frame)
             listed = client.list_batch_jobs(PROJECT)
             # the job's 12-hour token ended with the job
-            (token,) = [t for t in client.list_tokens() if t["name"].endswith(f"({started['job']})")]
-            assert token["revoked_at"] is not None
+            (token,) = [t for t in client.list_tokens() if t.name.endswith(f"({started.job})")]
+            assert token.revoked_at is not None
             # the submission is in the audit chain, with who asked
-            posts = [e for e in client.audit(project=PROJECT) if e["path"].endswith(f"/{PROJECT}/batch")]
-            assert sorted((e["method"], e["status"], e["identity"]) for e in posts) == [
+            posts = [e for e in client.audit(project=PROJECT) if e.path.endswith(f"/{PROJECT}/batch")]
+            assert sorted((e.method, e.status, e.identity) for e in posts) == [
                 ("POST", 202, "admin"),
                 ("POST", 400, "admin"),
             ]
-        assert job["result"]["run_id"] in [j["run_id"] for j in listed]
+        assert job.result["run_id"] in [j.run_id for j in listed]
         scored = pd.read_parquet(
             io.BytesIO(s3.get_object(Bucket=bucket, Key="out/scored.parquet")["Body"].read())
         )

@@ -72,7 +72,7 @@ def test_a_batch_job_records_the_cpu_seconds_the_kernel_counted(
     assert len(pd.read_parquet(tmp_path / "out.parquet")) == len(big)
     with Client(url=shared_server.url, token=shared_server.token) as client:
         costs = client.costs(PROJECT)
-    recorded = costs["projects"][PROJECT]["kinds"]["batch"]["cpu_seconds"]
+    recorded = costs.projects[PROJECT].kinds["batch"]["cpu_seconds"]
     assert counted > 1.0
     print(f"recorded {recorded:.2f} CPU-seconds, /proc counted {counted:.2f}")
     assert recorded == pytest.approx(counted, rel=0.25), (recorded, counted)
@@ -85,7 +85,7 @@ def test_cost_routes_refuse_a_caller_without_a_role_on_the_project(
     registered: pd.DataFrame, shared_server: PaveServer
 ) -> None:
     with Client(url=shared_server.url, token=shared_server.token) as admin:
-        secret = admin.create_token("stranger", "costs", role="developer")["secret"]
+        secret = admin.create_token("stranger", "costs", role="developer").secret
     with shared_server.client(secret) as stranger:
         assert stranger.get(f"/api/v1/projects/{PROJECT}/costs").status_code == 403
         assert stranger.get(f"/api/v1/projects/{PROJECT}/costs/admit").status_code == 403
@@ -106,6 +106,6 @@ def test_the_sdk_scores_a_table_and_the_api_lists_the_jobs(
         jobs = client.list_batch_jobs(PROJECT)
     assert job["rows"] == 500
     assert len(pd.read_csv(tmp_path / "scored.csv")) == 500
-    assert jobs[0]["run_id"] == job["run_id"]
-    assert jobs[0]["rows"] == 500
-    assert jobs[0]["input_sha256"] == job["input_sha256"]
+    assert jobs[0].run_id == job["run_id"]
+    assert jobs[0].rows == 500
+    assert jobs[0].input_sha256 == job["input_sha256"]

@@ -107,6 +107,6 @@ def test_sdk_feedback_and_alerts_are_scoped_to_what_the_caller_may_read(control_
     sdk = Client(url="http://testserver", token=secret)
     sdk._http = TestClient(cp.client.app, headers={"Authorization": f"Bearer {secret}"})
     with sdk:
-        assert sdk.post_feedback({ids[0]: 0, ids[1]: 1})["created"] == 2
-        assert {a["project"] for a in sdk.list_alerts()} == {mine}
+        assert sdk.post_feedback({ids[0]: 0, ids[1]: 1}).created == 2
+        assert {a.project for a in sdk.list_alerts()} == {mine}
         assert sdk.list_alerts(theirs) == []

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import typer
 
 from pave.cli.console import EXIT_FAILED, JSON, console, emit, err_console, table
 from pave.client import Client
+from pave.schemas.access import AuditRecord
 
 app = typer.Typer(help="The audit trail: who did what, allowed or denied.", invoke_without_command=True)
 
@@ -35,21 +35,21 @@ def list_(
     emit(rows, _render, as_json=as_json)
 
 
-def _render(rows: list[dict[str, Any]]) -> None:
+def _render(rows: list[AuditRecord]) -> None:
     shown = table(
         "Audit trail", "seq", "at", "identity", "method", "path", "project", "status", "outcome", "client"
     )
     for r in rows:
         shown.add_row(
-            str(r["seq"]),
-            r["at"][:23],
-            r["identity"] or "-",
-            r["method"],
-            r["path"][:60],
-            r["project"] or "-",
-            str(r["status"]),
-            r["outcome"],
-            r["client"] or "-",
+            str(r.seq),
+            r.at[:23],
+            r.identity or "-",
+            r.method,
+            r.path[:60],
+            r.project or "-",
+            str(r.status),
+            r.outcome,
+            r.client or "-",
         )
     console.print(shown if rows else "no matching audit records")
 
@@ -61,16 +61,14 @@ def verify(as_json: bool = JSON) -> None:
         result = client.verify_audit()
     if as_json:
         emit(result, lambda _: None, as_json=True)
-        if not result["ok"]:
+        if not result.ok:
             sys.exit(EXIT_FAILED)
         return
-    if result["ok"]:
-        console.print(f"audit chain intact: {result['checked']} records verified")
+    if result.ok:
+        console.print(f"audit chain intact: {result.checked} records verified")
         return
-    err_console.print(
-        f"[bold red]audit chain broken[/] at record {result['first_bad_seq']}: {result['problem']}"
-    )
-    err_console.print(f"{result['checked']} records before it are intact; the head says {result['head']}")
+    err_console.print(f"[bold red]audit chain broken[/] at record {result.first_bad_seq}: {result.problem}")
+    err_console.print(f"{result.checked} records before it are intact; the head says {result.head}")
     # sys.exit, not typer.Exit: main() runs Typer with standalone_mode=False, which swallows Exit codes.
     sys.exit(EXIT_FAILED)
 
@@ -87,9 +85,9 @@ def export(
         while True:
             rows = client.audit(since=since, after_seq=after, limit=_PAGE)
             for row in rows:
-                handle.write(json.dumps(row, sort_keys=True) + "\n")
+                handle.write(json.dumps(row.model_dump(mode="json"), sort_keys=True) + "\n")
             count += len(rows)
             if len(rows) < _PAGE:
                 break
-            after = rows[-1]["seq"]
+            after = rows[-1].seq
     console.print(f"{count} audit records written to {output}")

@@ -34,7 +34,13 @@ def export(
         url = client.url
     settings = load_settings()
     gateway = gateway_url or settings.gateway_url
-    found = entities(projects, deployments, url=url, gateway_url=gateway, teams=teams)
+    found = entities(
+        [p.model_dump(mode="json") for p in projects],
+        [d.model_dump(mode="json") for d in deployments],
+        url=url,
+        gateway_url=gateway,
+        teams=[t.model_dump(mode="json") for t in teams],
+    )
     out.mkdir(parents=True, exist_ok=True)
     target = out / "catalog-info.yaml"
     target.write_text(dump(found))

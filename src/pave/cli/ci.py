@@ -43,9 +43,9 @@ def _champion(client: Client, project: str) -> tuple[str | None, dict[str, float
 
     os.environ["MLFLOW_TRACKING_TOKEN"] = client.token  # MLflow's client authenticates with it
     for version in client.list_model_versions(project):
-        if CHAMPION in version.get("aliases", []) and version.get("run_id"):
-            run = MlflowClient(tracking_uri=client.mlflow_tracking_uri).get_run(version["run_id"])
-            return str(version["version"]), dict(run.data.metrics)
+        if CHAMPION in version.aliases and version.run_id:
+            run = MlflowClient(tracking_uri=client.mlflow_tracking_uri).get_run(version.run_id)
+            return str(version.version), dict(run.data.metrics)
     return None, {}
 
 
@@ -58,7 +58,7 @@ def _promote(client: Client, project: str, version: str) -> Promotion:
     """Put ``version`` forward for production, as far as the project's policy allows today."""
     policy = client.get_policy(project)
     approval = client.request("GET", f"/api/v1/projects/{project}/approvals/{version}")
-    if policy.get("require_approval") and not approval:
+    if policy.require_approval and not approval:
         return Promotion(
             "waiting",
             f"version {version} waits for an approval: an approver runs `pave approve {project} {version}`, "
@@ -73,7 +73,7 @@ def _promote(client: Client, project: str, version: str) -> Promotion:
             "puts it in production)",
         )
     rollout = client.start_rollout(project, version)
-    return Promotion("done", f"rollout of version {version} started ({rollout.get('state', 'running')})")
+    return Promotion("done", f"rollout of version {version} started ({rollout.state})")
 
 
 def _number(value: float | None) -> str:

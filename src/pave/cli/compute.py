@@ -13,6 +13,7 @@ from rich.markup import escape
 from pave.cli.console import EXIT_GATES, JSON, console, emit, err_console, table
 from pave.client import Client
 from pave.config import load_settings
+from pave.schemas.platform import CostReport
 
 if TYPE_CHECKING:
     from pave.pipelines.engine import StepRecord
@@ -192,11 +193,11 @@ def costs_command(
     with Client() as client:
         data = client.costs(project, since=since)
 
-    def render(found: dict[str, Any]) -> None:
-        title = f"costs since {found['since'][:10]}"
+    def render(found: CostReport) -> None:
+        title = f"costs since {found.since[:10]}"
         rows = table(title, "project", "kind", "CPU-hours", "GPU-hours", "requests", "cost")
-        for name, info in found["projects"].items():
-            for kind, line in sorted(info["kinds"].items()):
+        for name, info in found.projects.items():
+            for kind, line in sorted(info.kinds.items()):
                 rows.add_row(
                     name,
                     kind,
@@ -205,11 +206,11 @@ def costs_command(
                     f"{line['requests']:,}",
                     f"{line['cost']:.4f}",
                 )
-            rows.add_row(name, "[bold]total[/]", "", "", "", f"[bold]{info['total']:.4f}[/]")
+            rows.add_row(name, "[bold]total[/]", "", "", "", f"[bold]{info.total:.4f}[/]")
         console.print(rows)
-        for name, info in found["projects"].items():
-            if "budget" in info:
-                budget = info["budget"]
+        for name, info in found.projects.items():
+            if info.budget is not None:
+                budget = info.budget
                 share = 100 * budget["spent_this_month"] / budget["budget"]
                 spent = budget["spent_this_month"]
                 console.print(f"{name}: {spent:.2f} of {budget['budget']:g} this month ({share:.0f}%)")

@@ -40,6 +40,7 @@ from pave.errors import (
     Unavailable,
     UserError,
 )
+from pave.schemas.common import Wire
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -95,6 +96,8 @@ def print_json(data: Any) -> None:
 
 
 def _default(value: Any) -> Any:
+    if isinstance(value, Wire):  # an API answer: exactly the fields the server sent
+        return value.model_dump(mode="json", exclude_unset=True)
     dump = getattr(value, "model_dump", None)
     if callable(dump):
         return dump(mode="json")

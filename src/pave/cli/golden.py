@@ -20,6 +20,7 @@ from pave.cli.console import EXIT_GATES, JSON, console, emit, err_console, print
 from pave.client import Client
 from pave.config import load_settings
 from pave.errors import InvalidInput, PaveError
+from pave.schemas.projects import RunOut
 
 app = typer.Typer()
 template_app = typer.Typer(help="Work with golden-path templates.", no_args_is_help=True)
@@ -85,7 +86,7 @@ def new(
 
     info = get_template(template)
     with Client() as client:
-        owner = owner or str(client.whoami()["identity"])
+        owner = owner or client.whoami().identity
         target = (directory or Path.cwd() / name).expanduser().resolve()
         existed = target.exists()
         answers = {"project_name": name, "owner": owner, "description": description or info.description}
@@ -408,30 +409,30 @@ def runs(
     emit(rows, lambda found: _render_runs(project, found), as_json=as_json)
 
 
-def _render_runs(project: str, rows: list[dict[str, Any]]) -> None:
+def _render_runs(project: str, rows: list[RunOut]) -> None:
     if not rows:
         console.print(f"{project} has no runs yet: `pave run`")
         return
-    primaries = {str(r["primary_metric"]) for r in rows if r.get("primary_metric")}
+    primaries = {str(r.primary_metric) for r in rows if r.primary_metric}
     primary_header = primaries.pop() if len(primaries) == 1 else "primary metric"
     shown = table(f"runs of {project}", "run", "status", "started", primary_header, "metrics", "params")
     shown.add_column("model")
     shown.add_column("commit")
     for r in rows:
-        primary = r.get("primary_metric")
-        value = r["metrics"].get(primary) if primary else None
+        primary = r.primary_metric
+        value = r.metrics.get(primary) if primary else None
         if value is None:
             first = "-"
         elif primary_header == primary:
             first = f"[bold]{value:.4g}[/]"
         else:
             first = f"[bold]{primary}={value:.4g}[/]"
-        others = ", ".join(f"{k}={v:.3g}" for k, v in sorted(r["metrics"].items()) if k != primary)
-        params = ", ".join(f"{k}={escape(str(v))}" for k, v in sorted(r["params"].items()))
-        model = f"v{r['model_version']}" if r.get("model_version") else "-"
-        commit = (r.get("git_commit") or "-")[:8] + ("*" if r.get("git_dirty") else "")
-        status = r["status"] if not r.get("error") else f"{r['status']}: {escape(r['error'][:60])}"
-        shown.add_row(r["run_id"][:12], status, _when(r["start_time"]), first, others, params, model, commit)
+        others = ", ".join(f"{k}={v:.3g}" for k, v in sorted(r.metrics.items()) if k != primary)
+        params = ", ".join(f"{k}={escape(str(v))}" for k, v in sorted(r.params.items()))
+        model = f"v{r.model_version}" if r.model_version else "-"
+        commit = (r.git_commit or "-")[:8] + ("*" if r.git_dirty else "")
+        status = r.status if not r.error else f"{r.status}: {escape(r.error[:60])}"
+        shown.add_row(r.run_id[:12], status, _when(r.start_time), first, others, params, model, commit)
     console.print(shown)
 
 
@@ -451,11 +452,11 @@ def models(
         table.add_column(column)
     for v in rows:
         table.add_row(
-            v["version"],
-            ", ".join(v["aliases"]) or "-",
-            v["status"],
-            (v["run_id"] or "-")[:12],
-            _when(v["created"]),
+            v.version,
+            ", ".join(v.aliases) or "-",
+            v.status,
+            (v.run_id or "-")[:12],
+            _when(v.created),
         )
     console.print(table if rows else f"{project} has no registered versions yet")
 

@@ -9,6 +9,7 @@ import typer
 from pave.cli.console import JSON, console, emit, table
 from pave.client import Client
 from pave.errors import InvalidInput
+from pave.schemas.access import PolicyOut
 
 app = typer.Typer()
 project_app = typer.Typer(help="A project's members and governance policy.", no_args_is_help=True)
@@ -38,11 +39,11 @@ def add(
     with Client() as client:
         if team is not None:
             bound = client.set_team_role(project, team, chosen)
-            console.print(f"every member of team {bound['team']} is {bound['role']} on {bound['project']}")
+            console.print(f"every member of team {bound.team} is {bound.role} on {bound.project}")
             return
         assert identity is not None
         member = client.set_member(project, identity, chosen)
-    console.print(f"{member['identity']} is {member['role']} on {member['project']}")
+    console.print(f"{member.identity} is {member.role} on {member.project}")
 
 
 @member_app.command("list")
@@ -53,12 +54,12 @@ def list_(project: str = typer.Argument(...), as_json: bool = JSON) -> None:
     emit(found, lambda doc: _render_members(project, doc), as_json=as_json)
 
 
-def _render_members(project: str, found: dict[str, list[dict[str, Any]]]) -> None:
+def _render_members(project: str, found: dict[str, Any]) -> None:
     shown = table(f"Members of {project}", "identity", "role", "granted by", "granted at")
     for m in found["members"]:
-        shown.add_row(m["identity"], m["role"], m["granted_by"], m["granted_at"][:19])
+        shown.add_row(m.identity, m.role, m.granted_by, m.granted_at.isoformat()[:19])
     for t in found["teams"]:
-        shown.add_row(f"team:{t['team']}", t["role"], t["granted_by"], t["granted_at"][:19])
+        shown.add_row(f"team:{t.team}", t.role, t.granted_by, t.granted_at.isoformat()[:19])
     empty = not found["members"] and not found["teams"]
     console.print(f"{project} has no members besides its owner and the admins" if empty else shown)
 
@@ -109,9 +110,9 @@ def policy(
     emit(result, lambda doc: _render_policy(project, doc), as_json=as_json)
 
 
-def _render_policy(project: str, policy: dict[str, Any]) -> None:
+def _render_policy(project: str, policy: PolicyOut) -> None:
     shown = table(f"Policy of {project}", "setting", "value")
-    for key, value in policy.items():
+    for key, value in policy.model_dump().items():
         if key != "project":
             shown.add_row(key, "-" if value is None else str(value))
     console.print(shown)
@@ -130,6 +131,6 @@ def approve(
     with Client() as client:
         approval = client.approve(project, version, comment=comment, prompt=prompt)
     console.print(
-        f"{approval['project']} version {approval['version']} approved by {approval['approved_by']} "
-        f"(author {approval['author']}, gates {approval['gates']})"
+        f"{approval.project} version {approval.version} approved by {approval.approved_by} "
+        f"(author {approval.author}, gates {approval.gates})"
     )

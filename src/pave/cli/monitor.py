@@ -11,6 +11,7 @@ from pave.cli.console import console, print_json
 from pave.cli.loop import loop_table
 from pave.client import Client
 from pave.errors import InvalidInput
+from pave.schemas.monitoring import AlertOut
 
 app = typer.Typer()
 
@@ -27,7 +28,7 @@ def _when(value: str | None) -> str:
     return value.replace("T", " ")[:19] if value else "-"
 
 
-def alerts_table(alerts: list[dict[str, Any]], title: str) -> Table:
+def alerts_table(alerts: list[AlertOut], title: str) -> Table:
     table = Table(title=title, title_justify="left")
     for column in (
         "id",
@@ -44,21 +45,20 @@ def alerts_table(alerts: list[dict[str, Any]], title: str) -> Table:
     table.add_column("deliveries")
     for alert in alerts:
         deliveries = ", ".join(
-            f"{d['sink']} {d['event']}: {d['status']}"
-            + (f" ({d['attempts']} tries)" if d["attempts"] > 1 else "")
-            for d in alert.get("deliveries", [])
+            f"{d.sink} {d.event}: {d.status}" + (f" ({d.attempts} tries)" if d.attempts > 1 else "")
+            for d in alert.deliveries
         )
-        style = "red" if alert["status"] == "open" else "dim"
+        style = "red" if alert.status == "open" else "dim"
         table.add_row(
-            str(alert["id"]),
-            alert["project"],
-            alert["monitor"],
-            alert["kind"],
-            alert["subject"],
-            alert["severity"],
-            f"[{style}]{alert['status']}[/]",
-            _when(alert["opened_at"]),
-            _when(alert["last_seen_at"]),
+            str(alert.id),
+            alert.project,
+            alert.monitor,
+            alert.kind,
+            alert.subject,
+            alert.severity,
+            f"[{style}]{alert.status}[/]",
+            _when(alert.opened_at),
+            _when(alert.last_seen_at),
             deliveries or "-",
         )
     return table
@@ -76,7 +76,7 @@ def monitor(
     if as_json:
         print_json(data)
         return
-    console.print(f"[bold]{project}[/]: deployment {data['deployment'] or '(none)'}")
+    console.print(f"[bold]{project}[/]: deployment {data.deployment or '(none)'}")
     drift = Table(title="Drift per feature (latest evaluation)", title_justify="left")
     for column in (
         "monitor",
@@ -91,15 +91,15 @@ def monitor(
     ):
         drift.add_column(column)
     shown = 0
-    for item in data["monitors"]:
-        result = item.get("result") or {}
+    for item in data.monitors:
+        result = item.result or {}
         if result.get("type") not in ("drift", "prediction_drift"):
             continue
         for verdict in result.get("verdicts", []):
             shown += 1
             flag = "[red]yes[/]" if verdict.get("firing") else "no"
             drift.add_row(
-                item["name"],
+                item.name,
                 verdict["subject"],
                 verdict.get("method", "-"),
                 _num(verdict.get("statistic")),
@@ -107,7 +107,7 @@ def monitor(
                 _num(verdict.get("threshold")),
                 str(verdict.get("n_current", "-")),
                 flag,
-                _when(item.get("last_run_at")),
+                _when(item.last_run_at),
             )
     if shown:
         console.print(drift)
@@ -117,23 +117,25 @@ def monitor(
         )
 
     perf = Table(title=f"Performance per version (last {window}, labelled requests)", title_justify="left")
-    names = sorted({m for p in data["performance"].values() for m in p["metrics"]})
+    names = sorted({m for p in data.performance.values() for m in p["metrics"]})
     for column in ("version", "labelled", *names):
         perf.add_column(column)
-    for version, item in data["performance"].items():
-        perf.add_row(version, str(item["n_labelled"]), *(_num(item["metrics"].get(n)) for n in names))
-    if data["performance"]:
+    for version, perf_item in data.performance.items():
+        perf.add_row(
+            version, str(perf_item["n_labelled"]), *(_num(perf_item["metrics"].get(n)) for n in names)
+        )
+    if data.performance:
         console.print(perf)
     else:
         console.print(f"no labelled requests in the last {window} (post labels with POST /api/v1/feedback)")
 
-    if data["alerts"]:
-        console.print(alerts_table(data["alerts"], "Open alerts"))
+    if data.alerts:
+        console.print(alerts_table(data.alerts, "Open alerts"))
     else:
         console.print("no open alerts")
 
     with Client() as client:
-        turns = client.get_loop(project, limit=5)["runs"]
+        turns = client.get_loop(project, limit=5).runs
     if turns:
         console.print(loop_table(turns, "Closed loop (latest retrains; all of them: pave loop PROJECT)"))
     else:
@@ -178,25 +180,25 @@ def incidents(
     table = Table(title="Incidents" if include_resolved else "Open incidents", title_justify="left")
     for column in ("id", "project", "monitor", "kind", "subjects", "status", "opened", "resolved", "sent"):
         table.add_column(column)
-    for item in found:
-        subjects = item["subjects"] or item["ever"]
+    for incident in found:
+        subjects = incident.subjects or incident.ever
         listed = ", ".join(subjects[:6]) + (f" and {len(subjects) - 6} more" if len(subjects) > 6 else "")
         sent = (
             "silenced"
-            if item["silenced"]
-            else ", ".join(f"{d['sink']} {d['event']}: {d['status']}" for d in item.get("deliveries", []))
+            if incident.silenced
+            else ", ".join(f"{d.sink} {d.event}: {d.status}" for d in incident.deliveries)
         )
         table.add_row(
-            str(item["id"]),
-            item["project"],
-            item["monitor"],
-            item["kind"],
+            str(incident.id),
+            incident.project,
+            incident.monitor,
+            incident.kind,
             listed,
-            item["status"],
-            (item["opened_at"] or "")[:19],
-            (item["resolved_at"] or "")[:19],
+            incident.status,
+            (incident.opened_at or "")[:19],
+            (incident.resolved_at or "")[:19],
             sent,
-            style="red" if item["status"] == "open" else "dim",
+            style="red" if incident.status == "open" else "dim",
         )
     console.print(table)
 
@@ -225,4 +227,4 @@ def silence(
         made = client.silence(
             project, float(duration[:-1]) * _UNITS[unit], monitor=monitor, kind=kind, reason=reason
         )
-    console.print(f"silence {made['id']} of {project} until {made['expires_at'][:19]} UTC")
+    console.print(f"silence {made.id} of {project} until {made.expires_at[:19]} UTC")

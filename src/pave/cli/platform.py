@@ -279,21 +279,21 @@ def _processes_table() -> Table | str:
     for column in ("role", "state", "host / pid", "url", "detail"):
         table.add_column(column, overflow="fold")  # a URL cut short is no use
     for process in processes:
-        info = process["info"]
-        if process["healthy"]:
+        info = process.info
+        if process.healthy:
             state = "[green]alive[/]"
         else:
-            state = f"[red]silent for {process['seconds_since_seen']:.0f} s[/]"
-        if process["role"] == "gateway":
+            state = f"[red]silent for {process.seconds_since_seen:.0f} s[/]"
+        if process.role == "gateway":
             models = info.get("models") or {}
             detail = ", ".join(
                 f"{name} " + " ".join(f"v{v} {s}" for v, s in versions.items())
                 for name, versions in models.items()
             )
             detail = detail or "no models loaded"
-        elif process["role"] == "control-plane":
+        elif process.role == "control-plane":
             detail = "leads the background jobs" if info.get("leader") else "standby for the background jobs"
         else:
             detail = ""
-        table.add_row(process["role"], state, f"{process['host']} / {process['pid']}", process["url"], detail)
+        table.add_row(process.role, state, f"{process.host} / {process.pid}", process.url, detail)
     return table if processes else "no process of the platform has registered yet"

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 
 from pave.cli.console import JSON, console, emit, table
 from pave.client import Client
+from pave.schemas.projects import ProjectOut
 
 app = typer.Typer()
 
@@ -20,9 +19,9 @@ def projects(as_json: bool = JSON) -> None:
     emit(rows, _render, as_json=as_json)
 
 
-def _render(rows: list[dict[str, Any]]) -> None:
+def _render(rows: list[ProjectOut]) -> None:
     found = table("Projects", "name", "owner", "template", "created")
     for p in rows:
-        template = f"{p['template']} {p['template_version'] or ''}".strip() if p["template"] else "-"
-        found.add_row(p["name"], p["owner"], template, p["created_at"][:19])
+        template = f"{p.template} {p.template_version or ''}".strip() if p.template else "-"
+        found.add_row(p.name, p.owner, template, p.created_at.isoformat()[:19])
     console.print(found if rows else "no projects yet: `pave new NAME --template tabular-classification`")

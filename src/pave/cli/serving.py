@@ -18,6 +18,7 @@ from pave import logs
 from pave.cli.console import console, err_console, print_json
 from pave.client import Client
 from pave.config import load_settings
+from pave.schemas.serving import RolloutOut
 
 app = typer.Typer()
 
@@ -67,8 +68,8 @@ def deploy(
     }
     with Client() as client:
         row = client.deploy(project, **{k: v for k, v in options.items() if v is not None})
-        gateways = [p["url"] for p in client.list_processes() if p["role"] == "gateway" and p["healthy"]]
-    console.print(f"deployed {project}: {_describe(row['spec'])}")
+        gateways = [p.url for p in client.list_processes() if p.role == "gateway" and p.healthy]
+    console.print(f"deployed {project}: {_describe(row.spec)}")
     for url in gateways:  # where the gateways registered themselves, not a guess
         console.print(f"infer: POST {url}/v2/models/{project}/infer")
     if not gateways:
@@ -97,7 +98,7 @@ def deployments(as_json: bool = typer.Option(False, "--json")) -> None:
     for column in ("name", "traffic", "updated", "by"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["name"], _describe(row["spec"]), row["updated_at"][:19], row["updated_by"])
+        table.add_row(row.name, _describe(row.spec), row.updated_at.isoformat()[:19], row.updated_by)
     console.print(table if rows else "nothing deployed yet: `pave deploy PROJECT`")
 
 
@@ -182,18 +183,17 @@ def _policy_from_spec(project_dir: Path) -> dict[str, Any]:
     return dict(rollout) if isinstance(rollout, dict) else {}
 
 
-def _print_rollout(r: dict[str, Any]) -> None:
-    where = f", at {r['step']:g}% of {r['steps']}" if r["step"] is not None else ""
+def _print_rollout(r: RolloutOut) -> None:
+    where = f", at {r.step:g}% of {r.steps}" if r.step is not None else ""
     console.print(
-        f"{r['deployment']}: v{r['candidate_version']} replacing v{r['baseline_version']}: "
-        f"[bold]{r['state']}[/]{where}"
+        f"{r.deployment}: v{r.candidate_version} replacing v{r.baseline_version}: [bold]{r.state}[/]{where}"
     )
-    if r.get("waiting_for"):
-        console.print(f"waiting: {escape(r['waiting_for'])}")
+    if r.waiting_for:
+        console.print(f"waiting: {escape(r.waiting_for)}")
     table = Table(title="history")
     for column in ("at", "event", "detail"):
         table.add_column(column)
-    for event in r["history"]:
+    for event in r.history:
         rest = {k: v for k, v in event.items() if k not in ("at", "event")}
         table.add_row(event["at"][:19], event["event"], json.dumps(rest, default=str)[:300])
     console.print(table)

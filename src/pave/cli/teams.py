@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 
 from pave.cli.console import JSON, console, emit, table
 from pave.client import Client
+from pave.schemas.access import TeamOut
 
 app = typer.Typer(
     help="Teams: a member of a team holds the team's role on each project it is bound to.",
@@ -23,7 +22,7 @@ def create(
     """Create TEAM (admin). Bind it to a project with `pave project member add P --team TEAM --role R`."""
     with Client() as client:
         created = client.create_team(team, description=description)
-    console.print(f"team {created['name']} created")
+    console.print(f"team {created.name} created")
 
 
 @app.command("list")
@@ -34,14 +33,14 @@ def list_(as_json: bool = JSON) -> None:
     emit(teams, _render, as_json=as_json)
 
 
-def _render(teams: list[dict[str, Any]]) -> None:
+def _render(teams: list[TeamOut]) -> None:
     if not teams:
         console.print("no teams yet: `pave team create NAME`")
         return
     shown = table("Teams", "team", "members", "project roles", "description")
     for t in teams:
-        roles = ", ".join(f"{p}={r}" for p, r in t["projects"].items())
-        shown.add_row(t["name"], ", ".join(t["members"]), roles, t["description"])
+        roles = ", ".join(f"{p}={r}" for p, r in t.projects.items())
+        shown.add_row(t.name, ", ".join(t.members), roles, t.description)
     console.print(shown)
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 
 from pave.cli.console import JSON, console, emit, err_console, table
 from pave.client import Client
 from pave.config import load_settings, write_credentials
+from pave.schemas.access import TokenOut
 
 app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
 
@@ -32,8 +31,8 @@ def create(
             expires_in_days=expires_in_days,
             kind="service" if service else "user",
         )
-    err_console.print(f"token {token['id']} for {identity} ({role}); the secret is shown only once:")
-    console.print(token["secret"])
+    err_console.print(f"token {token.id} for {identity} ({role}); the secret is shown only once:")
+    console.print(token.secret)
 
 
 @app.command("list")
@@ -44,21 +43,21 @@ def list_(as_json: bool = JSON) -> None:
     emit(tokens, _render, as_json=as_json)
 
 
-def _render(tokens: list[dict[str, Any]]) -> None:
+def _render(tokens: list[TokenOut]) -> None:
     shown = table(
         "API tokens", "id", "identity", "name", "prefix", "role", "project", "created", "expires", "status"
     )
     for t in tokens:
         shown.add_row(
-            str(t["id"]),
-            t["identity"],
-            t["name"],
-            t["prefix"] + "…",
-            t["role"],
-            t["project"] or "*",
-            t["created_at"][:19],
-            (t["expires_at"] or "never")[:19],
-            "revoked" if t["revoked_at"] else "active",
+            str(t.id),
+            t.identity,
+            t.name,
+            t.prefix + "…",
+            t.role,
+            t.project or "*",
+            t.created_at.isoformat()[:19],
+            t.expires_at.isoformat()[:19] if t.expires_at else "never",
+            "revoked" if t.revoked_at else "active",
         )
     console.print(shown)
 
