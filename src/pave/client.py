@@ -53,7 +53,7 @@ from pave.schemas.monitoring import (
 )
 from pave.schemas.platform import CostReport, ObjectStored, ProcessOut, UsageRecorded
 from pave.schemas.projects import LoopOut, LoopRun, LoopSource, ModelVersionOut, ProjectOut, RunOut
-from pave.schemas.serving import BatchJobOut, BatchRunOut, DeploymentOut, RolloutOut
+from pave.schemas.serving import BatchJobOut, BatchResult, BatchRunOut, DeploymentOut, RolloutOut
 
 M = TypeVar("M", bound=Wire)
 
@@ -235,7 +235,7 @@ class Client:
         workers: int | None = None,
         progress: Any = None,
         monitor: bool = False,
-    ) -> dict[str, Any]:
+    ) -> BatchResult:
         """Score a table with a registered model of ``project``, here; record the job and its usage.
 
         The job runs where this client runs (it loads the model: a user's code never runs in the
@@ -271,7 +271,7 @@ class Client:
         self.record_usage(
             project, [{"kind": "batch", "ref": result.run_id or "", "cpu_seconds": cpu, "peak_memory": peak}]
         )
-        return result.to_dict()
+        return BatchResult.model_validate(result.to_dict())
 
     def batch_submit(
         self,

@@ -104,8 +104,8 @@ def test_the_sdk_scores_a_table_and_the_api_lists_the_jobs(
     with Client(url=shared_server.url, token=shared_server.token) as client:
         job = client.batch(PROJECT, str(source), str(tmp_path / "scored.csv"), version="1", workers=1)
         jobs = client.list_batch_jobs(PROJECT)
-    assert job["rows"] == 500
+    assert job.rows == 500
     assert len(pd.read_csv(tmp_path / "scored.csv")) == 500
-    assert jobs[0].run_id == job["run_id"]
+    assert jobs[0].run_id == job.run_id
     assert jobs[0].rows == 500
-    assert jobs[0].input_sha256 == job["input_sha256"]
+    assert jobs[0].input_sha256 == job.input_sha256

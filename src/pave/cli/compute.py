@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -14,6 +14,7 @@ from pave.cli.console import EXIT_GATES, JSON, console, emit, err_console, table
 from pave.client import Client
 from pave.config import load_settings
 from pave.schemas.platform import CostReport
+from pave.schemas.serving import BatchResult
 
 if TYPE_CHECKING:
     from pave.pipelines.engine import StepRecord
@@ -137,11 +138,11 @@ def batch(
             monitor=monitor,
         )
 
-    def render(job: dict[str, Any]) -> None:
+    def render(job: BatchResult) -> None:
         console.print(
-            f"scored {job['rows']:,} rows with {project} v{job['model_version']} into {escape(output_uri)} "
-            f"in {job['seconds']:.1f}s ({job['rows_per_second']:,.0f} rows/s, {job['workers']} workers); "
-            f"job recorded as run {job['run_id']}"
+            f"scored {job.rows:,} rows with {project} v{job.model_version} into {escape(output_uri)} "
+            f"in {job.seconds:.1f}s ({job.rows_per_second:,.0f} rows/s, {job.workers} workers); "
+            f"job recorded as run {job.run_id}"
         )
 
     emit(result, render, as_json=as_json)

@@ -72,3 +72,23 @@ class BatchRunOut(Wire):
     rows: float | None
     rows_per_second: float | None
     cpu_seconds: float | None
+
+
+class BatchResult(Wire):
+    """What one batch job scored (``pave batch``, ``Client.batch``)."""
+
+    project: str
+    model_version: str
+    input: str
+    output: str
+    input_sha256: str
+    rows: int
+    parts: int
+    seconds: float
+    cpu_seconds: float
+    peak_memory: int = Field(description="Bytes.")
+    workers: int
+    run_id: str | None
+    columns: list[str]
+    nodes: list[str] = Field(description="The Ray nodes that scored parts (executor ray).")
+    rows_per_second: float
