@@ -20,7 +20,7 @@ PROJECT = "typed-sdk"
 
 
 # fields that change between two requests
-VOLATILE = {"costs": ("until",), "list_processes": ("seconds_since_seen", "seen_at", "healthy")}
+VOLATILE = {"costs": ("since", "until"), "list_processes": ("seconds_since_seen", "seen_at", "healthy")}
 
 
 def _without(doc: Any, keys: tuple[str, ...]) -> Any:
