@@ -248,6 +248,7 @@ def test_a_control_plane_that_stops_ends_the_retrain_job_it_started(
     shutil.rmtree(shared, ignore_errors=True)
 
     assert _processes_naming(job["folder"]) == [], "the job outlived the control plane that started it"
+    assert not Path(job["folder"]).exists(), "the job's folder went with it"
     with contextlib.suppress(ProcessLookupError):
         os.kill(job["pid"], 0)
         raise AssertionError(f"the job's process {job['pid']} still runs")

@@ -46,6 +46,7 @@ from pave.config import Settings
 
 log = logging.getLogger("pave.jobs")
 _processes: dict[int, subprocess.Popen[bytes]] = {}  # pid -> a job process this control plane started
+_folders: dict[int, Path] = {}  # pid -> that job's temporary folder
 
 GRACE = 10.0  # seconds a job has to end after SIGTERM before SIGKILL
 # What Python and Pave need in a job, and nothing of the control plane's secrets.
@@ -221,6 +222,7 @@ class LocalExecutor:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         _processes[process.pid] = process
+        _folders[process.pid] = folder
         return Handle(executor=self.name, folder=str(folder), pid=process.pid, user=user)
 
     def running(self, handle: Handle) -> bool:
@@ -252,13 +254,15 @@ class LocalExecutor:
     def cleanup(self, handle: Handle) -> None:
         if handle.pid is not None:
             _processes.pop(handle.pid, None)
+            _folders.pop(handle.pid, None)
         folder = Path(handle.folder)
         if folder.name.startswith("pave-job-") and folder.parent == Path(tempfile.gettempdir()):
             shutil.rmtree(folder, ignore_errors=True)
 
 
 def stop_started(grace: float = GRACE) -> list[int]:
-    """End the local jobs this control plane started that still run; their pids.
+    """End the local jobs this control plane started that still run, and remove their folders;
+    their pids.
 
     Called when the control plane stops (``pave down``, SIGTERM): SIGTERM to each job's process
     group, SIGKILL to those still there after ``grace`` seconds. A control plane that crashes
@@ -279,6 +283,9 @@ def stop_started(grace: float = GRACE) -> list[int]:
                 os.killpg(pid, signal.SIGKILL)
             process.wait(timeout=30)
         _processes.pop(pid, None)
+        folder = _folders.pop(pid, None)
+        if folder is not None:  # its output is in the control plane's files; the folder is scratch
+            shutil.rmtree(folder, ignore_errors=True)
     return [pid for pid, _ in alive]
 
 
