@@ -130,9 +130,12 @@ def _compile_final(estimator: Any) -> Predict | None:
 
             def binary(X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
                 scores = (X @ weights + intercept).reshape(-1)
-                positive = 1.0 / (1.0 + np.exp(-scores))
+                proba = np.empty((scores.shape[0], 2))  # filled in place: np.stack costs more
+                positive = proba[:, 1]
+                np.divide(1.0, 1.0 + np.exp(-scores), out=positive)
+                np.subtract(1.0, positive, out=proba[:, 0])
                 labels = classes[(scores > 0).astype(np.intp)]
-                return labels, np.stack([1 - positive, positive], axis=1)
+                return labels, proba
 
             return binary
 

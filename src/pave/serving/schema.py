@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from itertools import chain
 from typing import Any, Literal
 
 import numpy as np
@@ -25,6 +26,9 @@ from pave.serving.protocol import DATATYPES, TensorMeta, decode_tensor
 
 InputKind = Literal["matrix", "frame", "tensor", "tensors"]
 Features = Any  # np.ndarray | pd.DataFrame | dict[str, np.ndarray]
+
+# The Python types of JSON numbers (a bool is not one here: numpy would make True a silent 1.0).
+_NUMBERS = frozenset({float, int})
 
 # MLflow column type -> OIP datatype.
 _MLFLOW_TYPES = {
@@ -86,6 +90,11 @@ class InputSchema:
         return dtypes.pop() if len(dtypes) == 1 else np.dtype(np.float64)
 
     @cached_property
+    def _datatypes(self) -> frozenset[str]:
+        """The columns' datatypes, each once: a [n, n_columns] input is checked against these."""
+        return frozenset(c.datatype for c in self.columns)
+
+    @cached_property
     def _by_name(self) -> dict[str, Column]:
         return {c.name: c for c in self.columns}
 
@@ -118,41 +127,65 @@ class InputSchema:
             return None
         return {name: j for j, name in enumerate(self.order)}
 
+    @cached_property
+    def _column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @cached_property
+    def _order_list(self) -> list[str]:
+        return list(self.order)
+
     def _fast_matrix(self, inputs: list[dict[str, Any]]) -> tuple[Features, int] | None:
         """One input per column, all FP64 lists of one length: the matrix in one numpy call.
 
         The template's own request shape (one named input per column) costs then about what one
-        combined tensor costs. Anything else (a missing column, another datatype, a value that is
-        not a number) returns None and takes the checked path, which names the problem.
+        combined tensor costs: each check is one comprehension over the inputs (no Python loop
+        body per column), and inputs in the signature's or the estimator's order (what clients
+        send) need no lookup per name. Anything else (a missing column, another datatype, a
+        value that is not a number) returns None and takes the checked path, which names the
+        problem.
         """
         position = self._matrix_position
         if position is None or len(inputs) != len(position):
             return None
-        columns: list[Any] = [None] * len(position)
-        n_rows = -1
-        for item in inputs:
-            j = position.get(item["name"])
-            shape = item["shape"]
-            data = item.get("data")
-            if (
-                j is None
-                or columns[j] is not None
-                or item["datatype"] != "FP64"
-                or not isinstance(data, list)
-                or not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1))
-                or (n_rows != -1 and shape[0] != n_rows)
-            ):
+        try:
+            names = [item["name"] for item in inputs]
+            if any([item["datatype"] != "FP64" for item in inputs]):
                 return None
-            if bool in set(map(type, data)):  # numpy would make True a silent 1.0
+            shapes = {tuple(item["shape"]) for item in inputs}
+            columns = [item["data"] for item in inputs]
+        except (KeyError, TypeError):  # not the plain shape: the checked path says what is wrong
+            return None
+        if len(shapes) != 1:
+            return None
+        shape = shapes.pop()
+        if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+            return None
+        n_rows = shape[0]
+        if not all([type(data) is list for data in columns]):
+            return None
+        # One pass in C over every value: numpy would make True a silent 1.0, and a string or a
+        # null goes to the checked path for its message.
+        if not set(map(type, chain.from_iterable(columns))) <= _NUMBERS:
+            return None
+        reorder: list[int] | None = None  # rows of the block in the estimator's order
+        if names == self._column_names:
+            reorder = self._table_index
+        elif names != self._order_list:
+            index = [position.get(name) for name in names]
+            if None in index or len(set(index)) != len(index):
                 return None
-            n_rows = shape[0]
-            columns[j] = data
+            reorder = [0] * len(index)
+            for given, j in enumerate(index):
+                reorder[j] = given  # type: ignore[index]
         try:
             block = np.array(columns)
         except (ValueError, TypeError):
             return None
         if block.shape != (len(position), n_rows) or block.dtype.kind not in "iuf":
             return None
+        if reorder is not None:
+            block = block[reorder]
         return np.ascontiguousarray(block.T, dtype=np.float64), n_rows
 
     def _bind_columns(self, inputs: list[dict[str, Any]]) -> tuple[Features, int]:
@@ -210,12 +243,12 @@ class InputSchema:
                 f"input '{name}' is not a column of the model; a single input must have shape "
                 f"[n, {len(self.columns)}] (one value per column: {_listing(self.columns)}), got {shape}"
             )
-        for column in self.columns:
-            if not accepts(column.datatype, item["datatype"]):
-                raise InvalidInput(
-                    f"input '{name}' has datatype {item['datatype']}, column '{column.name}' "
-                    f"expects {column.datatype}"
-                )
+        given = item["datatype"]
+        if not all(accepts(datatype, given) for datatype in self._datatypes):
+            column = next(c for c in self.columns if not accepts(c.datatype, given))
+            raise InvalidInput(
+                f"input '{name}' has datatype {given}, column '{column.name}' expects {column.datatype}"
+            )
         table = decode_tensor(item)
         if self.kind == "matrix":
             index = self._table_index

@@ -113,6 +113,9 @@ def run_gateway(
         "loop": "uvloop",
         "http": OneWriteHttpToolsProtocol,
         "lifespan": "on",
+        # The gateway reads no client address: uvicorn's X-Forwarded-For middleware would be a
+        # call on every request for nothing.
+        "proxy_headers": False,
     }
     if count > 1:
         if not isinstance(source, Path | str):
