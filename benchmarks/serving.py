@@ -65,6 +65,7 @@ class Result:
     p99: float  # ms
     errors: int
     load: str = ""
+    cpu_us: float = float("nan")  # the server's CPU time (user + system, all its processes) per request
 
     @property
     def throughput(self) -> float:
@@ -93,6 +94,50 @@ def free_port() -> int:
 
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def descendants(pid: int) -> list[int]:
+    """A process and all its descendants (from /proc)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
+
+
+def serving_root(pid: int) -> int:
+    """The process that serves: under `pave up`, its gateway (`pave serve`), whose CPU alone is
+    counted (the control plane's background work is not the gateway's per-request cost)."""
+    for candidate in descendants(pid):
+        try:
+            command = Path(f"/proc/{candidate}/cmdline").read_bytes().split(b"\0")
+        except FileNotFoundError:
+            continue
+        if b"pave" in command and b"serve" in command:
+            return candidate
+    return pid
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and all its descendants, from /proc.
+
+    A busy machine stretches wall-clock times far more than the CPU a request costs the server,
+    so this column compares servers across runs where the load average differs.
+    """
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for current in descendants(pid):
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rpartition(")")[2].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 def train(workdir: Path) -> tuple[Any, Any, Path, Path]:
@@ -618,9 +663,18 @@ def main() -> None:
             console.print(f"[bold]{server.name}[/bold]: starting (load average {load_average()})")
             proc = start(server, workdir / f"{re.sub(r'[^a-z0-9]+', '-', server.name.lower())}.log")
             try:
+                root = serving_root(proc.pid)
                 for concurrency in LEVELS:
-                    cells = [asyncio.run(load_raw(server, expected, concurrency, seconds))]
-                    cells.append(load_wrk(server, concurrency, seconds, workdir))  # type: ignore[arg-type]
+                    cells = []
+                    for client in ("own", "wrk"):
+                        before = tree_cpu(root)
+                        if client == "own":
+                            result = asyncio.run(load_raw(server, expected, concurrency, seconds))
+                        else:
+                            result = load_wrk(server, concurrency, seconds, workdir)  # type: ignore[assignment]
+                        if result is not None and result.requests:
+                            result.cpu_us = (tree_cpu(root) - before) / result.requests * 1e6
+                        cells.append(result)
                     for result in cells:
                         if result is None:
                             continue
@@ -629,7 +683,7 @@ def main() -> None:
                         console.print(
                             f"  {result.client} c={concurrency}: {result.throughput:,.0f} req/s, "
                             f"p50 {result.p50:.2f} ms, p99 {result.p99:.2f} ms, {result.errors} errors, "
-                            f"load {result.load}"
+                            f"server CPU {result.cpu_us:.0f} µs/request, load {result.load}"
                         )
             finally:
                 if server.process is None:
@@ -643,7 +697,8 @@ def main() -> None:
 
 def report(results: list[Result]) -> None:
     table = Table(title="Serving, loopback, side by side")
-    for column in ("client", "server", "c", "requests", "errors", "req/s", "p50 ms", "p99 ms", "load avg"):
+    columns = ("client", "server", "c", "requests", "errors", "req/s", "p50 ms", "p99 ms", "CPU µs/req")
+    for column in (*columns, "load avg"):
         table.add_column(column, justify="left" if column in ("client", "server") else "right")
     for r in results:
         table.add_row(
@@ -655,6 +710,7 @@ def report(results: list[Result]) -> None:
             f"{r.throughput:,.0f}",
             f"{r.p50:.2f}",
             f"{r.p99:.2f}",
+            f"{r.cpu_us:.0f}",
             r.load,
         )
     console.print(table)

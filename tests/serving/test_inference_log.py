@@ -2,6 +2,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import orjson
 
 from pave.serving.inference_log import InferenceLog, Record, explode_rows, read_inference_log
 
@@ -89,3 +90,44 @@ def test_flush_waits_for_a_batch_the_writer_has_taken_but_not_written(tmp_path):
     flushing.join(30)
     assert read_inference_log(tmp_path, datetime.fromtimestamp(0, UTC))["id"].tolist() == ["r1"]
     log.close()
+
+
+def test_a_matrix_is_logged_by_column_as_each_column_alone_would_be():
+    """The one-tolist() encoding of a matrix writes what encoding each column on its own writes,
+    for float64, float32 (numpy's shortest repr kept), integers and booleans."""
+    from pave.serving.inference_log import encode
+
+    rng = np.random.default_rng(0)
+    matrices = [
+        rng.normal(size=(3, 4)),
+        rng.normal(size=(3, 4)).astype(np.float32),
+        rng.integers(-5, 5, size=(3, 4)),
+        rng.integers(0, 2, size=(3, 4)).astype(bool),
+        np.array([[0.1, 1e300, -0.0, 5e-324]]),
+    ]
+    columns = ("a", "b", "c", "d")
+    for matrix in matrices:
+        line = encode(Record("r", "m", "1", 1.0, 0.001, matrix, columns, {"predict": np.array([1])}))
+        logged = orjson.loads(line)["inputs"]
+        by_column = {
+            name: orjson.loads(orjson.dumps(matrix[:, j].copy(), option=orjson.OPT_SERIALIZE_NUMPY))
+            for j, name in enumerate(columns)
+        }
+        assert logged == by_column, matrix.dtype
+        assert list(logged) == list(columns)
+
+
+def test_a_burst_larger_than_the_yield_step_is_written_whole(tmp_path):
+    from pave.serving.inference_log import YIELD_EVERY
+
+    log = InferenceLog(tmp_path)
+    log.start()
+    base = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    count = YIELD_EVERY * 5 + 3
+    for i in range(count):
+        log.record(record(i, base + i / 1000))
+    log.flush()
+    assert log.written == count
+    log.close()
+    frame = read_inference_log(tmp_path)
+    assert frame["id"].tolist() == [f"r{i}" for i in range(count)]

@@ -44,3 +44,49 @@ def test_anything_irregular_takes_the_checked_path_and_its_message(inputs, error
     assert SCHEMA._fast_matrix(inputs) is None
     with pytest.raises(InvalidInput, match=error):
         SCHEMA.bind(inputs)
+
+
+@pytest.mark.parametrize(
+    "names",
+    [("a", "b", "c"), ("c", "a", "b"), ("b", "c", "a")],  # the signature's, the estimator's, neither
+)
+def test_the_fast_path_puts_columns_in_the_estimators_order_whatever_order_they_come_in(names):
+    values = {"a": [1.0, 2.0], "b": [3.0, 4.0], "c": [5.0, 6.0]}
+    inputs = _inputs(**{n: values[n] for n in names})
+    fast = SCHEMA._fast_matrix(inputs)
+    assert fast is not None
+    np.testing.assert_array_equal(fast[0], np.array([[5.0, 1.0, 3.0], [6.0, 2.0, 4.0]]))
+    assert fast[0].flags.c_contiguous
+    assert fast[0].dtype == np.float64
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        _inputs(a=[1.0], b=[2.0], c=[True]),  # a bool among numbers
+        _inputs(a=[1.0], b=[None], c=[1.0]),
+        _inputs(a=[1.0], b=[2.0], c=[[1.0]]),  # nested
+        [*_inputs(a=[1.0], b=[2.0]), {"name": "a", "datatype": "FP64", "shape": [1], "data": [1.0]}],
+        [*_inputs(a=[1.0], b=[2.0]), {"name": "c", "datatype": "FP32", "shape": [1], "data": [1.0]}],
+        [*_inputs(a=[1.0], b=[2.0]), {"name": "c", "datatype": "FP64", "shape": [1, 2], "data": [1.0, 2.0]}],
+        [*_inputs(a=[1.0], b=[2.0]), {"name": "c", "datatype": "FP64", "shape": [1], "data": 1.0}],
+        [*_inputs(a=[1.0], b=[2.0]), {"name": "c", "datatype": "FP64", "shape": [2], "data": [1.0]}],
+    ],
+)
+def test_the_fast_path_steps_aside_for_anything_else(inputs):
+    assert SCHEMA._fast_matrix(inputs) is None
+
+
+def test_a_column_shaped_n_by_1_takes_the_fast_path_too():
+    inputs = [
+        {"name": k, "datatype": "FP64", "shape": [1, 1], "data": [v]}
+        for k, v in (("a", 1), ("b", 2), ("c", 3))
+    ]
+    fast = SCHEMA._fast_matrix(inputs)
+    assert fast is not None
+    assert fast[0].tolist() == [[3.0, 1.0, 2.0]]
+
+
+def test_a_table_input_of_the_wrong_datatype_names_the_column():
+    with pytest.raises(InvalidInput, match="column 'a' expects FP64"):
+        SCHEMA.bind([{"name": "x", "datatype": "BYTES", "shape": [1, 3], "data": ["1", "2", "3"]}])

@@ -29,6 +29,8 @@ Features = Any  # np.ndarray | pd.DataFrame | dict[str, np.ndarray]
 
 # The Python types of JSON numbers (a bool is not one here: numpy would make True a silent 1.0).
 _NUMBERS = frozenset({float, int})
+_FP64 = frozenset({"FP64"})
+_LIST = frozenset({list})
 
 # MLflow column type -> OIP datatype.
 _MLFLOW_TYPES = {
@@ -150,7 +152,7 @@ class InputSchema:
             return None
         try:
             names = [item["name"] for item in inputs]
-            if any([item["datatype"] != "FP64" for item in inputs]):
+            if {item["datatype"] for item in inputs} != _FP64:
                 return None
             shapes = {tuple(item["shape"]) for item in inputs}
             columns = [item["data"] for item in inputs]
@@ -162,7 +164,7 @@ class InputSchema:
         if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
             return None
         n_rows = shape[0]
-        if not all([type(data) is list for data in columns]):
+        if {type(data) for data in columns} != _LIST:
             return None
         # One pass in C over every value: numpy would make True a silent 1.0, and a string or a
         # null goes to the checked path for its message.
