@@ -215,7 +215,7 @@ def run_trials(job: _Job, worker: int = 0, *, after_first: bool = False) -> int:
     try:
         study = _study(job, storage, worker)
         project_dir = job.project_dir if Path(job.project_dir).is_dir() else str(Path.cwd())  # Ray: its copy
-        objective = _Objective(job, project_dir, optuna.TrialPruned)
+        objective = _Objective(job, project_dir, optuna.TrialPruned, worker=True)
         if after_first and not _first_finished(study):
             return 0
         ran = 0
@@ -280,8 +280,9 @@ def _first_finished(study: Any) -> bool:
 
 
 class _Objective:
-    def __init__(self, job: _Job, project_dir: str, pruned: type[Exception]) -> None:
+    def __init__(self, job: _Job, project_dir: str, pruned: type[Exception], *, worker: bool = False) -> None:
         self.job, self.project_dir, self.pruned = job, project_dir, pruned
+        self.worker = worker  # a worker's trial (a Ray task has a node); else the driver's, even with Ray up
         self.spec = job.project_spec
         self.settings = Settings.model_validate(job.settings | {"executor": "local"})
 
@@ -299,7 +300,7 @@ class _Objective:
             TAG_TRIAL: str(trial.number),
             "mlflow.runName": f"trial {trial.number}",
         }
-        trial.set_user_attr("node", socket.gethostname() + _ray_node())
+        trial.set_user_attr("node", socket.gethostname() + (_ray_node() if self.worker else ""))
         step_context.reporter = _Reporter(trial, self.pruned)
         client = mlflow.MlflowClient(tracking_uri=self.job.tracking_uri)
         try:
