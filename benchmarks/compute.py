@@ -278,7 +278,7 @@ def ray_cluster() -> Iterator[str]:
     ray = str(Path(sys.executable).parent / "ray")
     common = ["--num-cpus=2", "--disable-usage-stats", "--node-ip-address=127.0.0.1"]
     head = [ray, "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}/h"]
-    env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0"}
+    env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0", "RAY_raylet_start_wait_time_s": "120"}
     try:
         subprocess.run(
             [*head, *common],

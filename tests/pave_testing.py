@@ -58,6 +58,11 @@ def mlflow_globals(uri: str) -> Iterator[None]:
         mlflow.set_registry_uri(None)  # type: ignore[arg-type]
 
 
+# For `ray start` in tests: no usage report, and a raylet that waits up to 120 s for its agents (Ray's
+# default gives up after about 16 s, which a loaded 2-core machine can exceed).
+RAY_START_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_raylet_start_wait_time_s": "120"}
+
+
 def drop_schemas(*names: str) -> None:
     """Drop test schemas on the real PostgreSQL, even while a process still reads them.
 

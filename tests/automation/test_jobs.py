@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from pave_testing import PaveServer, free_port, need_service, run_pave
+from pave_testing import RAY_START_ENV, PaveServer, free_port, need_service, run_pave
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -281,7 +281,7 @@ def ray_head() -> Iterator[tuple[str, dict[str, str]]]:
     ray = str(Path(sys.executable).parent / "ray")
     started = subprocess.run(
         [ray, "start", "--head", f"--port={port}", f"--temp-dir={temp}", *COMMON],
-        env=os.environ | token | {"RAY_USAGE_STATS_ENABLED": "0"},
+        env=os.environ | token | RAY_START_ENV,
         capture_output=True,
         text=True,
         timeout=180,

@@ -28,7 +28,7 @@ from pave.pipelines import execute_project
 from pave.pipelines.engine import PipelineResult, run_pipeline
 from pave.pipelines.errors import PipelineStepFailed
 from pave.pipelines.spec import load_spec
-from pave_testing import free_port, need_service
+from pave_testing import RAY_START_ENV, free_port, need_service
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -118,7 +118,7 @@ def ray_cluster() -> Iterator[str]:
     head = [ray, "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}/h"]
     # A second node joins the head, as a worker host would (its own temp dir: its own processes).
     worker = [ray, "start", f"--address=127.0.0.1:{port}", f"--temp-dir={temp}/w"]
-    env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0"}
+    env = os.environ | RAY_START_ENV
     started = subprocess.run(head + common, env=env, capture_output=True, text=True, timeout=180)
     if started.returncode == 0:
         started = subprocess.run(worker + common, env=env, capture_output=True, text=True, timeout=180)
