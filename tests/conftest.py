@@ -35,6 +35,21 @@ os.environ.setdefault(
     "MLFLOW_TRACKING_URI", f"sqlite:///{tempfile.mkdtemp(prefix='pave-mlflow-')}/default.db"
 )
 
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Refuse two test modules with one file name, in every run, targeted ones too: the tests'
+    folders are not packages, so pytest imports modules by file name and the whole suite's
+    collection fails on the second one (a targeted run of either passes and hides it)."""
+    seen: dict[str, Path] = {}
+    for path in sorted(Path(__file__).parent.rglob("test_*.py")):
+        if path.name in seen:
+            raise pytest.UsageError(
+                f"two test modules are named {path.name}: {seen[path.name]} and {path}; "
+                "rename one (pytest imports test modules by file name)"
+            )
+        seen[path.name] = path
+
+
 # --- PostgreSQL ------------------------------------------------------------------------------------
 
 
