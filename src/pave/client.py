@@ -70,6 +70,14 @@ _BY_STATUS: dict[int, type[PaveError]] = {
 }
 
 
+def _status_filter(project: str | None, include_resolved: bool) -> dict[str, Any]:
+    """The query of the alert and incident lists: open ones (or all), of one project or every one."""
+    params: dict[str, Any] = {"status": "all" if include_resolved else "open"}
+    if project:
+        params["project"] = project
+    return params
+
+
 def _traced(request: httpx.Request) -> None:
     """A request made under a span (a pipeline run's, tracing on) carries it: the control plane's
     span of the request joins the same trace."""
@@ -605,19 +613,15 @@ class Client:
 
     def list_alerts(self, project: str | None = None, *, include_resolved: bool = False) -> list[AlertOut]:
         """Open alerts (and resolved ones with ``include_resolved``), newest first."""
-        params: dict[str, Any] = {"status": "all" if include_resolved else "open"}
-        if project:
-            params["project"] = project
-        return self.many(AlertOut, "GET", "/api/v1/alerts", params=params)
+        return self.many(AlertOut, "GET", "/api/v1/alerts", params=_status_filter(project, include_resolved))
 
     def list_incidents(
         self, project: str | None = None, *, include_resolved: bool = False
     ) -> list[IncidentOut]:
         """Incidents (one per episode of a monitor's trouble), newest first, with their deliveries."""
-        params: dict[str, Any] = {"status": "all" if include_resolved else "open"}
-        if project:
-            params["project"] = project
-        return self.many(IncidentOut, "GET", "/api/v1/incidents", params=params)
+        return self.many(
+            IncidentOut, "GET", "/api/v1/incidents", params=_status_filter(project, include_resolved)
+        )
 
     def silence(
         self,
