@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,19 +21,13 @@ import time
 from pathlib import Path
 
 import httpx
+from harness import free_port
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
 TEMPLATES = ("tabular-classification", "tabular-regression", "recommendation")
 console = Console()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _timed(cmd: list[str], env: dict[str, str]) -> float:
@@ -47,14 +40,14 @@ def _timed(cmd: list[str], env: dict[str, str]) -> float:
 
 def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="pave-bench-golden-"))
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PAVE_", "MLFLOW_"))}
     env["PAVE_HOME"] = str(scratch / "home")
     pave = [sys.executable, "-m", "pave"]
-    grpc = str(_free_port())
+    grpc = str(free_port())
     server = subprocess.Popen(
         # every port free: 8080 or 8081 may be taken on a shared machine
-        [*pave, "up", "--port", str(port), "--gateway-port", str(_free_port()), "--gateway-grpc-port", grpc],
+        [*pave, "up", "--port", str(port), "--gateway-port", str(free_port()), "--gateway-grpc-port", grpc],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -31,7 +31,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,20 +41,11 @@ from typing import Any
 
 import httpx
 import pandas as pd
+from harness import free_port, load_average
 from rich.console import Console
 from rich.table import Table
 
 console = Console()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def load_average() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def base_env(home: Path, **extra: str) -> dict[str, str]:

@@ -14,7 +14,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,19 +22,13 @@ import time
 from pathlib import Path
 
 import httpx
+from harness import free_port
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
 BIN = Path(sys.executable).parent
 console = Console()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _time_to_ready(cmd: list[str], probe: str, env: dict[str, str], timeout: float = 180) -> float:
@@ -64,17 +57,17 @@ def _time_to_ready(cmd: list[str], probe: str, env: dict[str, str], timeout: flo
 
 
 def pave(home: Path) -> float:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PAVE_", "MLFLOW_"))}
     env["PAVE_HOME"] = str(home)
     # every port free, not only the control plane's: 8080 or 8081 may be taken on a shared machine
-    command = [str(BIN / "pave"), "up", "--port", str(port), "--gateway-port", str(_free_port())]
-    command += ["--gateway-grpc-port", str(_free_port())]
+    command = [str(BIN / "pave"), "up", "--port", str(port), "--gateway-port", str(free_port())]
+    command += ["--gateway-grpc-port", str(free_port())]
     return _time_to_ready(command, f"http://127.0.0.1:{port}/readyz", env)
 
 
 def mlflow(home: Path) -> float:
-    port = _free_port()
+    port = free_port()
     home.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PAVE_", "MLFLOW_"))}
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"

@@ -42,23 +42,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from harness import free_port, load_average
 from rich.console import Console
 from rich.table import Table
 
 console = Console()
 BUCKET = "bench"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def load_average() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def wait(condition: Any, what: str, timeout: float = 300) -> None:
