@@ -347,10 +347,19 @@ def test_batch_scores_row_groups_on_both_nodes_as_it_does_locally(
             **kwargs,  # type: ignore[arg-type]
         )
 
-    on_ray = score("ray.parquet", ray=True, ray_address=ray_cluster)
+    seen: list[tuple[int, int]] = []
+    on_ray = score(
+        "ray.parquet",
+        ray=True,
+        ray_address=ray_cluster,
+        progress=lambda rows, parts: seen.append((rows, parts)),
+    )
     score("local.parquet", workers=1)
     assert set(on_ray.nodes) == _node_ids(ray_cluster)  # type: ignore[attr-defined]
     assert on_ray.rows == len(frame)  # type: ignore[attr-defined]
+    assert seen == [
+        (1_000 * part, part) for part in range(1, 17)
+    ]  # progress after every row group, on Ray too
     scored, local = pd.read_parquet(tmp_path / "ray.parquet"), pd.read_parquet(tmp_path / "local.parquet")
     pd.testing.assert_frame_equal(scored, local)
     assert (scored["predict"].to_numpy() == model.predict(frame)).all()

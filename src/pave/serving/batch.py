@@ -307,7 +307,7 @@ def score_table(
                 check_columns(model.schema, _parquet_columns(local), input_uri)
                 if ray:
                     nodes = _score_on_ray(
-                        local, model, uri, tracking_uri, resolved, input_uri, sink, ray_address
+                        local, model, uri, tracking_uri, resolved, input_uri, sink, ray_address, progress
                     )
                 else:
                     _score_parquet(local, model, resolved, workers, input_uri, sink, progress)
@@ -414,8 +414,14 @@ def _score_on_ray(
     source: str,
     sink: Sink,
     address: str | None,
+    progress: Callable[[int, int], None] | None,
 ) -> list[str]:
     from pave.serving.batch_ray import score_parquet_on_ray
+
+    def write(table: Any) -> None:
+        sink.write(table)
+        if progress:
+            progress(sink.rows, sink.parts)
 
     token = os.environ.get("MLFLOW_TRACKING_TOKEN")
     return score_parquet_on_ray(
@@ -425,7 +431,7 @@ def _score_on_ray(
         tracking_uri=tracking_uri,
         version=version,
         source=source,
-        write=sink.write,
+        write=write,
         address=address,
         env={"MLFLOW_TRACKING_TOKEN": token} if token else {},
     )
