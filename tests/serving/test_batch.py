@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +16,9 @@ from mlflow import MlflowClient
 
 from conftest import Models
 from pave.errors import InvalidInput, NotFound
-from pave.serving import batch
+from pave.serving import batch, batch_io
 from pave.serving.batch import record_job, score_table
+from pave.serving.batch_io import input_digest
 from pave.storage import open_storage
 from pave_testing import S3Server
 
@@ -197,3 +201,38 @@ def test_a_failed_job_feeds_nothing_to_monitoring(models: Models, tmp_path: Path
     with pytest.raises(InvalidInput):
         _score(models, tmp_path, str(source), str(tmp_path / "out.parquet"), version="1", monitor_dir=log_dir)
     assert not log_dir.exists() or not list(log_dir.iterdir())
+
+
+def test_parts_predicted_in_slices_on_threads_give_the_model_s_own_output_for_every_row(
+    models: Models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batch, "PREDICT_ROWS", 7)  # every part of 100 rows in 15 slices
+    source = _parquet(models.X, tmp_path / "in.parquet")
+    _score(models, tmp_path, str(source), str(tmp_path / "out.parquet"), version="1", workers=2)
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    estimator = models.estimators["1"]
+    assert (out["predict"].to_numpy() == estimator.predict(models.X)).all()
+    np.testing.assert_allclose(
+        out[["predict_proba_0", "predict_proba_1"]].to_numpy(), estimator.predict_proba(models.X), rtol=1e-9
+    )
+
+
+def test_an_input_s_digest_is_remembered_only_while_the_file_is_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, cache = tmp_path / "in.parquet", tmp_path / "digests"
+    path.write_bytes(b"a" * 1000)
+    assert input_digest(path, cache) == hashlib.sha256(b"a" * 1000).hexdigest()
+    assert not cache.exists()  # written a moment ago: a write in the same clock tick would not show
+
+    monkeypatch.setattr(batch_io, "SETTLED_NS", 0)
+    assert input_digest(path, cache) == hashlib.sha256(b"a" * 1000).hexdigest()
+    (entry,) = cache.iterdir()
+    entry.write_text("0" * 64)
+    assert input_digest(path, cache) == "0" * 64  # the same file: read from the cache, not hashed
+
+    before = path.stat()
+    time.sleep(0.05)  # past the file system clock's tick, so that the change shows in the ctime
+    path.write_bytes(b"b" * 1000)  # the same size,
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # and the old mtime put back
+    assert input_digest(path, cache) == hashlib.sha256(b"b" * 1000).hexdigest()

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -65,6 +67,48 @@ def sha256(path: Path) -> str:
         while chunk := handle.read(8 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+# A file's digest is reused only if it was last changed at least this long before it was hashed:
+# a write within the same tick of the file system's clock would leave its times unchanged.
+SETTLED_NS = 2_000_000_000
+
+
+def _identity(path: Path) -> tuple[str, int]:
+    """What changes whenever the file's content may have: its path, device, inode, size, and the
+    times of the last write (mtime) and of the last change of any kind (ctime, which no call can
+    set back). Returns (identity, the later of the two times)."""
+    stat = path.stat()
+    parts = (path.resolve(), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    return "|".join(map(str, parts)), max(stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+def input_digest(path: Path, cache: Path | None) -> str:
+    """The sha256 of a local file, remembered in ``cache`` by the file's identity.
+
+    Scoring the same unchanged file again (another version, another output) reads the digest
+    instead of the file: a different content means a different size, mtime or ctime, hence a
+    different identity (as git's index trusts a file's stat data). The digest is remembered only
+    when the file's identity is the same after hashing as before, and the file was last changed
+    :data:`SETTLED_NS` before the hashing began.
+    """
+    if cache is None:
+        return sha256(path)
+    began = time.time_ns()
+    identity, changed = _identity(path)
+    entry = cache / hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        known = entry.read_text().strip()
+        if len(known) == 64 and all(c in "0123456789abcdef" for c in known):
+            return known
+    digest = sha256(path)
+    if changed <= began - SETTLED_NS and _identity(path)[0] == identity:
+        with contextlib.suppress(OSError):
+            cache.mkdir(parents=True, exist_ok=True)
+            staged = entry.with_name(f"{entry.name}.partial-{os.getpid()}-{threading.get_ident()}")
+            staged.write_text(digest)
+            os.replace(staged, entry)
+    return digest
 
 
 class Sink:
@@ -125,8 +169,12 @@ class Sink:
         self.close(failed=exc[0] is not None)
 
 
+def is_local(uri: str) -> bool:
+    return "://" not in uri or uri.startswith("file://")
+
+
 def local_output(output_uri: str) -> Path | None:
-    if "://" not in output_uri or output_uri.startswith("file://"):
+    if is_local(output_uri):
         return Path(output_uri.removeprefix("file://")).expanduser()
     return None
 

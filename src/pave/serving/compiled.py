@@ -87,9 +87,10 @@ def _compile_transform(step: Any) -> Transform | None:
         def standard(X: np.ndarray) -> np.ndarray:
             if mean is not None:
                 X = X - mean
-            if scale is not None:
-                X = X / scale
-            return X
+                if scale is not None:
+                    X /= scale  # in place: X is this call's own copy (one array, not two)
+                return X
+            return X / scale if scale is not None else X
 
         return standard
     if name == "MinMaxScaler":
