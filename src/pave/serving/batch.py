@@ -25,8 +25,9 @@ import os
 import resource
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -204,12 +205,26 @@ def score_arrow(model: LoadedModel, table: Any, version: str, source: str) -> An
         return pa.Table.from_pandas(
             score_frame(model, table.to_pandas(), version, source), preserve_index=False
         )
-    schema = model.schema
-    n_rows = table.num_rows
+    matrix = _arrow_matrix(model.schema, table)
+    pieces = [
+        _predict_slice(model, matrix, start, stop, source) for start, stop in _slices(model, table.num_rows)
+    ]
+    return with_outputs(table, _joined(pieces), version)
+
+
+def _arrow_matrix(schema: InputSchema, table: Any) -> np.ndarray:
     names = set(table.column_names)
     # an optional float column left out: missing values, as the gateway fills them
     columns = [table.column(n).to_numpy(zero_copy_only=False) if n in names else np.nan for n in schema.order]
-    outputs = _predict_matrix(model, _columns_matrix(columns, n_rows, schema.matrix_dtype), source)
+    return _columns_matrix(columns, table.num_rows, schema.matrix_dtype)
+
+
+def with_outputs(table: Any, outputs: dict[str, np.ndarray], version: str) -> Any:
+    """``table`` with the model's outputs (``predict``, ``predict_proba_<i>`` ...) and
+    ``model_version`` appended."""
+    import pyarrow as pa
+
+    n_rows = table.num_rows
     for name, values in outputs.items():
         array = np.asarray(values)
         if array.ndim == 2:
@@ -223,24 +238,29 @@ def score_arrow(model: LoadedModel, table: Any, version: str, source: str) -> An
     return table.append_column(VERSION_COLUMN, pa.DictionaryArray.from_arrays(indices, pa.array([version])))
 
 
-def _predict_matrix(model: LoadedModel, matrix: np.ndarray, source: str) -> dict[str, np.ndarray]:
-    """The model's outputs for ``matrix``, predicted :data:`PREDICT_ROWS` rows at a time when every
-    output has a row per input row: the model's temporaries (a scaled copy of the rows, scores)
-    then stay in the CPU's cache and in reused memory, where a whole part's would be fresh pages
-    the kernel zeroes first (a quarter of the job's CPU time for the linear model)."""
-    n_rows = matrix.shape[0]
+def _slices(model: LoadedModel, n_rows: int) -> list[tuple[int, int]]:
+    """The rows predicted at once: :data:`PREDICT_ROWS` at a time when every output has a row per
+    input row. The model's temporaries (a scaled copy of the rows, scores) then stay in the CPU's
+    cache and in reused memory, where a whole part's would be fresh pages the kernel zeroes first
+    (a quarter of the job's CPU time for the linear model); and the slices of one part can be
+    predicted on several threads."""
     step = PREDICT_ROWS if model.batchable else max(n_rows, 1)
-    pieces = []
-    for start in range(0, max(n_rows, 1), step):
-        try:
-            pieces.append(model.predict(matrix[start : start + step]))
-        except Exception as exc:  # the model's own refusal of these rows (NaN, a value out of range)
-            raise InvalidInput(
-                f"{source}: the model failed on these rows: {type(exc).__name__}: {str(exc)[:300]}",
-                hint="fix the rows (missing values, out-of-range values), then run the job again",
-            ) from exc
+    return [(start, min(start + step, n_rows)) for start in range(0, max(n_rows, 1), step)]
+
+
+def _predict_slice(model: LoadedModel, matrix: np.ndarray, start: int, stop: int, source: str) -> Any:
+    try:
+        return model.predict(matrix[start:stop])
+    except Exception as exc:  # the model's own refusal of these rows (NaN, a value out of range)
+        raise InvalidInput(
+            f"{source}: the model failed on these rows: {type(exc).__name__}: {str(exc)[:300]}",
+            hint="fix the rows (missing values, out-of-range values), then run the job again",
+        ) from exc
+
+
+def _joined(pieces: list[Any]) -> dict[str, np.ndarray]:
     if len(pieces) == 1:
-        return pieces[0]
+        return dict(pieces[0])
     return {name: np.concatenate([np.asarray(piece[name]) for piece in pieces]) for name in pieces[0]}
 
 
@@ -437,15 +457,22 @@ def _score_in_threads(
     import pyarrow.parquet as pq
 
     local_files = threading.local()  # a reader per thread: one Parquet reader is not shared
+    matrix_kind = model.schema.kind == "matrix"
 
-    def part(index: int) -> Any:
+    def read(index: int) -> tuple[Any, list[Future[Any]]]:
+        """Part ``index``: scored (a DataFrame model), or read with its slices queued to predict."""
         parquet = getattr(local_files, "parquet", None)
         if parquet is None:
             parquet = local_files.parquet = pq.ParquetFile(local)
         # one thread per part: Arrow's own threads for the columns of a part would only add
         # hand-overs (a fifth more CPU time here for the same parts)
         table = parquet.read_row_group(index, use_threads=False)
-        return score_arrow(model, table, version, f"{source} row group {index}")
+        where = f"{source} row group {index}"
+        if not matrix_kind:
+            return score_arrow(model, table, version, where), []
+        matrix = _arrow_matrix(model.schema, table)
+        slices = _slices(model, table.num_rows)
+        return table, [pool.submit(_predict_slice, model, matrix, a, b, where) for a, b in slices]
 
     from threadpoolctl import threadpool_limits
 
@@ -455,21 +482,24 @@ def _score_in_threads(
         threadpool_limits(1),
         ThreadPoolExecutor(min(workers, count), thread_name_prefix="pave-batch") as pool,
     ):
-        # At most two parts per worker in flight: bounded memory.
-        pending = [pool.submit(part, i) for i in range(min(count, 2 * workers))]
+        # At most two parts per worker in flight: bounded memory. A part's slices are queued when
+        # it is read, so all workers predict even when fewer parts than workers are left.
+        pending = deque(pool.submit(read, i) for i in range(min(count, 2 * workers)))
         submitted = len(pending)
         try:
             while pending:
-                table = pending.pop(0).result()  # in order; the first error ends the job
+                table, slices = pending.popleft().result()  # in order; the first error ends the job
+                if slices:
+                    table = with_outputs(table, _joined([f.result() for f in slices]), version)
                 if submitted < count:
-                    pending.append(pool.submit(part, submitted))
+                    pending.append(pool.submit(read, submitted))
                     submitted += 1
                 sink.write(table)
                 if progress:
                     progress(sink.rows, sink.parts)
-        finally:
-            for future in pending:
-                future.cancel()
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def _score_in_processes(
