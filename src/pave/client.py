@@ -53,7 +53,14 @@ from pave.schemas.monitoring import (
 )
 from pave.schemas.platform import CostReport, ObjectStored, ProcessOut, UsageRecorded
 from pave.schemas.projects import LoopOut, LoopRun, LoopSource, ModelVersionOut, ProjectOut, RunOut
-from pave.schemas.serving import BatchJobOut, BatchResult, BatchRunOut, DeploymentOut, RolloutOut
+from pave.schemas.serving import (
+    BatchJobOut,
+    BatchMonitoringStored,
+    BatchResult,
+    BatchRunOut,
+    DeploymentOut,
+    RolloutOut,
+)
 
 M = TypeVar("M", bound=Wire)
 
@@ -248,30 +255,34 @@ class Client:
 
         The job runs where this client runs (it loads the model: a user's code never runs in the
         control plane); ``input_uri`` and ``output_uri`` are paths or ``s3://BUCKET/KEY``. With
-        ``monitor``, a sample of the scored rows goes to the inference log of this installation
-        (``Settings.inference_log_dir``) as records of the deployment named after the project.
+        ``monitor``, a sample of the scored rows is sent to the control plane, which stores it in
+        the project's inference log (as records of the deployment named after the project) for
+        its monitors, wherever this client runs.
         """
         import resource
+        import tempfile
 
         from pave.serving.batch import record_job, score_table
 
         self.admit(project)
         os.environ["MLFLOW_TRACKING_TOKEN"] = self.token
-        result = score_table(
-            project,
-            input_uri=input_uri,
-            output_uri=output_uri,
-            tracking_uri=self.mlflow_tracking_uri,
-            cache_dir=self.settings.home / "cache" / "batch-models",
-            version=version,
-            alias=alias,
-            workers=workers,
-            progress=progress,
-            monitor_dir=self.settings.inference_log_dir if monitor else None,
-            ray=self.settings.executor == "ray",
-            ray_address=self.settings.executor_address,
-        )
-        record_job(result, tracking_uri=self.mlflow_tracking_uri)
+        with tempfile.TemporaryDirectory(prefix="pave-batch-log-") as spool:
+            result = score_table(
+                project,
+                input_uri=input_uri,
+                output_uri=output_uri,
+                tracking_uri=self.mlflow_tracking_uri,
+                cache_dir=self.settings.home / "cache" / "batch-models",
+                version=version,
+                alias=alias,
+                workers=workers,
+                progress=progress,
+                monitor_dir=Path(spool) if monitor else None,
+                ray=self.settings.executor == "ray",
+                ray_address=self.settings.executor_address,
+            )
+            record_job(result, tracking_uri=self.mlflow_tracking_uri)
+            monitored = self._store_batch_records(project, Path(spool)) if monitor else None
         # The whole job as the kernel counts it: this process and the workers it waited for.
         own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
@@ -279,7 +290,17 @@ class Client:
         self.record_usage(
             project, [{"kind": "batch", "ref": result.run_id or "", "cpu_seconds": cpu, "peak_memory": peak}]
         )
-        return BatchResult.model_validate(result.to_dict())
+        return BatchResult.model_validate(result.to_dict() | {"monitored": monitored})
+
+    def _store_batch_records(self, project: str, directory: Path) -> int:
+        """Send the log files a batch job wrote to ``directory`` to the project's monitors; the rows."""
+        from pave.serving.batch_monitor import request_bodies
+
+        path, rows = f"/api/v1/projects/{quote(project, safe='')}/batch/monitoring", 0
+        for body in request_bodies(directory):
+            headers = {"content-type": "application/json"}
+            rows += self.one(BatchMonitoringStored, "POST", path, content=body, headers=headers).rows
+        return rows
 
     def batch_submit(
         self,
@@ -290,10 +311,12 @@ class Client:
         version: str | None = None,
         alias: str | None = None,
         workers: int | None = None,
+        monitor: bool = False,
     ) -> BatchJobOut:
         """Start a batch job on the platform's job executor (not here); returns its key and state.
 
         ``input_uri`` and ``output_uri`` are ``s3://BUCKET/KEY``; follow it with :meth:`batch_job`.
+        With ``monitor``, the job feeds a sample of the scored rows to the project's monitors.
         """
         body = {
             "input": input_uri,
@@ -301,6 +324,7 @@ class Client:
             "version": version,
             "alias": alias,
             "workers": workers,
+            "monitor": monitor,
         }
         return self.one(BatchJobOut, "POST", f"/api/v1/projects/{quote(project, safe='')}/batch", json=body)
 

@@ -32,6 +32,7 @@ from pave.api.routes import (
     alerts,
     approvals,
     audit,
+    batch,
     costs,
     deployments,
     feedback,
@@ -265,6 +266,7 @@ ROUTERS = (
     teams.router,
     teams.project_router,
     costs.router,
+    batch.router,
     client_routes.router,
 )
 _PARAM = re.compile(r"\{[^}]+\}|<[^>]+>")

@@ -65,9 +65,13 @@ def start(
     version: str | None = None,
     alias: str | None = None,
     workers: int | None = None,
+    monitor: bool = False,
     requested_by: str = "",
 ) -> dict[str, Any]:
     """Start ``pave batch`` for ``project`` as a job; returns its description (state ``running``).
+
+    With ``monitor``, the job feeds a sample of the scored rows to the project's monitors (through
+    the control plane, like any ``pave batch --monitor``).
 
     Raises:
         InvalidInput: a local path, an unknown table format, or both a version and an alias.
@@ -92,6 +96,7 @@ def start(
     args = ["batch", project, "--input", input_uri, "--output", output_uri, "--json"]
     args += ["--version", version] if version else ["--alias", alias] if alias else []
     args += ["--workers", str(workers)] if workers else []
+    args += ["--monitor"] if monitor else []
     folder = _folder(settings, key)
     job = jobs.Job(
         key=key,
@@ -111,6 +116,7 @@ def start(
         "output": output_uri,
         "version": version,
         "alias": alias,
+        "monitor": monitor,
         "requested_by": requested_by,
         "created": time.time(),
         "token_id": token.id,
@@ -139,6 +145,7 @@ def describe(session: Session, settings: Settings, project: str, key: str) -> di
             hint="the key is what POST /api/v1/projects/P/batch (Client.batch_submit) returned",
         )
     out = {k: doc.get(k) for k in ("job", "project", "input", "output", "version", "alias", "created")}
+    out["monitor"] = bool(doc.get("monitor"))
     if not _ended(session, settings, folder, doc):
         return out | {"state": "running"}
     try:

@@ -98,7 +98,9 @@ def batch(
     alias: str | None = typer.Option(None, "--alias", help="The alias of the version, e.g. candidate."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Processes at once (default: CPUs)."),
     monitor: bool = typer.Option(
-        False, "--monitor", help="Log a sample of the scored rows for the project's drift monitors."
+        False,
+        "--monitor",
+        help="Send a sample of the scored rows to the platform for the project's drift monitors.",
     ),
     as_json: bool = JSON,
 ) -> None:
@@ -143,6 +145,11 @@ def batch(
             f"scored {job.rows:,} rows with {project} v{job.model_version} into {escape(output_uri)} "
             f"in {job.seconds:.1f}s ({job.rows_per_second:,.0f} rows/s, {job.workers} workers); "
             f"job recorded as run {job.run_id}"
+            + (
+                f"; {job.monitored:,} rows sent to the project's monitors"
+                if job.monitored is not None
+                else ""
+            )
         )
 
     emit(result, render, as_json=as_json)

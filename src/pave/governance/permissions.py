@@ -107,6 +107,8 @@ RULES: tuple[Rule, ...] = (
     _rule(_READ, r"/api/v1/projects/[^/]+/batch(/jobs/[^/]+)?", "read"),
     # A batch job runs the project's model with a token of the project: what a developer may do.
     _rule("POST", r"/api/v1/projects/[^/]+/batch", "write"),
+    # A batch job's sample of scored rows for the project's monitors (checked record by record).
+    _rule("POST", r"/api/v1/projects/[^/]+/batch/monitoring", "write"),
     _rule(_READ, r"/api/v1/costs", "admin", is_global=True),
     _rule("POST", r"/api/v1/projects", "write"),
     _rule("DELETE", r"/api/v1/projects/[^/]+", "admin"),

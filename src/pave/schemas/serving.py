@@ -54,6 +54,7 @@ class BatchJobOut(Wire):
     version: str | None
     alias: str | None
     created: int | float = Field(description="Seconds since the epoch.")
+    monitor: bool = Field(default=False, description="Whether the job feeds the project's monitors.")
     state: str = Field(description="running, succeeded or failed.")
     result: dict[str, Any] | None = Field(default=None, description="What the job scored (succeeded).")
     error: str | None = Field(default=None, description="Why it failed (failed).")
@@ -74,6 +75,16 @@ class BatchRunOut(Wire):
     cpu_seconds: float | None
 
 
+class BatchMonitoringStored(Wire):
+    """A batch job's records stored for the project's monitors (``POST .../batch/monitoring``)."""
+
+    project: str
+    records: int
+    rows: int
+    stored: str = Field(description="segment (shipped to the object store) or file (the log folder).")
+    name: str = Field(description="The segment's key or the file's name.")
+
+
 class BatchResult(Wire):
     """What one batch job scored (``pave batch``, ``Client.batch``)."""
 
@@ -92,3 +103,6 @@ class BatchResult(Wire):
     columns: list[str]
     nodes: list[str] = Field(description="The Ray nodes that scored parts (executor ray).")
     rows_per_second: float
+    monitored: int | None = Field(
+        default=None, description="Rows fed to the project's monitors (monitor on)."
+    )

@@ -154,8 +154,6 @@ class LogShipper:
 
     def ship(self, path: Path) -> None:
         """Upload one complete file, record its row, remove it from the spool."""
-        from pave.storage import open_storage
-
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -163,24 +161,36 @@ class LogShipper:
         if not data:
             path.unlink(missing_ok=True)
             return
-        first, last, records = _span(data)
-        day = datetime.fromtimestamp(first, UTC).strftime("%Y-%m-%d")
-        key = f"{PREFIX}/{day}/{self.host}-{path.name}"
-        open_storage(self.settings.artifacts).put_bytes(key, data)
         with Session(self.engine) as session, session.begin():
-            if session.scalar(select(InferenceSegmentRow.id).where(InferenceSegmentRow.key == key)) is None:
-                session.add(
-                    InferenceSegmentRow(
-                        key=key,
-                        gateway=self.gateway,
-                        first_ts=datetime.fromtimestamp(first, UTC),
-                        last_ts=datetime.fromtimestamp(last, UTC),
-                        records=records,
-                        bytes=len(data),
-                    )
-                )
+            store_segment(self.settings, session, data, f"{self.host}-{path.name}", gateway=self.gateway)
         path.unlink(missing_ok=True)
         self.shipped += 1
+
+
+def store_segment(settings: Settings, session: Session, data: bytes, name: str, *, gateway: str = "") -> str:
+    """Upload one complete JSON-lines file as a segment and add its row (in ``session``); returns its key.
+
+    ``name`` is ``<host>-inference-<stamp>-<rest>.jsonl`` (what :func:`_local_name` expects). The
+    same key twice uploads the same bytes again and keeps the one row: a retry is harmless.
+    """
+    from pave.storage import open_storage
+
+    first, last, records = _span(data)
+    day = datetime.fromtimestamp(first, UTC).strftime("%Y-%m-%d")
+    key = f"{PREFIX}/{day}/{name}"
+    open_storage(settings.artifacts).put_bytes(key, data)
+    if session.scalar(select(InferenceSegmentRow.id).where(InferenceSegmentRow.key == key)) is None:
+        session.add(
+            InferenceSegmentRow(
+                key=key,
+                gateway=gateway,
+                first_ts=datetime.fromtimestamp(first, UTC),
+                last_ts=datetime.fromtimestamp(last, UTC),
+                records=records,
+                bytes=len(data),
+            )
+        )
+    return key
 
 
 def _alive(pid: int) -> bool:
