@@ -19,6 +19,7 @@ from sklearn.linear_model import LogisticRegression
 from pave.client import Client
 from pave.errors import InvalidInput
 from pave.schemas.serving import BatchJobOut
+from pave.serving.inference_log import read_inference_log
 from pave_testing import PaveServer, S3Server
 
 pytestmark = pytest.mark.slow
@@ -72,13 +73,22 @@ def test_a_batch_job_submitted_through_the_api_scores_s3_in_a_worker(
                 client.batch_submit(PROJECT, str(tmp_path / "in.parquet"), f"s3://{bucket}/out.parquet")
             assert "object storage" in refused.value.message
             started = client.batch_submit(
-                PROJECT, f"s3://{bucket}/in/table.parquet", f"s3://{bucket}/out/scored.parquet", version="1"
+                PROJECT,
+                f"s3://{bucket}/in/table.parquet",
+                f"s3://{bucket}/out/scored.parquet",
+                version="1",
+                monitor=True,
             )
             assert started.state == "running"
+            assert started.monitor
             job = _finished(client, started.job)
             assert job.state == "succeeded", job
             assert job.result is not None
             assert job.result["rows"] == len(frame)
+            # its sample reached the control plane's log (the worker has no access to that folder)
+            assert job.result["monitored"] == len(frame)
+            logged = read_inference_log(server.home / "inference-log", deployment=PROJECT)
+            assert sum(len(outputs["predict"]) for outputs in logged["outputs"]) == len(frame)
             listed = client.list_batch_jobs(PROJECT)
             # the job's 12-hour token ended with the job
             (token,) = [t for t in client.list_tokens() if t.name.endswith(f"({started.job})")]
