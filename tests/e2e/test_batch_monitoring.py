@@ -5,6 +5,7 @@ another project's, malformed ones and callers without the developer role, storin
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +19,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from pave.client import Client
-from pave_testing import PaveServer, World
+from pave.serving.inference_log import read_inference_log
+from pave_testing import PaveServer, S3Server, World
 
 pytestmark = pytest.mark.slow
 
@@ -169,3 +171,27 @@ def test_a_developer_stores_checked_records_as_a_log_file(platform: dict[str, An
         "name": "-",
     }
     assert sorted(set(_log_files(platform["server"])) - set(before)) == [stored.json()["name"]]
+
+
+def test_with_the_log_shipped_the_records_are_a_segment_the_control_plane_mirrors(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    bucket = f"feed-{secrets.token_hex(4)}"
+    s3 = s3_server.client()
+    s3.create_bucket(Bucket=bucket)
+    server = PaveServer.up(tmp_path / "cp", PAVE_ARTIFACT_ROOT=f"s3://{bucket}/pave", **s3_server.env)
+    try:
+        World(server).project(PROJECT)
+        with server.client() as http:
+            stored = http.post(ROUTE, json={"records": [_record()]})
+        assert stored.status_code == 201, stored.text
+        assert stored.json()["stored"] == "segment"
+        key = stored.json()["name"]
+        assert key.startswith("inference-log/")
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix="pave/inference-log/")
+        assert [o["Key"] for o in listed.get("Contents", [])] == [f"pave/{key}"]
+        # mirrored at once into the folder this control plane's monitors read
+        logged = read_inference_log(server.home / "inference-log", deployment=PROJECT)
+        assert list(logged["id"]) == ["pave-batch:abc-0"]
+    finally:
+        server.stop()
