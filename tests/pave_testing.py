@@ -98,6 +98,17 @@ def drop_schemas(*names: str) -> None:
         engine.dispose()
 
 
+def mlflow_store(path: Path) -> str:
+    """The URL of a new MLflow SQLite store at ``path``, its schema copied from the machine's template
+    as `pave up` makes one (MLflow's own migrations take seconds per new store)."""
+    from pave.config import Settings
+    from pave.tracking import schema
+
+    url = f"sqlite:///{path}"
+    schema.seed(url, Settings(home=path.parent).cache_path)
+    return url
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

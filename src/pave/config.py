@@ -91,6 +91,13 @@ class Settings(BaseSettings):
         default=None,
         description="Per-model virtualenvs, built once per set of requirements; default: home/envs.",
     )
+    cache_dir: Path | None = Field(
+        default=None,
+        description=(
+            "What Pave builds once per machine and reuses (MLflow's schema for new stores); "
+            "default: $XDG_CACHE_HOME/pave, else ~/.cache/pave."
+        ),
+    )
     host: str = Field(default="127.0.0.1", description="Interface the control plane binds to.")
     port: int = Field(default=8000, ge=1, le=65535, description="Control-plane port.")
     gateway_host: str = Field(default="127.0.0.1", description="Interface the inference gateway binds to.")
@@ -421,6 +428,13 @@ class Settings(BaseSettings):
         """Where per-model virtualenvs are built (``serving/environments.py``), shared by every gateway
         process of this host and kept across restarts."""
         return self.model_envs or self.home / "envs"
+
+    @property
+    def cache_path(self) -> Path:
+        """Where Pave keeps what it builds once per machine (``cache_dir``, else the XDG cache)."""
+        if self.cache_dir is not None:
+            return self.cache_dir.expanduser()
+        return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "pave"
 
     @property
     def inference_log_dir(self) -> Path:

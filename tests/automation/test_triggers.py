@@ -26,7 +26,7 @@ from pave.pipelines import execute_project, load_spec
 from pave.store import migrate
 from pave.store.db import check_connection, make_engine, session_factory
 from pave.store.tables import LoopRunRow
-from pave_testing import POSTGRES_URL, S3Server, drop_schemas, free_port
+from pave_testing import POSTGRES_URL, S3Server, drop_schemas, free_port, mlflow_store
 
 STEPS = """
 def count(df):
@@ -61,7 +61,7 @@ class Platform:
         self.settings = Settings(
             home=tmp_path / "home",
             artifact_root=str(tmp_path / "artifacts"),
-            mlflow_database_url=f"sqlite:///{tmp_path / 'mlflow.db'}",
+            mlflow_database_url=mlflow_store(tmp_path / "mlflow.db"),
             source_check_interval=0,
             port=free_port(),  # the retrain jobs it starts reach no server
             **settings,

@@ -41,8 +41,9 @@ def test_the_embedded_server_s_stores_answer(tmp_path: Path) -> None:
         from pave.config import Settings
         from pave.tracking import server, stores
 
-        server.configure(Settings(home={str(tmp_path / "home")!r}))
-        stores.init_stores()
+        settings = Settings(home={str(tmp_path / "home")!r})
+        server.configure(settings)
+        server.init_stores(settings)  # as the control plane does: the schema from the template
         assert not stores.name_taken("churn")
         stores.tracking_store().create_experiment("churn")
         assert stores.experiment_exists("churn") and stores.name_taken("churn")

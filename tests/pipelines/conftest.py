@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from pave.config import Settings
+from pave_testing import mlflow_store
 
 _names = itertools.count(1)
 
@@ -156,7 +157,7 @@ def churn_project(tmp_path: Path) -> ProjectFactory:
 @pytest.fixture(scope="session")
 def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One real MLflow SQLite store for the session (creating one costs seconds); projects differ."""
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    return mlflow_store(tmp_path_factory.mktemp("mlflow") / "mlflow.db")
 
 
 @pytest.fixture

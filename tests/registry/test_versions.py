@@ -18,11 +18,12 @@ from pave.registry.versions import (
     register_version,
     set_alias,
 )
+from pave_testing import mlflow_store
 
 
 @pytest.fixture
 def uri(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return mlflow_store(tmp_path / "mlflow.db")
 
 
 def log_version(uri: str, name: str, auc: float) -> str:

@@ -25,8 +25,10 @@ from sklearn.preprocessing import StandardScaler
 from starlette.testclient import TestClient
 
 from pave.config import Settings
+from pave.registry.flavors import pip_requirements
 from pave.serving.deployments import Deployment, StaticDeployments
 from pave.serving.gateway import Gateway, GatewayOptions, create_gateway
+from pave_testing import mlflow_store
 
 
 class RowSum(mlflow.pyfunc.PythonModel):
@@ -75,8 +77,11 @@ class Models:
 
 @pytest.fixture(scope="session")
 def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
+    """Models logged with MLflow's API, their requirements named as `pave run` names them (the
+    installed versions): MLflow's own inference of them imports each model in a subprocess, tens of
+    seconds per model on a busy machine (the tests of plain MLflow's defaults are in tests/e2e)."""
     root = tmp_path_factory.mktemp("mlflow")
-    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+    tracking_uri = mlflow_store(root / "mlflow.db")
     # Both process-wide URIs, explicitly: a test that ran before may have left either pointing elsewhere.
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
@@ -92,11 +97,20 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
     for estimator in estimators.values():
         with mlflow.start_run():
             mlflow.sklearn.log_model(
-                estimator, name="model", input_example=X.head(3), registered_model_name="cancer"
+                estimator,
+                name="model",
+                input_example=X.head(3),
+                registered_model_name="cancer",
+                pip_requirements=pip_requirements("sklearn"),
             )
     signature = infer_signature(X.head(3), np.array([0, 1, 0]))
     with mlflow.start_run():
-        exploding = mlflow.pyfunc.log_model(name="model", python_model=Exploding(), signature=signature)
+        exploding = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=Exploding(),
+            signature=signature,
+            pip_requirements=pip_requirements("pyfunc"),
+        )
     # a tensor model: float32 matrix in, no column names
     Xt = X.to_numpy(dtype=np.float32)
     tensor_estimator = LogisticRegression(max_iter=2000).fit(Xt, y)
@@ -105,15 +119,21 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
             tensor_estimator,
             name="model",
             signature=infer_signature(Xt[:3], tensor_estimator.predict(Xt[:3])),
+            pip_requirements=pip_requirements("sklearn"),
         )
     import lightgbm
 
     lgbm = lightgbm.LGBMClassifier(n_estimators=20, num_leaves=7, verbose=-1).fit(X, y)
     with mlflow.start_run():
-        lightgbm_info = mlflow.lightgbm.log_model(lgbm, name="model", input_example=X.head(3))
+        lightgbm_info = mlflow.lightgbm.log_model(
+            lgbm, name="model", input_example=X.head(3), pip_requirements=pip_requirements("lightgbm")
+        )
     with mlflow.start_run():
         row_sum = mlflow.pyfunc.log_model(
-            name="model", python_model=RowSum(), signature=infer_signature(X.head(3), np.zeros(3))
+            name="model",
+            python_model=RowSum(),
+            signature=infer_signature(X.head(3), np.zeros(3)),
+            pip_requirements=pip_requirements("pyfunc"),
         )
     mlflow.set_tracking_uri(None)  # the gateway must get the URI from its options, not a global
     mlflow.set_registry_uri(None)  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ import numpy as np
 from serving_kit import columns_request, deployment, table_request
 from sklearn.ensemble import RandomForestClassifier
 
+from pave.registry.flavors import pip_requirements
 from pave.serving.deployments import Deployment, ModelRef
 
 
@@ -54,6 +55,7 @@ def test_trees_are_exact_in_their_own_space(make_client, models):
             name="model",
             input_example=models.X.head(3),
             skops_trusted_types=["sklearn.tree._tree.Tree"],
+            pip_requirements=pip_requirements("sklearn"),  # as `pave run` logs (no slow inference)
         )
     client, _, _ = make_client(
         Deployment("lightgbm", (ModelRef("1", models.lightgbm_uri),)),

@@ -66,7 +66,7 @@ def open_platform(settings: Settings, *, bootstrap_admin: bool = True) -> Platfo
     check_connection(mlflow_engine)  # creates MLflow's schema on PostgreSQL
     mlflow_engine.dispose()
     mlflow_server.configure(settings)
-    applied = migrate.upgrade(engine, settings.run_dir, also=mlflow_server.init_stores)
+    applied = migrate.upgrade(engine, settings.run_dir, also=lambda: mlflow_server.init_stores(settings))
     with migrate.migration_lock(engine, settings.run_dir):
         audit.configure(audit.load_or_create_key(settings.audit_key_path, engine))
     platform = Platform(settings, engine, session_factory(engine), applied)

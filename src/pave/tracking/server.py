@@ -51,10 +51,13 @@ def configure(settings: Settings) -> None:
     )
 
 
-def init_stores() -> None:
-    """Create (or migrate) MLflow's backend store now, not on the first request."""
-    from pave.tracking import stores
+def init_stores(settings: Settings) -> None:
+    """Create (or migrate) MLflow's backend store now, not on the first request (call it under the
+    migration lock). A new SQLite store gets MLflow's schema from the template in the cache instead
+    of running MLflow's migrations (``pave.tracking.schema``)."""
+    from pave.tracking import schema, stores
 
+    schema.seed(settings.mlflow_db_url, settings.cache_path)
     stores.init_stores()
 
 

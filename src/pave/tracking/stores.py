@@ -38,6 +38,28 @@ def init_stores() -> None:
     registry_store()
 
 
+def schema_head() -> str:
+    """The Alembic revision of MLflow's newest schema (what its stores require to open)."""
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    return str(_get_latest_schema_revision())
+
+
+def create_schema(url: str) -> str | None:
+    """Build MLflow's schema in the empty database at ``url`` exactly as MLflow's store does on a
+    fresh database (its initial tables, then every migration); return the revision it stands at,
+    None if it is not complete."""
+    from mlflow.store.db.utils import _all_tables_exist, _get_schema_version, _initialize_tables
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    try:
+        _initialize_tables(engine)
+        return str(_get_schema_version(engine)) if _all_tables_exist(engine) else None
+    finally:
+        engine.dispose()
+
+
 @dataclass(frozen=True)
 class ModelUri:
     """What a ``models:/`` URI names: a registered model (by ``name``) or a logged model (``model_id``)."""
