@@ -21,10 +21,19 @@ from pave.tracking import schema, stores
 from pave_testing import POSTGRES_URL
 
 
-def _schema_of(path: Path) -> list[tuple[str, str, str]]:
-    """Every table, index and trigger of a SQLite file with its SQL, and the Alembic revision."""
+def _schema_of(path: Path) -> list[tuple[str, str, object]]:
+    """Every table, index and trigger of a SQLite file with its definition, and the Alembic revision.
+
+    A definition is compared as the set of its lines (columns, constraints): MLflow's migrations
+    recreate tables with their constraints in an order that varies from one run to the next.
+    """
     with closing(sqlite3.connect(path)) as db:
-        rows = db.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall()
+        rows: list[tuple[str, str, object]] = [
+            (kind, name, sorted(line.strip().rstrip(",") for line in sql.splitlines()))
+            for kind, name, sql in db.execute(
+                "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL"
+            )
+        ]
         revision = db.execute("SELECT version_num FROM alembic_version").fetchone()[0]
     rows.append(("revision", "alembic_version", revision))
     return sorted(rows)
