@@ -18,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 
 from pave.client import Client
 from pave.errors import InvalidInput
+from pave.registry.flavors import pip_requirements
 from pave.schemas.serving import BatchJobOut
 from pave.serving.inference_log import read_inference_log
 from pave_testing import PaveServer, S3Server
@@ -59,7 +60,11 @@ def test_a_batch_job_submitted_through_the_api_scores_s3_in_a_worker(
             mlflow.set_experiment(PROJECT)
             with mlflow.start_run():
                 mlflow.sklearn.log_model(
-                    model, name="model", input_example=frame.head(3), registered_model_name=PROJECT
+                    model,
+                    name="model",
+                    input_example=frame.head(3),
+                    registered_model_name=PROJECT,
+                    pip_requirements=pip_requirements("sklearn"),  # as `pave run` (no slow inference)
                 )
         finally:
             mlflow.set_tracking_uri(None)

@@ -14,6 +14,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from pave.client import Client
+from pave.registry.flavors import pip_requirements
 from pave_testing import PaveServer, run_pave
 
 pytestmark = pytest.mark.slow
@@ -46,6 +47,7 @@ def registered(shared_server: PaveServer, tmp_path_factory: pytest.TempPathFacto
                 name="model",
                 input_example=frame.head(3),
                 registered_model_name=PROJECT,
+                pip_requirements=pip_requirements("sklearn"),  # as `pave run` (no slow inference)
             )
     finally:
         mlflow.set_tracking_uri(None)
