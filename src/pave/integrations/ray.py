@@ -65,11 +65,20 @@ class RayExecutor:
     capacity: float | None = None  # Ray queues what the cluster cannot run yet
 
     def __init__(
-        self, project_dir: Path, address: str | None = None, *, env: dict[str, str] | None = None
+        self,
+        project_dir: Path,
+        address: str | None = None,
+        *,
+        env: dict[str, str] | None = None,
+        working_dir: bool = True,
     ) -> None:
         self.project_dir = Path(project_dir).resolve()
         self.address = address
         self.env = dict(env or {})  # environment variables of the job's workers
+        # False: no runtime environment for the job (the caller ships what its tasks need). Ray then
+        # starts the job's workers as the driver connects, and each starts once, not twice (a
+        # runtime environment's worker runs Ray's setup script, which imports Ray, before the worker).
+        self.working_dir = working_dir
         self._remote: Any = None
         self._largest: dict[str, float] = {}
 
@@ -81,13 +90,15 @@ class RayExecutor:
                 hint="run one pipeline on Ray at a time per process, or call ray.shutdown() first",
             )
         _check_reachable(self.address)
-        runtime_env: dict[str, Any] = {"working_dir": str(self.project_dir), "excludes": WORKING_DIR_EXCLUDES}
+        runtime_env: dict[str, Any] = {}
+        if self.working_dir:
+            runtime_env |= {"working_dir": str(self.project_dir), "excludes": WORKING_DIR_EXCLUDES}
         if self.env:
             runtime_env["env_vars"] = self.env
         try:
             ray.init(
                 address=self.address,
-                runtime_env=runtime_env,
+                runtime_env=runtime_env or None,
                 namespace="pave",
                 log_to_driver=False,
                 include_dashboard=False if self.address is None else None,
@@ -147,6 +158,12 @@ class RayExecutor:
         with log_path.open("a", encoding="utf-8") as stream:
             stream.write(log_text)
         return outcome
+
+    def put(self, value: Any) -> Any:
+        """Store ``value`` in the cluster once; pass the reference to many tasks (each gets the value)."""
+        if self._remote is None:
+            raise RuntimeError("RayExecutor.put outside its `with` block")
+        return _ray().put(value)
 
     def run_all(
         self,
