@@ -78,16 +78,20 @@ def _tree(roots: set[int]) -> set[int]:
         found |= more
 
 
-def _stop_cluster(temp: Path) -> None:
-    """Stop the processes of this cluster only (``ray stop`` would stop every cluster on the machine)."""
+def _stop_cluster(temp: Path, client_port: int) -> None:
+    """Stop the processes of this cluster only (``ray stop`` would stop every cluster on the machine):
+    those naming its temporary folder, its Ray Client server (found by its port: it names neither
+    the folder nor a parent of this cluster) and their descendants."""
     roots = set()
+    client = f"--port={client_port} ".encode()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if str(temp).encode() in (entry / "cmdline").read_bytes():
-                    roots.add(int(entry.name))
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
             except OSError:
                 continue
+            if str(temp).encode() in command or (b"ray.util.client.server" in command and client in command):
+                roots.add(int(entry.name))
     pids = _tree(roots)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
@@ -112,10 +116,12 @@ def ray_cluster() -> Iterator[str]:
     saved = {name: os.environ.get(name) for name in token}
     _ray_auth(token)
     temp = Path(tempfile.mkdtemp(prefix="pray-", dir="/tmp"))  # Ray's socket paths must stay short
-    port = free_port()
+    port, client_port = free_port(), free_port()
     ray = str(Path(sys.executable).parent / "ray")
     common = ["--num-cpus=2", "--disable-usage-stats", "--node-ip-address=127.0.0.1"]
-    head = [ray, "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}/h"]
+    # Ray Client's server on a free port too: its default (10001) is taken by any other cluster here.
+    head = [ray, "start", "--head", f"--port={port}", f"--ray-client-server-port={client_port}"]
+    head += ["--include-dashboard=false", f"--temp-dir={temp}/h"]
     # A second node joins the head, as a worker host would (its own temp dir: its own processes).
     worker = [ray, "start", f"--address=127.0.0.1:{port}", f"--temp-dir={temp}/w"]
     env = os.environ | RAY_START_ENV
@@ -126,7 +132,7 @@ def ray_cluster() -> Iterator[str]:
         assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
         yield f"127.0.0.1:{port}"
     finally:
-        _stop_cluster(temp)
+        _stop_cluster(temp, client_port)
         shutil.rmtree(temp, ignore_errors=True)
         _ray_auth(saved)
 
