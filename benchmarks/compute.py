@@ -54,6 +54,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from harness import free_port, load_average
 
 MIN_SECONDS = 10.0
 
@@ -67,10 +68,6 @@ def _repeat(work: Callable[[], int]) -> tuple[float, int, int]:
         elapsed = time.perf_counter() - started
         if elapsed >= MIN_SECONDS:
             return elapsed, rows, runs
-
-
-def _load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 # --- batch scoring ---------------------------------------------------------------------------------
@@ -284,7 +281,7 @@ def pave_tune(folder: Path, trials: int, parallel: int, address: str | None, row
 def ray_cluster() -> Iterator[str]:
     """A head and a worker node on this machine (two CPUs each), stopped by their own processes."""
     temp = Path(tempfile.mkdtemp(prefix="pbench-", dir="/tmp"))
-    port, client_port = _free_port(), _free_port()
+    port, client_port = free_port(), free_port()
     ray = str(Path(sys.executable).parent / "ray")
     common = ["--num-cpus=2", "--disable-usage-stats", "--node-ip-address=127.0.0.1"]
     # Ray Client's server gets a free port too: its default (10001) is taken by any other cluster.
@@ -331,14 +328,6 @@ def _cluster_processes(temp: Path, client_port: int) -> set[int]:
     return found
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def tuning(folder: Path, objectives: dict[str, tuple[int, int]]) -> dict[str, dict[str, float]]:
     """Per objective (name: rows, trials): plain Optuna and ``pave tune`` parallel 1, then both
     objectives with ``parallel: 4`` on one two-node cluster."""
@@ -374,7 +363,7 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     # Ray reads its authentication mode and token when it is imported: set them first.
     os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)})
-    print(f"load average before: {_load()}  ({os.cpu_count()} CPUs)", flush=True)
+    print(f"load average before: {load_average()}  ({os.cpu_count()} CPUs)", flush=True)
     with tempfile.TemporaryDirectory(prefix="pave-bench-compute-") as tmp:
         folder = Path(tmp)
         if args.only != "tune":
@@ -387,7 +376,7 @@ def main() -> None:
                     flush=True,
                 )
         if args.only == "batch":
-            print(f"load average after: {_load()}", flush=True)
+            print(f"load average after: {load_average()}", flush=True)
             return
         objectives = {"small": (4_000, args.trials), "realistic": (20_000, args.realistic_trials)}
         for name, tuned in tuning(folder, objectives).items():
@@ -402,7 +391,7 @@ def main() -> None:
                 f"(ideal on 2 cores, parallel 1 / 2: {ideal:.1f} s, {ideal / tuned['optuna']:.2f}x)",
                 flush=True,
             )
-    print(f"load average after: {_load()}", flush=True)
+    print(f"load average after: {load_average()}", flush=True)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+from harness import free_port, load_average
 from rich.console import Console
 from rich.table import Table
 
@@ -84,16 +84,6 @@ class Server:
     cwd: Path | None = None
     headers: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None  # started elsewhere (pave up)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def load_average() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def descendants(pid: int) -> list[int]:
