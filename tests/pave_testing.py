@@ -58,6 +58,26 @@ def mlflow_globals(uri: str) -> Iterator[None]:
         mlflow.set_registry_uri(None)  # type: ignore[arg-type]
 
 
+def register_sklearn(url: str, project: str, model: Any, example: Any) -> None:
+    """Log a fitted scikit-learn ``model`` through the platform at ``url`` (its MLflow, the caller's
+    MLFLOW_TRACKING_TOKEN) into the project's experiment, registered as the project's model (its next
+    version), with its requirements named as `pave run` names them (no slow inference of them)."""
+    import mlflow
+
+    from pave.registry.flavors import pip_requirements
+
+    with mlflow_globals(f"{url}/mlflow"):
+        mlflow.set_experiment(project)
+        with mlflow.start_run():
+            mlflow.sklearn.log_model(
+                model,
+                name="model",
+                input_example=example.head(3),
+                registered_model_name=project,
+                pip_requirements=pip_requirements("sklearn"),
+            )
+
+
 # For `ray start` in tests: no usage report, and a raylet that waits up to 120 s for its agents (Ray's
 # default gives up after about 16 s, which a loaded 2-core machine can exceed).
 RAY_START_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_raylet_start_wait_time_s": "120"}

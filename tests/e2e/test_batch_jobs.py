@@ -10,7 +10,6 @@ import secrets
 import time
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,10 +17,9 @@ from sklearn.linear_model import LogisticRegression
 
 from pave.client import Client
 from pave.errors import InvalidInput
-from pave.registry.flavors import pip_requirements
 from pave.schemas.serving import BatchJobOut
 from pave.serving.inference_log import read_inference_log
-from pave_testing import PaveServer, S3Server
+from pave_testing import PaveServer, S3Server, register_sklearn
 
 pytestmark = pytest.mark.slow
 
@@ -54,21 +52,7 @@ def test_a_batch_job_submitted_through_the_api_scores_s3_in_a_worker(
         with Client(url=server.url, token=server.token) as client:
             client.create_project(PROJECT, owner="admin", description="batch through the API")
         monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", server.token)
-        mlflow.set_tracking_uri(f"{server.url}/mlflow")
-        mlflow.set_registry_uri(f"{server.url}/mlflow")
-        try:
-            mlflow.set_experiment(PROJECT)
-            with mlflow.start_run():
-                mlflow.sklearn.log_model(
-                    model,
-                    name="model",
-                    input_example=frame.head(3),
-                    registered_model_name=PROJECT,
-                    pip_requirements=pip_requirements("sklearn"),  # as `pave run` (no slow inference)
-                )
-        finally:
-            mlflow.set_tracking_uri(None)
-            mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+        register_sklearn(server.url, PROJECT, model, frame)
         buffer = io.BytesIO()
         frame.to_parquet(buffer, row_group_size=1000)
         s3.put_object(Bucket=bucket, Key="in/table.parquet", Body=buffer.getvalue())

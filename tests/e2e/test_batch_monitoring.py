@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,7 +19,7 @@ from sklearn.linear_model import LogisticRegression
 
 from pave.client import Client
 from pave.serving.inference_log import read_inference_log
-from pave_testing import PaveServer, S3Server, World
+from pave_testing import PaveServer, S3Server, World, register_sklearn
 
 pytestmark = pytest.mark.slow
 
@@ -40,20 +39,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
         rng = np.random.default_rng(5)
         frame = pd.DataFrame(rng.normal(size=(3000, 6)), columns=[f"f{i}" for i in range(6)])
         os.environ["MLFLOW_TRACKING_TOKEN"] = server.token
-        mlflow.set_tracking_uri(f"{server.url}/mlflow")
-        mlflow.set_registry_uri(f"{server.url}/mlflow")
-        try:
-            mlflow.set_experiment(PROJECT)
-            with mlflow.start_run():
-                mlflow.sklearn.log_model(
-                    LogisticRegression().fit(frame, (frame["f0"] > frame["f1"]).astype(int)),
-                    name="model",
-                    input_example=frame.head(3),
-                    registered_model_name=PROJECT,
-                )
-        finally:
-            mlflow.set_tracking_uri(None)
-            mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+        model = LogisticRegression().fit(frame, (frame["f0"] > frame["f1"]).astype(int))
+        register_sklearn(server.url, PROJECT, model, frame)
         world.member(PROJECT, "dev", "developer")
         world.member(PROJECT, "val", "viewer")
         world.member(OTHER, "odd", "developer")

@@ -7,15 +7,13 @@ import json
 import os
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
 from pave.client import Client
-from pave.registry.flavors import pip_requirements
-from pave_testing import PaveServer, run_pave
+from pave_testing import PaveServer, register_sklearn, run_pave
 
 pytestmark = pytest.mark.slow
 
@@ -37,21 +35,7 @@ def registered(shared_server: PaveServer, tmp_path_factory: pytest.TempPathFacto
     with Client(url=shared_server.url, token=shared_server.token) as client:
         client.create_project(PROJECT, owner="admin", description="batch scoring")
     os.environ["MLFLOW_TRACKING_TOKEN"] = shared_server.token
-    mlflow.set_tracking_uri(f"{shared_server.url}/mlflow")
-    mlflow.set_registry_uri(f"{shared_server.url}/mlflow")
-    try:
-        mlflow.set_experiment(PROJECT)
-        with mlflow.start_run():
-            mlflow.sklearn.log_model(
-                LogisticRegression(max_iter=500).fit(frame, target),
-                name="model",
-                input_example=frame.head(3),
-                registered_model_name=PROJECT,
-                pip_requirements=pip_requirements("sklearn"),  # as `pave run` (no slow inference)
-            )
-    finally:
-        mlflow.set_tracking_uri(None)
-        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+    register_sklearn(shared_server.url, PROJECT, LogisticRegression(max_iter=500).fit(frame, target), frame)
     return frame
 
 
