@@ -21,16 +21,17 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from pave.pipelines.project import ReproduceResult, RunResult, execute_project, reproduce
+    from pave.pipelines.project import RunResult, execute_project
+    from pave.pipelines.reproduction import ReproduceResult, reproduce
     from pave.pipelines.spec import ProjectSpec, load_spec
 
 _LAZY = {
     "ProjectSpec": "pave.pipelines.spec",
     "load_spec": "pave.pipelines.spec",
     "RunResult": "pave.pipelines.project",
-    "ReproduceResult": "pave.pipelines.project",
+    "ReproduceResult": "pave.pipelines.reproduction",
     "execute_project": "pave.pipelines.project",
-    "reproduce": "pave.pipelines.project",
+    "reproduce": "pave.pipelines.reproduction",
 }
 
 
