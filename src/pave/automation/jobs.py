@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -242,14 +243,7 @@ class LocalExecutor:
         waits, and the namespace's first process, ``pave run``, has no handler for it)."""
         if handle.pid is None or not self.running(handle):
             return
-        with contextlib.suppress(OSError):
-            os.killpg(handle.pid, signal.SIGTERM)
-        deadline = time.monotonic() + GRACE
-        while self.running(handle) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if self.running(handle):
-            with contextlib.suppress(OSError):
-                os.killpg(handle.pid, signal.SIGKILL)
+        _end_groups({handle.pid: lambda: self.running(handle)}, GRACE)
 
     def cleanup(self, handle: Handle) -> None:
         if handle.pid is not None:
@@ -272,21 +266,33 @@ def stop_started(grace: float = GRACE) -> list[int]:
     alive = [(pid, process) for pid, process in list(_processes.items()) if process.poll() is None]
     for pid, _ in alive:
         log.warning("stopping job pid %d: the control plane is stopping", pid)
-        with contextlib.suppress(OSError):
-            os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
+    _end_groups({pid: functools.partial(_unfinished, process) for pid, process in alive}, grace)
     for pid, process in alive:
-        try:
-            process.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(OSError):
-                os.killpg(pid, signal.SIGKILL)
-            process.wait(timeout=30)
+        process.wait(timeout=30)
         _processes.pop(pid, None)
         folder = _folders.pop(pid, None)
         if folder is not None:  # its output is in the control plane's files; the folder is scratch
             shutil.rmtree(folder, ignore_errors=True)
     return [pid for pid, _ in alive]
+
+
+def _unfinished(process: subprocess.Popen[bytes]) -> bool:
+    return process.poll() is None
+
+
+def _end_groups(groups: Mapping[int, Callable[[], bool]], grace: float) -> None:
+    """SIGTERM to each process group (by its leader's pid), SIGKILL to those whose ``running()`` is
+    still true ``grace`` seconds later."""
+    for pid in groups:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while any(running() for running in groups.values()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid, running in groups.items():
+        if running():
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
 
 
 def _alive(pid: int, folder: str) -> bool:
