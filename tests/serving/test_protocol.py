@@ -99,3 +99,56 @@ def test_encode_response_filters_requested_outputs():
     assert [o["name"] for o in doc["outputs"]] == ["predict_proba"]
     with pytest.raises(InvalidInput, match="unknown output 'nope'"):
         encode_response("m", "1", "i", outputs, ["nope"])
+
+
+# --- many inputs (the template's one per column) are checked a field at a time for all of them -------
+
+
+def _template_inputs(n=30):
+    return [{"name": f"f{i}", "datatype": "FP64", "shape": [1], "data": [float(i)]} for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["not", "an", "object"],
+        "f17",
+        None,
+        {"datatype": "FP64", "shape": [1], "data": [1.0]},  # no name
+        {"name": "", "datatype": "FP64", "shape": [1], "data": [1.0]},
+        {"name": 17, "datatype": "FP64", "shape": [1], "data": [1.0]},
+        {"name": "f17", "datatype": "FP64", "shape": 1, "data": [1.0]},
+        {"name": "f17", "datatype": "FP64", "shape": [True], "data": [1.0]},
+        {"name": "f17", "datatype": "FP64", "shape": [1.0], "data": [1.0]},
+        {"name": "f17", "datatype": "FP64", "shape": [-1], "data": [1.0]},
+        {"name": "f17", "datatype": "DOUBLE", "shape": [1], "data": [1.0]},
+        {"name": "f17", "datatype": ["FP64"], "shape": [1], "data": [1.0]},  # unhashable
+        {"name": "f17", "shape": [1], "data": [1.0]},  # no datatype
+        {"name": "f17", "datatype": "FP64", "data": [1.0]},  # no shape
+        {"name": "f17", "datatype": "FP64", "shape": [1]},  # no data
+        {"name": "f17", "datatype": "FP64", "shape": [1], "data": [1.0], "parameters": []},
+    ],
+)
+def test_one_bad_input_among_many_gets_the_message_of_the_input_by_input_check(bad):
+    from pave.serving.protocol import _check_input, _well_formed
+
+    inputs = _template_inputs()
+    inputs[17] = bad
+    assert not _well_formed(inputs)
+    with pytest.raises(InvalidInput) as expected:
+        _check_input(bad, 17)
+    with pytest.raises(InvalidInput) as got:
+        parse_request(orjson.dumps({"inputs": inputs}))
+    assert got.value.message == expected.value.message
+    assert got.value.status_code == 400
+
+
+def test_the_template_request_is_checked_in_one_pass_and_parameters_take_the_loop():
+    from pave.serving.protocol import _well_formed
+
+    inputs = _template_inputs()
+    assert _well_formed(inputs)
+    assert parse_request(orjson.dumps({"inputs": inputs})).inputs == inputs
+    inputs[3]["parameters"] = {"content_type": "np"}
+    assert not _well_formed(inputs)
+    assert parse_request(orjson.dumps({"inputs": inputs})).inputs == inputs  # accepted by the loop

@@ -90,3 +90,62 @@ def test_a_column_shaped_n_by_1_takes_the_fast_path_too():
 def test_a_table_input_of_the_wrong_datatype_names_the_column():
     with pytest.raises(InvalidInput, match="column 'a' expects FP64"):
         SCHEMA.bind([{"name": "x", "datatype": "BYTES", "shape": [1, 3], "data": ["1", "2", "3"]}])
+
+
+# --- the template's request shape (one scalar input per column): the fast path's refusals -----------
+
+CHECKED = InputSchema(kind="frame", columns=SCHEMA.columns, order=SCHEMA.order)  # never the fast path
+
+
+def _scalars(**values):
+    return [{"name": k, "datatype": "FP64", "shape": [1], "data": [v]} for k, v in values.items()]
+
+
+def _changed(index, **change):
+    inputs = _scalars(a=1.0, b=2.0, c=3.0)
+    inputs[index] = {**inputs[index], **change}
+    return inputs
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        (_changed(1, datatype="BYTES", data=["2"]), "input 'b' has datatype BYTES, the model expects FP64"),
+        (_changed(1, datatype="BOOL", data=[True]), "input 'b' has datatype BOOL, the model expects FP64"),
+        (_scalars(b=2.0, c=3.0), "input 'a' is missing; the model takes 'a', 'b', 'c'"),
+        (_scalars(a=1.0, c=3.0), "input 'b' is missing; the model takes 'a', 'b', 'c'"),
+        (_changed(2, shape=[1, 2], data=[1.0, 2.0]), "input 'c' must have shape [n] or [n, 1], got [1, 2]"),
+        (_changed(2, shape=[2], data=[1.0, 2.0]), "input 'c' has 2 rows, the other inputs have 1"),
+        (_changed(0, shape=[2]), "input 'a': shape [2] needs 2 values, 'data' has 1"),
+        (_changed(1, data=["2"]), "input 'b': 'data' does not hold FP64 values"),
+        (_changed(1, data=[True]), "input 'b': 'data' does not hold FP64 values"),
+        (_changed(1, data=[None]), "input 'b': 'data' does not hold FP64 values"),
+        (_changed(1, name="a"), "input 'a' is given twice"),
+        (_changed(1, name="zzz"), "unknown input 'zzz'; the model takes the columns 'a', 'b', 'c'"),
+    ],
+)
+def test_the_template_shape_gets_the_checked_paths_refusal(inputs, message):
+    assert SCHEMA._fast_matrix(inputs) is None
+    with pytest.raises(InvalidInput) as fast:
+        SCHEMA.bind(inputs)
+    with pytest.raises(InvalidInput) as checked:
+        CHECKED.bind(inputs)
+    assert fast.value.message == checked.value.message == message
+    assert fast.value.status_code == 400
+
+
+def test_the_template_shape_takes_the_fast_path_and_equals_the_checked_path():
+    inputs = _scalars(b=2.5, c=-1, a=1e300)  # an integer and any order: converted as numpy does
+    fast = SCHEMA._fast_matrix(inputs)
+    assert fast is not None
+    checked, n_rows = CHECKED.bind(inputs)
+    assert n_rows == fast[1] == 1
+    assert fast[0].tolist() == checked[list(SCHEMA.order)].to_numpy().tolist() == [[-1.0, 1e300, 2.5]]
+
+
+def test_no_rows_take_the_fast_path_too():
+    inputs = [{"name": k, "datatype": "FP64", "shape": [0], "data": []} for k in "abc"]
+    fast = SCHEMA._fast_matrix(inputs)
+    assert fast is not None
+    assert fast[0].shape == (0, 3)
+    assert fast[1] == 0

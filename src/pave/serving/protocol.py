@@ -18,6 +18,8 @@ import math
 import random
 import uuid
 from dataclasses import dataclass
+from itertools import chain, repeat
+from operator import contains, itemgetter
 from typing import Any
 
 import numpy as np
@@ -46,6 +48,10 @@ _DATA_KINDS = {"b": "b", "u": "iu", "i": "iu", "f": "iuf"}
 
 NUMPY_OPTS = orjson.OPT_SERIALIZE_NUMPY
 _INT = frozenset({int})
+_STR = frozenset({str})
+_LIST = frozenset({list})
+_DATATYPE_NAMES = frozenset(DATATYPES)
+_NAME, _SHAPE, _DATATYPE, _DATA = map(itemgetter, ("name", "shape", "datatype", "data"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +102,9 @@ def parse_request(body: bytes) -> InferenceRequest:
     inputs = doc.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise InvalidInput("request needs a non-empty 'inputs' list")
-    for position, item in enumerate(inputs):
-        _check_input(item, position)
+    if len(inputs) < 3 or not _well_formed(inputs):  # one or two inputs: the loop costs less
+        for position, item in enumerate(inputs):
+            _check_input(item, position)  # raises, naming the first input that is not
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidInput("'id' must be a string")
@@ -141,6 +148,30 @@ def _requested_outputs(requested: Any) -> tuple[list[str] | None, frozenset[str]
     return names or None, frozenset(binary)
 
 
+def _well_formed(inputs: list[Any]) -> bool:
+    """Whether every input passes :func:`_check_input`, checked a field at a time for all inputs.
+
+    The template's request has one input per column (30 for a 30-feature model): a few passes in C
+    over all inputs cost a sixth of a loop body per input. False sends the request to the checked
+    loop, which names the problem; inputs with ``parameters`` always go there.
+    """
+    try:
+        names = list(map(_NAME, inputs))
+        if set(map(type, names)) != _STR or "" in names:
+            return False
+        if not _DATATYPE_NAMES.issuperset(map(_DATATYPE, inputs)):
+            return False
+        shapes = list(map(_SHAPE, inputs))
+    except (KeyError, TypeError):  # an input that is not an object, lacks a field, or a list as datatype
+        return False
+    if set(map(type, shapes)) != _LIST:
+        return False
+    dims = list(chain.from_iterable(shapes))
+    if not _INT.issuperset(map(type, dims)) or (dims and min(dims) < 0):
+        return False
+    return all(map(contains, inputs, repeat("data"))) and not any(map(contains, inputs, repeat("parameters")))
+
+
 def _check_input(item: Any, position: int) -> None:
     if not isinstance(item, dict):
         raise InvalidInput(f"inputs[{position}] must be an object")
@@ -152,7 +183,7 @@ def _check_input(item: Any, position: int) -> None:
     if type(shape) is not list or not set(map(type, shape)) <= _INT or (shape and min(shape) < 0):
         raise InvalidInput(f"input '{name}': 'shape' must be a list of non-negative integers")
     datatype = item.get("datatype")
-    if datatype not in DATATYPES:
+    if type(datatype) is not str or datatype not in DATATYPES:  # a list would not even hash
         raise InvalidInput(
             f"input '{name}': unknown datatype {datatype!r}; use one of {', '.join(DATATYPES)}"
         )

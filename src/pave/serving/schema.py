@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from itertools import chain
+from operator import itemgetter
 from typing import Any, Literal
 
 import numpy as np
@@ -31,6 +32,7 @@ Features = Any  # np.ndarray | pd.DataFrame | dict[str, np.ndarray]
 _NUMBERS = frozenset({float, int})
 _FP64 = frozenset({"FP64"})
 _LIST = frozenset({list})
+_NAME, _SHAPE, _DATATYPE, _DATA = map(itemgetter, ("name", "shape", "datatype", "data"))
 
 # MLflow column type -> OIP datatype.
 _MLFLOW_TYPES = {
@@ -138,37 +140,37 @@ class InputSchema:
         return list(self.order)
 
     def _fast_matrix(self, inputs: list[dict[str, Any]]) -> tuple[Features, int] | None:
-        """One input per column, all FP64 lists of one length: the matrix in one numpy call.
+        """One input per column, all FP64 lists of one length: the matrix from one flat list.
 
-        The template's own request shape (one named input per column) costs then about what one
-        combined tensor costs: each check is one comprehension over the inputs (no Python loop
-        body per column), and inputs in the signature's or the estimator's order (what clients
-        send) need no lookup per name. Anything else (a missing column, another datatype, a
-        value that is not a number) returns None and takes the checked path, which names the
-        problem.
+        The template's own request shape (one named input per column) costs then little more than
+        one combined tensor: each check is one pass in C over all the inputs (no Python loop body
+        per column), the values go to numpy as one flat list, and inputs in the signature's or the
+        estimator's order (what clients send) need no lookup per name. Anything else (a missing,
+        unknown or repeated column, another datatype or shape, a value that is not a number)
+        returns None and takes the checked path, which names the problem.
         """
         position = self._matrix_position
         if position is None or len(inputs) != len(position):
             return None
         try:
-            names = [item["name"] for item in inputs]
-            if {item["datatype"] for item in inputs} != _FP64:
+            if not _FP64.issuperset(map(_DATATYPE, inputs)):
                 return None
-            shapes = {tuple(item["shape"]) for item in inputs}
-            columns = [item["data"] for item in inputs]
+            shapes = list(map(_SHAPE, inputs))
+            columns = list(map(_DATA, inputs))
+            names = list(map(_NAME, inputs))
+            shape = shapes[0]
+            if shapes.count(shape) != len(shapes) or not (len(shape) == 1 or shape[1:] == [1]):
+                return None
+            n_rows = shape[0]
+            if set(map(type, columns)) != _LIST or set(map(len, columns)) != {n_rows}:
+                return None
         except (KeyError, TypeError):  # not the plain shape: the checked path says what is wrong
             return None
-        if len(shapes) != 1:
-            return None
-        shape = shapes.pop()
-        if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
-            return None
-        n_rows = shape[0]
-        if {type(data) for data in columns} != _LIST:
-            return None
-        # One pass in C over every value: numpy would make True a silent 1.0, and a string or a
-        # null goes to the checked path for its message.
-        if not set(map(type, chain.from_iterable(columns))) <= _NUMBERS:
+        values = list(chain.from_iterable(columns))
+        # numpy would make True a silent 1.0; a string, a null or a nested list goes to the checked
+        # path for its message. orjson gives a float for an integer past 64 bits, so every value
+        # left converts exactly as the checked path's np.asarray(...).astype(float64) does.
+        if not _NUMBERS.issuperset(map(type, values)):
             return None
         reorder: list[int] | None = None  # rows of the block in the estimator's order
         if names == self._column_names:
@@ -180,15 +182,10 @@ class InputSchema:
             reorder = [0] * len(index)
             for given, j in enumerate(index):
                 reorder[j] = given  # type: ignore[index]
-        try:
-            block = np.array(columns)
-        except (ValueError, TypeError):
-            return None
-        if block.shape != (len(position), n_rows) or block.dtype.kind not in "iuf":
-            return None
+        block = np.array(values, dtype=np.float64).reshape(len(columns), n_rows)
         if reorder is not None:
             block = block[reorder]
-        return np.ascontiguousarray(block.T, dtype=np.float64), n_rows
+        return np.ascontiguousarray(block.T), n_rows
 
     def _bind_columns(self, inputs: list[dict[str, Any]]) -> tuple[Features, int]:
         by_name = self._by_name
