@@ -236,3 +236,122 @@ def test_an_input_s_digest_is_remembered_only_while_the_file_is_unchanged(
     path.write_bytes(b"b" * 1000)  # the same size,
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # and the old mtime put back
     assert input_digest(path, cache) == hashlib.sha256(b"b" * 1000).hexdigest()
+
+
+def test_a_folder_output_holds_part_files_in_the_input_s_order_and_a_manifest(
+    models: Models, tmp_path: Path
+) -> None:
+    import json
+
+    from pave.serving.batch_dataset import MARKER
+
+    source = _parquet(models.X, tmp_path / "in.parquet", row_group_size=50)  # 12 row groups
+    target = tmp_path / "out" / "scored"
+    seen: list[tuple[int, int]] = []
+    result = _score(
+        models,
+        tmp_path,
+        str(source),
+        f"{target}/",
+        version="1",
+        workers=2,
+        progress=lambda rows, parts: seen.append((rows, parts)),
+    )
+    names = sorted(p.name for p in target.iterdir())
+    assert names == [MARKER] + [f"part-{i:06d}.parquet" for i in range(12)]
+    assert [p.name for p in target.parent.iterdir()] == ["scored"]  # nothing staged is left beside it
+    assert seen[-1] == (len(models.X), 12)
+    for back in (pd.read_parquet(target), pq.read_table(target).to_pandas()):
+        assert result.rows == len(back) == len(models.X)
+        pd.testing.assert_frame_equal(back[list(models.X.columns)], models.X)  # the input's order
+        assert (back["predict"].to_numpy() == models.estimators["1"].predict(models.X)).all()
+        assert set(back[batch.VERSION_COLUMN]) == {"1"}
+    manifest = json.loads((target / MARKER).read_text())
+    assert manifest["rows"] == len(models.X)
+    assert manifest["model_version"] == "1"
+    assert [p["rows"] for p in manifest["parts"]] == [50] * 11 + [len(models.X) - 550]
+
+    # Scored again, one part: the previous output is replaced whole (no part of it is left).
+    _parquet(models.X.head(40), source)
+    _score(models, tmp_path, str(source), f"{target}/", version="2")
+    assert sorted(p.name for p in target.iterdir()) == [MARKER, "part-000000.parquet"]
+    assert (pd.read_parquet(target)["model_version"] == "2").all()
+
+
+def test_a_failed_folder_job_leaves_nothing_and_a_folder_of_other_files_is_refused(
+    models: Models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batch, "CSV_CHUNK_ROWS", 100)
+    frame = models.X.head(250).astype(object)
+    frame.loc[160, "worst area"] = "unknown"
+    frame.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(InvalidInput, match="column 'worst area' holds BYTES"):
+        _score(models, tmp_path, str(tmp_path / "bad.csv"), str(tmp_path / "out") + "/", version="1")
+    # the first part was written, then removed with its hidden folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    source = _parquet(models.X, tmp_path / "in.parquet")
+    with pytest.raises(InvalidInput, match="is not a finished Pave batch output") as info:
+        _score(models, tmp_path, str(source), f"{mine}/", version="1")
+    assert "choose another --output" in (info.value.hint or "")
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+def test_a_folder_output_in_s3_is_committed_by_its_manifest(
+    models: Models, tmp_path: Path, s3: S3Server
+) -> None:
+    from pave.serving.batch_dataset import MARKER
+
+    bucket = s3.bucket()
+    store = open_storage(f"s3://{bucket}")
+    store.put_file("inputs/cancer.parquet", _parquet(models.X, tmp_path / "in.parquet", row_group_size=200))
+    source, scored = f"s3://{bucket}/inputs/cancer.parquet", f"s3://{bucket}/outputs/scored/"
+    store.put_bytes("outputs/scored/part-000009.parquet", b"a previous output's part")
+    store.put_bytes(f"outputs/scored/{MARKER}", b"{}")
+    result = _score(models, tmp_path, source, scored, version="1")
+    keys = [o.key.removeprefix("outputs/scored/") for o in store.list("outputs/scored/")]
+    assert sorted(keys) == [MARKER, "part-000000.parquet", "part-000001.parquet", "part-000002.parquet"]
+    back = pd.concat(
+        [
+            pd.read_parquet(store.download(f"outputs/scored/part-{i:06d}.parquet", tmp_path / f"{i}.parquet"))
+            for i in range(3)
+        ],
+        ignore_index=True,
+    )
+    assert len(back) == result.rows == len(models.X)
+    pd.testing.assert_frame_equal(back[list(models.X.columns)], models.X)
+
+    # A failed job: the previous output stays complete, and nothing of the new one is uploaded.
+    (tmp_path / "bad.csv").write_text("mean radius\n1.0\n")
+    store.put_file("inputs/bad.csv", tmp_path / "bad.csv")
+    with pytest.raises(InvalidInput, match="is missing"):
+        _score(models, tmp_path, f"s3://{bucket}/inputs/bad.csv", scored, version="1")
+    assert len(list(store.list("outputs/scored/"))) == 4
+
+    store.put_bytes("theirs/data.bin", b"someone's")
+    with pytest.raises(InvalidInput, match="is not a finished Pave batch output"):
+        _score(models, tmp_path, source, f"s3://{bucket}/theirs/", version="1")
+    assert [o.key for o in store.list("theirs/")] == ["theirs/data.bin"]
+
+
+def test_columns_the_input_holds_compressed_to_no_gain_are_written_uncompressed(
+    models: Models, tmp_path: Path
+) -> None:
+    frame = models.X.copy()
+    noise = str(frame.columns[0])
+    frame[noise] = np.random.default_rng(0).normal(size=len(frame))  # full-precision floats: no gain
+    rounded = str(frame.columns[1])
+    frame[rounded] = frame[rounded].round(0)  # few distinct values: Snappy gains
+    source = tmp_path / "in.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), source, use_dictionary=False)
+    _score(models, tmp_path, str(source), str(tmp_path / "out.parquet"), version="1")
+    group = pq.ParquetFile(tmp_path / "out.parquet").metadata.row_group(0)
+    codecs = {group.column(j).path_in_schema: group.column(j).compression for j in range(group.num_columns)}
+    assert codecs[noise] == "UNCOMPRESSED"
+    assert codecs[rounded] == "SNAPPY"
+    assert codecs["predict_proba_1"] == "UNCOMPRESSED"  # a model's float output: full precision
+    assert codecs["predict"] == codecs[batch.VERSION_COLUMN] == "SNAPPY"
+    assert (pd.read_parquet(tmp_path / "out.parquet")[noise] == frame[noise]).all()

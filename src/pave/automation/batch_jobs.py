@@ -33,7 +33,7 @@ from pave.automation import jobs
 from pave.automation.triggers import source_environment
 from pave.config import Settings
 from pave.errors import InvalidInput, NotFound
-from pave.serving.batch_io import table_format
+from pave.serving.batch_io import output_format, table_format
 from pave.store.tables import Token, utcnow
 
 TOKEN_LIFETIME = timedelta(hours=12)
@@ -52,7 +52,7 @@ def _check_uri(uri: str, which: str) -> None:
             f"--{which} {uri}: a batch job started through the API reads and writes object storage",
             hint=f"give an s3://BUCKET/KEY {which}, or run `pave batch` where the file is",
         )
-    table_format(uri)  # a .parquet or .csv name, or a clear error
+    (output_format if which == "output" else table_format)(uri)  # a .parquet, .csv (or folder) name
 
 
 def start(

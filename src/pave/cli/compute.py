@@ -91,12 +91,17 @@ def _print_tuning(result: TuneResult) -> None:
 def batch(
     project: str = typer.Argument(..., help="The project whose registered model scores the table."),
     input_uri: str = typer.Option(..., "--input", help="A .parquet or .csv file: a path or s3://BUCKET/KEY."),
-    output_uri: str = typer.Option(..., "--output", help="Where the scored table goes (.parquet or .csv)."),
+    output_uri: str = typer.Option(
+        ...,
+        "--output",
+        help="Where the scored table goes: a .parquet or .csv file, or a folder ending with / "
+        "(Parquet part files written in parallel, with a _SUCCESS manifest once complete).",
+    ),
     version: str | None = typer.Option(
         None, "--version", help="The model version (default: alias champion)."
     ),
     alias: str | None = typer.Option(None, "--alias", help="The alias of the version, e.g. candidate."),
-    workers: int | None = typer.Option(None, "--workers", min=1, help="Processes at once (default: CPUs)."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Workers at once (default: CPUs)."),
     monitor: bool = typer.Option(
         False,
         "--monitor",

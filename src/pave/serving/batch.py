@@ -37,11 +37,14 @@ import numpy as np
 import pandas as pd
 
 from pave.errors import InvalidInput, NotFound
+from pave.serving.batch_dataset import DatasetSink, input_codecs
 from pave.serving.batch_io import (
     Sink,
     input_digest,
     is_local,
     local_input,
+    open_sink,
+    output_format,
     publish,
     staged_output,
     table_format,
@@ -312,7 +315,8 @@ def score_table(
 
     Args:
         project: the project (its registered model has the same name).
-        input_uri, output_uri: a path or ``s3://BUCKET/KEY``, ``.parquet`` or ``.csv``.
+        input_uri, output_uri: a path or ``s3://BUCKET/KEY``, ``.parquet`` or ``.csv``; an output
+            ending with ``/`` is a folder of Parquet part files (``pave.serving.batch_dataset``).
         tracking_uri: MLflow (the model registry, and where the job is recorded).
         cache_dir: where downloaded models are kept.
         version, alias: which version (default: alias ``champion``, else the newest version).
@@ -330,7 +334,7 @@ def score_table(
     """
     started = time.perf_counter()
     cpu_before, _ = _usage()
-    in_kind, out_kind = table_format(input_uri), table_format(output_uri)
+    in_kind, out_kind = table_format(input_uri), output_format(output_uri)
     resolved = _version(project, version, alias, tracking_uri)
     uri = f"models:/{project}/{resolved}"
     workers = workers or len(os.sched_getaffinity(0))
@@ -346,10 +350,10 @@ def score_table(
         digest = hasher.submit(input_digest, local, remembered)
         model = load_model(uri, tracking_uri=tracking_uri, cache_dir=cache_dir)
         with (
-            Sink(staged, out_kind) as sink,
+            open_sink(staged, out_kind) as sink,
             _monitoring(monitor_dir, project, resolved, model, local) as tap,
         ):
-            sink.tap = tap
+            sink.tap, sink.codecs = tap, input_codecs(local, in_kind)
             if in_kind == "parquet":
                 check_columns(model.schema, _parquet_columns(local), input_uri)
                 if ray:
@@ -361,7 +365,8 @@ def score_table(
             else:
                 _score_csv(local, model, resolved, input_uri, sink, progress)
             sink.close()
-            publish(staged, output_uri)
+            manifest = sink.manifest(model_version=resolved) if isinstance(sink, DatasetSink) else None
+            publish(staged, output_uri, manifest)
         input_sha256 = digest.result()
     rows, columns, parts = sink.rows, sink.columns, sink.parts
     cpu_after, peak = _usage()
@@ -415,7 +420,7 @@ def _score_parquet(
     version: str,
     workers: int,
     source: str,
-    sink: Sink,
+    sink: Sink | DatasetSink,
     progress: Callable[[int, int], None] | None,
 ) -> None:
     import pyarrow.parquet as pq
@@ -442,15 +447,16 @@ def _score_in_threads(
     workers: int,
     count: int,
     source: str,
-    sink: Sink,
+    sink: Sink | DatasetSink,
     progress: Callable[[int, int], None] | None,
 ) -> None:
     """Native models (scikit-learn, LightGBM, compiled): threads, one part each at a time.
 
     Reading Parquet, numpy's arithmetic and the trees' own predict run without the GIL, so threads
     score parts in parallel with no process start, no copy of a part between processes and no
-    second read of its columns; this thread writes the parts in order (Parquet encoding also
-    runs without the GIL) while the next ones are read and scored.
+    second read of its columns. One output file is written by this thread in order (Parquet
+    encoding also runs without the GIL) while the next parts are read and scored; a folder's part
+    files are written by the workers too, at most one per worker waiting.
     """
     import threading
 
@@ -485,16 +491,20 @@ def _score_in_threads(
         # At most two parts per worker in flight: bounded memory. A part's slices are queued when
         # it is read, so all workers predict even when fewer parts than workers are left.
         pending = deque(pool.submit(read, i) for i in range(min(count, 2 * workers)))
+        writes: deque[Future[None] | None] = deque()
         submitted = len(pending)
         try:
-            while pending:
-                table, slices = pending.popleft().result()  # in order; the first error ends the job
-                if slices:
-                    table = with_outputs(table, _joined([f.result() for f in slices]), version)
-                if submitted < count:
-                    pending.append(pool.submit(read, submitted))
-                    submitted += 1
-                sink.write(table)
+            while pending or writes:
+                if pending:
+                    table, slices = pending.popleft().result()  # in order; the first error ends the job
+                    if slices:
+                        table = with_outputs(table, _joined([f.result() for f in slices]), version)
+                    if submitted < count:
+                        pending.append(pool.submit(read, submitted))
+                        submitted += 1
+                    writes.append(sink.submit(table, pool))
+                if len(writes) > (workers if pending else 0) and (written := writes.popleft()):
+                    written.result()
                 if progress:
                     progress(sink.rows, sink.parts)
         except BaseException:
@@ -509,7 +519,7 @@ def _score_in_processes(
     workers: int,
     count: int,
     source: str,
-    sink: Sink,
+    sink: Sink | DatasetSink,
     progress: Callable[[int, int], None] | None,
 ) -> None:
     """A pyfunc model (Python code that may hold the GIL): forked processes that inherit it."""
@@ -547,7 +557,7 @@ def _score_on_ray(
     tracking_uri: str,
     version: str,
     source: str,
-    sink: Sink,
+    sink: Sink | DatasetSink,
     address: str | None,
     progress: Callable[[int, int], None] | None,
 ) -> list[str]:
@@ -577,7 +587,7 @@ def _score_csv(
     model: LoadedModel,
     version: str,
     source: str,
-    sink: Sink,
+    sink: Sink | DatasetSink,
     progress: Callable[[int, int], None] | None,
 ) -> None:
     import pyarrow as pa

@@ -4,7 +4,8 @@ The input becomes a local file (an object is downloaded first: Parquet needs ran
 output is written part by part (:class:`Sink`) under a temporary name beside a local target, or in
 a temporary folder for object storage, and published only once complete (:func:`publish`: renamed
 into place, or uploaded as one multipart upload), so a failed job leaves nothing that looks
-complete.
+complete. An output named with a trailing ``/`` is a folder of Parquet part files
+(:mod:`pave.serving.batch_dataset`), committed the same way plus a ``_SUCCESS`` manifest.
 """
 
 from __future__ import annotations
@@ -19,6 +20,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pave.errors import InvalidInput, NotFound
+from pave.serving.batch_dataset import (
+    DatasetSink,
+    publish_folder,
+    publish_prefix,
+    s3_target,
+    staged_folder,
+    writer_options,
+)
 
 
 def table_format(uri: str) -> str:
@@ -30,8 +39,15 @@ def table_format(uri: str) -> str:
         return "csv"
     raise InvalidInput(
         f"{uri}: cannot tell the table format from the name",
-        hint="name a .parquet or .csv file (local path or s3://BUCKET/KEY)",
+        hint="name a .parquet or .csv file (local path or s3://BUCKET/KEY), "
+        "or a folder for Parquet part files ending with / (output only)",
     )
+
+
+def output_format(uri: str) -> str:
+    """``dataset`` for a folder (the name ends with ``/``: Parquet part files), else
+    :func:`table_format`."""
+    return "dataset" if uri.endswith("/") else table_format(uri)
 
 
 def split_uri(uri: str) -> tuple[str, str]:
@@ -121,6 +137,7 @@ class Sink:
         self._writer: Any = None
         self._stream: Any = None
         self.tap: Callable[[Any], None] | None = None  # sees each part once written
+        self.codecs: dict[str, str] = {}  # the input columns' codecs (batch_dataset.input_codecs)
 
     def __enter__(self) -> Sink:
         if self.kind == "csv":
@@ -128,16 +145,12 @@ class Sink:
         return self
 
     def write(self, table: Any) -> None:
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
         if self.kind == "parquet":
             if self._writer is None:
-                # Arrow's own file (not a Python one); no dictionary attempt on float columns: their
-                # values rarely repeat, and building the dictionary to drop it for every column
-                # chunk was four fifths of the writing time.
-                encoded = [f.name for f in table.schema if not pa.types.is_floating(f.type)]
-                self._writer = pq.ParquetWriter(str(self.path), table.schema, use_dictionary=encoded)
+                options = writer_options(table.schema, self.codecs)
+                self._writer = pq.ParquetWriter(str(self.path), table.schema, **options)  # Arrow's own file
                 self.columns = table.schema.names
             elif table.schema != self._writer.schema:
                 table = table.cast(self._writer.schema)
@@ -165,8 +178,18 @@ class Sink:
             self._stream.close()
             self._stream = None
 
+    def submit(self, table: Any, pool: Any) -> None:
+        """Write ``table`` now, in this thread (one file is written in order); see
+        :meth:`DatasetSink.submit`."""
+        self.write(table)
+
     def __exit__(self, *exc: object) -> None:
         self.close(failed=exc[0] is not None)
+
+
+def open_sink(path: Path, kind: str) -> Sink | DatasetSink:
+    """The writer of the output staged at ``path``: one file (``parquet``, ``csv``) or a folder."""
+    return DatasetSink(path) if kind == "dataset" else Sink(path, kind)
 
 
 def is_local(uri: str) -> bool:
@@ -185,6 +208,14 @@ def staged_output(output_uri: str, kind: str, folder: Path) -> Iterator[Path]:
     name (renamed into place, no copy), in ``folder`` for object storage (uploaded). Removed when
     the job fails."""
     target = local_output(output_uri)
+    if kind == "dataset":
+        if target is None:
+            s3_target(output_uri)  # a prefix holding someone's objects is refused before scoring
+            yield folder / "output"
+            return
+        with staged_folder(target) as staged:
+            yield staged
+        return
     if target is None:
         yield folder / f"output.{kind}"
         return
@@ -196,8 +227,15 @@ def staged_output(output_uri: str, kind: str, folder: Path) -> Iterator[Path]:
         staged.unlink(missing_ok=True)
 
 
-def publish(staged: Path, output_uri: str) -> None:
+def publish(staged: Path, output_uri: str, manifest: dict[str, Any] | None = None) -> None:
+    """Put the finished output in place; ``manifest`` (a folder's ``_SUCCESS``) for a folder."""
     target = local_output(output_uri)
+    if manifest is not None:
+        if target is None:
+            publish_prefix(staged, output_uri, manifest)
+        else:
+            publish_folder(staged, target, manifest)
+        return
     if target is not None:
         os.replace(staged, target)  # atomic: the output appears whole or not at all
         return

@@ -30,7 +30,11 @@ def list_batches(
 
 class BatchRequest(BaseModel):
     input: str = Field(min_length=1, max_length=2000, description="s3://BUCKET/KEY of a .parquet or .csv.")
-    output: str = Field(min_length=1, max_length=2000, description="s3://BUCKET/KEY of the scored table.")
+    output: str = Field(
+        min_length=1,
+        max_length=2000,
+        description="s3://BUCKET/KEY of the scored table, or s3://BUCKET/prefix/ for Parquet part files.",
+    )
     version: str | None = Field(default=None, max_length=20, description="Default: alias champion.")
     alias: str | None = Field(default=None, max_length=100)
     workers: int | None = Field(default=None, ge=1, le=256)
