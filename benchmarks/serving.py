@@ -34,6 +34,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,6 +67,7 @@ class Result:
     errors: int
     load: str = ""
     cpu_us: float = float("nan")  # the server's CPU time (user + system, all its processes) per request
+    spread: str = ""  # the client's connections held by each server process, mid-cell ("7/1")
 
     @property
     def throughput(self) -> float:
@@ -111,6 +113,39 @@ def serving_root(pid: int) -> int:
         if b"pave" in command and b"serve" in command:
             return candidate
     return pid
+
+
+def connection_spread(root: int, port: int) -> str:
+    """Established connections to ``port`` held by each process under ``root``, most first ("7/1").
+
+    Several gateway workers accept from one shared socket: how evenly the clients' keep-alive
+    connections land on them is part of the p99 (a worker holding 7 of 8 serves alone).
+    """
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 01: ESTABLISHED
+                inodes.add(f"socket:[{fields[9]}]")
+    counts = []
+    for pid in descendants(root):
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except (FileNotFoundError, PermissionError):
+            continue
+        held = 0
+        for fd in fds:
+            try:
+                held += os.readlink(fd) in inodes
+            except OSError:
+                continue
+        if held:
+            counts.append(held)
+    return "/".join(map(str, sorted(counts, reverse=True)))
+
+
+def _sample_spread(into: list[str], root: int, port: int) -> None:
+    into.append(connection_spread(root, port))
 
 
 def tree_cpu(pid: int) -> float:
@@ -658,12 +693,18 @@ def main() -> None:
                     cells = []
                     for client in ("own", "wrk"):
                         before = tree_cpu(root)
+                        spread: list[str] = []
+                        port = int(server.url.rsplit(":", 1)[1])
+                        sampler = threading.Timer(seconds / 2, _sample_spread, args=(spread, root, port))
+                        sampler.start()
                         if client == "own":
                             result = asyncio.run(load_raw(server, expected, concurrency, seconds))
                         else:
                             result = load_wrk(server, concurrency, seconds, workdir)  # type: ignore[assignment]
+                        sampler.join()
                         if result is not None and result.requests:
                             result.cpu_us = (tree_cpu(root) - before) / result.requests * 1e6
+                            result.spread = spread[0] if spread else ""
                         cells.append(result)
                     for result in cells:
                         if result is None:
@@ -673,7 +714,8 @@ def main() -> None:
                         console.print(
                             f"  {result.client} c={concurrency}: {result.throughput:,.0f} req/s, "
                             f"p50 {result.p50:.2f} ms, p99 {result.p99:.2f} ms, {result.errors} errors, "
-                            f"server CPU {result.cpu_us:.0f} µs/request, load {result.load}"
+                            f"server CPU {result.cpu_us:.0f} µs/request, connections by process "
+                            f"{result.spread or '-'}, load {result.load}"
                         )
             finally:
                 if server.process is None:
@@ -687,7 +729,18 @@ def main() -> None:
 
 def report(results: list[Result]) -> None:
     table = Table(title="Serving, loopback, side by side")
-    columns = ("client", "server", "c", "requests", "errors", "req/s", "p50 ms", "p99 ms", "CPU µs/req")
+    columns = (
+        "client",
+        "server",
+        "c",
+        "requests",
+        "errors",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "CPU µs/req",
+        "conns",
+    )
     for column in (*columns, "load avg"):
         table.add_column(column, justify="left" if column in ("client", "server") else "right")
     for r in results:
@@ -701,6 +754,7 @@ def report(results: list[Result]) -> None:
             f"{r.p50:.2f}",
             f"{r.p99:.2f}",
             f"{r.cpu_us:.0f}",
+            r.spread,
             r.load,
         )
     console.print(table)
