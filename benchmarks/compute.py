@@ -34,8 +34,9 @@ per trial is what shows) and ``realistic`` on 20,000 x 20 rows (about 2 s a tria
 
 The platform's databases (MLflow's and the study storage) are created before the tuning cells are
 timed, as ``pave up`` made them before anyone tunes. Every cell repeats until it has run for at
-least 10 s (each batch cell after one untimed run, whose time is printed). The load average is
-printed before and after.
+least 10 s (each batch cell after one untimed run, whose time is printed); a batch cell also
+prints its CPU-seconds a run (every thread of this process), steadier than rates on a busy
+machine. The load average is printed before and after.
 """
 
 from __future__ import annotations
@@ -176,11 +177,15 @@ def batch(folder: Path, rows: int, kind: str) -> dict[str, float]:
         first = time.perf_counter()
         work()
         first = time.perf_counter() - first
+        cpu = time.process_time()  # this process's threads (every cell runs in this process)
         seconds, done, runs = _repeat(work)
+        cpu = time.process_time() - cpu
         results[name] = done / seconds
         print(f"  batch {name:>20}: first (untimed) run {first:.2f} s", flush=True)
         print(
-            f"  batch {name:>20}: {done / seconds:>12,.0f} rows/s  ({runs} runs, {seconds:.1f} s)", flush=True
+            f"  batch {name:>20}: {done / seconds:>12,.0f} rows/s  ({runs} runs, {seconds:.1f} s; "
+            f"{cpu / runs:.3f} CPU-s a run)",
+            flush=True,
         )
     expected = pd.read_parquet(folder / "peer.parquet", columns=["predict"])["predict"].to_numpy()
     for output in (folder / "pave", folder / "pave.parquet"):  # the folder reads back in the input's order
