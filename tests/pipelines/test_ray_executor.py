@@ -346,7 +346,7 @@ def test_batch_scores_row_groups_on_both_nodes_as_it_does_locally(
         return score_table(
             "raybatch",
             input_uri=str(source),
-            output_uri=str(tmp_path / target),
+            output_uri=f"{tmp_path}/{target}",
             tracking_uri=tracking_uri,
             cache_dir=tmp_path / "models",
             version="1",
@@ -369,3 +369,7 @@ def test_batch_scores_row_groups_on_both_nodes_as_it_does_locally(
     scored, local = pd.read_parquet(tmp_path / "ray.parquet"), pd.read_parquet(tmp_path / "local.parquet")
     pd.testing.assert_frame_equal(scored, local)
     assert (scored["predict"].to_numpy() == model.predict(frame)).all()
+    # A folder of part files from Ray's parts too: the same rows, in the input's order.
+    score("ray-folder/", ray=True, ray_address=ray_cluster)
+    assert len(list((tmp_path / "ray-folder").glob("part-*.parquet"))) == 16
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "ray-folder"), local)
