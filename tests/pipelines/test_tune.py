@@ -274,22 +274,21 @@ def test_parallel_trials_run_in_processes_at_the_same_time(
     assert len(list(marks.iterdir())) == 1
 
 
-def test_a_ray_worker_without_the_project_folder_runs_trials_in_a_copy_of_its_snapshot(
+def test_a_ray_worker_without_the_project_folder_runs_steps_in_a_copy_of_its_snapshot(
     tmp_path: Path,
 ) -> None:
+    from pave.integrations.ray import project_here
     from pave.pipelines.snapshot import make_snapshot
-    from pave.pipelines.tune import project_copy
 
     project = tmp_path / "project"
     project.mkdir()
     (project / "steps.py").write_text(STEPS)
     (project / "pave.yaml").write_text("name: shipped\n")
     archive = make_snapshot(project, tmp_path / "code.tar.gz").read_bytes()
-    with project_copy(archive, str(project)) as here:
-        assert here == str(project)  # this host has the folder: trials run in it
+    assert project_here(archive, project) == project  # this host has the folder: steps run in it
     gone = tmp_path / "elsewhere" / "project"  # another host: the driver's path does not exist there
-    with project_copy(archive, str(gone)) as copy:
-        assert copy != str(gone)
-        assert (Path(copy) / "steps.py").read_text() == STEPS
-        assert (Path(copy) / "pave.yaml").read_text() == "name: shipped\n"
-    assert not Path(copy).exists()  # removed when the worker is done
+    copy = project_here(archive, gone)
+    assert copy != gone
+    assert (copy / "steps.py").read_text() == STEPS
+    assert (copy / "pave.yaml").read_text() == "name: shipped\n"
+    assert project_here(archive, gone) == copy  # unpacked once per worker process, not per step

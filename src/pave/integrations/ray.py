@@ -9,9 +9,13 @@ where a step ran; the step's log names the node and process it ran on.
 
 The project folder is shipped to the cluster as the job's Ray ``working_dir`` (its modules are
 importable there; ``ctx.project_dir`` is that copy), so the cluster needs Pave and the project's
-packages installed, not the project. Addresses follow ``ray.init``: ``None`` starts a Ray instance
-for this run on this machine, ``"auto"`` joins the cluster this machine is part of, and
-``"ray://host:10001"`` connects through Ray Client.
+packages installed, not the project. With ``working_dir=False`` (what ``pave tune`` uses: a
+runtime environment makes Ray start every worker through its setup script, and only workers without
+one are started as the driver connects) the project travels instead as its snapshot, put into Ray's
+object store once: a worker on a host that has the project folder imports the steps from it, any
+other unpacks the snapshot once per worker process. Addresses follow ``ray.init``: ``None`` starts a
+Ray instance for this run on this machine, ``"auto"`` joins the cluster this machine is part of,
+and ``"ray://host:10001"`` connects through Ray Client.
 
 Ray moves task arguments and results with pickle between the driver and its own cluster, as every
 Ray program does: run steps only on a cluster you operate, as you only load models you registered.
@@ -19,10 +23,14 @@ Ray program does: run steps only on a cluster you operate, as you only load mode
 
 from __future__ import annotations
 
+import atexit
+import copy
+import hashlib
 import os
+import shutil
 import socket
+import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -80,6 +88,7 @@ class RayExecutor:
         # runtime environment's worker runs Ray's setup script, which imports Ray, before the worker).
         self.working_dir = working_dir
         self._remote: Any = None
+        self._shipped: Any = None  # without a working_dir: the project's snapshot in the object store
         self._largest: dict[str, float] = {}
 
     def __enter__(self) -> RayExecutor:
@@ -111,7 +120,14 @@ class RayExecutor:
                 hint='check the address (`ray status` on the cluster), e.g. executor_address = "auto" '
                 'on a cluster node or "ray://HEAD:10001" from outside',
             ) from exc
-        self._remote = ray.remote(max_retries=0)(_run_on_worker)
+        if self.working_dir:
+            self._remote = ray.remote(max_retries=0)(_run_on_worker)
+        else:
+            from pave.pipelines.snapshot import ARCHIVE, make_snapshot
+
+            self._remote = ray.remote(max_retries=0)(_run_shipped_on_worker)
+            with tempfile.TemporaryDirectory(prefix="pave-ray-") as folder:
+                self._shipped = ray.put(make_snapshot(self.project_dir, Path(folder) / ARCHIVE).read_bytes())
         for node in ray.nodes():
             if node.get("Alive"):
                 for name, amount in (node.get("Resources") or {}).items():
@@ -122,7 +138,7 @@ class RayExecutor:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         _ray().shutdown()
-        self._remote = None
+        self._remote = self._shipped = None
 
     def run(self, task: StepTask) -> StepOutcome:
         if self._remote is None:
@@ -134,13 +150,20 @@ class RayExecutor:
         log_path = task.log_path
         task.log_path = Path("step.log")  # replaced on the worker; the driver's path means nothing there
         resources = task.resources
+        remote = self._remote.options(
+            num_cpus=resources.cpus,
+            num_gpus=resources.gpus,
+            memory=resources.memory_bytes,
+            name=f"pave-step-{task.name}",
+        )
         try:
-            ref = self._remote.options(
-                num_cpus=resources.cpus,
-                num_gpus=resources.gpus,
-                memory=resources.memory_bytes,
-                name=f"pave-step-{task.name}",
-            ).remote(task)
+            if self._shipped is None:
+                ref = remote.remote(task)
+            else:  # the task's step function is imported from the project on the worker: pickled here
+                blob = ray.cloudpickle.dumps(_travelling(task))
+                ref = remote.remote(self._shipped, str(self.project_dir), blob)
+        except Exception as exc:  # the step's inputs or function did not pickle
+            return StepOutcome(error=portable(exc), attempts=0)
         finally:
             task.log_path = log_path
         try:
@@ -158,57 +181,6 @@ class RayExecutor:
         with log_path.open("a", encoding="utf-8") as stream:
             stream.write(log_text)
         return outcome
-
-    def put(self, value: Any) -> Any:
-        """Store ``value`` in the cluster once; pass the reference to many tasks (each gets the value)."""
-        if self._remote is None:
-            raise RuntimeError("RayExecutor.put outside its `with` block")
-        return _ray().put(value)
-
-    def run_all(
-        self,
-        function: Callable[..., Any],
-        calls: list[tuple[Any, ...]],
-        *,
-        num_cpus: float = 1.0,
-        waiting: Callable[[], None] | None = None,
-        meanwhile: Callable[[], None] | None = None,
-        **kwargs: Any,
-    ) -> list[Any]:
-        """Run ``function(*args, **kwargs)`` for every ``args`` of ``calls`` as Ray tasks at once.
-
-        ``meanwhile`` runs here once the tasks are submitted (while the cluster starts their workers);
-        ``waiting`` is called about twice a second while they run (a progress display). The first
-        task that raises stops the wait: its error is raised (the original error when Ray kept it);
-        an error of ``meanwhile`` cancels the tasks.
-        """
-        ray = _ray()
-        remote = ray.remote(max_retries=0, num_cpus=num_cpus)(function)
-        refs = [remote.remote(*args, **kwargs) for args in calls]
-        pending = list(refs)
-        try:
-            if meanwhile is not None:
-                meanwhile()
-            while pending:
-                done, pending = ray.wait(pending, num_returns=1, timeout=0.5)
-                for ref in done:
-                    ray.get(ref)  # raises the task's error at once
-                if waiting is not None:
-                    waiting()
-        except ray.exceptions.RayTaskError as exc:
-            self._cancel(pending)
-            cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else None
-            raise (cause or exc) from None
-        except BaseException:
-            self._cancel(pending)
-            raise
-        return [ray.get(ref) for ref in refs]
-
-    @staticmethod
-    def _cancel(refs: list[Any]) -> None:
-        ray = _ray()
-        for ref in refs:
-            ray.cancel(ref, force=True)
 
     def _unschedulable(self, task: StepTask) -> PaveError | None:
         wanted = {
@@ -247,7 +219,48 @@ def _check_reachable(address: str | None) -> None:
         ) from exc
 
 
-def _run_on_worker(task: StepTask) -> tuple[StepOutcome, str]:
+def _travelling(task: StepTask) -> StepTask:
+    """``task`` as it goes to a worker: without its resources (they were read here, and their class
+    would import the spec's module there, with pandas and scipy, before the step needs anything)."""
+    shipped = copy.copy(task)
+    shipped.resources = None  # type: ignore[assignment]
+    return shipped
+
+
+def _run_shipped_on_worker(archive: bytes, project_dir: str, task: bytes) -> tuple[StepOutcome, str]:
+    """On a Ray worker of a job without a working_dir: the step, its project found or unpacked."""
+    import ray
+
+    project = project_here(archive, Path(project_dir))
+    if str(project) not in sys.path:
+        sys.path.insert(0, str(project))  # the step's module (pickled by name) is imported from here
+    step: StepTask = ray.cloudpickle.loads(task)  # from this job's driver, as every task's arguments
+    return _run_on_worker(step, project)
+
+
+_UNPACKED: dict[str, Path] = {}  # archive digest -> its copy, unpacked once per worker process
+
+
+def project_here(archive: bytes, project_dir: Path) -> Path:
+    """``project_dir`` where this host has it, else a copy unpacked from ``archive`` (the project's
+    snapshot), once per process and removed when the process ends."""
+    if project_dir.is_dir():
+        return project_dir
+    digest = hashlib.sha256(archive).hexdigest()
+    if digest not in _UNPACKED:
+        from pave.tracking.paths import safe_extract
+
+        folder = Path(tempfile.mkdtemp(prefix="pave-project-"))
+        atexit.register(shutil.rmtree, folder, True)
+        packed = folder / "snapshot.tar.gz"
+        packed.write_bytes(archive)
+        safe_extract(packed, folder / project_dir.name)
+        packed.unlink()
+        _UNPACKED[digest] = folder / project_dir.name
+    return _UNPACKED[digest]
+
+
+def _run_on_worker(task: StepTask, project: Path | None = None) -> tuple[StepOutcome, str]:
     """On a Ray worker: run the step as LocalExecutor does; return its outcome and its log."""
     import ray
 
@@ -259,7 +272,7 @@ def _run_on_worker(task: StepTask) -> tuple[StepOutcome, str]:
             f"--- ran on Ray node {socket.gethostname()} {node}, pid {os.getpid()} ---\n"
         )
         if task.context is not None:
-            task.context.project_dir = Path.cwd()  # the working_dir copy of the project
+            task.context.project_dir = project or Path.cwd()  # else the working_dir copy of the project
         with telemetry.environment(task.traceparent):  # a worker runs many tasks: set for this one
             outcome = run_here(task)
         outcome.node = node

@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Set by `pave tune` around a trial: (step, value, position) -> None, raising StepPruned when the
-# pruner stops the trial. None outside tuning, where ctx.report only logs the value.
-reporter: Callable[[str, float, int], None] | None = None
+Reporter = Callable[[str, float, int], None]
+
+# Set by `pave tune` around a trial (in the thread that runs it: trials run in threads at once):
+# (step, value, position) -> None, raising StepPruned when the pruner stops the trial. A step's
+# context takes it when it is made, and carries it where the step runs (a child process, a Ray
+# worker: the reporter pickles). None outside tuning, where ctx.report only logs the value.
+_reporter: ContextVar[Reporter | None] = ContextVar("pave_trial_reporter", default=None)
+
+
+@contextmanager
+def reporting(reporter: Reporter) -> Iterator[None]:
+    """Steps whose context is made in this block report to ``reporter`` (one tuning trial)."""
+    token = _reporter.set(reporter)
+    try:
+        yield
+    finally:
+        _reporter.reset(token)
 
 
 class StepPruned(Exception):
@@ -34,6 +50,7 @@ class StepContext:
     step: str
     logger: logging.Logger
     metrics: dict[str, float] = field(default_factory=dict)
+    reporter: Reporter | None = field(default_factory=_reporter.get, repr=False, compare=False)
 
     def log_metric(self, name: str, value: float) -> None:
         """Record a metric; it is logged to the MLflow run and can be used by gates."""
@@ -50,5 +67,5 @@ class StepContext:
         retried). Outside tuning it is only logged.
         """
         self.logger.info("reported %s at %d", value, position)
-        if reporter is not None:
-            reporter(self.step, float(value), int(position))
+        if self.reporter is not None:
+            self.reporter(self.step, float(value), int(position))

@@ -28,12 +28,14 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pave import telemetry
 from pave.pipelines.context import StepContext, StepPruned
 from pave.pipelines.errors import StepTimedOut
-from pave.pipelines.spec import ResourcesSpec
+
+if TYPE_CHECKING:  # the spec's module imports pandas and scipy: a Ray worker running a step need not
+    from pave.pipelines.spec import ResourcesSpec
 
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -49,7 +51,7 @@ class StepTask:
     seed: int
     log_path: Path
     context: StepContext | None = None  # also in kwargs["ctx"] when the function asks for it
-    resources: ResourcesSpec = field(default_factory=ResourcesSpec)
+    resources: ResourcesSpec = field(default_factory=lambda: _resources())
     timeout: float | None = None  # seconds for all attempts together
     isolate: bool = False  # LocalExecutor: run in a child process (other steps run at the same time)
     traceparent: str | None = None  # the step's span (tracing on): TRACEPARENT of its process
@@ -106,6 +108,12 @@ class LocalExecutor:
         if (task.isolate or task.timeout is not None) and _can_fork():
             return _run_in_child(task)
         return run_here(task)
+
+
+def _resources() -> ResourcesSpec:
+    from pave.pipelines.spec import ResourcesSpec
+
+    return ResourcesSpec()
 
 
 def run_here(task: StepTask) -> StepOutcome:

@@ -180,12 +180,15 @@ def run_spec(
     progress: bool = False,
     objects: ObjectStore | None = None,
     pinned: Mapping[str, Mapping[str, str]] | None = None,
+    executor: Executor | None = None,
 ) -> RunResult:
     """Run a spec already loaded (and changed: a tuning trial's params) as one MLflow run.
 
     What ``pave tune`` calls for each trial (``register=False``) and for the best trial's model,
     which is logged, gated and registered as by :func:`execute_project`. ``pinned`` holds the
-    versions of the sources read once for the whole study (:func:`pave.pipelines.datasets.pin_sources`).
+    versions of the sources read once for the whole study (:func:`pave.pipelines.datasets.pin_sources`);
+    ``executor``, one already open (a tuning's Ray executor, shared by its trials), instead of the
+    one the settings name.
     """
     with stores.mlflow_uris(tracking_uri):
         return _execute(
@@ -200,6 +203,7 @@ def run_spec(
             register=register,
             objects=objects or direct_objects(settings),
             pinned=pinned,
+            executor=executor,
         )
 
 
@@ -256,6 +260,7 @@ def _run(
     register: bool = True,
     notes: list[str] | None = None,
     pinned: Mapping[str, Mapping[str, str]] | None = None,
+    executor: Executor | None = None,
 ) -> RunResult:
     import mlflow
 
@@ -334,7 +339,9 @@ def _run(
         _validate(spec, project, frames, result)
         if frames:
             mlflow.log_dict({name: profile_frame(df) for name, df in frames.items()}, PROFILE_ARTIFACT)
-        pipeline = _run_steps(spec, project, frames, result, settings, from_step, progress, cache, log_dir)
+        pipeline = _run_steps(
+            spec, project, frames, result, settings, from_step, progress, cache, log_dir, executor
+        )
         result.metrics = _metrics(spec, pipeline)
         if spec.fairness is not None and spec.model is not None:
             source = str(spec.fairness.data_from or spec.model.input_example_from)
@@ -503,9 +510,10 @@ def _run_steps(
     progress: bool,
     cache: bool,
     log_dir: Path,
+    given: Executor | None = None,
 ) -> PipelineResult:
     try:
-        with _executor(settings, project) as executor:
+        with _executor(settings, project, given) as executor:
             pipeline = run_pipeline(
                 spec,
                 project,
@@ -534,17 +542,21 @@ def _log_steps(steps: list[StepRecord]) -> None:
 
 
 @contextmanager
-def _executor(settings: Settings, project: Path) -> Iterator[Executor]:
-    """The executor the settings name, open for the run; its name is tagged on the MLflow run."""
+def _executor(settings: Settings, project: Path, given: Executor | None) -> Iterator[Executor]:
+    """The executor the settings name (or ``given``, already open), open for the run; its name is
+    tagged on the MLflow run."""
     import mlflow
 
     if settings.executor == "local":
         mlflow.set_tag(L.TAG_EXECUTOR, "local")
-        yield LocalExecutor()
+        yield given or LocalExecutor()
+        return
+    mlflow.set_tag(L.TAG_EXECUTOR, f"ray {settings.executor_address or '(local instance)'}")
+    if given is not None:
+        yield given
         return
     from pave.integrations.ray import RayExecutor
 
-    mlflow.set_tag(L.TAG_EXECUTOR, f"ray {settings.executor_address or '(local instance)'}")
     with RayExecutor(project, settings.executor_address) as executor:
         yield executor
 

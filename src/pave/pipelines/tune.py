@@ -7,10 +7,10 @@ trial's params, its params and metrics, and the tag ``pave.tune.state`` (complet
 upstream of the tuned params have the same cache key in every trial, so they are computed once (the
 first trial runs alone to fill the cache) and read from the cache after that.
 
-Trials run one at a time in this process (``parallel: 1``), in ``parallel`` local processes, or as
-``parallel`` Ray tasks when the executor is ``ray``; inside a trial the steps run locally. Sampling
-is TPE (or random), seeded with the project seed; pruning is Optuna's median pruner, fed by
-``ctx.report(value, position)`` in a step.
+Trials run one at a time in this process (``parallel: 1``), in ``parallel`` local processes, or,
+when the executor is ``ray``, ``parallel`` at once from this process with their steps as Ray tasks
+(:mod:`pave.pipelines.tune_trials`). Sampling is TPE (or random), seeded with the project seed;
+pruning is Optuna's median pruner, fed by ``ctx.report(value, position)`` in a step.
 
 The study's name derives from the spec, so running ``pave tune`` again after it was stopped (even
 killed) resumes: trials left running are marked failed and their params queued again, their MLflow
@@ -24,36 +24,30 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
-import tempfile
-import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
-from multiprocessing import get_context
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pave.config import Settings
-from pave.errors import InvalidInput, MissingExtra
-from pave.pipelines import context as step_context
+from pave.errors import InvalidInput
 from pave.pipelines.datasets import pin_sources
-from pave.pipelines.errors import PipelineStepFailed
-from pave.pipelines.project import (
-    RunResult,
-    apply_overrides,
-    direct_objects,
-    project_experiment,
-    run_spec,
+from pave.pipelines.project import RunResult, apply_overrides, direct_objects, project_experiment, run_spec
+from pave.pipelines.spec import ProjectSpec, TuneSpec, load_spec
+from pave.pipelines.tune_trials import (
+    TAG_STATE,
+    TAG_STUDY,
+    TAG_TRIAL,
+    Job,
+    load_study,
+    open_storage,
+    optuna_module,
+    queue,
+    run_queued,
 )
-from pave.pipelines.snapshot import ARCHIVE, make_snapshot
-from pave.pipelines.spec import ProjectSpec, SearchSpace, TuneSpec, load_spec
 from pave.tracking import lineage as L
 
-TAG_STUDY = "pave.tune.study"
-TAG_TRIAL = "pave.tune.trial"
-TAG_STATE = "pave.tune.state"  # on a trial's run: complete, pruned
+__all__ = ["TAG_STATE", "TAG_STUDY", "TAG_TRIAL", "TuneResult", "open_storage", "study_name", "tune_project"]
+
 TAG_TUNE_RUN = "pave.tune.parent"  # on the best trial's registration run: the parent run
 TAG_KIND = "pave.kind"  # "tune" on the parent run
 TRIALS_ARTIFACT = "tune/trials.json"
@@ -100,302 +94,10 @@ class TuneResult:
         return out
 
 
-def _optuna() -> Any:
-    try:
-        import optuna
-    except ImportError as exc:
-        raise MissingExtra("pave tune", "tune") from exc
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna
-
-
 def study_name(spec: ProjectSpec) -> str:
     """The default study of a spec: the project and a digest of everything that shapes the trials."""
     text = json.dumps(spec.model_dump(mode="json", by_alias=True), sort_keys=True)
     return f"{spec.name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
-
-
-def open_storage(url: str) -> Any:
-    """Optuna's RDB storage at ``url`` (the PostgreSQL schema it names is created first).
-
-    On SQLite every transaction takes the write lock when it begins (``BEGIN IMMEDIATE``) and waits
-    for it (busy timeout): trial workers in other processes read and then write the same rows (two
-    claiming one queued trial), and a read that turns into a write after another process committed
-    would otherwise fail at once instead of waiting its turn.
-    """
-    from pave.store.db import check_connection, make_engine
-
-    optuna = _optuna()
-    engine = make_engine(url)
-    try:
-        check_connection(engine)
-    finally:
-        engine.dispose()
-    kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    storage = optuna.storages.RDBStorage(
-        url.replace("postgresql://", "postgresql+psycopg://"), engine_kwargs=kwargs
-    )
-    if url.startswith("sqlite"):
-        _begin_immediate(storage.engine)
-    return storage
-
-
-def _begin_immediate(engine: Any) -> None:
-    from sqlalchemy import event
-
-    def connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # the driver's own deferred BEGIN off: ours below
-
-    def begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    event.listen(engine, "connect", connect)
-    event.listen(engine, "begin", begin)
-    engine.dispose()  # connections opened before the listeners: closed, opened again with them
-
-
-def _study(job: _Job, storage: Any, worker: int = 0) -> Any:
-    optuna = _optuna()
-    tune = job.tune
-    seed = job.seed + 7919 * worker  # workers sample differently, reproducibly
-    sampler = (
-        optuna.samplers.TPESampler(seed=seed)
-        if tune.sampler == "tpe"
-        else optuna.samplers.RandomSampler(seed=seed)
-    )
-    pruner = optuna.pruners.MedianPruner() if tune.pruner == "median" else optuna.pruners.NopPruner()
-    return optuna.create_study(
-        study_name=job.study,
-        storage=storage,
-        sampler=sampler,
-        pruner=pruner,
-        direction=tune.direction,
-        load_if_exists=True,
-    )
-
-
-@dataclass
-class _Job:
-    """Everything a trial worker needs, in a form that pickles (a process or a Ray task)."""
-
-    project_dir: str
-    spec: dict[str, Any]
-    tracking_uri: str
-    settings: dict[str, Any]
-    storage_url: str
-    study: str
-    parent_run_id: str
-    env: dict[str, str]
-    pinned: dict[str, dict[str, str]] = field(default_factory=dict)  # sources read once (pin_sources)
-
-    @property
-    def project_spec(self) -> ProjectSpec:
-        return ProjectSpec.model_validate(self.spec)
-
-    @property
-    def tune(self) -> TuneSpec:
-        tune = self.project_spec.tune
-        assert tune is not None
-        return tune
-
-    @property
-    def seed(self) -> int:
-        return int(self.spec.get("seed", 42))
-
-
-def run_trials(job: _Job, worker: int = 0, *, after_first: bool = False) -> int:
-    """Run queued trials of the study in this process until none is left; returns how many ran.
-
-    The driver queues the trials to run (``_queue``); each worker (a process or a Ray task, started
-    once and running many trials) claims the next one when it is free, so a worker that started
-    sooner or runs faster takes more. With ``after_first`` it first waits until a trial of the study
-    has finished (the driver's first trial fills the cache of the shared steps meanwhile), and runs
-    nothing if that trial failed.
-    """
-    os.environ.update(job.env)
-    optuna = _optuna()
-    storage = open_storage(job.storage_url)
-    try:
-        study = _study(job, storage, worker)
-        objective = _Objective(job, job.project_dir, optuna.TrialPruned, worker=True)
-        if after_first and not _first_finished(study):
-            return 0
-        ran = 0
-        while (trial_id := _claim(study)) is not None:
-            run_trial(study, trial_id, objective)
-            ran += 1
-        return ran
-    finally:
-        # Close this storage's connections now: an idle pooled SQLite connection of this process
-        # must not outlive the trials other processes write.
-        storage.remove_session()
-        storage.engine.dispose()
-
-
-def run_shipped_trials(archive: bytes, job: _Job, worker: int, *, after_first: bool = False) -> int:
-    """On a Ray worker: :func:`run_trials` in the project's folder (see :func:`project_copy`)."""
-    with project_copy(archive, job.project_dir) as project:
-        return run_trials(replace(job, project_dir=project), worker, after_first=after_first)
-
-
-@contextmanager
-def project_copy(archive: bytes, project_dir: str) -> Iterator[str]:
-    """``project_dir`` where this host has it, else a copy unpacked from ``archive`` (the project's
-    snapshot, put into the cluster once), removed afterwards."""
-    if Path(project_dir).is_dir():
-        yield project_dir
-        return
-    from pave.tracking.paths import safe_extract
-
-    with tempfile.TemporaryDirectory(prefix="pave-tune-") as folder:
-        packed = Path(folder) / ARCHIVE
-        packed.write_bytes(archive)
-        safe_extract(packed, Path(folder) / "project")
-        packed.unlink()
-        yield str(Path(folder) / "project")
-
-
-def _queue(study: Any, remaining: int) -> None:
-    """Queue trials (no fixed params: the sampler chooses when one is claimed) up to ``remaining``."""
-    optuna = _optuna()
-    waiting = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
-    for _ in range(remaining - waiting):
-        study.enqueue_trial({}, skip_if_exists=False)
-
-
-def _claim(study: Any) -> int | None:
-    """The id of a queued trial this process now runs (RUNNING), or None when none is left."""
-    optuna = _optuna()
-    waiting = optuna.trial.TrialState.WAITING
-    for trial in study.get_trials(deepcopy=False, states=(waiting,)):
-        try:
-            if study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.RUNNING):
-                return int(trial._trial_id)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # another worker claimed and finished it meanwhile
-    return None
-
-
-def run_trial(study: Any, trial_id: int, objective: Callable[[Any], float]) -> None:
-    """Run one claimed trial and tell the study how it ended (ask-and-tell, as ``study.optimize``)."""
-    optuna = _optuna()
-    trial = optuna.Trial(study, trial_id)
-    try:
-        value = objective(trial)
-    except optuna.TrialPruned:
-        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        return
-    except BaseException:
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        raise
-    study.tell(trial, value)
-
-
-def _first_finished(study: Any) -> bool:
-    """Wait until a trial of the study finished (True) or the one running failed (False)."""
-    optuna = _optuna()
-    states = optuna.trial.TrialState
-    while True:
-        seen = {t.state for t in study.get_trials(deepcopy=False)}
-        if states.COMPLETE in seen or states.PRUNED in seen:
-            return True
-        if states.RUNNING not in seen:  # the driver claims the first trial before it starts workers
-            return False
-        time.sleep(0.5)
-
-
-class _Objective:
-    def __init__(self, job: _Job, project_dir: str, pruned: type[Exception], *, worker: bool = False) -> None:
-        self.job, self.project_dir, self.pruned = job, project_dir, pruned
-        self.worker = worker  # a worker's trial (a Ray task has a node); else the driver's, even with Ray up
-        self.spec = job.project_spec
-        self.settings = Settings.model_validate(job.settings | {"executor": "local"})
-
-    def __call__(self, trial: Any) -> float:
-        import socket
-
-        import mlflow
-
-        tune = self.job.tune
-        values = {key: _suggest(trial, key, space) for key, space in tune.params.items()}
-        spec = apply_overrides(self.spec, values).model_copy(update={"model": None})
-        tags = {
-            "mlflow.parentRunId": self.job.parent_run_id,
-            TAG_STUDY: self.job.study,
-            TAG_TRIAL: str(trial.number),
-            "mlflow.runName": f"trial {trial.number}",
-        }
-        trial.set_user_attr("node", socket.gethostname() + (_ray_node() if self.worker else ""))
-        step_context.reporter = _Reporter(trial, self.pruned)
-        client = mlflow.MlflowClient(tracking_uri=self.job.tracking_uri)
-        try:
-            result = run_spec(
-                self.project_dir,
-                spec,
-                tracking_uri=self.job.tracking_uri,
-                settings=self.settings,
-                tags=tags,
-                pinned=self.job.pinned,
-            )
-        except PipelineStepFailed as exc:
-            if isinstance(exc.__cause__, step_context.StepPruned):
-                run_id = getattr(exc, "run_id", None)
-                if run_id:
-                    trial.set_user_attr("run_id", run_id)
-                    client.set_tag(run_id, TAG_STATE, "pruned")
-                    client.update_run(run_id, status="KILLED")
-                raise self.pruned(str(exc.__cause__)) from None
-            raise
-        finally:
-            step_context.reporter = None
-        trial.set_user_attr("run_id", result.run_id)
-        if tune.metric not in result.metrics:
-            raise InvalidInput(
-                f"tune.metric {tune.metric} was not logged by trial {trial.number} "
-                f"(it logged: {', '.join(sorted(result.metrics)) or 'nothing'})",
-                hint="name a metric the metrics step returns or a step logs with ctx.log_metric",
-            )
-        client.set_tag(result.run_id, TAG_STATE, "complete")
-        return float(result.metrics[tune.metric])
-
-
-class _Reporter:
-    """``ctx.report`` during a trial: report to Optuna, raise StepPruned when the pruner says so."""
-
-    def __init__(self, trial: Any, pruned: type[Exception]) -> None:
-        self.trial, self.pid, self.pruned = trial, os.getpid(), pruned
-
-    def __call__(self, step: str, value: float, position: int) -> None:
-        trial = self.trial
-        if os.getpid() != self.pid:  # a step in a process of its own: its own connection to the study
-            optuna = _optuna()
-            study = optuna.load_study(
-                study_name=trial.study.study_name,
-                storage=open_storage(trial.study._storage.url),
-                pruner=trial.study.pruner,
-            )
-            trial = optuna.trial.Trial(study, trial._trial_id)
-        trial.report(value, position)
-        if trial.should_prune():
-            raise step_context.StepPruned(f"trial {trial.number} pruned at {step} position {position}")
-
-
-def _ray_node() -> str:
-    ray = sys.modules.get("ray")  # only a process Ray runs in has it: importing Ray costs seconds
-    if ray is None or not ray.is_initialized():
-        return ""
-    return f" ray:{ray.get_runtime_context().get_node_id()}"
-
-
-def _suggest(trial: Any, key: str, space: SearchSpace) -> Any:
-    if space.type == "categorical":
-        return trial.suggest_categorical(key, space.choices)
-    assert space.low is not None
-    assert space.high is not None
-    if space.type == "int":
-        step = int(space.step or 1)
-        return trial.suggest_int(key, int(space.low), int(space.high), step=step, log=space.log)
-    return trial.suggest_float(key, space.low, space.high, step=space.step, log=space.log)
 
 
 # --- the driver ------------------------------------------------------------------------------------
@@ -430,7 +132,7 @@ def tune_project(
     name = study or study_name(spec)
     storage_url = settings.tuning_db_url
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
-    job = _Job(
+    job = Job(
         project_dir=str(project),
         spec=spec.model_dump(mode="json", by_alias=True),
         tracking_uri=tracking_uri,
@@ -441,16 +143,16 @@ def tune_project(
         env={k: v for k, v in os.environ.items() if k == "MLFLOW_TRACKING_TOKEN"},
     )
     storage = open_storage(storage_url)
-    the_study = _study(job, storage)
+    the_study = load_study(job, storage)
     job.pinned = _pinned(the_study, spec, settings)
     notes = _recover(the_study, client, name)
     job.parent_run_id = _parent_run(the_study, client, spec, tune, name, tracking_uri, settings)
     done = _finished(the_study)
     display = _Progress(tune, total=tune.trials, done=done, enabled=progress)
-    _queue(the_study, tune.trials - done)
+    queue(the_study, tune.trials - done)
     try:
         with display:
-            _distribute(job, settings, (the_study, storage), display, first=done == 0)
+            run_queued(job, settings, the_study, storage, lambda: display.update(the_study), first=done == 0)
     except BaseException as exc:
         status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
         client.set_tag(job.parent_run_id, L.TAG_ERROR, str(exc)[:4000] or type(exc).__name__)
@@ -470,14 +172,14 @@ def _pinned(study: Any, spec: ProjectSpec, settings: Settings) -> dict[str, dict
 
 
 def _finished(study: Any) -> int:
-    optuna = _optuna()
+    optuna = optuna_module()
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     return len(study.get_trials(deepcopy=False, states=states))
 
 
 def _recover(study: Any, client: Any, name: str) -> list[str]:
     """Trials a stopped ``pave tune`` left running: failed, and their params queued again."""
-    optuna = _optuna()
+    optuna = optuna_module()
     notes = []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
@@ -522,78 +224,6 @@ def _parent_run(
     client.log_dict(run_id, tune.model_dump(mode="json"), "tune/spec.json")
     study.set_user_attr(_PARENT_ATTR, run_id)
     return str(run_id)
-
-
-def _distribute(
-    job: _Job, settings: Settings, study_storage: tuple[Any, Any], display: _Progress, *, first: bool
-) -> None:
-    """Run the queued trials: here one at a time, or on ``parallel`` workers started at once.
-
-    With ``first`` (a new study) one trial runs here, alone, to fill the cache of the shared steps,
-    while the workers start (importing Pave, MLflow and the project's libraries) and wait for it.
-    """
-    optuna = _optuna()
-    tune, (study, storage) = job.tune, study_storage
-    objective = _Objective(job, job.project_dir, optuna.TrialPruned)
-    queued = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
-    if tune.parallel == 1 or queued <= 1:
-        while (trial_id := _claim(study)) is not None:
-            run_trial(study, trial_id, objective)
-            display.update(study)
-        return
-    opening = _claim(study) if first else None  # claimed before the workers start: they wait for it
-
-    def meanwhile() -> None:
-        if opening is not None:
-            run_trial(study, opening, objective)
-            display.update(study)
-        # No idle pooled connection of this process to the study's file while the workers write
-        # it (SQLite): it is opened again when the trials are read back.
-        storage.remove_session()
-        storage.engine.dispose()
-
-    workers = min(tune.parallel, queued - (opening is not None))
-    calls = [(job, i + 1) for i in range(workers)]
-    refresh = _Refresh(display, study)
-    if settings.executor == "ray":
-        from pave.integrations.ray import RayExecutor
-
-        cpus = max(s.resources.cpus for s in job.project_spec.steps)
-        # No runtime environment (a job-level working_dir made every worker start through Ray's setup
-        # script: 7 s against 39 s for four workers' first task at load 10-13): the project goes to the
-        # cluster once, as its snapshot in Ray's object store, and the job's env in the job.
-        with tempfile.TemporaryDirectory(prefix="pave-tune-") as folder:
-            archive = make_snapshot(Path(job.project_dir), Path(folder) / ARCHIVE).read_bytes()
-        with RayExecutor(Path(job.project_dir), settings.executor_address, working_dir=False) as ray:
-            shipped = ray.put(archive)
-            ray.run_all(
-                run_shipped_trials,
-                [(shipped, *call) for call in calls],
-                num_cpus=cpus,
-                waiting=refresh,
-                meanwhile=meanwhile,
-                after_first=first,
-            )
-        return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(run_trials, *call, after_first=first) for call in calls]
-        meanwhile()
-        pending = set(futures)
-        while pending:
-            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
-            refresh()
-            for future in finished:
-                future.result()  # a worker's error ends the tuning (the study keeps what finished)
-
-
-class _Refresh:
-    def __init__(self, display: _Progress, study: Any) -> None:
-        self.display, self.study, self.last = display, study, 0.0
-
-    def __call__(self) -> None:
-        if self.display.enabled and time.monotonic() - self.last > 1:
-            self.last = time.monotonic()
-            self.display.update(self.study)
 
 
 class _Progress:
@@ -654,9 +284,9 @@ def _records(study: Any) -> list[TrialRecord]:
 
 
 def _finish(
-    study: Any, client: Any, job: _Job, spec: ProjectSpec, settings: Settings, resumed: int, notes: list[str]
+    study: Any, client: Any, job: Job, spec: ProjectSpec, settings: Settings, resumed: int, notes: list[str]
 ) -> TuneResult:
-    optuna = _optuna()
+    optuna = optuna_module()
     tune = job.tune
     records = _records(study)
     complete = [r for r in records if r.state == "COMPLETE"]
