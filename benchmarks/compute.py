@@ -303,24 +303,28 @@ def ray_cluster() -> Iterator[str]:
     head = [ray, "start", "--head", f"--port={port}", f"--ray-client-server-port={client_port}"]
     head += ["--include-dashboard=false", f"--temp-dir={temp}/h"]
     env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0", "RAY_raylet_start_wait_time_s": "120"}
+    worker = [ray, "start", f"--address=127.0.0.1:{port}", f"--temp-dir={temp}/w"]
     try:
-        subprocess.run(
-            [*head, *common],
-            env=env, check=True, capture_output=True, timeout=180,
-        )  # fmt: skip
-        subprocess.run(
-            [ray, "start", f"--address=127.0.0.1:{port}", f"--temp-dir={temp}/w", *common],
-            env=env, check=True, capture_output=True, timeout=180,
-        )  # fmt: skip
+        for command in ([*head, *common], [*worker, *common]):
+            for attempt in (1, 2):  # a node can time out starting on a loaded machine: once more
+                started = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+                if started.returncode == 0:
+                    break
+                print(f"  ray start failed (attempt {attempt}): {started.stderr[-300:]}", flush=True)
+                _stop(_cluster_processes(temp, client_port))  # what the failed start left of this cluster
+            started.check_returncode()
         yield f"127.0.0.1:{port}"
     finally:
-        pids = _cluster_processes(temp, client_port)
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, sig)
-            time.sleep(2)
+        _stop(_cluster_processes(temp, client_port))
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def _stop(pids: set[int]) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        time.sleep(2)
 
 
 def _cluster_processes(temp: Path, client_port: int) -> set[int]:
