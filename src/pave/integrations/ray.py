@@ -24,6 +24,7 @@ Ray program does: run steps only on a cluster you operate, as you only load mode
 from __future__ import annotations
 
 import atexit
+import contextlib
 import copy
 import hashlib
 import os
@@ -90,6 +91,7 @@ class RayExecutor:
         self._remote: Any = None
         self._shipped: Any = None  # without a working_dir: the project's snapshot in the object store
         self._largest: dict[str, float] = {}
+        self._total: dict[str, float] = {}
 
     def __enter__(self) -> RayExecutor:
         ray = _ray()
@@ -132,6 +134,7 @@ class RayExecutor:
             if node.get("Alive"):
                 for name, amount in (node.get("Resources") or {}).items():
                     self._largest[name] = max(self._largest.get(name, 0.0), float(amount))
+                    self._total[name] = self._total.get(name, 0.0) + float(amount)
         return self
 
     def __exit__(
@@ -181,6 +184,17 @@ class RayExecutor:
         with log_path.open("a", encoding="utf-8") as stream:
             stream.write(log_text)
         return outcome
+
+    def warm_up(self, modules: list[str]) -> None:
+        """Have every worker slot of the cluster import ``modules`` (the project's step modules) now,
+        without waiting: the workers' imports overlap with what the driver does meanwhile, instead
+        of each worker importing them when its first step arrives (tasks without a working_dir)."""
+        if self._shipped is None:
+            raise RuntimeError("RayExecutor.warm_up needs working_dir=False, inside its `with` block")
+        ray = _ray()
+        remote = ray.remote(max_retries=0, num_cpus=1)(_import_on_worker)
+        for _ in range(int(self._total.get("CPU", 1))):
+            remote.remote(self._shipped, str(self.project_dir), modules)  # its result is never read
 
     def _unschedulable(self, task: StepTask) -> PaveError | None:
         wanted = {
@@ -236,6 +250,18 @@ def _run_shipped_on_worker(archive: bytes, project_dir: str, task: bytes) -> tup
         sys.path.insert(0, str(project))  # the step's module (pickled by name) is imported from here
     step: StepTask = ray.cloudpickle.loads(task)  # from this job's driver, as every task's arguments
     return _run_on_worker(step, project)
+
+
+def _import_on_worker(archive: bytes, project_dir: str, modules: list[str]) -> None:
+    """On a Ray worker: import the project's step modules ahead of its first step (a warm-up)."""
+    import importlib
+
+    project = project_here(archive, Path(project_dir))
+    if str(project) not in sys.path:
+        sys.path.insert(0, str(project))
+    for name in modules:
+        with contextlib.suppress(Exception):  # the step that needs it reports the error
+            importlib.import_module(name)
 
 
 _UNPACKED: dict[str, Path] = {}  # archive digest -> its copy, unpacked once per worker process

@@ -258,6 +258,7 @@ def _on_ray(job: Job, settings: Settings, study: Any, update: Callable[[], None]
         stores.mlflow_uris(job.tracking_uri),
         RayExecutor(Path(job.project_dir), settings.executor_address, working_dir=False) as ray,
     ):
+        ray.warm_up(sorted({step.function.partition(":")[0] for step in job.project_spec.steps}))
         objective = Objective(job, job.project_dir, executor=ray)
         if first and (opening := claim(study)) is not None:
             run_trial(study, opening, objective)
