@@ -533,9 +533,7 @@ class Gateway:
         """Count a successful inference (before its answer goes out, as errors are: a client that has
         its answer and then scrapes /metrics sees its request counted); its latency."""
         latency = time.perf_counter() - inference.start
-        metrics = inference.runtime.metrics
-        metrics.requests.inc()
-        metrics.latency.observe(latency)
+        inference.runtime.metrics.answered(latency)
         return latency
 
     def follow_up(self, inference: Inference, latency: float) -> None:

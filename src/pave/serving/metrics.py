@@ -15,13 +15,21 @@ of the gateway's own, emptied at start), prometheus_client's multiprocess mode k
 worker's values in memory-mapped files and ``/metrics`` answers, whichever worker takes the
 scrape, the sum of the counters and histograms over the workers and the largest gauge value among
 the live ones (the gauge files of a worker that died are removed at the next scrape).
+
+The per-request series (requests, latency, batch size) are written through ``_Hot``: the same
+memory-mapped values prometheus_client keeps, without its per-write ``os.getpid()`` system call
+(a fork is noticed once, through ``os.register_at_fork``) and with one lock per observation
+instead of one per value. A request is in the worker's file before its answer leaves, so a
+scrape that follows an answer counts it, whichever worker takes the scrape.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
+import threading
+from bisect import bisect_left
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -33,6 +41,70 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Read by prometheus_client when it is imported: set it before a worker process starts.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+_forks = [0]  # bumped in a forked child: its values must be re-read from its own files
+os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
+
+
+class _Value:
+    """One prometheus_client value (a counter, a histogram's sum or bucket), incremented cheaply.
+
+    In multiprocess mode the value is a memory-mapped ``MmapedValue``: its ``inc`` takes a lock and
+    calls ``os.getpid()`` on every write. This writes the same number to the same place of the
+    same file, keeping the ``MmapedValue``'s own copy in step (so a scrape of this process and any
+    other writer agree). Single-process values (``MutexValue``) are incremented as they are.
+    """
+
+    __slots__ = ("file", "fork", "key", "value")
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        self.file = getattr(value, "_file", None)
+        self.key = getattr(value, "_key", None)
+        self.fork = _forks[0]
+
+    def inc(self, amount: float) -> None:
+        value, file = self.value, self.file
+        if file is None:
+            value.inc(amount)
+            return
+        if self.fork != _forks[0]:  # a forked child: let prometheus_client reopen its files
+            value.get()
+            self.file, self.fork = value._file, _forks[0]
+            file = self.file
+        value._value += amount
+        value._timestamp = 0.0
+        file.write_value(self.key, value._value, 0.0)
+
+
+class _Hot:
+    """The per-request series of one version: a counter and two histograms, one lock a call."""
+
+    def __init__(self, requests: Any, latency: Any, batch: Any) -> None:
+        self.lock = threading.Lock()
+        self.requests = _Value(requests._value)
+        self.latency_bounds, self.latency_sum, self.latency_buckets = _histogram(latency)
+        self.batch_bounds, self.batch_sum, self.batch_buckets = _histogram(batch)
+
+    def answered(self, seconds: float) -> None:
+        bucket = self.latency_buckets[bisect_left(self.latency_bounds, seconds)]
+        with self.lock:
+            self.requests.inc(1.0)
+            self.latency_sum.inc(seconds)
+            bucket.inc(1.0)
+
+    def batch(self, size: int) -> None:
+        bucket = self.batch_buckets[bisect_left(self.batch_bounds, size)]
+        with self.lock:
+            self.batch_sum.inc(size)
+            bucket.inc(1.0)
+
+
+def _histogram(child: Any) -> tuple[list[float], _Value, list[_Value]]:
+    """A histogram child's upper bounds, sum and buckets (``observe`` puts an amount in the first
+    bucket whose bound is at least the amount: ``bisect_left``; the last bound is +Inf)."""
+    return list(child._upper_bounds), _Value(child._sum), [_Value(b) for b in child._buckets]
 
 
 @dataclass(slots=True)
@@ -48,6 +120,18 @@ class VersionMetrics:
     deployment: str
     version: str
     gateway: GatewayMetrics
+    hot: _Hot = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.hot = _Hot(self.requests, self.latency, self.batch)
+
+    def answered(self, seconds: float) -> None:
+        """One inference answered by this version in ``seconds``."""
+        self.hot.answered(seconds)
+
+    def observe_batch(self, size: int) -> None:
+        """One model call on ``size`` requests."""
+        self.hot.batch(size)
 
     def error(self, status: int) -> None:
         self.gateway.errors.labels(self.deployment, self.version, str(status)).inc()

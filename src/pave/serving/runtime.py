@@ -114,7 +114,7 @@ class ModelRuntime:
             max_wait=self._batching.max_wait,
             inline=model.inline,
             batchable=model.batchable,
-            on_batch=self.metrics.batch.observe,
+            on_batch=self.metrics.observe_batch,
         )
         self.platform = model.flavor if model.flavor != "pyfunc" else "mlflow"
         self.inputs = model.schema.metadata
