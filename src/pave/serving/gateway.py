@@ -328,7 +328,11 @@ class Gateway:
         """Raise the refusal (401/403) of a caller the token check refuses; no-op without one."""
         if self.options.auth is None:
             return
-        authorization = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        authorization = None
+        for key, value in scope["headers"]:  # a loop, not next() on a generator: every request
+            if key == b"authorization":
+                authorization = value
+                break
         await self.check_token(authorization, deployment)
 
     async def check_token(self, authorization: bytes | None, deployment: str) -> None:
