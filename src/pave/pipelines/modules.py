@@ -18,6 +18,7 @@ import difflib
 import hashlib
 import importlib
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,12 @@ from typing import Any
 
 from pave.errors import InvalidInput
 from pave.pipelines.errors import PipelineDefinitionError
+
+# Forgetting a project's modules and importing them again touch ``sys.modules`` and ``sys.path``,
+# which the process shares: ``pave tune`` on Ray runs several trials' runs in threads of one
+# process, and one thread forgetting ``steps`` while another is importing it made the import fail
+# (importlib's KeyError: 'steps'). Both hold this lock, so each import sees a consistent state.
+_IMPORTING = threading.RLock()
 
 
 def local_top_level_names(project_dir: Path) -> set[str]:
@@ -39,11 +46,12 @@ def project_imports(project_dir: Path) -> Iterator[None]:
     """Make ``project_dir``'s modules importable, fresh (forgetting copies from earlier runs)."""
     root = str(project_dir.resolve())
     local = local_top_level_names(project_dir)
-    for name in list(sys.modules):
-        if name.partition(".")[0] in local:
-            del sys.modules[name]
-    sys.path.insert(0, root)
-    importlib.invalidate_caches()
+    with _IMPORTING:
+        for name in list(sys.modules):
+            if name.partition(".")[0] in local:
+                del sys.modules[name]
+        sys.path.insert(0, root)
+        importlib.invalidate_caches()
     try:
         yield
     finally:
@@ -60,7 +68,8 @@ def resolve(reference: str, project_dir: Path, *, what: str) -> Any:
     module_name, _, attr = reference.partition(":")
     path = module_file(module_name, project_dir)
     try:
-        module = importlib.import_module(module_name)
+        with _IMPORTING:
+            module = importlib.import_module(module_name)
     except ImportError as exc:
         raise PipelineDefinitionError(
             f"{what} {reference}: importing {path.name} failed: {exc}",
