@@ -135,9 +135,6 @@ def served() -> Iterator[tuple[App, int, list[bytes]]]:
     """A real uvicorn server with Pave's protocol; every transport write is recorded."""
     app = App()
     writes: list[bytes] = []
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
 
     class Recording(OneWriteHttpToolsProtocol):
         def connection_made(self, transport: Any) -> None:
@@ -153,17 +150,7 @@ def served() -> Iterator[tuple[App, int, list[bytes]]]:
 
             super().connection_made(Spy())  # type: ignore[arg-type]
 
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, http=Recording, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        assert thread.is_alive(), "the server did not start"
-        time.sleep(0.01)
+    server, thread, port = _serve(app, Recording)
     yield app, port, writes
     server.should_exit = True
     thread.join(timeout=10)
