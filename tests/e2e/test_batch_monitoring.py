@@ -124,6 +124,7 @@ def _post(platform: dict[str, Any], token: str, body: Any) -> httpx.Response:
         ({"records": [_record(), "not an object"]}, "record 1: a record is a JSON object"),
         ({"records": [_record(inputs={"f0": [1.0]})]}, "record 0: input 'f0' is not a list of 2 values"),
         ({"records": [_record(id="req-1")]}, "record 0: id is not a batch record's id"),
+        ({"records": [_record(), _record(version="7")]}, "record 1: version '7' is not a registered version"),
         ({"records": []}, "records"),
         ({"lines": "{}"}, "records"),
     ],
@@ -169,6 +170,10 @@ def test_with_the_log_shipped_the_records_are_a_segment_the_control_plane_mirror
     server = PaveServer.up(tmp_path / "cp", PAVE_ARTIFACT_ROOT=f"s3://{bucket}/pave", **s3_server.env)
     try:
         World(server).project(PROJECT)
+        frame = pd.DataFrame(np.random.default_rng(6).normal(size=(200, 2)), columns=["f0", "f1"])
+        os.environ["MLFLOW_TRACKING_TOKEN"] = server.token
+        model = LogisticRegression().fit(frame, (frame["f0"] > frame["f1"]).astype(int))
+        register_sklearn(server.url, PROJECT, model, frame)  # the records' version 1
         with server.client() as http:
             stored = http.post(ROUTE, json={"records": [_record()]})
         assert stored.status_code == 201, stored.text

@@ -47,7 +47,7 @@ def _records(folder: Path, parts: int = 3, rows: int = 40) -> list[dict[str, Any
 
 def test_the_records_of_a_job_pass_and_come_back_as_json_lines(tmp_path: Path) -> None:
     records = _records(tmp_path)
-    data, first_ts, rows = check_records(PROJECT, records)
+    data, first_ts, rows = check_records(PROJECT, records, registered={"2"})
     assert rows == 120
     assert first_ts == records[0]["ts"]
     assert [orjson.loads(line) for line in data.splitlines()] == records
@@ -73,21 +73,22 @@ def _broken(tmp_path: Path, change: Any) -> list[dict[str, Any]]:
         (lambda r: r.update(extra=1), "unknown field(s) ['extra']"),
         (lambda r: r.pop("outputs"), "missing field(s) ['outputs']"),
         (lambda r: r.update(outputs={}), "record 1: outputs is not an object"),
+        (lambda r: r.update(version="3"), "record 1: version '3' is not a registered version of model"),
     ],
 )
 def test_a_bad_record_is_refused_naming_it(tmp_path: Path, change: Any, named: str) -> None:
     with pytest.raises(InvalidInput) as refused:
-        check_records(PROJECT, _broken(tmp_path, change))
+        check_records(PROJECT, _broken(tmp_path, change), registered={"2"})
     assert named in refused.value.message
 
 
 def test_not_an_object_and_too_many_rows_are_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="record 0: a record is a JSON object, got str"):
-        check_records(PROJECT, ["{}"])
+        check_records(PROJECT, ["{}"], registered={"2"})
     big = _records(tmp_path, parts=1, rows=MONITOR_ROWS)
     big.append(dict(big[0], id=big[0]["id"] + "x"))
     with pytest.raises(InvalidInput, match=f"more than {MONITOR_ROWS} rows"):
-        check_records(PROJECT, big)
+        check_records(PROJECT, big, registered={"2"})
 
 
 def test_request_bodies_split_a_large_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,7 +107,7 @@ def test_request_bodies_split_a_large_job(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_stored_as_a_file_of_the_log_folder_without_shipping(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "control-plane", inference_log_ship="off")
-    data, first_ts, _ = check_records(PROJECT, _records(tmp_path / "job"))
+    data, first_ts, _ = check_records(PROJECT, _records(tmp_path / "job"), registered={"2"})
     kind, name = store_records(settings, session_factory(make_engine(settings.db_url)), data, first_ts)
     assert kind == "file"
     assert [p.name for p in settings.inference_log_dir.iterdir()] == [name]  # nothing staged left
@@ -124,7 +125,7 @@ def test_stored_as_a_segment_that_another_control_plane_mirrors(tmp_path: Path) 
     here = Settings(
         home=tmp_path / "cp-a", database_url=url, artifact_root=str(store), inference_log_ship="on"
     )
-    data, first_ts, _ = check_records(PROJECT, _records(tmp_path / "job"))
+    data, first_ts, _ = check_records(PROJECT, _records(tmp_path / "job"), registered={"2"})
     kind, key = store_records(here, sessions, data, first_ts)
     assert kind == "segment"
     with sessions() as session:

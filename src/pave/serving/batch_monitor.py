@@ -26,7 +26,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -184,9 +184,12 @@ def _rows(doc: Any) -> int:
     return len(values) if isinstance(values, list) else 0
 
 
-def check_records(project: str, records: list[Any], *, now: float | None = None) -> tuple[bytes, float, int]:
+def check_records(
+    project: str, records: list[Any], *, registered: Collection[str], now: float | None = None
+) -> tuple[bytes, float, int]:
     """Check records sent to ``project``'s monitoring; returns them as JSON lines, the first ``ts``
-    and the number of rows.
+    and the number of rows. ``registered``: the versions of the project's model in the registry
+    (a record of any other version would feed monitors rows no deployed or registered model made).
 
     Raises:
         InvalidInput: naming the first bad record and what is wrong with it; nothing is stored then.
@@ -198,7 +201,7 @@ def check_records(project: str, records: list[Any], *, now: float | None = None)
     rows = 0
     for index, doc in enumerate(records):
         try:
-            rows += _check_record(project, doc, now)
+            rows += _check_record(project, doc, now, registered)
         except InvalidInput as error:
             raise InvalidInput(f"record {index}: {error.message}", hint=error.hint) from None
         if rows > MONITOR_ROWS:
@@ -210,7 +213,7 @@ def check_records(project: str, records: list[Any], *, now: float | None = None)
     return b"".join(lines), min(float(doc["ts"]) for doc in records), rows
 
 
-def _check_record(project: str, doc: Any, now: float) -> int:
+def _check_record(project: str, doc: Any, now: float, registered: Collection[str]) -> int:
     """One record's rows, or an InvalidInput saying what is wrong with it."""
     if not isinstance(doc, dict):
         raise InvalidInput(f"a record is a JSON object, got {type(doc).__name__}")
@@ -232,6 +235,12 @@ def _check_record(project: str, doc: Any, now: float) -> int:
         )
     if not isinstance(doc["version"], str) or not 0 < len(doc["version"]) <= 64:
         raise InvalidInput("version is not a model version (a string of 1 to 64 characters)")
+    if doc["version"] not in registered:
+        known = ", ".join(sorted(registered, key=lambda v: (len(v), v))[-5:]) or "none"
+        raise InvalidInput(
+            f"version {doc['version']!r} is not a registered version of model {project} (latest: {known})",
+            hint=f"score with a registered version; list them with `pave models {project}`",
+        )
     _check_numbers(doc, now)
     inputs, outputs = doc["inputs"], doc["outputs"]
     if not isinstance(outputs, dict) or not outputs:

@@ -97,10 +97,14 @@ def store_monitoring(
 ) -> BatchMonitoringStored:
     """Store a batch job's sample of scored rows in the project's inference log, for its monitors.
 
-    Every record is checked first (the project's own deployment, a ``pave-batch:`` id, one value
-    per row in every column); one bad record refuses them all and nothing is stored.
+    Every record is checked first (the project's own deployment, a registered version of its
+    model, a ``pave-batch:`` id, one value per row in every column); one bad record refuses them all
+    and nothing is stored.
     """
-    data, first_ts, rows = check_records(name, body.records)
+    from pave.registry.versions import list_model_versions
+
+    registered = {v.version for v in list_model_versions(name, tracking_uri=platform.settings.mlflow_db_url)}
+    data, first_ts, rows = check_records(name, body.records, registered=registered)
     kind, where = store_records(platform.settings, platform.sessions, data, first_ts)
     if platform.mirror is not None:  # this control plane's monitors see the segment at once
         platform.mirror.pull(platform.sessions)
