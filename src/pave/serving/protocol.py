@@ -51,7 +51,8 @@ _INT = frozenset({int})
 _STR = frozenset({str})
 _LIST = frozenset({list})
 _DATATYPE_NAMES = frozenset(DATATYPES)
-_NAME, _SHAPE, _DATATYPE, _DATA = map(itemgetter, ("name", "shape", "datatype", "data"))
+# An input's fields, read for all inputs in one pass in C (here and in pave.serving.schema).
+NAME_OF, SHAPE_OF, DATATYPE_OF, DATA_OF = map(itemgetter, ("name", "shape", "datatype", "data"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,12 +157,12 @@ def _well_formed(inputs: list[Any]) -> bool:
     loop, which names the problem; inputs with ``parameters`` always go there.
     """
     try:
-        names = list(map(_NAME, inputs))
+        names = list(map(NAME_OF, inputs))
         if set(map(type, names)) != _STR or "" in names:
             return False
-        if not _DATATYPE_NAMES.issuperset(map(_DATATYPE, inputs)):
+        if not _DATATYPE_NAMES.issuperset(map(DATATYPE_OF, inputs)):
             return False
-        shapes = list(map(_SHAPE, inputs))
+        shapes = list(map(SHAPE_OF, inputs))
     except (KeyError, TypeError):  # an input that is not an object, lacks a field, or a list as datatype
         return False
     if set(map(type, shapes)) != _LIST:

@@ -16,14 +16,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from itertools import chain
-from operator import itemgetter
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from pave.errors import InvalidInput
-from pave.serving.protocol import DATATYPES, TensorMeta, decode_tensor
+from pave.serving.protocol import (
+    DATA_OF,
+    DATATYPE_OF,
+    DATATYPES,
+    NAME_OF,
+    SHAPE_OF,
+    TensorMeta,
+    decode_tensor,
+)
 
 InputKind = Literal["matrix", "frame", "tensor", "tensors"]
 Features = Any  # np.ndarray | pd.DataFrame | dict[str, np.ndarray]
@@ -32,7 +39,6 @@ Features = Any  # np.ndarray | pd.DataFrame | dict[str, np.ndarray]
 _NUMBERS = frozenset({float, int})
 _FP64 = frozenset({"FP64"})
 _LIST = frozenset({list})
-_NAME, _SHAPE, _DATATYPE, _DATA = map(itemgetter, ("name", "shape", "datatype", "data"))
 
 # MLflow column type -> OIP datatype.
 _MLFLOW_TYPES = {
@@ -153,11 +159,11 @@ class InputSchema:
         if position is None or len(inputs) != len(position):
             return None
         try:
-            if not _FP64.issuperset(map(_DATATYPE, inputs)):
+            if not _FP64.issuperset(map(DATATYPE_OF, inputs)):
                 return None
-            shapes = list(map(_SHAPE, inputs))
-            columns = list(map(_DATA, inputs))
-            names = list(map(_NAME, inputs))
+            shapes = list(map(SHAPE_OF, inputs))
+            columns = list(map(DATA_OF, inputs))
+            names = list(map(NAME_OF, inputs))
             shape = shapes[0]
             if shapes.count(shape) != len(shapes) or not (len(shape) == 1 or shape[1:] == [1]):
                 return None
