@@ -412,3 +412,22 @@ def test_a_swap_under_concurrent_load_loses_no_request(live_server, models):
     first_new = versions.index("2")
     assert set(versions[first_new + 16 :]) == {"2"}  # after the swap only in-flight requests may say "1"
     wait_for(lambda: old.model is None)  # the old version is unloaded once drained
+
+
+def test_a_serving_gateway_collects_garbage_less_often_and_gives_the_thresholds_back(make_gateway):
+    import gc
+
+    from starlette.testclient import TestClient
+
+    from pave.serving.gateway import GC_THRESHOLDS
+
+    saved = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)  # CPython's defaults (a gateway of another test may not have shut down)
+    try:
+        gateway, _ = make_gateway()
+        with TestClient(gateway) as client:
+            assert client.get("/v2/health/ready").status_code == 200
+            assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_threshold() == (700, 10, 10)
+    finally:
+        gc.set_threshold(*saved)
