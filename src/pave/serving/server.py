@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pave import logs, telemetry
 from pave.config import Settings, load_settings
+from pave.serving.accept import CONNECTIONS_ENV
 from pave.serving.deployments import DeploymentSource, JsonFileDeployments
 from pave.serving.gateway import Gateway, GatewayOptions, create_gateway
 from pave.serving.http import OneWriteHttpToolsProtocol
@@ -124,7 +125,12 @@ def run_gateway(
         # each worker serves gRPC itself (on a port they share): it reads where from the environment
         os.environ["PAVE_GATEWAY_HOST"] = settings.gateway_host
         os.environ["PAVE_GATEWAY_GRPC_PORT"] = str(settings.gateway_grpc_port)
-        os.environ[MULTIPROC_ENV] = str(metrics_dir(settings))
+        shared = metrics_dir(settings)
+        os.environ[MULTIPROC_ENV] = str(shared)
+        # the workers share new connections through their own accept loop (pave.serving.accept)
+        (shared / "connections").mkdir()
+        os.environ[CONNECTIONS_ENV] = str(shared / "connections")
+        common["loop"] = "pave.serving.accept:BalancedLoop"
         if sock is None:
             uvicorn.run("pave.serving.server:app_from_env", factory=True, workers=count, **common)  # type: ignore[arg-type]
             return
