@@ -86,8 +86,9 @@ class ConnectionTable:
         self._peers: dict[str, mmap.mmap] = {}
 
     def add(self, delta: int) -> None:
-        self.count += delta
-        _COUNT.pack_into(self._own, 0, self.count)
+        self.count = max(0, self.count + delta)
+        if not self._own.closed:  # closed: the worker stopped accepting, no one reads it any more
+            _COUNT.pack_into(self._own, 0, self.count)
 
     def fewest_elsewhere(self) -> int | None:
         """The fewest connections another live worker holds (None: no other worker accepts)."""
@@ -189,8 +190,10 @@ class BalancedListener:
         table = self.table
 
         def connection_lost(exc: Exception | None) -> None:
-            table.add(-1)
-            lost(exc)
+            try:
+                lost(exc)
+            finally:
+                table.add(-1)
 
         protocol.connection_lost = connection_lost  # type: ignore[method-assign]
         return protocol

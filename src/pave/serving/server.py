@@ -91,7 +91,8 @@ def run_gateway(
         settings: Pave's settings.
         source: a DeploymentSource, the path of a deployments JSON file, or ``"store"`` for the
             deployments in Pave's store (what ``pave serve`` and ``pave up`` use).
-        options: gateway tuning (single-process mode only; workers use the defaults).
+        options: gateway tuning (single-process mode only: each worker builds its gateway from
+            the settings, as ``pave serve`` does in both modes, so the two serve alike).
         workers: processes; default ``settings.gateway_workers`` (0: one per core). Several workers
             need a file or the store, since each process reads the deployments on its own.
         sock: a listening socket to serve on instead of binding ``gateway_host:gateway_port``
