@@ -457,7 +457,7 @@ class Gateway:
         try:
             body = await self.read_body(scope, receive)
             accept = body.accept_encoding
-            request = body.parse()
+            request = self.decode(body, name, version)
             request_id = request.id
             inference = await self.run_inference(
                 name, version, request, scope["headers"], scope.get(OPEN_REQUESTS), start
@@ -527,7 +527,7 @@ class Gateway:
         try:
             try:
                 model = runtime.model or await runtime.ensure_loaded()
-                features, n_rows = model.schema.bind(request.inputs)
+                features, n_rows = model.schema.bind_request(request)
                 outputs = await _predict(runtime, features, n_rows, alone)
             except PaveError:
                 raise
@@ -540,7 +540,7 @@ class Gateway:
                 self._record_failure(runtime, request, exc, start)
                 runtime = self.runtime(entry, fallback)
                 model = runtime.model or await runtime.ensure_loaded()
-                features, n_rows = model.schema.bind(request.inputs)
+                features, n_rows = model.schema.bind_request(request)
                 outputs = await _predict(runtime, features, n_rows, alone)
         except Exception as exc:
             raise VersionFailed(exc, runtime) from exc
@@ -629,7 +629,7 @@ class Gateway:
         start = time.perf_counter()
         try:
             model = runtime.model or await runtime.ensure_loaded()
-            features, n_rows = model.schema.bind(request.inputs)
+            features, n_rows = model.schema.bind_request(request)
             outputs = await runtime.predict(features, n_rows)
         except Exception as exc:
             runtime.metrics.shadow_error()
@@ -653,6 +653,17 @@ class Gateway:
         # Counted once its answer is queued for the log: whoever sees the count can flush the log
         # and find the answer there.
         runtime.metrics.shadow_requests.inc()
+
+    def decode(self, body: Body, name: str, version: str | None) -> InferenceRequest:
+        """The request; a body in the deployment's own shape is decoded by its model's schema."""
+        entry = self.table.entries.get(name)
+        if entry is not None and body.binary_header is None:
+            runtime = entry.runtimes.get(version or entry.main_version)
+            decoder = runtime.model.schema.decoder if runtime is not None and runtime.model else None
+            request = decoder.decode(body.data) if decoder is not None else None
+            if request is not None:
+                return request
+        return body.parse()
 
     async def read_body(self, scope: Scope, receive: Any) -> Body:
         """The request body and what its headers say about it (checked: size, type, encoding)."""

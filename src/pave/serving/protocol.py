@@ -77,6 +77,9 @@ class InferenceRequest:
     outputs: list[str] | None
     id_given: bool
     binary_outputs: bool | frozenset[str] = frozenset()  # outputs asked for as raw bytes
+    # The model input already bound by a schema's own decoder (``schema.Prebound``); ``inputs`` is
+    # then empty until a version of another schema asks for them (``InputSchema.bind_request``).
+    prebound: Any = None
 
 
 # Inference ids need to be unique, not secret: a generator seeded once from the OS is ~100x cheaper
@@ -106,6 +109,15 @@ def parse_request(body: bytes) -> InferenceRequest:
     if len(inputs) < 3 or not _well_formed(inputs):  # one or two inputs: the loop costs less
         for position, item in enumerate(inputs):
             _check_input(item, position)  # raises, naming the first input that is not
+    return request_of(doc, inputs)
+
+
+def request_of(doc: dict[str, Any], inputs: list[dict[str, Any]]) -> InferenceRequest:
+    """The request of a parsed body whose inputs are checked already: its id, parameters, outputs.
+
+    Raises:
+        InvalidInput: a malformed ``id``, ``parameters`` or ``outputs``.
+    """
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidInput("'id' must be a string")

@@ -22,12 +22,14 @@ import numpy as np
 import pandas as pd
 
 from pave.errors import InvalidInput
+from pave.serving.prebound import Decoder
 from pave.serving.protocol import (
     DATA_OF,
     DATATYPE_OF,
     DATATYPES,
     NAME_OF,
     SHAPE_OF,
+    InferenceRequest,
     TensorMeta,
     decode_tensor,
 )
@@ -127,6 +129,25 @@ class InputSchema:
         if self.kind == "tensors":
             return self._bind_tensors(inputs)
         return self._bind_tensor(inputs)
+
+    def bind_request(self, request: InferenceRequest) -> tuple[Features, int]:
+        """:meth:`bind` of a request's inputs, or the input its decoder bound already (``prebound``).
+
+        A request decoded for another schema (a canary's, a shadow's) gets its plain inputs back
+        and is bound here like any other.
+        """
+        prebound = request.prebound
+        if prebound is not None:
+            if prebound.schema is self or prebound.schema == self:
+                return prebound.take(), 1
+            request.inputs = prebound.plain_inputs()
+            request.prebound = None
+        return self.bind(request.inputs)
+
+    @cached_property
+    def decoder(self) -> Decoder | None:
+        """The decoder of this schema's own request shape (``serving/prebound.py``), if it has one."""
+        return Decoder(self) if Decoder.applies(self) else None
 
     # --- tabular ---------------------------------------------------------------------------------
 
