@@ -6,7 +6,8 @@ served by each server in turn, on loopback. Pave runs as users run it: `pave up`
 default gateway workers, the inference log on), the model registered through MLflow against the
 platform and deployed with the API; every request carries the token. Two request shapes are sent
 to Pave: one [1, 30] tensor, and the template's own (30 named inputs). A second Pave gateway on
-the same store with one worker (`pave serve --workers 1`) gives the default's p99 a reference.
+the same store with one worker (`pave serve --workers 1`) gives the default's p99 a reference
+(`--only pave` runs both; `benchmarks/gateway_workers.py` alternates the two at c=8).
 
 Each cell (server x client x concurrency 1, 8, 64) runs for at least ``--seconds`` (10 s) with
 two load generators: our own keep-alive HTTP/1.1 client on asyncio streams (it checks every
@@ -675,6 +676,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each cell (at least 10)")
     args = parser.parse_args()
     only = set(args.only or SERVERS)
+    if "pave" in only:  # the aim "p99 at c=8, default workers <= one worker" needs both
+        only.add("pave-1w")
     seconds = max(args.seconds, 10.0)
 
     workdir = Path(tempfile.mkdtemp(prefix="pave-bench-"))
