@@ -271,7 +271,10 @@ def plain_optuna(trials: int, rows: int) -> float:
 _PROJECT = Path()
 
 
-def pave_tune(folder: Path, trials: int, parallel: int, address: str | None, rows: int) -> float:
+def pave_tune(
+    folder: Path, trials: int, parallel: int, address: str | None, rows: int
+) -> tuple[float, dict[str, float]]:
+    """Seconds ``pave tune`` took, and its phases (seconds after its start when each was reached)."""
     from pave.config import Settings
     from pave.pipelines.tune import open_storage, tune_project
 
@@ -289,7 +292,7 @@ def pave_tune(folder: Path, trials: int, parallel: int, address: str | None, row
         project, tracking_uri=f"sqlite:///{folder / 'tune.db'}", settings=settings, study=name, progress=False
     )
     assert len(result.trials) == trials
-    return time.perf_counter() - started
+    return time.perf_counter() - started, result.phases
 
 
 @contextlib.contextmanager
@@ -362,13 +365,19 @@ def tuning(folder: Path, objectives: dict[str, tuple[int, int]]) -> dict[str, di
         print(f"  tune objective {name}: a forest on {rows:,} x 20 rows, {trials} trials", flush=True)
         results[name]["optuna"] = seconds = plain_optuna(trials, rows)
         print(f"  tune {name:>9} plain Optuna, 1 at a time: {seconds:6.1f} s", flush=True)
-        results[name]["pave parallel 1"] = seconds = pave_tune(folder, trials, 1, None, rows)
+        results[name]["pave parallel 1"] = seconds = pave_tune(folder, trials, 1, None, rows)[0]
         print(f"  tune {name:>9} pave tune, parallel 1:     {seconds:6.1f} s", flush=True)
     with ray_cluster() as address:
         for name, (rows, trials) in objectives.items():
-            results[name]["pave parallel 4 (ray)"] = seconds = pave_tune(folder, trials, 4, address, rows)
+            seconds, phases = pave_tune(folder, trials, 4, address, rows)
+            results[name]["pave parallel 4 (ray)"] = seconds
             print(f"  tune {name:>9} pave tune, parallel 4 Ray: {seconds:6.1f} s", flush=True)
+            print(f"  tune {name:>9}   phases (s after start): {_phases(phases)}", flush=True)
     return results
+
+
+def _phases(phases: dict[str, float]) -> str:
+    return ", ".join(f"{name} {at:.2f}" for name, at in sorted(phases.items(), key=lambda item: item[1]))
 
 
 def main() -> None:

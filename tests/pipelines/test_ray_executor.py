@@ -307,7 +307,10 @@ def test_tuning_trials_run_at_once_on_both_nodes(
     assert [t.state for t in result.trials] == ["COMPLETE"] * 3
     first, *later = sorted(result.trials, key=lambda t: t.number)
     a, b = later
-    assert first.ended <= min(a.started, b.started)  # type: ignore[operator,type-var]  # alone: fills the cache
+    # The first runs alone until the shared step is cached (it ran once, below), not to its end.
+    assert first.started <= min(a.started, b.started)  # type: ignore[operator,type-var]
+    phases = result.phases
+    assert phases["shared steps cached"] <= phases["parallel trials started"] <= phases["second trial asked"]
     assert a.started < b.ended  # type: ignore[operator]
     assert b.started < a.ended  # type: ignore[operator]
     nodes = {n for t in later for n in t.node.removeprefix("ray:").split(",")}  # type: ignore[union-attr]
@@ -396,3 +399,134 @@ def test_batch_scores_row_groups_on_both_nodes_as_it_does_locally(
     score("ray-folder/", ray=True, ray_address=ray_cluster)
     assert len(list((tmp_path / "ray-folder").glob("part-*.parquet"))) == 16
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "ray-folder"), local)
+
+
+STOPPABLE = """
+import os
+import time
+from pathlib import Path
+
+
+def prepare() -> list:
+    return [1.0, 2.0, 3.0]
+
+
+def train(data: list, x: float, marks: str) -> float:
+    first = not list(Path(marks).glob("train.*"))
+    Path(marks, f"train.{os.getpid()}.{time.time_ns()}").write_text(str(os.getpid()))
+    if not first and Path(marks, "slow").exists():  # every trial after the first: until stopped
+        time.sleep(900)
+        Path(marks, f"slept.{time.time_ns()}").write_text("")
+    return -((x - 2.0) ** 2) + sum(data)
+
+
+def evaluate(score: float) -> dict:
+    return {"score": score}
+"""
+
+DRIVER = """
+import sys
+
+from pave.config import Settings
+from pave.pipelines.tune import TuningInterrupted, tune_project
+
+project, home, address, tracking_uri = sys.argv[1:]
+settings = Settings(home=home, executor="ray", executor_address=address)
+try:
+    tune_project(project, tracking_uri=tracking_uri, settings=settings, progress=False)
+except TuningInterrupted as stopped:
+    print(stopped.message)
+    print(stopped.hint)
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_stops_a_tuning_on_ray_at_once_and_it_resumes(
+    make_project, tracking_uri: str, tmp_path: Path, ray_cluster: str
+) -> None:
+    from pave.pipelines.tune import TAG_STATE, TAG_TRIAL, open_storage, tune_project
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    (marks / "slow").write_text("")
+    text = (
+        "name: tune-stopped\nseed: 5\nsteps:\n"
+        "  - {name: prepare, function: steps:prepare}\n"
+        f"  - {{name: train, function: steps:train, inputs: {{data: prepare}}, "
+        f"params: {{x: 0.0, marks: '{marks}'}}}}\n"
+        "  - {name: evaluate, function: steps:evaluate, inputs: {score: train}}\n"
+        "metrics: {step: evaluate, primary: score}\n"
+        "tune: {metric: score, trials: 4, parallel: 2, pruner: none, "
+        "params: {train.x: {type: float, low: -5.0, high: 5.0}}}\n"
+    )
+    root = make_project({"pave.yaml": text, "steps.py": STOPPABLE})
+    settings = Settings(home=tmp_path / "home", executor="ray", executor_address=ray_cluster)
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(root), str(settings.home), ray_cluster, tracking_uri],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while len(list(marks.glob("train.*"))) < 3:  # the first trial, then two at once on the cluster
+            assert driver.poll() is None, driver.communicate()
+            assert time.monotonic() < deadline, "the trials never started"
+            time.sleep(0.2)
+        driver.send_signal(signal.SIGINT)
+        # The running trials sleep for 900 s: waiting for them would end this wait first.
+        out, err = driver.communicate(timeout=300)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    assert driver.returncode == 130, out + err[-3000:]
+    assert "1 of 4 trials finished; 2 stopped" in out, out
+    assert f"run `pave tune {root}` to resume" in out
+    assert not list(marks.glob("slept.*")), "a trial's step ran to its end"
+    workers = {int(p.read_text()) for p in marks.glob("train.*")}
+    deadline = time.monotonic() + 120
+    while alive := [pid for pid in workers if Path(f"/proc/{pid}").exists() and _sleeping_step(pid)]:
+        assert time.monotonic() < deadline, f"the stopped steps' workers still run: {alive}"
+        time.sleep(0.5)
+
+    import optuna
+
+    storage = open_storage(settings.tuning_db_url)
+    (study,) = optuna.get_all_study_summaries(storage)
+    trials = optuna.load_study(study_name=study.study_name, storage=storage).get_trials(deepcopy=False)
+    states = sorted(t.state.name for t in trials)
+    assert states == ["COMPLETE", "FAIL", "FAIL", "WAITING", "WAITING", "WAITING"], states
+    stopped = {t.params["train.x"] for t in trials if t.state.name == "FAIL"}
+    requeued = {
+        t.system_attrs.get("fixed_params", {}).get("train.x") for t in trials if t.state.name == "WAITING"
+    }
+    assert stopped <= requeued  # a resumed tuning asks them again
+    client = MlflowClient(tracking_uri=tracking_uri)
+    parent = client.get_run(study.user_attrs["mlflow_parent_run_id"])
+    assert parent.info.status == "KILLED"
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
+    killed = [c for c in children if c.info.status == "KILLED"]
+    assert len(killed) == 2
+    assert all(c.data.tags[TAG_STATE] == "interrupted" for c in killed)
+    storage.remove_session()
+    storage.engine.dispose()
+
+    (marks / "slow").unlink()
+    resumed = tune_project(root, tracking_uri=tracking_uri, settings=settings, progress=False)
+    assert resumed.resumed_from == 1
+    assert [t.state for t in resumed.trials].count("COMPLETE") == 4
+    assert stopped <= {t.params["train.x"] for t in resumed.trials if t.state == "COMPLETE"}
+    assert {c.data.tags[TAG_TRIAL] for c in killed} == {
+        str(t.number) for t in resumed.trials if t.state == "FAIL"
+    }
+
+
+def _sleeping_step(pid: int) -> bool:
+    """Whether ``pid`` is still a Ray worker (a pid reused by another program does not count)."""
+    try:
+        return b"ray" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False

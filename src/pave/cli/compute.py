@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
-from pave.cli.console import EXIT_GATES, JSON, console, emit, err_console, table
+from pave.cli.console import EXIT_GATES, EXIT_INTERRUPTED, JSON, console, emit, err_console, table
 from pave.client import Client
 from pave.config import load_settings
 from pave.schemas.platform import CostReport
@@ -42,7 +42,7 @@ def tune(
     Run it again after a stop to resume the same study. Exits 3 when the best model fails its gates.
     """
     from pave.cli.golden import _client_env
-    from pave.pipelines.tune import tune_project
+    from pave.pipelines.tune import TuningInterrupted, tune_project
 
     settings = load_settings(executor=executor, executor_address=executor_address)
     from pave.pipelines import load_spec
@@ -50,13 +50,18 @@ def tune(
     with Client(settings=settings) as client, contextlib.redirect_stdout(sys.stderr):
         _client_env(client)
         client.admit(load_spec(project_dir).name)
-        result = tune_project(
-            project_dir,
-            tracking_uri=client.mlflow_tracking_uri,
-            settings=settings,
-            study=study,
-            progress=not as_json and sys.stderr.isatty(),
-        )
+        try:
+            result = tune_project(
+                project_dir,
+                tracking_uri=client.mlflow_tracking_uri,
+                settings=settings,
+                study=study,
+                progress=not as_json and sys.stderr.isatty(),
+            )
+        except TuningInterrupted as stopped:  # Ctrl-C: what was kept, and how to resume
+            err_console.print(f"[bold]interrupted:[/] {escape(stopped.message)}", highlight=False)
+            err_console.print(f"[bold]hint:[/] {escape(stopped.hint)}", highlight=False)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         client.record_usage((result.trials and load_spec(project_dir).name) or "", tuning_usage(result))
     emit(result.to_dict(), lambda _: _print_tuning(result), as_json=as_json)
     for note in result.notes:

@@ -32,6 +32,8 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -43,6 +45,10 @@ from pave.pipelines.executor import StepOutcome, StepTask, portable, run_here
 
 # Not shipped to the cluster with the project: version control, environments, caches, local state.
 WORKING_DIR_EXCLUDES = [".git/", ".venv/", "venv/", "__pycache__/", ".pave/", "mlruns/", "*.pyc"]
+
+
+class StepCancelled(Exception):
+    """A step's task was cancelled (or never started) because its run was stopped (Ctrl-C)."""
 
 
 class RayUnavailable(PaveError):
@@ -90,6 +96,11 @@ class RayExecutor:
         self.working_dir = working_dir
         self._remote: Any = None
         self._shipped: Any = None  # without a working_dir: the project's snapshot in the object store
+        # Epoch seconds: when ray.init returned, the snapshot was put, the first task was submitted.
+        self.connected = self.shipped = self.submitted = 0.0
+        self._running: set[Any] = set()  # refs of the tasks submitted and not yet back
+        self._lock = threading.RLock()  # re-entrant: cancel() may run in a signal handler
+        self.cancelled = False
         self._largest: dict[str, float] = {}
         self._total: dict[str, float] = {}
 
@@ -122,6 +133,7 @@ class RayExecutor:
                 hint='check the address (`ray status` on the cluster), e.g. executor_address = "auto" '
                 'on a cluster node or "ray://HEAD:10001" from outside',
             ) from exc
+        self.connected = time.time()
         if self.working_dir:
             self._remote = ray.remote(max_retries=0)(_run_on_worker)
         else:
@@ -130,6 +142,7 @@ class RayExecutor:
             self._remote = ray.remote(max_retries=0)(_run_shipped_on_worker)
             with tempfile.TemporaryDirectory(prefix="pave-ray-") as folder:
                 self._shipped = ray.put(make_snapshot(self.project_dir, Path(folder) / ARCHIVE).read_bytes())
+            self.shipped = time.time()
         for node in ray.nodes():
             if node.get("Alive"):
                 for name, amount in (node.get("Resources") or {}).items():
@@ -147,6 +160,8 @@ class RayExecutor:
         if self._remote is None:
             raise RuntimeError("RayExecutor.run outside its `with` block")
         ray = _ray()
+        if self.cancelled:
+            return StepOutcome(error=StepCancelled(f"step {task.name} was not started: the run was stopped"))
         refusal = self._unschedulable(task)
         if refusal is not None:
             return StepOutcome(error=refusal, attempts=0)
@@ -169,6 +184,11 @@ class RayExecutor:
             return StepOutcome(error=portable(exc), attempts=0)
         finally:
             task.log_path = log_path
+        self.submitted = self.submitted or time.time()
+        with self._lock:
+            self._running.add(ref)
+        if self.cancelled:  # cancel() ran while this task was being submitted
+            ray.cancel(ref, force=True)
         try:
             outcome, log_text = ray.get(ref, timeout=task.timeout)
         except ray.exceptions.GetTimeoutError:
@@ -176,25 +196,34 @@ class RayExecutor:
             outcome = StepOutcome(error=StepTimedOut(task.name, task.timeout or 0.0), attempts=1)
             log_text = f"--- stopped: the step ran longer than its timeout of {task.timeout:g} s ---\n"
         except Exception as exc:  # the task could not run (serialisation, a lost worker): the step failed
+            error = StepCancelled(f"step {task.name} was stopped with its run") if self.cancelled else exc
             outcome, log_text = (
-                StepOutcome(error=portable(exc), attempts=1),
-                f"Ray could not run the step: {exc}\n",
+                StepOutcome(error=portable(error), attempts=1),
+                f"Ray could not run the step: {error}\n",
             )
+        finally:
+            with self._lock:
+                self._running.discard(ref)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("a", encoding="utf-8") as stream:
             stream.write(log_text)
         return outcome
 
-    def warm_up(self, modules: list[str]) -> None:
-        """Have every worker slot of the cluster import ``modules`` (the project's step modules) now,
-        without waiting: the workers' imports overlap with what the driver does meanwhile, instead
-        of each worker importing them when its first step arrives (tasks without a working_dir)."""
-        if self._shipped is None:
-            raise RuntimeError("RayExecutor.warm_up needs working_dir=False, inside its `with` block")
-        ray = _ray()
-        remote = ray.remote(max_retries=0, num_cpus=1)(_import_on_worker)
-        for _ in range(int(self._total.get("CPU", 1))):
-            remote.remote(self._shipped, str(self.project_dir), modules)  # its result is never read
+    def cancel(self) -> int:
+        """Stop every task of this executor now (their worker processes are stopped) and start no
+        more: a ``run`` waiting for one returns a failed outcome at once. How many were running.
+
+        Safe from a signal handler and from any thread (``pave tune`` calls it on Ctrl-C).
+        """
+        self.cancelled = True
+        with self._lock:
+            refs = list(self._running)
+        if refs:
+            ray = _ray()
+            for ref in refs:
+                with contextlib.suppress(Exception):  # finished meanwhile
+                    ray.cancel(ref, force=True)
+        return len(refs)
 
     def _unschedulable(self, task: StepTask) -> PaveError | None:
         wanted = {
@@ -250,18 +279,6 @@ def _run_shipped_on_worker(archive: bytes, project_dir: str, task: bytes) -> tup
         sys.path.insert(0, str(project))  # the step's module (pickled by name) is imported from here
     step: StepTask = ray.cloudpickle.loads(task)  # from this job's driver, as every task's arguments
     return _run_on_worker(step, project)
-
-
-def _import_on_worker(archive: bytes, project_dir: str, modules: list[str]) -> None:
-    """On a Ray worker: import the project's step modules ahead of its first step (a warm-up)."""
-    import importlib
-
-    project = project_here(archive, Path(project_dir))
-    if str(project) not in sys.path:
-        sys.path.insert(0, str(project))
-    for name in modules:
-        with contextlib.suppress(Exception):  # the step that needs it reports the error
-            importlib.import_module(name)
 
 
 _UNPACKED: dict[str, Path] = {}  # archive digest -> its copy, unpacked once per worker process

@@ -31,6 +31,7 @@ from typing import Any
 from pave.config import Settings
 from pave.errors import InvalidInput
 from pave.pipelines.datasets import pin_sources
+from pave.pipelines.executor import Executor
 from pave.pipelines.project import RunResult, apply_overrides, direct_objects, project_experiment, run_spec
 from pave.pipelines.spec import ProjectSpec, TuneSpec, load_spec
 from pave.pipelines.tune_trials import (
@@ -38,6 +39,8 @@ from pave.pipelines.tune_trials import (
     TAG_STUDY,
     TAG_TRIAL,
     Job,
+    Phases,
+    cluster,
     load_study,
     open_storage,
     optuna_module,
@@ -46,12 +49,22 @@ from pave.pipelines.tune_trials import (
 )
 from pave.tracking import lineage as L
 
-__all__ = ["TAG_STATE", "TAG_STUDY", "TAG_TRIAL", "TuneResult", "open_storage", "study_name", "tune_project"]
+__all__ = [
+    "TAG_STATE",
+    "TAG_STUDY",
+    "TAG_TRIAL",
+    "TuneResult",
+    "TuningInterrupted",
+    "open_storage",
+    "study_name",
+    "tune_project",
+]
 
 TAG_TUNE_RUN = "pave.tune.parent"  # on the best trial's registration run: the parent run
 TAG_KIND = "pave.kind"  # "tune" on the parent run
 TRIALS_ARTIFACT = "tune/trials.json"
 IMPORTANCES_ARTIFACT = "tune/importances.json"
+PHASES_ARTIFACT = "tune/phases.json"  # seconds after the start when each phase was reached
 _PARENT_ATTR = "mlflow_parent_run_id"
 _FINAL_ATTR = "mlflow_final_run_id"
 _SOURCES_ATTR = "pave_sources"  # the study's versions of its s3://, https:// and SQL sources
@@ -85,6 +98,7 @@ class TuneResult:
     resumed_from: int  # trials already done when this call started
     run: RunResult | None = None  # the best trial's registration run
     notes: list[str] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)  # seconds after the start (Phases)
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k not in ("trials", "best", "run")}
@@ -142,23 +156,66 @@ def tune_project(
         parent_run_id="",
         env={k: v for k, v in os.environ.items() if k == "MLFLOW_TRACKING_TOKEN"},
     )
-    storage = open_storage(storage_url)
-    the_study = load_study(job, storage)
-    job.pinned = _pinned(the_study, spec, settings)
-    notes = _recover(the_study, client, name)
-    job.parent_run_id = _parent_run(the_study, client, spec, tune, name, tracking_uri, settings)
-    done = _finished(the_study)
-    display = _Progress(tune, total=tune.trials, done=done, enabled=progress)
-    queue(the_study, tune.trials - done)
-    try:
-        with display:
-            run_queued(job, settings, the_study, storage, lambda: display.update(the_study), first=done == 0)
-    except BaseException as exc:
-        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
-        client.set_tag(job.parent_run_id, L.TAG_ERROR, str(exc)[:4000] or type(exc).__name__)
-        client.set_terminated(job.parent_run_id, status)
-        raise
-    return _finish(the_study, client, job, spec, settings, done, notes)
+    phases = Phases()
+    with cluster(job, settings, phases) as ray:  # Ray: connecting from now on, on a thread
+        storage = open_storage(storage_url)
+        the_study = load_study(job, storage)
+        job.pinned = _pinned(the_study, spec, settings)
+        notes = _recover(the_study, client, name)
+        phases.mark("study ready")
+        job.parent_run_id = _parent_run(the_study, client, spec, tune, name, tracking_uri, settings)
+        phases.mark("parent run created")
+        done = _finished(the_study)
+        display = _Progress(tune, total=tune.trials, done=done, enabled=progress)
+        queue(the_study, tune.trials - done)
+        try:
+            with display:
+                run_queued(
+                    job,
+                    settings,
+                    the_study,
+                    storage,
+                    lambda: display.update(the_study),
+                    first=done == 0,
+                    ray=ray,
+                    phases=phases,
+                )
+        except BaseException as exc:
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            client.set_tag(job.parent_run_id, L.TAG_ERROR, str(exc)[:4000] or type(exc).__name__)
+            client.set_terminated(job.parent_run_id, "KILLED" if interrupted else "FAILED")
+            if interrupted:
+                raise _interrupted(the_study, client, job, project, named=study is not None) from exc
+            if ray is not None and (unreachable := ray.failure()) is not None:
+                raise unreachable from exc  # the cluster, not the steps it failed
+            raise
+        phases.mark("trials ended")
+        result = _finish(the_study, client, job, spec, settings, done, notes, executor=ray)
+    phases.mark("best trial registered")
+    result.phases = phases.marks
+    client.log_dict(job.parent_run_id, phases.marks, PHASES_ARTIFACT)
+    return result
+
+
+class TuningInterrupted(KeyboardInterrupt):
+    """``pave tune`` was stopped (Ctrl-C): what it left, and the command that resumes it."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.message, self.hint = message, hint
+
+
+def _interrupted(study: Any, client: Any, job: Job, project: Path, *, named: bool) -> TuningInterrupted:
+    """After Ctrl-C: the trials it stopped are failed with their params queued again and their runs
+    KILLED (what a resumed ``pave tune`` does for a killed one's); the way to resume."""
+    stopped = _recover(study, client, job.study)
+    done = _finished(study)
+    again = f"pave tune {project}" + (f" --study {job.study}" if named else "")
+    return TuningInterrupted(
+        f"tuning {job.study} interrupted: {done} of {job.tune.trials} trials finished"
+        + (f"; {len(stopped)} stopped, their params run again on resume" if stopped else ""),
+        hint=f"run `{again}` to resume (finished trials are kept, cached steps are reused)",
+    )
 
 
 def _pinned(study: Any, spec: ProjectSpec, settings: Settings) -> dict[str, dict[str, str]]:
@@ -180,16 +237,21 @@ def _finished(study: Any) -> int:
 def _recover(study: Any, client: Any, name: str) -> list[str]:
     """Trials a stopped ``pave tune`` left running: failed, and their params queued again."""
     optuna = optuna_module()
-    notes = []
+    notes, numbers = [], set()
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
         study.enqueue_trial(trial.params, skip_if_exists=False)
         notes.append(f"trial {trial.number} was interrupted: its params run again")
+        numbers.add(str(trial.number))
     for run in client.search_runs(
         [str(e.experiment_id) for e in client.search_experiments()],
-        filter_string=f"tags.`{TAG_STUDY}` = '{name}' and attributes.status = 'RUNNING'",
+        filter_string=f"tags.`{TAG_STUDY}` = '{name}' and attributes.status != 'FINISHED'",
     ):
-        if run.data.tags.get("mlflow.parentRunId"):
+        tags = run.data.tags
+        if not tags.get("mlflow.parentRunId") or tags.get(TAG_STATE) in ("pruned", "interrupted"):
+            continue
+        # Left running by a killed pave tune, or ended FAILED by a Ctrl-C that stopped its trial.
+        if run.info.status == "RUNNING" or tags.get(TAG_TRIAL) in numbers:
             client.set_tag(run.info.run_id, TAG_STATE, "interrupted")
             client.set_terminated(run.info.run_id, "KILLED")
     return notes
@@ -284,7 +346,15 @@ def _records(study: Any) -> list[TrialRecord]:
 
 
 def _finish(
-    study: Any, client: Any, job: Job, spec: ProjectSpec, settings: Settings, resumed: int, notes: list[str]
+    study: Any,
+    client: Any,
+    job: Job,
+    spec: ProjectSpec,
+    settings: Settings,
+    resumed: int,
+    notes: list[str],
+    *,
+    executor: Executor | None = None,
 ) -> TuneResult:
     optuna = optuna_module()
     tune = job.tune
@@ -334,6 +404,7 @@ def _finish(
             tags={TAG_TUNE_RUN: parent, TAG_STUDY: job.study, "mlflow.runName": f"best of {job.study}"},
             register=True,
             pinned=job.pinned,
+            executor=executor,  # the tuning's cluster connection (every step is cached: nothing runs)
         )
         study.set_user_attr(_FINAL_ATTR, final.run_id)
         client.set_tag(parent, "pave.tune.final_run", final.run_id)

@@ -22,11 +22,15 @@ tuned params (the same cache key in every trial) are computed once and read from
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import logging
 import os
+import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -37,7 +41,7 @@ from pave.config import Settings
 from pave.errors import InvalidInput
 from pave.pipelines import context as step_context
 from pave.pipelines.errors import PipelineStepFailed
-from pave.pipelines.executor import Executor
+from pave.pipelines.executor import Executor, StepOutcome, StepTask
 from pave.pipelines.project import apply_overrides, run_spec
 from pave.pipelines.spec import ProjectSpec, SearchSpace, TuneSpec
 from pave.pipelines.tune_storage import Reporter, open_storage, optuna_module, pruner
@@ -74,6 +78,30 @@ class Job:
     @property
     def seed(self) -> int:
         return int(self.spec.get("seed", 42))
+
+
+class Phases:
+    """When a tuning first reached each of its phases, in seconds after it began: where its time
+    goes before trials overlap (``TuneResult.phases``, the parent run's ``tune/phases.json``).
+
+    Marks are epoch-based, so a step's start on a Ray worker (its outcome's ``started``) counts too;
+    a phase reached again (every trial starts) keeps its first time.
+    """
+
+    def __init__(self) -> None:
+        self.began = time.time()
+        self.marks: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def mark(self, name: str, at: float | None = None) -> None:
+        with self._lock:
+            self.marks.setdefault(name, round((at or time.time()) - self.began, 3))
+
+    def earliest(self, name: str, at: float) -> None:
+        """Mark ``name`` at ``at`` unless it was marked earlier (a step's start, reported later)."""
+        with self._lock:
+            seconds = round(at - self.began, 3)
+            self.marks[name] = min(self.marks.get(name, seconds), seconds)
 
 
 def load_study(job: Job, storage: Any, worker: int = 0) -> Any:
@@ -117,8 +145,15 @@ def claim(study: Any) -> int | None:
     return None
 
 
-def run_trial(study: Any, trial_id: int, objective: Callable[[Any], float]) -> None:
-    """Run one claimed trial and tell the study how it ended (ask-and-tell, as ``study.optimize``)."""
+def run_trial(
+    study: Any, trial_id: int, objective: Callable[[Any], float], interrupted: threading.Event | None = None
+) -> None:
+    """Run one claimed trial and tell the study how it ended (ask-and-tell, as ``study.optimize``).
+
+    A trial that ends because the tuning was ``interrupted`` (Ctrl-C) is left RUNNING: the driver
+    then marks it failed and queues its params again (``pave.pipelines.tune``), as a resumed
+    ``pave tune`` does for a trial that a killed one left.
+    """
     optuna = optuna_module()
     trial = optuna.Trial(study, trial_id)
     try:
@@ -127,7 +162,8 @@ def run_trial(study: Any, trial_id: int, objective: Callable[[Any], float]) -> N
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         return
     except BaseException:
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        if interrupted is None or not interrupted.is_set():
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
         raise
     study.tell(trial, value)
 
@@ -139,8 +175,12 @@ class Objective:
     with the local executor.
     """
 
-    def __init__(self, job: Job, project_dir: str, *, executor: Executor | None = None) -> None:
+    def __init__(
+        self, job: Job, project_dir: str, *, executor: Executor | None = None, phases: Phases | None = None
+    ) -> None:
         self.job, self.project_dir, self.executor = job, project_dir, executor
+        self.phases = phases or Phases()
+        self._asked = itertools.count(1)
         self.pruned: type[Exception] = optuna_module().TrialPruned
         self.spec = job.project_spec
         self.settings = Settings.model_validate(job.settings | ({} if executor else {"executor": "local"}))
@@ -150,6 +190,7 @@ class Objective:
 
         tune = self.job.tune
         values = {key: _suggest(trial, key, space) for key, space in tune.params.items()}
+        self.phases.mark("first trial asked" if next(self._asked) == 1 else "second trial asked")
         spec = apply_overrides(self.spec, values).model_copy(update={"model": None})
         tags = {
             "mlflow.parentRunId": self.job.parent_run_id,
@@ -181,6 +222,9 @@ class Objective:
                 raise self.pruned(str(exc.__cause__)) from None
             raise
         trial.set_user_attr("run_id", result.run_id)
+        if submitted := getattr(self.executor, "submitted", 0.0):
+            self.phases.mark("first task submitted", submitted)
+        self.phases.mark("a trial ended")
         nodes = sorted({s.node for s in result.steps if s.status == "ran" and s.node})
         if self.executor is not None and nodes:  # the Ray nodes its steps ran on
             trial.set_user_attr("node", "ray:" + ",".join(nodes))
@@ -208,6 +252,128 @@ def _suggest(trial: Any, key: str, space: SearchSpace) -> Any:
 # --- where the trials run --------------------------------------------------------------------------
 
 
+class Cluster:
+    """The tuning's :class:`~pave.integrations.ray.RayExecutor`, connecting on a thread from the
+    moment it is made: the driver opens the study, creates the parent run and prepares the first
+    trial's run meanwhile. An :class:`~pave.pipelines.executor.Executor` itself (``run`` waits for
+    the connection), used as a context manager (what :func:`cluster` does): the trials and the best
+    trial's final run share it, so a tuning connects to Ray once.
+
+    ``shared`` is set once the steps every trial shares (none of their inputs depends on a tuned
+    param) are cached: when a step that reads all of them is submitted (the engine caches a step's
+    output before it submits the steps that read it).
+    """
+
+    capacity: float | None = None
+
+    def __init__(self, job: Job, settings: Settings, phases: Phases) -> None:
+        from pave.integrations.ray import RayExecutor
+
+        self.phases = phases
+        self.ray = RayExecutor(Path(job.project_dir), settings.executor_address, working_dir=False)
+        self.shared = threading.Event()
+        self._shared, self._ancestors = _shared_steps(job.project_spec)
+        self._covered: set[str] = set()
+        self._lock = threading.Lock()
+        if not self._shared:
+            self.shared.set()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pave-ray-connect")
+        self._connected: Future[None] = self._pool.submit(self._connect)
+
+    def _connect(self) -> None:
+        with _quiet_ray_thread_warning():
+            self.ray.__enter__()
+        self.phases.mark("ray connected", self.ray.connected)
+        self.phases.mark("snapshot shipped", self.ray.shipped)
+
+    def wait(self) -> Cluster:
+        self._connected.result()  # a connection error is raised here
+        return self
+
+    def failure(self) -> BaseException | None:
+        """Why the connection failed (RayUnavailable names the address), once it did."""
+        return self._connected.exception() if self._connected.done() else None
+
+    @property
+    def submitted(self) -> float:
+        return self.ray.submitted
+
+    def run(self, task: StepTask) -> StepOutcome:
+        if not self.shared.is_set():
+            with self._lock:
+                self._covered |= self._ancestors.get(task.name, set())
+                if self._shared <= self._covered:
+                    self.phases.mark("shared steps cached")
+                    self.shared.set()
+        try:
+            self.wait()
+        except Exception as exc:
+            return StepOutcome(error=exc, attempts=0)
+        outcome = self.ray.run(task)
+        if outcome.started:
+            self.phases.earliest("first step started", outcome.started)
+        return outcome
+
+    def cancel(self) -> None:
+        self.ray.cancel()
+
+    def close(self) -> None:
+        try:
+            self._connected.result()
+        except BaseException:  # noqa: S110 - whoever waited for it has seen the error; nothing to close
+            pass
+        else:
+            self.ray.__exit__(None, None, None)
+        finally:
+            self._pool.shutdown()
+
+
+def _shared_steps(spec: ProjectSpec) -> tuple[set[str], dict[str, set[str]]]:
+    """The steps with the same cache key in every trial (no tuned step upstream, not tuned), and
+    each step's ancestors."""
+    from pave.pipelines.dag import build_dag
+
+    assert spec.tune is not None
+    dag = build_dag(spec.steps, spec.data.sources)
+    steps = set(dag.names)
+    tuned = set().union(*(dag.descendants(key.partition(".")[0]) for key in spec.tune.params))
+    ancestors: dict[str, set[str]] = {}
+    for step in dag.order:  # upstream first
+        ancestors[step.name] = set().union(
+            *({up} | ancestors.get(up, set()) for up in dag.upstream[step.name] if up in steps)
+        )
+    return steps - tuned, ancestors
+
+
+@contextlib.contextmanager
+def cluster(job: Job, settings: Settings, phases: Phases) -> Iterator[Cluster | None]:
+    """The tuning's :class:`Cluster` for the Ray executor (connecting from now on), else None."""
+    if settings.executor != "ray":
+        yield None
+        return
+    connection = Cluster(job, settings, phases)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+@contextlib.contextmanager
+def _quiet_ray_thread_warning() -> Iterator[None]:
+    """ray.init on a thread warns that it leaves SIGTERM's handler alone: the default (the process
+    ends) is what ``pave tune`` wants, and a resumed study recovers what it left running."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "SIGTERM handler is not set" not in record.getMessage()
+
+    logger = logging.getLogger("ray._private.worker")
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
+
+
 def run_queued(
     job: Job,
     settings: Settings,
@@ -216,17 +382,20 @@ def run_queued(
     update: Callable[[], None],
     *,
     first: bool,
+    ray: Cluster | None = None,
+    phases: Phases | None = None,
 ) -> None:
     """Run the study's queued trials: here one at a time, or ``parallel`` at once.
 
     With ``first`` (a new study) one trial runs alone first, to fill the cache of the shared steps
     (while local worker processes start and wait for it). ``update`` is called as trials finish.
+    With ``ray`` (the executor is ``ray``), trials run from threads here, their steps on the cluster.
     """
     optuna = optuna_module()
     tune = job.tune
     queued = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
-    if settings.executor == "ray":
-        _on_ray(job, settings, study, update, first=first)
+    if ray is not None:
+        _on_ray(job, ray, study, update, first=first, phases=phases or Phases())
         return
     objective = Objective(job, job.project_dir)
     if tune.parallel == 1 or queued <= 1:
@@ -248,39 +417,74 @@ def run_queued(
         _wait_all(futures, update)
 
 
-def _on_ray(job: Job, settings: Settings, study: Any, update: Callable[[], None], *, first: bool) -> None:
-    """``parallel`` threads here, each running trials whose steps are Ray tasks (module docstring)."""
-    from pave.integrations.ray import RayExecutor
+def _on_ray(
+    job: Job, ray: Cluster, study: Any, update: Callable[[], None], *, first: bool, phases: Phases
+) -> None:
+    """``parallel`` threads here, each running trials whose steps are Ray tasks (module docstring).
+
+    Ctrl-C (SIGINT) cancels the cluster's tasks at once (their workers are stopped) instead of
+    waiting for the running trials; those trials are left RUNNING for the driver to recover, and
+    KeyboardInterrupt is raised here once every trial thread has ended.
+    """
     from pave.tracking import stores
 
-    # One process-wide MLflow URI for every trial thread (a run sets it and puts back what it found).
-    with (
-        stores.mlflow_uris(job.tracking_uri),
-        RayExecutor(Path(job.project_dir), settings.executor_address, working_dir=False) as ray,
-    ):
-        ray.warm_up(sorted({step.function.partition(":")[0] for step in job.project_spec.steps}))
-        objective = Objective(job, job.project_dir, executor=ray)
-        if first and (opening := claim(study)) is not None:
-            run_trial(study, opening, objective)
-            update()
-        stop, lock = threading.Event(), threading.Lock()
+    interrupted = threading.Event()
+    objective = Objective(job, job.project_dir, executor=ray, phases=phases)
+    stop, lock = threading.Event(), threading.Lock()
 
-        def trials() -> None:
-            while not stop.is_set() and (trial_id := claim(study)) is not None:
-                try:
-                    run_trial(study, trial_id, objective)
-                except BaseException:
-                    stop.set()  # the others finish the trial they run and claim no more
-                    raise
-                with lock:
-                    update()
-
-        with ThreadPoolExecutor(max_workers=job.tune.parallel, thread_name_prefix="pave-trial") as pool:
+    def trials(opening: int | None = None) -> None:
+        while not stop.is_set() and (trial_id := claim(study) if opening is None else opening) is not None:
+            opening = None
             try:
-                _wait_all([pool.submit(trials) for _ in range(job.tune.parallel)], lambda: None)
+                run_trial(study, trial_id, objective, interrupted)
             except BaseException:
-                stop.set()
+                stop.set()  # the others finish the trial they run and claim no more
                 raise
+            with lock:
+                update()
+
+    # One process-wide MLflow URI for every trial thread (a run sets it and puts back what it found).
+    with stores.mlflow_uris(job.tracking_uri), _stopping_on_interrupt(ray, interrupted):
+        pool = ThreadPoolExecutor(max_workers=job.tune.parallel, thread_name_prefix="pave-trial")
+        try:
+            futures = []
+            if first and (opening := claim(study)) is not None:
+                # A new study's first trial runs alone until the steps all trials share are cached.
+                futures.append(pool.submit(trials, opening))
+                while not ray.shared.wait(0.2) and not futures[0].done():
+                    pass
+                if futures[0].done() and futures[0].exception() is not None:
+                    futures[0].result()  # it failed before the others started: its error
+                phases.mark("parallel trials started")
+            futures += [pool.submit(trials) for _ in range(job.tune.parallel - len(futures))]
+            _wait_all(futures, lambda: None)
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            pool.shutdown(wait=True)  # interrupted: at once, the trials' tasks are cancelled
+
+
+@contextlib.contextmanager
+def _stopping_on_interrupt(ray: Cluster, interrupted: threading.Event) -> Iterator[None]:
+    """While the block runs (in the main thread), SIGINT cancels the cluster's tasks and then raises
+    KeyboardInterrupt as usual; a second SIGINT is Python's default again."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGINT, previous)
+        interrupted.set()
+        ray.cancel()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGINT) is stop:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _wait_all(futures: list[Future[Any]], update: Callable[[], None]) -> None:
