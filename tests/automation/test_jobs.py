@@ -329,3 +329,50 @@ def test_with_job_executor_ray_the_retrain_job_runs_on_the_cluster(
         assert turn["run_id"] != json.loads(ran.stdout)["run_id"]
     finally:
         server.stop()
+
+
+@pytest.mark.ray
+def test_a_control_plane_that_stops_ends_its_jobs_on_ray_and_records_them_stopped(
+    ray_head: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    address, token = ray_head
+    server = PaveServer.up(
+        tmp_path / "platform", PAVE_JOB_EXECUTOR="ray", PAVE_EXECUTOR_ADDRESS=address, **token
+    )
+    try:
+        project = tmp_path / "slow"
+        project.mkdir()
+        mark = tmp_path / "started"  # the actor runs on this machine, as this test's user
+        (project / "steps.py").write_text(textwrap.dedent(SLOW_STEPS))
+        (project / "pave.yaml").write_text(
+            f"name: slow\nsteps:\n  - {{name: work, function: 'steps:work', params: {{mark: '{mark}'}}}}\n"
+            "metrics: {step: work, primary: done}\nretrain: {timeout: 3600}\n"
+        )
+        with server.client() as admin:
+            assert admin.post("/api/v1/projects", json={"name": "slow"}).status_code == 201
+        env = server.env | {"PAVE_URL": server.url, "PAVE_TOKEN": server.token}
+        env["PAVE_HOME"] = str(tmp_path / "client")
+        ran = run_pave("run", str(project), "--json", env=env, timeout=300)
+        assert ran.returncode == 0, ran.stderr[-3000:]
+        assert run_pave("retrain", "slow", env=env).returncode == 0
+        deadline = time.monotonic() + 300
+        while not mark.exists():  # the job (on the cluster) runs its hanging step
+            turn = json.loads(run_pave("loop", "slow", "--json", env=env).stdout)["runs"][0]
+            assert turn["state"] in ("queued", "starting", "training"), turn
+            assert time.monotonic() < deadline, f"the job never reached its step: {turn}"
+            time.sleep(0.5)
+        step = int(mark.read_text())
+        job = next(e["job"] for e in turn["history"] if e["event"] == "training")
+        assert job["executor"] == "ray"
+
+        server.stop()  # SIGTERM, as `pave down` sends; it waits for the control plane to exit
+        assert f"stopping Ray job {job['ref']}" in server.log.read_text()
+        assert not Path(f"/proc/{step}").exists(), "the job's step outlived the control plane"
+        assert _processes_naming(job["folder"]) == [], "the job outlived the control plane"
+
+        server.start()  # the next control plane reads what the stopped job left: a stopped turn
+        turn = _finished(server, env, "slow")
+        assert turn["state"] == "failed", turn
+        assert "the control plane that started it stopped" in turn["error"], turn["error"]
+    finally:
+        server.stop()

@@ -36,6 +36,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -254,15 +255,30 @@ class LocalExecutor:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+_stoppers: list[Callable[[float], list[str]]] = []  # other executors' own stop_started
+
+
+def on_stop(stopper: Callable[[float], list[str]]) -> None:
+    """Have :func:`stop_started` call ``stopper(grace)`` too: an executor that started jobs elsewhere
+    (``ray_jobs``) ends them when the control plane stops."""
+    if stopper not in _stoppers:
+        _stoppers.append(stopper)
+
+
 def stop_started(grace: float = GRACE) -> list[int]:
-    """End the local jobs this control plane started that still run, and remove their folders;
-    their pids.
+    """End the jobs this control plane started that still run, and remove their folders; the local
+    jobs' pids. The jobs it started on Ray end at the same time (:func:`on_stop`).
 
     Called when the control plane stops (``pave down``, SIGTERM): SIGTERM to each job's process
     group, SIGKILL to those still there after ``grace`` seconds. A control plane that crashes
     cannot do this, and a restarted one adopts what still runs (:meth:`LocalExecutor.running`);
     the closed loop then reports a stopped job's turn as failed, with what the job wrote.
     """
+    threads = []
+    for stopper in list(_stoppers):  # the jobs on other executors (Ray) end at the same time
+        ending = threading.Thread(target=_guarded, args=(stopper, grace), name="pave-stop-jobs")
+        ending.start()
+        threads.append(ending)
     alive = [(pid, process) for pid, process in list(_processes.items()) if process.poll() is None]
     for pid, _ in alive:
         log.warning("stopping job pid %d: the control plane is stopping", pid)
@@ -273,7 +289,16 @@ def stop_started(grace: float = GRACE) -> list[int]:
         folder = _folders.pop(pid, None)
         if folder is not None:  # its output is in the control plane's files; the folder is scratch
             shutil.rmtree(folder, ignore_errors=True)
+    for ending in threads:
+        ending.join()
     return [pid for pid, _ in alive]
+
+
+def _guarded(stopper: Callable[[float], list[str]], grace: float) -> None:
+    try:
+        stopper(grace)
+    except Exception:  # the cluster is away: its jobs cannot be reached to stop them
+        log.exception("could not stop the jobs started on another executor")
 
 
 def _unfinished(process: subprocess.Popen[bytes]) -> bool:

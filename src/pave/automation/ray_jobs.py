@@ -14,6 +14,8 @@ The cluster needs Pave installed (as for ``executor = "ray"``), and reaches the 
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import secrets
 import shutil
@@ -23,12 +25,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from pave.automation import jobs
 from pave.automation.jobs import Handle, Job, command, job_environment
 from pave.config import Settings
 from pave.errors import InvalidInput
 from pave.integrations.ray import RayUnavailable, _check_reachable, _ray
 
 NAMESPACE = "pave-jobs"
+log = logging.getLogger("pave.jobs")
 
 
 class JobActor:
@@ -68,6 +72,20 @@ class JobActor:
     def stop(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
+
+    def end(self, grace: float) -> dict[str, Any]:
+        """Stop the job now (SIGTERM to its process group, SIGKILL ``grace`` seconds later if it is
+        still there); its exit code and output, as :meth:`poll` gives them."""
+        self.stop()
+        try:
+            self.process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        done = self.poll()
+        assert done is not None
+        return done
 
 
 class RayJobExecutor:
@@ -110,13 +128,16 @@ class RayJobExecutor:
             .remote(job)
         )
         where = ray.get(actor.where.remote(), timeout=300)
-        return Handle(
+        handle = Handle(
             executor=self.name,
             folder=where["folder"],
             pid=None,
             ref=name,
             extra={"node": where["node"], "stdout": str(job.stdout), "stderr": str(job.stderr)},
         )
+        _started[name] = (self, handle)
+        jobs.on_stop(stop_started)
+        return handle
 
     def _actor(self, handle: Handle) -> Any:
         ray = self._connect()
@@ -127,8 +148,12 @@ class RayJobExecutor:
 
     def running(self, handle: Handle) -> bool:
         actor = self._actor(handle)
-        if actor is None:  # gone (a node lost): what the job wrote is lost with it
-            _write(handle, "stderr", b"error: the job's Ray actor is gone (its node may have died)\n")
+        if actor is None:
+            _started.pop(str(handle.ref), None)
+            stderr = handle.extra.get("stderr")
+            if not (stderr and Path(stderr).exists()):  # else its output was kept when it was stopped
+                # Gone (a node lost): what the job wrote is lost with it.
+                _write(handle, "stderr", b"error: the job's Ray actor is gone (its node may have died)\n")
             return False
         ray = self._connect()
         try:
@@ -148,9 +173,49 @@ class RayJobExecutor:
             self._connect().get(actor.stop.remote(), timeout=60)
 
     def cleanup(self, handle: Handle) -> None:
+        _started.pop(str(handle.ref), None)
         actor = self._actor(handle)
         if actor is not None:
             self._connect().kill(actor)
+
+
+_started: dict[str, tuple[RayJobExecutor, Handle]] = {}  # actor name -> a job this control plane started
+
+
+def stop_started(grace: float) -> list[str]:
+    """End the jobs this control plane started on Ray that still run (called with the local ones'
+    :func:`pave.automation.jobs.stop_started` when the control plane stops): each job's process
+    gets SIGTERM, SIGKILL after ``grace`` seconds; what it wrote is kept where the control plane
+    reads a job's output, ending with a line saying it was stopped, and its actor is removed. A
+    detached actor would otherwise keep the job running with nobody to read it, and keep its CPU.
+    The jobs' names.
+    """
+    started = list(_started.items())
+    ending = []
+    for name, (executor, handle) in started:
+        actor = executor._actor(handle)
+        if actor is None:
+            continue
+        log.warning("stopping Ray job %s: the control plane is stopping", name)
+        ending.append((name, executor, handle, actor, actor.end.remote(grace)))
+    stopped = []
+    for name, executor, handle, actor, pending in ending:
+        ray = executor._connect()
+        try:
+            done = ray.get(pending, timeout=grace + 60)
+        except Exception as exc:  # the actor died meanwhile: its output is lost with it
+            failed = f"error: the job's Ray actor failed: {type(exc).__name__}\n"
+            done = {"stdout": b"", "stderr": failed.encode()}
+        _write(handle, "stdout", done["stdout"])
+        _write(handle, "stderr", done["stderr"] + STOPPED)
+        with contextlib.suppress(Exception):
+            ray.kill(actor)
+        _started.pop(name, None)
+        stopped.append(name)
+    return stopped
+
+
+STOPPED = b"\nerror: the job was stopped: the control plane that started it stopped (pave down)\n"
 
 
 def _write(handle: Handle, stream: str, data: bytes) -> None:
