@@ -118,12 +118,10 @@ def test_a_matrix_is_logged_by_column_as_each_column_alone_would_be():
 
 
 def test_a_burst_larger_than_the_yield_step_is_written_whole(tmp_path):
-    from pave.serving.inference_log import YIELD_EVERY
-
     log = InferenceLog(tmp_path)
     log.start()
     base = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
-    count = YIELD_EVERY * 5 + 3
+    count = 2003  # several milliseconds of encoding: the writer yields the GIL many times
     for i in range(count):
         log.record(record(i, base + i / 1000))
     log.flush()
