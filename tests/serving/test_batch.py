@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 
 from conftest import Models
 from pave.errors import InvalidInput, NotFound
-from pave.serving import batch, batch_io
+from pave.serving import batch, batch_io, batch_score
 from pave.serving.batch import record_job, score_table
 from pave.serving.batch_io import input_digest
 from pave.storage import open_storage
@@ -206,7 +206,7 @@ def test_a_failed_job_feeds_nothing_to_monitoring(models: Models, tmp_path: Path
 def test_parts_predicted_in_slices_on_threads_give_the_model_s_own_output_for_every_row(
     models: Models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(batch, "PREDICT_ROWS", 7)  # every part of 100 rows in 15 slices
+    monkeypatch.setattr(batch_score, "PREDICT_ROWS", 7)  # every part of 100 rows in 15 slices
     source = _parquet(models.X, tmp_path / "in.parquet")
     _score(models, tmp_path, str(source), str(tmp_path / "out.parquet"), version="1", workers=2)
     out = pd.read_parquet(tmp_path / "out.parquet")
@@ -355,3 +355,67 @@ def test_columns_the_input_holds_compressed_to_no_gain_are_written_uncompressed(
     assert codecs["predict_proba_1"] == "UNCOMPRESSED"  # a model's float output: full precision
     assert codecs["predict"] == codecs[batch.VERSION_COLUMN] == "SNAPPY"
     assert (pd.read_parquet(tmp_path / "out.parquet")[noise] == frame[noise]).all()
+
+
+def test_a_pyfunc_model_scores_parts_in_forked_workers_in_the_input_s_order(
+    models: Models, tmp_path: Path
+) -> None:
+    import mlflow
+
+    client = MlflowClient(tracking_uri=models.tracking_uri, registry_uri=models.tracking_uri)
+    if not client.search_registered_models("name = 'rowsum'"):
+        mlflow.set_registry_uri(models.tracking_uri)
+        mlflow.set_tracking_uri(models.tracking_uri)
+        try:
+            mlflow.register_model(models.pyfunc_uri, "rowsum")
+        finally:
+            mlflow.set_tracking_uri(None)
+            mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+    source = _parquet(models.X, tmp_path / "in.parquet")  # 6 row groups, read here while workers predict
+    result = score_table(
+        "rowsum",
+        input_uri=str(source),
+        output_uri=f"{tmp_path / 'out'}/",
+        tracking_uri=models.tracking_uri,
+        cache_dir=tmp_path.parent / "batch-model-cache",
+        version="1",
+        workers=2,
+    )
+    out = pd.read_parquet(tmp_path / "out")
+    assert result.rows == len(out) == len(models.X)
+    assert result.parts == 6
+    pd.testing.assert_frame_equal(out[list(models.X.columns)], models.X)
+    np.testing.assert_allclose(out["predict"].to_numpy(), models.X.sum(axis=1).to_numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("target", ["scored.parquet", "scored/"])
+def test_a_model_refusing_rows_of_a_later_part_fails_the_job_naming_the_part_and_leaves_nothing(
+    models: Models, tmp_path: Path, target: str
+) -> None:
+    frame = models.X.copy()
+    frame.loc[430, "mean radius"] = np.nan  # row group 4 of 6 (the model's own predict refuses NaN)
+    source = _parquet(frame, tmp_path / "in.parquet")
+    with pytest.raises(InvalidInput, match="row group 4: the model failed on these rows"):
+        _score(models, tmp_path, str(source), f"{tmp_path / 'out'}/{target}", version="1", workers=2)
+    assert not list((tmp_path / "out").iterdir())  # no output and nothing staged beside it
+
+
+def test_a_slice_s_outputs_survive_the_next_slice_filling_the_thread_s_matrix(
+    models: Models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    from pave.serving.loading import load_model
+
+    monkeypatch.setattr(batch_score, "PREDICT_ROWS", 7)
+    loaded = load_model(models.uri("1"), tracking_uri=models.tracking_uri, cache_dir=tmp_path / "cache")
+    # a model that hands back a view of its input (its first column), as a passthrough could
+    first = loaded.schema.order[0]
+    echo = dataclasses.replace(loaded, predict=lambda matrix: {"predict": matrix[:, 0]})
+    table = pa.Table.from_pandas(models.X.head(100), preserve_index=False)
+    matrices = batch_score.Matrices(loaded.schema)
+    scored = batch_score.score_arrow(echo, table, "1", "test", matrices).to_pandas()
+    np.testing.assert_array_equal(scored["predict"].to_numpy(), models.X[first].head(100).to_numpy())
+    # and the real model through the same buffer: its own output for every row
+    scored = batch_score.score_arrow(loaded, table, "1", "test", matrices).to_pandas()
+    assert (scored["predict"].to_numpy() == models.estimators["1"].predict(models.X.head(100))).all()

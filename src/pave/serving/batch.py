@@ -3,15 +3,16 @@
 The same predict path as the gateway: :func:`pave.serving.loading.load_model` (native sklearn and
 LightGBM, compiled where the gateway compiles, pyfunc otherwise), fed the table's columns bound to
 the model's input schema by the rules the gateway applies to a request (a missing column, or one
-of a type the model does not accept, is refused naming the column).
+of a type the model does not accept, is refused naming the column): binding and predicting a
+part, :mod:`pave.serving.batch_score`.
 
 The input is read one row group (Parquet) or one chunk (CSV) at a time, so memory is bounded by a
-part, not by the table; parts are scored by ``workers`` local processes (forked, each loading the
-model once) and written in order. The output holds the input's columns, the prediction columns
-(``predict``, ``predict_proba_<i>`` ...) and ``model_version``. It is written under a temporary
-name and renamed (a folder) or committed (object storage) only when every row is scored, so a
-failed job leaves no output that looks complete (reading, writing and publishing:
-:mod:`pave.serving.batch_io`).
+few parts, not by the table; parts are scored by ``workers`` threads (a native model) or forked
+processes (a pyfunc model, each inheriting the loaded model) and written in order. The output
+holds the input's columns, the prediction columns (``predict``, ``predict_proba_<i>`` ...) and
+``model_version``. It is written under a temporary name and renamed (a folder) or committed
+(object storage) only when every row is scored, so a failed job leaves no output that looks
+complete (reading, writing and publishing: :mod:`pave.serving.batch_io`).
 
 A job is recorded as an MLflow run in the project's experiment (tag ``pave.kind=batch``): model
 version, input URI and its sha256 (the input's data version), output URI, rows, seconds,
@@ -24,10 +25,11 @@ import contextlib
 import os
 import resource
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -49,13 +51,24 @@ from pave.serving.batch_io import (
     staged_output,
     table_format,
 )
+from pave.serving.batch_score import (
+    VERSION_COLUMN,
+    Matrices,
+    arrow_columns,
+    check_columns,
+    frame_columns,
+    joined,
+    predict_rows,
+    score_arrow,
+    slices,
+    with_outputs,
+)
 from pave.serving.loading import LoadedModel, load_model
 from pave.serving.protocol import datatype_of
-from pave.serving.schema import Features, InputSchema, accepts
 
-VERSION_COLUMN = "model_version"
+__all__ = ["VERSION_COLUMN", "BatchResult", "list_jobs", "record_job", "score_arrow", "score_table"]
+
 CSV_CHUNK_ROWS = 65_536
-PREDICT_ROWS = 16_384  # rows a native model predicts at once within a part
 TAG_KIND = "pave.kind"
 DIGESTS = "input-digests"  # under the cache folder: the digests of local inputs
 
@@ -87,98 +100,6 @@ class BatchResult:
         return {**self.__dict__, "rows_per_second": self.rows_per_second}
 
 
-# --- binding a table to the model ------------------------------------------------------------------
-
-
-def check_columns(schema: InputSchema, columns: dict[str, str], source: str) -> None:
-    """Refuse a table that lacks a column the model needs, or has one of a type it does not take.
-
-    Args:
-        schema: the model's input schema.
-        columns: the table's column name -> OIP datatype.
-        source: the input, for the message.
-    """
-    if not schema.columns:
-        raise InvalidInput(
-            f"the model takes tensors ({', '.join(t.name for t in schema.tensors) or 'unnamed'}), "
-            "not a table",
-            hint="batch scoring reads tables: use a model whose signature has columns",
-        )
-    names = ", ".join(f"'{c.name}'" for c in schema.columns)
-    for column in schema.columns:
-        given = columns.get(column.name)
-        if given is None:
-            if column.required or column.dtype.kind != "f":
-                raise InvalidInput(
-                    f"{source}: column '{column.name}' is missing; the model takes {names}",
-                    hint=f"add the column '{column.name}' to the input, "
-                    "or score it with the version it was made for",
-                )
-            continue
-        if not accepts(column.datatype, given):
-            raise InvalidInput(
-                f"{source}: column '{column.name}' holds {given}, the model expects {column.datatype}",
-                hint=f"convert '{column.name}' to {column.datatype.lower()} values in the input",
-            )
-
-
-def bind_frame(schema: InputSchema, frame: pd.DataFrame, source: str) -> Features:
-    """The model input for the rows of ``frame`` (the gateway's binding, for a table)."""
-    check_columns(schema, {str(c): datatype_of(frame[c].to_numpy()[:0]) for c in frame.columns}, source)
-    n_rows = len(frame)
-    given = {
-        c.name: frame[c.name].to_numpy()
-        if c.name in frame.columns
-        else np.full(n_rows, np.nan, dtype=c.dtype)
-        for c in schema.columns
-    }
-    if schema.kind == "matrix":
-        return _matrix([given[name] for name in schema.order], n_rows, schema.matrix_dtype)
-    return pd.DataFrame({c.name: given[c.name].astype(c.dtype, copy=False) for c in schema.columns})
-
-
-def _matrix(columns: list[Any], n_rows: int, dtype: Any) -> np.ndarray:
-    """The columns as one C-ordered ``(n_rows, len(columns))`` matrix, as the gateway builds it.
-
-    Filled row by row of its transpose, then transposed in one copy: writing a column of a
-    C-ordered matrix strides through memory (eight bytes per cache line), ten times slower.
-    """
-    return _columns_matrix(columns, n_rows, dtype).copy()
-
-
-def _columns_matrix(columns: list[Any], n_rows: int, dtype: Any) -> np.ndarray:
-    """The columns as one ``(n_rows, len(columns))`` matrix in Fortran order (a column after the
-    other): each column one contiguous copy, no transposition. The same values as :func:`_matrix`;
-    numpy and scikit-learn take either order (a model that needs C order converts it itself, as
-    the compiled trees do on their way to float32)."""
-    transposed = np.empty((len(columns), n_rows), dtype=dtype)
-    for j, values in enumerate(columns):
-        transposed[j] = values
-    return transposed.T
-
-
-def score_frame(model: LoadedModel, frame: pd.DataFrame, version: str, source: str) -> pd.DataFrame:
-    """``frame`` with the prediction columns and ``model_version`` added."""
-    features = bind_frame(model.schema, frame, source)
-    try:
-        outputs = model.predict(features)
-    except Exception as exc:  # the model's own refusal of these rows (NaN, a value out of range)
-        raise InvalidInput(
-            f"{source}: the model failed on these rows: {type(exc).__name__}: {str(exc)[:300]}",
-            hint="fix the rows (missing values, out-of-range values), then run the job again",
-        ) from exc
-    scored = frame.copy()
-    for name, values in outputs.items():
-        array = np.asarray(values)
-        if array.ndim == 2:
-            for i in range(array.shape[1]):
-                scored[f"{name}_{i}"] = array[:, i]
-        else:
-            scored[name] = array.reshape(len(frame), -1)[:, 0] if array.ndim > 1 else array
-    scored[VERSION_COLUMN] = version
-    return scored
-
-
 # --- reading parts ---------------------------------------------------------------------------------
 
 
@@ -193,80 +114,6 @@ def _parquet_columns(path: Path) -> dict[str, str]:
     return out
 
 
-# --- scoring Arrow tables -------------------------------------------------------------------------
-
-
-def score_arrow(model: LoadedModel, table: Any, version: str, source: str) -> Any:
-    """``table`` (a ``pyarrow.Table``) with the prediction columns and ``model_version`` appended.
-
-    A matrix model gets its columns straight from Arrow (no DataFrame of the whole part); others
-    go through :func:`score_frame`.
-    """
-    import pyarrow as pa
-
-    if model.schema.kind != "matrix":
-        return pa.Table.from_pandas(
-            score_frame(model, table.to_pandas(), version, source), preserve_index=False
-        )
-    matrix = _arrow_matrix(model.schema, table)
-    pieces = [
-        _predict_slice(model, matrix, start, stop, source) for start, stop in _slices(model, table.num_rows)
-    ]
-    return with_outputs(table, _joined(pieces), version)
-
-
-def _arrow_matrix(schema: InputSchema, table: Any) -> np.ndarray:
-    names = set(table.column_names)
-    # an optional float column left out: missing values, as the gateway fills them
-    columns = [table.column(n).to_numpy(zero_copy_only=False) if n in names else np.nan for n in schema.order]
-    return _columns_matrix(columns, table.num_rows, schema.matrix_dtype)
-
-
-def with_outputs(table: Any, outputs: dict[str, np.ndarray], version: str) -> Any:
-    """``table`` with the model's outputs (``predict``, ``predict_proba_<i>`` ...) and
-    ``model_version`` appended."""
-    import pyarrow as pa
-
-    n_rows = table.num_rows
-    for name, values in outputs.items():
-        array = np.asarray(values)
-        if array.ndim == 2:
-            for i in range(array.shape[1]):
-                table = table.append_column(f"{name}_{i}", pa.array(array[:, i]))
-        else:
-            table = table.append_column(
-                name, pa.array(array.reshape(n_rows, -1)[:, 0] if array.ndim > 1 else array)
-            )
-    indices = pa.array(np.zeros(n_rows, dtype=np.int32))
-    return table.append_column(VERSION_COLUMN, pa.DictionaryArray.from_arrays(indices, pa.array([version])))
-
-
-def _slices(model: LoadedModel, n_rows: int) -> list[tuple[int, int]]:
-    """The rows predicted at once: :data:`PREDICT_ROWS` at a time when every output has a row per
-    input row. The model's temporaries (a scaled copy of the rows, scores) then stay in the CPU's
-    cache and in reused memory, where a whole part's would be fresh pages the kernel zeroes first
-    (a quarter of the job's CPU time for the linear model); and the slices of one part can be
-    predicted on several threads."""
-    step = PREDICT_ROWS if model.batchable else max(n_rows, 1)
-    return [(start, min(start + step, n_rows)) for start in range(0, max(n_rows, 1), step)]
-
-
-def _predict_slice(model: LoadedModel, matrix: np.ndarray, start: int, stop: int, source: str) -> Any:
-    try:
-        return model.predict(matrix[start:stop])
-    except Exception as exc:  # the model's own refusal of these rows (NaN, a value out of range)
-        raise InvalidInput(
-            f"{source}: the model failed on these rows: {type(exc).__name__}: {str(exc)[:300]}",
-            hint="fix the rows (missing values, out-of-range values), then run the job again",
-        ) from exc
-
-
-def _joined(pieces: list[Any]) -> dict[str, np.ndarray]:
-    if len(pieces) == 1:
-        return dict(pieces[0])
-    return {name: np.concatenate([np.asarray(piece[name]) for piece in pieces]) for name in pieces[0]}
-
-
 # --- workers (forked processes; they inherit the model the job loaded) -----------------------------
 
 _WORKER: dict[str, Any] = {}
@@ -275,10 +122,9 @@ _WORKER: dict[str, Any] = {}
 def _predict_part(path: str, index: int, source: str) -> Any:
     """In a worker: only the columns the model adds, from only the columns it reads (the parent
     reads the input columns itself, so a part crosses the process boundary as a few columns)."""
-    import pyarrow.parquet as pq
 
     model = _WORKER["model"]
-    parquet = pq.ParquetFile(path)
+    parquet = _open_parquet(Path(path))
     present = set(parquet.schema_arrow.names)
     table = parquet.read_row_group(index, columns=[c.name for c in model.schema.columns if c.name in present])
     scored = score_arrow(model, table, _WORKER["version"], f"{source} row group {index}")
@@ -348,25 +194,25 @@ def score_table(
         # the input's data version, while it is scored (remembered for a local file: see input_digest)
         remembered = cache_dir / DIGESTS if is_local(input_uri) else None
         digest = hasher.submit(input_digest, local, remembered)
-        model = load_model(uri, tracking_uri=tracking_uri, cache_dir=cache_dir)
-        with (
-            open_sink(staged, out_kind) as sink,
-            _monitoring(monitor_dir, project, resolved, model, local) as tap,
-        ):
-            sink.tap, sink.codecs = tap, input_codecs(local, in_kind)
-            if in_kind == "parquet":
-                check_columns(model.schema, _parquet_columns(local), input_uri)
-                if ray:
+        # the first row groups are read while the model loads (every path but Ray's reads them all)
+        reader = Parts(local, workers) if in_kind == "parquet" and not ray else None
+        with reader or contextlib.nullcontext(), open_sink(staged, out_kind) as sink:
+            model = load_model(uri, tracking_uri=tracking_uri, cache_dir=cache_dir)
+            with _monitoring(monitor_dir, project, resolved, model, local) as tap:
+                sink.tap, sink.codecs = tap, input_codecs(local, in_kind)
+                if in_kind == "parquet":
+                    check_columns(model.schema, _parquet_columns(local), input_uri)
+                if reader is not None:
+                    _score_parquet(reader, model, resolved, workers, input_uri, sink, progress)
+                elif ray:
                     nodes = _score_on_ray(
                         local, model, uri, tracking_uri, resolved, input_uri, sink, ray_address, progress
                     )
                 else:
-                    _score_parquet(local, model, resolved, workers, input_uri, sink, progress)
-            else:
-                _score_csv(local, model, resolved, input_uri, sink, progress)
-            sink.close()
-            manifest = sink.manifest(model_version=resolved) if isinstance(sink, DatasetSink) else None
-            publish(staged, output_uri, manifest)
+                    _score_csv(local, model, resolved, input_uri, sink, progress)
+                sink.close()
+                manifest = sink.manifest(model_version=resolved) if isinstance(sink, DatasetSink) else None
+                publish(staged, output_uri, manifest)
         input_sha256 = digest.result()
     rows, columns, parts = sink.rows, sink.columns, sink.parts
     cpu_after, peak = _usage()
@@ -414,8 +260,63 @@ def _version(project: str, version: str | None, alias: str | None, tracking_uri:
         ) from exc
 
 
+def _open_parquet(local: Path) -> Any:
+    """A reader of the local Parquet input, memory-mapped: its pages are decompressed and decoded
+    straight from the page cache (no copy of the file into the process first)."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(local, memory_map=True)
+
+
+class Parts:
+    """The row groups of a local Parquet input, read in order on the job's threads, a window ahead.
+
+    The first ``2 x workers`` are read as soon as the job starts, while the model loads; each
+    :meth:`take` hands over the next part's read and starts the one after the window. The same
+    threads predict the parts' slices and write the part files (:func:`_score_in_threads`). Each
+    thread has its reader (one Parquet reader is not shared) and reads a part's columns itself:
+    Arrow's own threads for the columns of a part would only add hand-overs (a fifth more CPU time
+    for the same parts, measured).
+    """
+
+    def __init__(self, local: Path, workers: int) -> None:
+        self.local = local
+        self.count = _open_parquet(local).num_row_groups
+        self.pool = ThreadPoolExecutor(max(1, min(workers, self.count)), thread_name_prefix="pave-batch")
+        self._readers = threading.local()
+        self._reads = deque(self.pool.submit(self._read, i) for i in range(min(self.count, 2 * workers)))
+        self._submitted = len(self._reads)
+
+    def _read(self, index: int) -> Any:
+        parquet = getattr(self._readers, "parquet", None)
+        if parquet is None:
+            parquet = self._readers.parquet = _open_parquet(self.local)
+        return parquet.read_row_group(index, use_threads=False)
+
+    def settle(self) -> None:
+        """Wait until the reads under way are done (their errors are raised by :meth:`take`)."""
+        wait(self._reads)
+
+    def take(self) -> Future[Any]:
+        """The next part's table (in the input's order)."""
+        if self._submitted < self.count:
+            self._reads.append(self.pool.submit(self._read, self._submitted))
+            self._submitted += 1
+        return self._reads.popleft()
+
+    def close(self) -> None:
+        """Stop the threads: queued work is dropped, running work finishes (idempotent)."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> Parts:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def _score_parquet(
-    local: Path,
+    parts: Parts,
     model: LoadedModel,
     version: str,
     workers: int,
@@ -423,84 +324,74 @@ def _score_parquet(
     sink: Sink | DatasetSink,
     progress: Callable[[int, int], None] | None,
 ) -> None:
-    import pyarrow.parquet as pq
-
-    count = pq.ParquetFile(local).num_row_groups
-    if workers <= 1 or count <= 1:
-        parquet = pq.ParquetFile(local)
-        for index in range(count):
-            table = parquet.read_row_group(index)
-            sink.write(score_arrow(model, table, version, f"{source} row group {index}"))
-            if progress:
-                progress(sink.rows, sink.parts)
+    if workers > 1 and parts.count > 1:
+        if model.flavor == "pyfunc" and model.environment is None:
+            _score_in_processes(parts, model, version, workers, source, sink, progress)
+        else:
+            _score_in_threads(parts, model, version, workers, source, sink, progress)
         return
-    if model.flavor == "pyfunc" and model.environment is None:
-        _score_in_processes(local, model, version, workers, count, source, sink, progress)
-    else:
-        _score_in_threads(local, model, version, workers, count, source, sink, progress)
+    matrices = Matrices(model.schema)
+    for index in range(parts.count):
+        table = parts.take().result()
+        sink.write(score_arrow(model, table, version, f"{source} row group {index}", matrices))
+        if progress:
+            progress(sink.rows, sink.parts)
 
 
 def _score_in_threads(
-    local: Path,
+    parts: Parts,
     model: LoadedModel,
     version: str,
     workers: int,
-    count: int,
     source: str,
     sink: Sink | DatasetSink,
     progress: Callable[[int, int], None] | None,
 ) -> None:
-    """Native models (scikit-learn, LightGBM, compiled): threads, one part each at a time.
+    """Native models (scikit-learn, LightGBM, compiled): the parts on the job's threads.
 
     Reading Parquet, numpy's arithmetic and the trees' own predict run without the GIL, so threads
     score parts in parallel with no process start, no copy of a part between processes and no
-    second read of its columns. One output file is written by this thread in order (Parquet
-    encoding also runs without the GIL) while the next parts are read and scored; a folder's part
-    files are written by the workers too, at most one per worker waiting.
+    second read of its columns. A part is scored as soon as it is read: a matrix model's slices are
+    queued then and predicted on any thread, each through the thread's own matrix buffer
+    (``pave.serving.batch_score``), so all threads predict even when fewer parts than threads are
+    left; a DataFrame model's part is scored whole on one thread. One output file is written by
+    this thread in order (Parquet encoding also runs without the GIL) while the next parts are
+    read and scored; a folder's part files are written by the threads too, at most one per thread
+    waiting. At most two parts per thread are read ahead: bounded memory.
     """
-    import threading
+    pool, matrices = parts.pool, Matrices(model.schema)
 
-    import pyarrow.parquet as pq
-
-    local_files = threading.local()  # a reader per thread: one Parquet reader is not shared
-    matrix_kind = model.schema.kind == "matrix"
-
-    def read(index: int) -> tuple[Any, list[Future[Any]]]:
-        """Part ``index``: scored (a DataFrame model), or read with its slices queued to predict."""
-        parquet = getattr(local_files, "parquet", None)
-        if parquet is None:
-            parquet = local_files.parquet = pq.ParquetFile(local)
-        # one thread per part: Arrow's own threads for the columns of a part would only add
-        # hand-overs (a fifth more CPU time here for the same parts)
-        table = parquet.read_row_group(index, use_threads=False)
-        where = f"{source} row group {index}"
-        if not matrix_kind:
+    def score(index: int, read: Future[Any]) -> tuple[Any, list[Future[dict[str, np.ndarray]]]]:
+        """Part ``index`` once read: scored (a DataFrame model), or with its slices queued."""
+        table, where = read.result(), f"{source} row group {index}"
+        if model.schema.kind != "matrix":
             return score_arrow(model, table, version, where), []
-        matrix = _arrow_matrix(model.schema, table)
-        slices = _slices(model, table.num_rows)
-        return table, [pool.submit(_predict_slice, model, matrix, a, b, where) for a, b in slices]
+        columns = arrow_columns(model.schema, table)  # views of the table's buffers: it is kept
+        predicted = [
+            pool.submit(predict_rows, model, columns, a, b, where, matrices)
+            for a, b in slices(model, table.num_rows)
+        ]
+        return table, predicted
 
     from threadpoolctl import threadpool_limits
 
     # The parts are the parallelism: BLAS's and OpenMP's own threads on top of them would spin
     # for work on the same cores (a sixth of the job's CPU time, OpenBLAS's waiting threads).
-    with (
-        threadpool_limits(1),
-        ThreadPoolExecutor(min(workers, count), thread_name_prefix="pave-batch") as pool,
-    ):
-        # At most two parts per worker in flight: bounded memory. A part's slices are queued when
-        # it is read, so all workers predict even when fewer parts than workers are left.
-        pending = deque(pool.submit(read, i) for i in range(min(count, 2 * workers)))
+    with threadpool_limits(1):
+        # A part's scoring is queued behind its read (a thread that takes it finds the read taken
+        # already: the pool's queue is first in, first out).
+        ahead = min(parts.count, 2 * workers)
+        pending = deque(pool.submit(score, i, parts.take()) for i in range(ahead))
         writes: deque[Future[None] | None] = deque()
         submitted = len(pending)
         try:
             while pending or writes:
                 if pending:
-                    table, slices = pending.popleft().result()  # in order; the first error ends the job
-                    if slices:
-                        table = with_outputs(table, _joined([f.result() for f in slices]), version)
-                    if submitted < count:
-                        pending.append(pool.submit(read, submitted))
+                    table, predicted = pending.popleft().result()  # in order; the first error ends the job
+                    if predicted:
+                        table = with_outputs(table, joined([f.result() for f in predicted]), version)
+                    if submitted < parts.count:
+                        pending.append(pool.submit(score, submitted, parts.take()))
                         submitted += 1
                     writes.append(sink.submit(table, pool))
                 if len(writes) > (workers if pending else 0) and (written := writes.popleft()):
@@ -508,42 +399,38 @@ def _score_in_threads(
                 if progress:
                     progress(sink.rows, sink.parts)
         except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
+            parts.close()  # no thread writes to the output any more once the job fails
             raise
 
 
 def _score_in_processes(
-    local: Path,
+    parts: Parts,
     model: LoadedModel,
     version: str,
     workers: int,
-    count: int,
     source: str,
     sink: Sink | DatasetSink,
     progress: Callable[[int, int], None] | None,
 ) -> None:
-    """A pyfunc model (Python code that may hold the GIL): forked processes that inherit it."""
-    import pyarrow.parquet as pq
-
+    """A pyfunc model (Python code that may hold the GIL): forked processes that inherit it; the
+    input's columns are read here, on the job's threads, and the added columns appended."""
     _WORKER.update(model=model, version=version)  # forked workers inherit it: loaded once
+    parts.settle()  # no thread of this process is inside Arrow when the workers are forked
+    local, count = str(parts.local), parts.count
     try:
         # At most two parts per worker in flight: bounded memory.
-        parquet = pq.ParquetFile(local)
         with ProcessPoolExecutor(max_workers=min(workers, count), mp_context=get_context("fork")) as pool:
-            pending = [
-                pool.submit(_predict_part, str(local), i, source) for i in range(min(count, 2 * workers))
-            ]
-            submitted, index = len(pending), 0
+            pending = [pool.submit(_predict_part, local, i, source) for i in range(min(count, 2 * workers))]
+            submitted = len(pending)
             while pending:
                 added = pending.pop(0).result()  # in order; the first error ends the job
                 if submitted < count:
-                    pending.append(pool.submit(_predict_part, str(local), submitted, source))
+                    pending.append(pool.submit(_predict_part, local, submitted, source))
                     submitted += 1
-                table = parquet.read_row_group(index)
+                table = parts.take().result()
                 for name in added.column_names:
                     table = table.append_column(name, added.column(name))
                 sink.write(table)
-                index += 1
                 if progress:
                     progress(sink.rows, sink.parts)
     finally:
@@ -596,9 +483,7 @@ def _score_csv(
         first = index * CSV_CHUNK_ROWS + 2  # the file's line of the chunk's first row (after the header)
         where = f"{source} (rows from line {first})"
         frame = chunk.reset_index(drop=True)
-        check_columns(
-            model.schema, {str(c): datatype_of(frame[c].to_numpy()[:0]) for c in frame.columns}, where
-        )
+        check_columns(model.schema, frame_columns(frame), where)
         sink.write(score_arrow(model, pa.Table.from_pandas(frame, preserve_index=False), version, where))
         if progress:
             progress(sink.rows, sink.parts)

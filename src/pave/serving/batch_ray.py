@@ -26,7 +26,7 @@ def _score_on_worker(table: Any, model_uri: str, tracking_uri: str, version: str
     """On a Ray worker: the columns the model adds to ``table``, and the node that scored it."""
     import ray
 
-    from pave.serving.batch import score_arrow
+    from pave.serving.batch_score import score_arrow
 
     model = _MODELS.get(model_uri)
     if model is None:
