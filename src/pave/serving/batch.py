@@ -269,14 +269,15 @@ def _open_parquet(local: Path) -> Any:
 
 
 class Parts:
-    """The row groups of a local Parquet input, read in order on the job's threads, a window ahead.
+    """The row groups of a local Parquet input, the first ones read ahead while the model loads.
 
-    The first ``2 x workers`` are read as soon as the job starts, while the model loads; each
-    :meth:`take` hands over the next part's read and starts the one after the window. The same
-    threads predict the parts' slices and write the part files (:func:`_score_in_threads`). Each
-    thread has its reader (one Parquet reader is not shared) and reads a part's columns itself:
-    Arrow's own threads for the columns of a part would only add hand-overs (a fifth more CPU time
-    for the same parts, measured).
+    The first ``2 x workers`` are read on the job's threads as soon as the job starts; :meth:`read`
+    hands over such a part once read, and reads any later one in the calling thread (a job's
+    thread reads a part and queues its slices in one task: no thread waits for another's read).
+    The same threads predict the parts' slices and write the part files (:func:`_score_in_threads`).
+    Each thread has its reader (one Parquet reader is not shared) and reads a part's columns
+    itself: Arrow's own threads for the columns of a part would only add hand-overs (a fifth more
+    CPU time for the same parts, measured).
     """
 
     def __init__(self, local: Path, workers: int) -> None:
@@ -284,8 +285,7 @@ class Parts:
         self.count = _open_parquet(local).num_row_groups
         self.pool = ThreadPoolExecutor(max(1, min(workers, self.count)), thread_name_prefix="pave-batch")
         self._readers = threading.local()
-        self._reads = deque(self.pool.submit(self._read, i) for i in range(min(self.count, 2 * workers)))
-        self._submitted = len(self._reads)
+        self._ahead = {i: self.pool.submit(self._read, i) for i in range(min(self.count, 2 * workers))}
 
     def _read(self, index: int) -> Any:
         parquet = getattr(self._readers, "parquet", None)
@@ -294,15 +294,13 @@ class Parts:
         return parquet.read_row_group(index, use_threads=False)
 
     def settle(self) -> None:
-        """Wait until the reads under way are done (their errors are raised by :meth:`take`)."""
-        wait(self._reads)
+        """Wait until the reads under way are done (their errors are raised by :meth:`read`)."""
+        wait(list(self._ahead.values()))
 
-    def take(self) -> Future[Any]:
-        """The next part's table (in the input's order)."""
-        if self._submitted < self.count:
-            self._reads.append(self.pool.submit(self._read, self._submitted))
-            self._submitted += 1
-        return self._reads.popleft()
+    def read(self, index: int) -> Any:
+        """Part ``index``'s table: read ahead, or read now in this thread."""
+        ahead = self._ahead.pop(index, None)
+        return ahead.result() if ahead is not None else self._read(index)
 
     def close(self) -> None:
         """Stop the threads: queued work is dropped, running work finishes (idempotent)."""
@@ -332,7 +330,7 @@ def _score_parquet(
         return
     matrices = Matrices(model.schema)
     for index in range(parts.count):
-        table = parts.take().result()
+        table = parts.read(index)
         sink.write(score_arrow(model, table, version, f"{source} row group {index}", matrices))
         if progress:
             progress(sink.rows, sink.parts)
@@ -361,9 +359,9 @@ def _score_in_threads(
     """
     pool, matrices = parts.pool, Matrices(model.schema)
 
-    def score(index: int, read: Future[Any]) -> tuple[Any, list[Future[dict[str, np.ndarray]]]]:
-        """Part ``index`` once read: scored (a DataFrame model), or with its slices queued."""
-        table, where = read.result(), f"{source} row group {index}"
+    def score(index: int) -> tuple[Any, list[Future[dict[str, np.ndarray]]]]:
+        """Part ``index`` read: scored (a DataFrame model), or with its slices queued to predict."""
+        table, where = parts.read(index), f"{source} row group {index}"
         if model.schema.kind != "matrix":
             return score_arrow(model, table, version, where), []
         columns = arrow_columns(model.schema, table)  # views of the table's buffers: it is kept
@@ -378,10 +376,9 @@ def _score_in_threads(
     # The parts are the parallelism: BLAS's and OpenMP's own threads on top of them would spin
     # for work on the same cores (a sixth of the job's CPU time, OpenBLAS's waiting threads).
     with threadpool_limits(1):
-        # A part's scoring is queued behind its read (a thread that takes it finds the read taken
-        # already: the pool's queue is first in, first out).
-        ahead = min(parts.count, 2 * workers)
-        pending = deque(pool.submit(score, i, parts.take()) for i in range(ahead))
+        # A part's scoring is queued behind its read ahead, if it was (a thread that takes it finds
+        # the read taken already: the pool's queue is first in, first out).
+        pending = deque(pool.submit(score, i) for i in range(min(parts.count, 2 * workers)))
         writes: deque[Future[None] | None] = deque()
         submitted = len(pending)
         try:
@@ -391,7 +388,7 @@ def _score_in_threads(
                     if predicted:
                         table = with_outputs(table, joined([f.result() for f in predicted]), version)
                     if submitted < parts.count:
-                        pending.append(pool.submit(score, submitted, parts.take()))
+                        pending.append(pool.submit(score, submitted))
                         submitted += 1
                     writes.append(sink.submit(table, pool))
                 if len(writes) > (workers if pending else 0) and (written := writes.popleft()):
@@ -422,12 +419,12 @@ def _score_in_processes(
         with ProcessPoolExecutor(max_workers=min(workers, count), mp_context=get_context("fork")) as pool:
             pending = [pool.submit(_predict_part, local, i, source) for i in range(min(count, 2 * workers))]
             submitted = len(pending)
-            while pending:
+            for index in range(count):
                 added = pending.pop(0).result()  # in order; the first error ends the job
                 if submitted < count:
                     pending.append(pool.submit(_predict_part, local, submitted, source))
                     submitted += 1
-                table = parts.take().result()
+                table = parts.read(index)
                 for name in added.column_names:
                     table = table.append_column(name, added.column(name))
                 sink.write(table)
