@@ -293,6 +293,14 @@ def servers(
                 )
         if "pave-1w" in only:
             port = free_port()
+            # The gateway's rate limit is per token and process: the default gateway's workers give
+            # the benchmark's token one bucket each. The one-worker reference gets the same budget per
+            # gateway, or its c=8 and c=64 cells would measure 429s instead of answers.
+            from pave.config import Settings
+
+            defaults = Settings()
+            workers = defaults.gateway_workers or os.cpu_count() or 1
+            rates = {role: rate * workers for role, rate in defaults.gateway_rate_limits.items()}
             out.append(
                 Server(
                     name="pave (1 worker)",
@@ -313,7 +321,7 @@ def servers(
                     request=lambda i: ("/v2/models/cancer/infer", tensors[i]),
                     label=oip_label,
                     headers=auth,
-                    env=env,
+                    env=env | {"PAVE_GATEWAY_RATE_LIMITS": json.dumps(rates)},
                 )
             )
     if "mlserver" in only:
