@@ -34,6 +34,7 @@ import httpx
 
 from pave.config import Settings
 from pave.errors import ConfigError
+from pave.processes import alive
 
 GATEWAY = "gateway"
 FD_ENV = "PAVE_GATEWAY_FD"  # the listening socket `pave serve` inherits from its supervisor
@@ -59,16 +60,6 @@ def write_gateway_pidfile(settings: Settings) -> None:
         "supervisor": int(os.environ[SUPERVISOR_ENV]) if os.environ.get(SUPERVISOR_ENV) else None,
     }
     gateway_pidfile(settings).write_text(json.dumps(info))
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def stop_process(pid: int, timeout: float, *, group: bool = False) -> bool:

@@ -45,6 +45,8 @@ from typing import Any
 
 import uvloop
 
+from pave.processes import alive
+
 # The directory of the workers' connection counts; set by ``run_gateway`` before the workers start.
 CONNECTIONS_ENV = "PAVE_GATEWAY_CONNECTIONS"
 WAIT = 0.001  # seconds a worker holding more than another leaves a pending connection to it
@@ -53,16 +55,6 @@ ACCEPT_RETRY = 1.0  # seconds without accepting after accept() failed (e.g. out 
 _COUNT = struct.Struct("q")
 
 log = logging.getLogger("pave.gateway")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _map(path: Path, *, create: bool) -> mmap.mmap:
@@ -103,7 +95,7 @@ class ConnectionTable:
         for name in names:
             if name == self.name or not name.isdigit():
                 continue
-            if not _alive(int(name)):  # a worker killed with -9 left its entry
+            if not alive(int(name)):  # a worker killed with -9 left its entry
                 with contextlib.suppress(OSError):
                     (self.directory / name).unlink()
                 continue

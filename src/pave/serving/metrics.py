@@ -36,6 +36,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from pave.processes import alive
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -224,19 +226,9 @@ def forget_dead_workers(directory: str) -> list[int]:
         if not (name.startswith("gauge_live") and name.endswith(".db")):
             continue
         pid_text = name[: -len(".db")].rpartition("_")[2]
-        if not pid_text.isdigit() or _alive(int(pid_text)):
+        if not pid_text.isdigit() or alive(int(pid_text)):
             continue
         dead.add(int(pid_text))
     for pid in dead:
         mark_process_dead(pid, directory)
     return sorted(dead)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True

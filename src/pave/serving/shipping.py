@@ -39,6 +39,7 @@ from sqlalchemy import Engine, delete, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pave.config import Settings
+from pave.processes import alive
 from pave.store.tables import InferenceSegmentRow, utcnow
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ class LogShipper:
         """Complete files left by processes that are gone (a restart, a killed worker)."""
         for path in sorted(self.spool.glob("inference-*.jsonl")):
             owner = path.name.rsplit("-", 2)[-2]
-            if owner.isdigit() and int(owner) != os.getpid() and not _alive(int(owner)):
+            if owner.isdigit() and int(owner) != os.getpid() and not alive(int(owner)):
                 claimed = path.with_name(path.name.replace(f"-{owner}-", f"-{owner}x{os.getpid()}-"))
                 try:
                     path.rename(claimed)  # one shipper claims it, even with several workers
@@ -191,16 +192,6 @@ def store_segment(settings: Settings, session: Session, data: bytes, name: str, 
             )
         )
     return key
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Mirror:

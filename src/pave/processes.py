@@ -1,0 +1,16 @@
+"""Processes on this host, by pid."""
+
+from __future__ import annotations
+
+import os
+
+
+def alive(pid: int) -> bool:
+    """Whether a process with this pid exists (someone else's process counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
