@@ -105,13 +105,7 @@ def matrix_of(columns: list[Any], n_rows: int, dtype: Any) -> np.ndarray:
 def score_frame(model: LoadedModel, frame: pd.DataFrame, version: str, source: str) -> pd.DataFrame:
     """``frame`` with the prediction columns and ``model_version`` added."""
     features = bind_frame(model.schema, frame, source)
-    try:
-        outputs = model.predict(features)
-    except Exception as exc:  # the model's own refusal of these rows (NaN, a value out of range)
-        raise InvalidInput(
-            f"{source}: the model failed on these rows: {type(exc).__name__}: {str(exc)[:300]}",
-            hint="fix the rows (missing values, out-of-range values), then run the job again",
-        ) from exc
+    outputs = _predict(model, features, source)
     scored = frame.copy()
     for name, values in outputs.items():
         array = np.asarray(values)
@@ -175,13 +169,7 @@ def predict_rows(
 ) -> dict[str, np.ndarray]:
     """The model's outputs for rows ``start:stop`` of a part's ``columns``."""
     matrix = matrices.rows(columns, start, stop)
-    try:
-        outputs = model.predict(matrix)
-    except Exception as exc:  # the model's own refusal of these rows (NaN, a value out of range)
-        raise InvalidInput(
-            f"{source}: the model failed on these rows: {type(exc).__name__}: {str(exc)[:300]}",
-            hint="fix the rows (missing values, out-of-range values), then run the job again",
-        ) from exc
+    outputs = _predict(model, matrix, source)
     # The buffer is refilled by this thread's next slice: an output that is a view of it (a model
     # that hands its input back) is copied.
     return {
@@ -234,3 +222,14 @@ def with_outputs(table: Any, outputs: dict[str, np.ndarray], version: str) -> An
             )
     indices = pa.array(np.zeros(n_rows, dtype=np.int32))
     return table.append_column(VERSION_COLUMN, pa.DictionaryArray.from_arrays(indices, pa.array([version])))
+
+
+def _predict(model: LoadedModel, features: Any, source: str) -> dict[str, Any]:
+    """The model's outputs; its own refusal of the rows (NaN, a value out of range) named by ``source``."""
+    try:
+        return model.predict(features)
+    except Exception as exc:
+        raise InvalidInput(
+            f"{source}: the model failed on these rows: {type(exc).__name__}: {str(exc)[:300]}",
+            hint="fix the rows (missing values, out-of-range values), then run the job again",
+        ) from exc
