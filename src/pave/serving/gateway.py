@@ -43,10 +43,11 @@ from pave.serving.auth import METRICS, GatewayAuth
 from pave.serving.batching import OPEN_REQUESTS
 from pave.serving.body import Body, Disconnected, read_body
 from pave.serving.deployments import DeploymentSource
-from pave.serving.inference_log import InferenceLog, Record
+from pave.serving.inference_log import InferenceLog
 from pave.serving.loading import LoadedModel, load_model
 from pave.serving.metrics import CONTENT_TYPE, GatewayMetrics
 from pave.serving.openapi import openapi_document
+from pave.serving.outcomes import Inference, Outcomes, VersionFailed, answered
 from pave.serving.protocol import InferenceRequest, error_body, new_id, output_names
 from pave.serving.runtime import BatchPolicy, ModelRuntime
 from pave.serving.schema import Features
@@ -144,6 +145,11 @@ class Gateway:
             max_age=max_age,
             on_closed=self.shipper.closed if self.shipper is not None else None,
         )
+        # What every protocol's route calls once run_inference returned or raised (outcomes.py).
+        self.outcomes = Outcomes(self.metrics, self.inference_log)
+        self.answered = answered
+        self.follow_up = self.outcomes.follow_up
+        self.failure = self.outcomes.failure
         self.max_body = settings.max_request_bytes
         hosts = settings.allowed_hosts
         self._any_host = "*" in hosts
@@ -151,7 +157,6 @@ class Gateway:
         self._started = False
         self._start_lock: asyncio.Lock | None = None
         self._poller: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[None]] = set()
         self._grpc: Any = None
         self._gc_thresholds: tuple[int, int, int] | None = None  # the process's, while it serves
         self._server_metadata = orjson.dumps(
@@ -197,8 +202,7 @@ class Gateway:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
-        if self._background:
-            await asyncio.wait(list(self._background), timeout=5)
+        await self.outcomes.drain(5)
         await self.table.close()
         await asyncio.get_running_loop().run_in_executor(None, self.inference_log.close)
         if self.shipper is not None:
@@ -537,7 +541,7 @@ class Gateway:
                 fallback = entry.router.fallback(runtime.version) if routed else None
                 if fallback is None:
                     raise
-                self._record_failure(runtime, request, exc, start)
+                self.outcomes.record_failure(runtime, request, exc, start)
                 runtime = self.runtime(entry, fallback)
                 model = runtime.model or await runtime.ensure_loaded()
                 features, n_rows = model.schema.bind_request(request)
@@ -545,114 +549,6 @@ class Gateway:
         except Exception as exc:
             raise VersionFailed(exc, runtime) from exc
         return Inference(request, entry, runtime, model, features, outputs, start)
-
-    @staticmethod
-    def answered(inference: Inference) -> float:
-        """Count a successful inference (before its answer goes out, as errors are: a client that has
-        its answer and then scrapes /metrics sees its request counted); its latency."""
-        latency = time.perf_counter() - inference.start
-        inference.runtime.metrics.answered(latency)
-        return latency
-
-    def follow_up(self, inference: Inference, latency: float) -> None:
-        """After the answer: the inference log record and the shadow's copy."""
-        request, runtime = inference.request, inference.runtime
-        sampled = self.inference_log.sampled()
-        if sampled:
-            self.inference_log.record(
-                Record(
-                    request.id,
-                    runtime.deployment,
-                    runtime.version,
-                    time.time(),
-                    latency,
-                    inference.features,
-                    inference.model.schema.order,
-                    inference.outputs,
-                    trace_id=telemetry.trace_id(),
-                )
-            )
-        shadow = inference.entry.shadow
-        if shadow is not None and shadow is not runtime:
-            task = asyncio.create_task(self._shadow(shadow, request, sampled))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-
-    def failure(
-        self, exc: BaseException, name: str, inference: Inference | None = None
-    ) -> tuple[ModelRuntime | None, int, str]:
-        """Count a failed inference against its version (or as unrouted): (version, status, message).
-
-        Each protocol answers the status and message in its own error shape.
-        """
-        runtime = inference.runtime if inference is not None else None
-        if isinstance(exc, VersionFailed):
-            runtime, exc = exc.runtime, exc.error
-        if isinstance(exc, PaveError):
-            status, message = exc.status_code, exc.message
-        else:
-            log.error("inference on model '%s' failed", name, exc_info=exc)
-            status, message = 500, f"inference failed: {type(exc).__name__}: {exc}"
-        if runtime is not None:
-            runtime.metrics.error(status)
-        else:
-            self.metrics.unrouted_errors.labels(str(status)).inc()
-        return runtime, status, message
-
-    def _record_failure(
-        self, runtime: ModelRuntime, request: InferenceRequest, exc: Exception, start: float
-    ) -> None:
-        log.warning(
-            "version %s of '%s' failed (%s); answering with another version",
-            runtime.version,
-            runtime.deployment,
-            type(exc).__name__,
-        )
-        runtime.metrics.error(500)
-        self.inference_log.record(
-            Record(
-                request.id,
-                runtime.deployment,
-                runtime.version,
-                time.time(),
-                time.perf_counter() - start,
-                None,
-                (),
-                {},
-                error=f"{type(exc).__name__}: {exc}"[:500],
-                trace_id=telemetry.trace_id(),
-            )
-        )
-
-    async def _shadow(self, runtime: ModelRuntime, request: InferenceRequest, sampled: bool) -> None:
-        """Send a copy to the shadow version; its answer is logged, its failure only counted."""
-        start = time.perf_counter()
-        try:
-            model = runtime.model or await runtime.ensure_loaded()
-            features, n_rows = model.schema.bind_request(request)
-            outputs = await runtime.predict(features, n_rows)
-        except Exception as exc:
-            runtime.metrics.shadow_error()
-            log.debug("shadow version %s of '%s' failed: %s", runtime.version, runtime.deployment, exc)
-            return
-        if sampled:
-            self.inference_log.record(
-                Record(
-                    request.id,
-                    runtime.deployment,
-                    runtime.version,
-                    time.time(),
-                    time.perf_counter() - start,
-                    features,
-                    model.schema.order,
-                    outputs,
-                    shadow=True,
-                    trace_id=telemetry.trace_id(),  # the task runs in the request's context
-                )
-            )
-        # Counted once its answer is queued for the log: whoever sees the count can flush the log
-        # and find the answer there.
-        runtime.metrics.shadow_requests.inc()
 
     def decode(self, body: Body, name: str, version: str | None) -> InferenceRequest:
         """The request; a body in the deployment's own shape is decoded by its model's schema."""
@@ -668,28 +564,6 @@ class Gateway:
     async def read_body(self, scope: Scope, receive: Any) -> Body:
         """The request body and what its headers say about it (checked: size, type, encoding)."""
         return await read_body(scope, receive, self.max_body)
-
-
-@dataclass(slots=True)
-class Inference:
-    """One answered inference, as every protocol's route gets it from :meth:`Gateway.run_inference`."""
-
-    request: InferenceRequest
-    entry: Entry
-    runtime: ModelRuntime
-    model: LoadedModel
-    features: Features
-    outputs: dict[str, Any]
-    start: float
-
-
-class VersionFailed(Exception):
-    """An inference that failed once a version was picked: the error, and the version it counts against."""
-
-    def __init__(self, error: Exception, runtime: ModelRuntime) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.runtime = runtime
 
 
 class MethodNotAllowed(PaveError):

@@ -32,7 +32,8 @@ from pave.serving.oip.descriptor import FILE_DESCRIPTOR
 from pave.serving.protocol import DATATYPES, InferenceRequest, datatype_of, new_id, output_names
 
 if TYPE_CHECKING:
-    from pave.serving.gateway import Gateway, Inference
+    from pave.serving.gateway import Gateway
+    from pave.serving.outcomes import Inference
 
 log = logging.getLogger(__name__)
 
