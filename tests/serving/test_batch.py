@@ -312,15 +312,11 @@ def test_a_folder_output_in_s3_is_committed_by_its_manifest(
     store.put_bytes("outputs/scored/part-000009.parquet", b"a previous output's part")
     store.put_bytes(f"outputs/scored/{MARKER}", b"{}")
     result = _score(models, tmp_path, source, scored, version="1")
-    keys = [o.key.removeprefix("outputs/scored/") for o in store.list("outputs/scored/")]
-    assert sorted(keys) == [MARKER, "part-000000.parquet", "part-000001.parquet", "part-000002.parquet"]
-    back = pd.concat(
-        [
-            pd.read_parquet(store.download(f"outputs/scored/part-{i:06d}.parquet", tmp_path / f"{i}.parquet"))
-            for i in range(3)
-        ],
-        ignore_index=True,
-    )
+    keys = sorted(o.key.removeprefix("outputs/scored/") for o in store.list("outputs/scored/"))
+    files = _listed(store, "outputs/scored/")
+    assert keys == sorted([MARKER, *files])  # the previous output's part is gone
+    assert [name.split("-")[1] for name in files] == ["000000", "000001", "000002"]
+    back = _read_listed(store, "outputs/scored/", tmp_path)
     assert len(back) == result.rows == len(models.X)
     pd.testing.assert_frame_equal(back[list(models.X.columns)], models.X)
 
@@ -335,6 +331,62 @@ def test_a_folder_output_in_s3_is_committed_by_its_manifest(
     with pytest.raises(InvalidInput, match="is not a finished Pave batch output"):
         _score(models, tmp_path, source, f"s3://{bucket}/theirs/", version="1")
     assert [o.key for o in store.list("theirs/")] == ["theirs/data.bin"]
+
+
+def _listed(store: object, prefix: str) -> list[str]:
+    """The part files a folder output's ``_SUCCESS`` lists, in order."""
+    import json
+
+    return [part["file"] for part in json.loads(store.get_bytes(prefix + "_SUCCESS"))["parts"]]  # type: ignore[attr-defined]
+
+
+def _read_listed(store: object, prefix: str, tmp_path: Path) -> pd.DataFrame:
+    """The rows of a folder output in object storage, read from the files its ``_SUCCESS`` lists."""
+    paths = [store.download(prefix + name, tmp_path / "back" / name) for name in _listed(store, prefix)]  # type: ignore[attr-defined]
+    return pd.concat([pd.read_parquet(path) for path in paths], ignore_index=True)
+
+
+def test_a_folder_upload_to_s3_failing_half_way_leaves_the_previous_output_complete(
+    models: Models, tmp_path: Path, s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pave.serving.batch_dataset import MARKER
+    from pave.storage.base import StorageUnreachable
+    from pave.storage.s3 import S3Storage
+
+    bucket = s3.bucket()
+    store = open_storage(f"s3://{bucket}")
+    store.put_file("inputs/cancer.parquet", _parquet(models.X, tmp_path / "in.parquet", row_group_size=200))
+    source, scored = f"s3://{bucket}/inputs/cancer.parquet", f"s3://{bucket}/outputs/scored/"
+    _score(models, tmp_path, source, scored, version="1")
+    previous = sorted(o.key for o in store.list("outputs/scored/"))
+    manifest = store.get_bytes(f"outputs/scored/{MARKER}")
+
+    # The store refuses the new output's second part (the real store; only that call fails).
+    put_file, calls = S3Storage.put_file, []
+
+    def failing(self: S3Storage, key: str, path: Path, **kwargs: object) -> object:
+        calls.append(key)
+        if len(calls) == 2:
+            raise StorageUnreachable("the object store went away half-way through the upload")
+        return put_file(self, key, path, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(S3Storage, "put_file", failing)
+    with pytest.raises(StorageUnreachable):
+        _score(models, tmp_path, source, scored, version="2")
+    monkeypatch.setattr(S3Storage, "put_file", put_file)
+    assert len(calls) == 2  # one part was uploaded before the failure
+    # The previous output is untouched: its manifest, its parts, its rows (version 1), nothing more.
+    assert sorted(o.key for o in store.list("outputs/scored/")) == previous
+    assert store.get_bytes(f"outputs/scored/{MARKER}") == manifest
+    back = _read_listed(store, "outputs/scored/", tmp_path)
+    pd.testing.assert_frame_equal(back[list(models.X.columns)], models.X)
+    assert set(back[batch.VERSION_COLUMN]) == {"1"}
+
+    # The next job replaces it whole: the new manifest, only its parts, version 2.
+    _score(models, tmp_path, source, scored, version="2")
+    keys = sorted(o.key.removeprefix("outputs/scored/") for o in store.list("outputs/scored/"))
+    assert keys == sorted([MARKER, *_listed(store, "outputs/scored/")])
+    assert set(_read_listed(store, "outputs/scored/", tmp_path / "v2")[batch.VERSION_COLUMN]) == {"2"}
 
 
 def test_columns_the_input_holds_compressed_to_no_gain_are_written_uncompressed(

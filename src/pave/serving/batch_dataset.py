@@ -11,11 +11,13 @@ Commit: the parts are written into a hidden folder beside a local target
 (``.scored.partial-PID``) and renamed into place once every part is written, with a ``_SUCCESS``
 manifest (JSON: rows, the part files and their rows, columns, model version); readers skip names
 starting with ``_`` or ``.``. In object storage (no rename) the parts are uploaded under the prefix
-once the job has succeeded and ``_SUCCESS`` is written last; the previous output's ``_SUCCESS`` is
-removed before the first part is uploaded, its parts that the new output does not replace after
-the new ``_SUCCESS``, and a failed upload removes what it uploaded. An output is complete when
-its ``_SUCCESS`` is there. A target that exists and is not a Pave output (a folder or prefix
-holding files but no ``_SUCCESS``) is refused before anything is scored: it may be someone's data.
+once the job has succeeded, under names of this job's own (``part-000000-JOB.parquet``: no object
+of the previous output is overwritten), and ``_SUCCESS`` is written last, replacing the previous
+one in one put (the commit); the previous output's parts are removed after it. A failed upload
+removes what it uploaded and leaves the previous output as it was, complete with its
+``_SUCCESS``. An output is complete when its ``_SUCCESS`` is there, and is the files it lists.
+A target that exists and is not a Pave output (a folder or prefix holding files but no
+``_SUCCESS``) is refused before anything is scored: it may be someone's data.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -228,22 +231,30 @@ def s3_target(uri: str) -> tuple[Any, str]:
     return store, prefix
 
 
+def prefix_part_name(name: str, job: str) -> str:
+    """A part's object name in object storage: the job's id after the index (names of one output
+    still sort in the input's order, and never overwrite an object of the previous output)."""
+    stem = name.removesuffix(".parquet")
+    return f"{stem}-{job}.parquet"
+
+
 def publish_prefix(staged: Path, uri: str, manifest: dict[str, Any]) -> None:
     """Upload the parts under the prefix, then ``_SUCCESS`` (the commit); see the module's text."""
     store, prefix = s3_target(uri)
     before = set(_prefix_entries(store, prefix))
-    new = [part["file"] for part in manifest["parts"]]
-    store.delete(prefix + MARKER)  # the previous output is no longer complete from here on
+    job = secrets.token_hex(4)
+    files = {part["file"]: prefix_part_name(part["file"], job) for part in manifest["parts"]}
+    manifest = {**manifest, "parts": [{**part, "file": files[part["file"]]} for part in manifest["parts"]]}
     uploaded: list[str] = []
     try:
-        for name in new:
-            store.put_file(prefix + name, staged / name)
+        for local, name in files.items():
+            store.put_file(prefix + name, staged / local)
             uploaded.append(name)
         store.put_bytes(prefix + MARKER, (json.dumps(manifest, indent=1) + "\n").encode())
     except BaseException:
-        for name in uploaded:
+        for name in uploaded:  # the new output's own objects only: the previous one stays complete
             with contextlib.suppress(Exception):
                 store.delete(prefix + name)
         raise
-    for name in before - set(new) - {MARKER}:  # the previous output's parts this one did not replace
+    for name in before - set(files.values()) - {MARKER}:  # the previous output's parts
         store.delete(prefix + name)
