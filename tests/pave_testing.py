@@ -136,6 +136,54 @@ def free_port() -> int:
         return port
 
 
+def processes_where(match: Callable[[bytes], bool]) -> set[int]:
+    """The processes whose command line (its arguments joined by spaces) ``match`` accepts."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and match((entry / "cmdline").read_bytes().replace(b"\0", b" ")):
+                found.add(int(entry.name))
+    return found
+
+
+def processes_naming(text: str) -> set[int]:
+    """The processes whose command line holds ``text``."""
+    return processes_where(lambda command: text.encode() in command)
+
+
+def process_tree(roots: set[int]) -> set[int]:
+    """The processes in ``roots`` and all their descendants."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    found = set(roots)
+    while more := {pid for pid, parent in parents.items() if parent in found and pid not in found}:
+        found |= more
+    return found
+
+
+def stop_processes(pids: set[int], grace: float = 1.0) -> None:
+    """SIGTERM to ``pids``, then SIGKILL to those still there after ``grace`` seconds."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        time.sleep(grace)
+
+
+def stop_ray_cluster(temp: Path, client_port: int) -> None:
+    """Stop one test's Ray cluster only (``ray stop`` would stop every cluster on the machine): the
+    processes naming its temporary folder, its Ray Client server (found by its port: it names neither
+    the folder nor a parent of this cluster) and their descendants."""
+    folder, client = str(temp).encode(), f"--port={client_port} ".encode()
+    roots = processes_where(
+        lambda command: folder in command or (b"ray.util.client.server" in command and client in command)
+    )
+    stop_processes(process_tree(roots), grace=2.0)
+
+
 def pave_env(home: Path, **extra: str) -> dict[str, str]:
     # COLUMNS: pytest exports the terminal's width, which would narrow the CLI's piped tables
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PAVE_", "MLFLOW_")) and k != "COLUMNS"}

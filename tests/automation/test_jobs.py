@@ -16,7 +16,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,15 @@ from typing import Any
 
 import pytest
 
-from pave_testing import RAY_START_ENV, PaveServer, free_port, need_service, run_pave
+from pave_testing import (
+    RAY_START_ENV,
+    PaveServer,
+    free_port,
+    need_service,
+    processes_naming,
+    run_pave,
+    stop_ray_cluster,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -204,23 +211,11 @@ def work(mark):
 '''
 
 
-def _processes_naming(text: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        with contextlib.suppress(OSError):
-            if entry.name.isdigit() and text.encode() in (entry / "cmdline").read_bytes():
-                found.append(int(entry.name))
-    return found
-
-
-def test_a_control_plane_that_stops_ends_the_retrain_job_it_started(
-    server: PaveServer, tmp_path: Path
-) -> None:
-    project = tmp_path / "slow"
+def _start_slow_retrain(server: PaveServer, root: Path, mark: Path, env: dict[str, str]) -> dict[str, Any]:
+    """Project ``slow`` (its one step writes its pid to ``mark`` and hangs) run by the client, then
+    retrained as a job; returns the retrain's job once its step is running."""
+    project = root / "slow"
     project.mkdir()
-    shared = Path(tempfile.mkdtemp(prefix="pave-mark-"))  # where the job (nobody) may write
-    shared.chmod(0o777)
-    mark = shared / "started"
     (project / "steps.py").write_text(textwrap.dedent(SLOW_STEPS))
     (project / "pave.yaml").write_text(
         f"name: slow\nsteps:\n  - {{name: work, function: 'steps:work', params: {{mark: '{mark}'}}}}\n"
@@ -228,26 +223,35 @@ def test_a_control_plane_that_stops_ends_the_retrain_job_it_started(
     )
     with server.client() as admin:
         assert admin.post("/api/v1/projects", json={"name": "slow"}).status_code == 201
-    env = server.env | {"PAVE_URL": server.url, "PAVE_TOKEN": server.token, "PAVE_HOME": str(tmp_path / "c")}
     ran = run_pave("run", str(project), "--json", env=env, timeout=300)
     assert ran.returncode == 0, ran.stderr[-3000:]
     assert run_pave("retrain", "slow", env=env).returncode == 0
     deadline = time.monotonic() + 300
-    while True:  # the job runs its hanging step
+    while True:
         turn = json.loads(run_pave("loop", "slow", "--json", env=env).stdout)["runs"][0]
         job = next((e["job"] for e in turn["history"] if e["event"] == "training"), None)
-        if job is not None and mark.exists() and _processes_naming(job["folder"]):
-            break
+        if job is not None and mark.exists():
+            return dict(job)
         assert turn["state"] in ("queued", "starting", "training"), turn
         assert time.monotonic() < deadline, f"the job never reached its step: {turn}"
         time.sleep(0.5)
+
+
+def test_a_control_plane_that_stops_ends_the_retrain_job_it_started(
+    server: PaveServer, tmp_path: Path
+) -> None:
+    shared = Path(tempfile.mkdtemp(prefix="pave-mark-"))  # where the job (nobody) may write
+    shared.chmod(0o777)
+    env = server.env | {"PAVE_URL": server.url, "PAVE_TOKEN": server.token, "PAVE_HOME": str(tmp_path / "c")}
+    job = _start_slow_retrain(server, tmp_path, shared / "started", env)
+    assert processes_naming(job["folder"]), "the job's process names its folder"
     assert server.process is not None
 
     server.stop()  # SIGTERM, as `pave down` sends; it waits for the control plane to exit
     assert server.process.poll() is not None
     shutil.rmtree(shared, ignore_errors=True)
 
-    assert _processes_naming(job["folder"]) == [], "the job outlived the control plane that started it"
+    assert processes_naming(job["folder"]) == set(), "the job outlived the control plane that started it"
     assert not Path(job["folder"]).exists(), "the job's folder went with it"
     with contextlib.suppress(ProcessLookupError):
         os.kill(job["pid"], 0)
@@ -256,16 +260,6 @@ def test_a_control_plane_that_stops_ends_the_retrain_job_it_started(
 
 
 # --- the same job on a Ray cluster ------------------------------------------------------------------
-
-
-def _stop_cluster(temp: Path) -> None:
-    """Stop this cluster's processes only (``ray stop`` would stop every cluster on the machine)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for entry in Path("/proc").iterdir():
-            with contextlib.suppress(OSError, ValueError):
-                if entry.name.isdigit() and str(temp).encode() in (entry / "cmdline").read_bytes():
-                    os.kill(int(entry.name), sig)
-        time.sleep(1)
 
 
 COMMON = ("--include-dashboard=false", "--num-cpus=2", "--disable-usage-stats", "--node-ip-address=127.0.0.1")
@@ -277,10 +271,12 @@ def ray_head() -> Iterator[tuple[str, dict[str, str]]]:
     need_service("Ray", "install the extra: pip install 'pave[ray]'", lambda: importlib.import_module("ray"))
     token = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     temp = Path(tempfile.mkdtemp(prefix="pjob-", dir="/tmp"))  # Ray's socket paths must stay short
-    port = free_port()
+    port, client_port = free_port(), free_port()
     ray = str(Path(sys.executable).parent / "ray")
+    # Ray Client's server on a free port too: its default (10001) is taken by any other cluster here.
+    head = [ray, "start", "--head", f"--port={port}", f"--ray-client-server-port={client_port}"]
     started = subprocess.run(
-        [ray, "start", "--head", f"--port={port}", f"--temp-dir={temp}", *COMMON],
+        [*head, f"--temp-dir={temp}", *COMMON],
         env=os.environ | token | RAY_START_ENV,
         capture_output=True,
         text=True,
@@ -290,7 +286,7 @@ def ray_head() -> Iterator[tuple[str, dict[str, str]]]:
         assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
         yield f"127.0.0.1:{port}", token
     finally:
-        _stop_cluster(temp)
+        stop_ray_cluster(temp, client_port)
         shutil.rmtree(temp, ignore_errors=True)
 
 
@@ -340,35 +336,17 @@ def test_a_control_plane_that_stops_ends_its_jobs_on_ray_and_records_them_stoppe
         tmp_path / "platform", PAVE_JOB_EXECUTOR="ray", PAVE_EXECUTOR_ADDRESS=address, **token
     )
     try:
-        project = tmp_path / "slow"
-        project.mkdir()
-        mark = tmp_path / "started"  # the actor runs on this machine, as this test's user
-        (project / "steps.py").write_text(textwrap.dedent(SLOW_STEPS))
-        (project / "pave.yaml").write_text(
-            f"name: slow\nsteps:\n  - {{name: work, function: 'steps:work', params: {{mark: '{mark}'}}}}\n"
-            "metrics: {step: work, primary: done}\nretrain: {timeout: 3600}\n"
-        )
-        with server.client() as admin:
-            assert admin.post("/api/v1/projects", json={"name": "slow"}).status_code == 201
         env = server.env | {"PAVE_URL": server.url, "PAVE_TOKEN": server.token}
         env["PAVE_HOME"] = str(tmp_path / "client")
-        ran = run_pave("run", str(project), "--json", env=env, timeout=300)
-        assert ran.returncode == 0, ran.stderr[-3000:]
-        assert run_pave("retrain", "slow", env=env).returncode == 0
-        deadline = time.monotonic() + 300
-        while not mark.exists():  # the job (on the cluster) runs its hanging step
-            turn = json.loads(run_pave("loop", "slow", "--json", env=env).stdout)["runs"][0]
-            assert turn["state"] in ("queued", "starting", "training"), turn
-            assert time.monotonic() < deadline, f"the job never reached its step: {turn}"
-            time.sleep(0.5)
+        mark = tmp_path / "started"  # the actor runs on this machine, as this test's user
+        job = _start_slow_retrain(server, tmp_path, mark, env)
         step = int(mark.read_text())
-        job = next(e["job"] for e in turn["history"] if e["event"] == "training")
         assert job["executor"] == "ray"
 
         server.stop()  # SIGTERM, as `pave down` sends; it waits for the control plane to exit
         assert f"stopping Ray job {job['ref']}" in server.log.read_text()
         assert not Path(f"/proc/{step}").exists(), "the job's step outlived the control plane"
-        assert _processes_naming(job["folder"]) == [], "the job outlived the control plane"
+        assert processes_naming(job["folder"]) == set(), "the job outlived the control plane"
 
         server.start()  # the next control plane reads what the stopped job left: a stopped turn
         turn = _finished(server, env, "slow")

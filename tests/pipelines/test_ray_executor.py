@@ -5,7 +5,6 @@ Every Ray test of the suite lives in this module, so that one xdist worker owns 
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import secrets
@@ -28,7 +27,7 @@ from pave.pipelines import execute_project
 from pave.pipelines.engine import PipelineResult, run_pipeline
 from pave.pipelines.errors import PipelineStepFailed
 from pave.pipelines.spec import load_spec
-from pave_testing import RAY_START_ENV, free_port, need_service
+from pave_testing import RAY_START_ENV, free_port, need_service, stop_ray_cluster
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -59,45 +58,6 @@ def _flaky_yaml(retries: int, fail_times: int) -> str:
         f"params: {{fail_times: {fail_times}}}, retries: {retries}}}\n"
         "  - {name: second, function: steps:after, inputs: {x: first}}\n"
     )
-
-
-def _tree(roots: set[int]) -> set[int]:
-    """The processes in ``roots`` and all their descendants."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    found = set(roots)
-    while True:
-        more = {pid for pid, parent in parents.items() if parent in found and pid not in found}
-        if not more:
-            return found
-        found |= more
-
-
-def _stop_cluster(temp: Path, client_port: int) -> None:
-    """Stop the processes of this cluster only (``ray stop`` would stop every cluster on the machine):
-    those naming its temporary folder, its Ray Client server (found by its port: it names neither
-    the folder nor a parent of this cluster) and their descendants."""
-    roots = set()
-    client = f"--port={client_port} ".encode()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-            except OSError:
-                continue
-            if str(temp).encode() in command or (b"ray.util.client.server" in command and client in command):
-                roots.add(int(entry.name))
-    pids = _tree(roots)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        time.sleep(2)
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +92,7 @@ def ray_cluster() -> Iterator[str]:
         assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
         yield f"127.0.0.1:{port}"
     finally:
-        _stop_cluster(temp, client_port)
+        stop_ray_cluster(temp, client_port)
         shutil.rmtree(temp, ignore_errors=True)
         _ray_auth(saved)
 
