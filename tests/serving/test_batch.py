@@ -471,3 +471,34 @@ def test_a_slice_s_outputs_survive_the_next_slice_filling_the_thread_s_matrix(
     # and the real model through the same buffer: its own output for every row
     scored = batch_score.score_arrow(loaded, table, "1", "test", matrices).to_pandas()
     assert (scored["predict"].to_numpy() == models.estimators["1"].predict(models.X.head(100))).all()
+
+
+def test_the_registry_is_asked_once_and_a_version_that_is_no_number_is_refused(
+    models: Models, tmp_path: Path
+) -> None:
+    from mlflow import MlflowClient
+
+    from pave.serving.loading import load_model
+
+    version, location = batch._version("cancer", "1", None, models.tracking_uri)
+    assert (version, location) == (
+        "1",
+        MlflowClient(models.tracking_uri).get_model_version_download_uri("cancer", "1"),
+    )
+    # The loader takes that location as it is: a name the registry does not know loads all the same.
+    loaded = load_model(
+        "models:/not-registered/1", tracking_uri=models.tracking_uri, cache_dir=tmp_path, location=location
+    )
+    assert (
+        loaded.predict(models.X.to_numpy()[:5])["predict"] == models.estimators["1"].predict(models.X[:5])
+    ).all()
+    with pytest.raises(InvalidInput, match="--version v2 is not a version number"):
+        _score(
+            models,
+            tmp_path,
+            str(_parquet(models.X, tmp_path / "in.parquet")),
+            str(tmp_path / "o.parquet"),
+            version="v2",
+        )
+    with pytest.raises(NotFound, match="has no model version 9"):
+        batch._version("cancer", "9", None, models.tracking_uri)

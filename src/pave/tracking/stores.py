@@ -2,7 +2,8 @@
 
 Pave embeds MLflow's server and needs a few things MLflow keeps private: the tracking and
 registry stores the server built from its environment (:func:`pave.tracking.server.configure`),
-and its parser of ``models:/`` URIs. Every other module asks here, so an MLflow upgrade that
+its parser of ``models:/`` URIs, and its loader of a scikit-learn model's file (so that a model's
+``MLmodel`` is parsed once). Every other module asks here, so an MLflow upgrade that
 moves them breaks one file, which ``tests/foundation/test_stores.py`` checks against the pinned
 MLflow.
 
@@ -78,6 +79,24 @@ def parse_model_uri(uri: str) -> ModelUri | None:
     except MlflowException:
         return None
     return ModelUri(name=parsed.name, model_id=parsed.model_id)
+
+
+def load_sklearn(model_dir: str, flavor: dict[str, Any]) -> Any:
+    """The estimator of the MLflow model at ``model_dir`` whose ``sklearn`` flavor (from its
+    ``MLmodel``, already read) is ``flavor``: what ``mlflow.sklearn.load_model`` does after it
+    parses ``MLmodel`` itself a second time (its code paths added to ``sys.path``, the pickle or
+    skops file loaded with the flavor's trusted types)."""
+    import os
+
+    from mlflow.sklearn import SERIALIZATION_FORMAT_PICKLE, _load_model_from_local_file
+    from mlflow.utils.model_utils import _add_code_from_conf_to_system_path
+
+    _add_code_from_conf_to_system_path(model_dir, flavor)
+    return _load_model_from_local_file(
+        path=os.path.join(model_dir, flavor["pickled_model"]),
+        serialization_format=flavor.get("serialization_format", SERIALIZATION_FORMAT_PICKLE),
+        skops_trusted_types=flavor.get("skops_trusted_types"),
+    )
 
 
 def experiment_exists(name: str) -> bool:
