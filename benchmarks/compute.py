@@ -20,7 +20,8 @@ forest of 100 trees of depth 12, where prediction is the work a batch job exists
 3. the limit: Pave's compiled predict in-process on the table already in memory as a matrix
    (no reading, no writing, one process);
 4. I/O only: no model, the table read with pyarrow and written back with two added columns into
-   one file (the floor of any end-to-end path that writes the input's columns to one file);
+   one file, with Pave's writer settings and its columns without nulls declared not null (the floor
+   of any end-to-end path that writes the input's columns to one file);
 5. I/O only, parallel: the same for every row group as a part file, one part per thread on every
    core (the floor of any path that writes the input's rows to a folder here: the most any batch
    job can reach over this file on this machine).
@@ -98,13 +99,27 @@ def _model(kind: str, train: pd.DataFrame) -> Any:
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(train, target)
 
 
+def _two_columns(table: Any) -> Any:
+    """``table`` with two columns as a model adds them (not null, as Pave declares them)."""
+    import pyarrow as pa
+
+    for name, values in (
+        ("predict", np.zeros(table.num_rows, dtype=np.int64)),
+        ("predict_proba_1", np.zeros(table.num_rows)),
+    ):
+        table = table.append_column(
+            pa.field(name, pa.from_numpy_dtype(values.dtype), nullable=False), pa.array(values)
+        )
+    return table
+
+
 def batch(folder: Path, rows: int, kind: str) -> dict[str, float]:
     import mlflow
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from pave.serving.batch import score_table
-    from pave.serving.batch_dataset import input_codecs, writer_options
+    from pave.serving.batch_dataset import declared_required, input_codecs, null_free_columns, writer_options
     from pave.serving.batch_score import bind_frame
     from pave.serving.loading import load_model
 
@@ -165,9 +180,7 @@ def batch(folder: Path, rows: int, kind: str) -> dict[str, float]:
     def io_floor() -> int:
         # No model: read the table and write it back with two more columns into one file, in one
         # process, with the writer settings Pave uses (what reading and writing alone cost).
-        read = pq.read_table(source)
-        read = read.append_column("predict", pa.array(np.zeros(read.num_rows, dtype=np.int64)))
-        read = read.append_column("predict_proba_1", pa.array(np.zeros(read.num_rows)))
+        read = declared_required(_two_columns(pq.read_table(source)), null_free_columns(source, "parquet"))
         options = writer_options(read.schema, input_codecs(source, "parquet"))
         pq.write_table(read, folder / "floor.parquet", **options)
         return int(read.num_rows)
@@ -178,12 +191,11 @@ def batch(folder: Path, rows: int, kind: str) -> dict[str, float]:
         # path that writes the input's rows to a folder on this machine.
         out = folder / "floor"
         out.mkdir(exist_ok=True)
-        codecs = input_codecs(source, "parquet")
+        codecs, required = input_codecs(source, "parquet"), null_free_columns(source, "parquet")
 
         def part(index: int) -> int:
             read = pq.ParquetFile(source, memory_map=True).read_row_group(index, use_threads=False)
-            read = read.append_column("predict", pa.array(np.zeros(read.num_rows, dtype=np.int64)))
-            read = read.append_column("predict_proba_1", pa.array(np.zeros(read.num_rows)))
+            read = declared_required(_two_columns(read), required)
             pq.write_table(read, out / f"part-{index:06d}.parquet", **writer_options(read.schema, codecs))
             return int(read.num_rows)
 

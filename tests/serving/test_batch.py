@@ -502,3 +502,23 @@ def test_the_registry_is_asked_once_and_a_version_that_is_no_number_is_refused(
         )
     with pytest.raises(NotFound, match="has no model version 9"):
         batch._version("cancer", "9", None, models.tracking_uri)
+
+
+def test_columns_without_nulls_are_written_not_null_and_a_column_with_nulls_keeps_them(
+    models: Models, tmp_path: Path
+) -> None:
+    frame = models.X.copy()
+    frame["note"] = [None if i % 7 == 0 else f"n{i}" for i in range(len(frame))]  # not the model's
+    source = _parquet(frame, tmp_path / "in.parquet", row_group_size=100)
+    folder, one = tmp_path / "folder", tmp_path / "one.parquet"
+    _score(models, tmp_path, str(source), f"{folder}/", version="1", workers=2)
+    _score(models, tmp_path, str(source), str(one), version="1", workers=2)
+    for written, path in ((folder / "part-000003.parquet", folder), (one, one)):
+        schema = pq.ParquetFile(written).schema
+        optional = {
+            schema.column(i).name for i in range(len(schema)) if schema.column(i).max_definition_level
+        }
+        assert optional == {"note"}  # the input's other columns and the model's outputs: REQUIRED
+        back = pd.read_parquet(path)
+        pd.testing.assert_frame_equal(back[list(frame.columns)], frame)  # values and nulls as they were
+        assert (back["predict"].to_numpy() == models.estimators["1"].predict(models.X)).all()

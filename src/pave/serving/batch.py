@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from pave.errors import InvalidInput, NotFound
-from pave.serving.batch_dataset import DatasetSink, input_codecs
+from pave.serving.batch_dataset import DatasetSink, input_codecs, null_free_columns
 from pave.serving.batch_io import (
     Sink,
     input_digest,
@@ -199,6 +199,7 @@ def score_table(
             model = load_model(uri, tracking_uri=tracking_uri, cache_dir=cache_dir, location=location)
             with _monitoring(monitor_dir, project, resolved, model, local) as tap:
                 sink.tap, sink.codecs = tap, input_codecs(local, in_kind)
+                sink.required = null_free_columns(local, in_kind)
                 if in_kind == "parquet":
                     check_columns(model.schema, _parquet_columns(local), input_uri)
                 if reader is not None:

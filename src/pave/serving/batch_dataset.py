@@ -74,6 +74,45 @@ def input_codecs(path: Path, kind: str) -> dict[str, str]:
     }
 
 
+def null_free_columns(path: Path, kind: str) -> set[str]:
+    """The input columns that hold no null in any row group, by the Parquet file's own statistics
+    (none for CSV, or for a column of a row group without a null count)."""
+    import pyarrow.parquet as pq
+
+    if kind != "parquet":
+        return set()
+    metadata = pq.ParquetFile(path).metadata
+    nulls: dict[str, int] = {}
+    for group in range(metadata.num_row_groups):
+        row_group = metadata.row_group(group)
+        for j in range(row_group.num_columns):
+            chunk = row_group.column(j)
+            stats, name = chunk.statistics, chunk.path_in_schema
+            counted = stats is not None and stats.has_null_count
+            nulls[name] = nulls.get(name, 0) + (stats.null_count if counted else 1)
+    return {name for name, count in nulls.items() if count == 0}
+
+
+def declared_required(table: Any, names: set[str]) -> Any:
+    """``table`` with the columns ``names`` declared not null: Parquet stores them REQUIRED, with no
+    definition level per value, which Arrow's writer computes and encodes for a nullable column
+    even when it holds no null (a third of the writing time for float columns; and a reader of the
+    output skips them too). ``names``: :func:`null_free_columns`, the same for every part of a job,
+    so that the parts have one schema."""
+    import pyarrow as pa
+
+    if not any(f.nullable and f.name in names for f in table.schema):
+        return table
+    for name in names & set(table.column_names):
+        if table.column(name).null_count:
+            raise InvalidInput(
+                f"column '{name}' holds nulls, though the input's statistics say it has none",
+                hint="rewrite the input file (its column statistics are wrong), then run the job again",
+            )
+    fields = [f.with_nullable(False) if f.name in names else f for f in table.schema]
+    return pa.Table.from_arrays(table.columns, schema=pa.schema(fields, metadata=table.schema.metadata))
+
+
 def writer_options(schema: Any, codecs: dict[str, str]) -> dict[str, Any]:
     """The Parquet writer's settings for a scored table (one file or a part of a folder).
 
@@ -109,6 +148,7 @@ class DatasetSink:
         self.files: list[tuple[str, int]] = []
         self.tap: Callable[[Any], None] | None = None  # sees each part once numbered
         self.codecs: dict[str, str] = {}  # the input columns' codecs (input_codecs)
+        self.required: set[str] = set()  # the input columns written not null (null_free_columns)
         self._next = 0
         self._lock = threading.Lock()
 
@@ -128,6 +168,7 @@ class DatasetSink:
         import pyarrow.parquet as pq
 
         name = part_name(index)
+        table = declared_required(table, self.required)
         pq.write_table(table, str(self.path / name), **writer_options(table.schema, self.codecs))
         with self._lock:
             self.rows += table.num_rows

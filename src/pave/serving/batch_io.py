@@ -22,6 +22,7 @@ from typing import Any
 from pave.errors import InvalidInput, NotFound
 from pave.serving.batch_dataset import (
     DatasetSink,
+    declared_required,
     publish_folder,
     publish_prefix,
     s3_target,
@@ -138,6 +139,7 @@ class Sink:
         self._stream: Any = None
         self.tap: Callable[[Any], None] | None = None  # sees each part once written
         self.codecs: dict[str, str] = {}  # the input columns' codecs (batch_dataset.input_codecs)
+        self.required: set[str] = set()  # written not null (batch_dataset.null_free_columns)
 
     def __enter__(self) -> Sink:
         if self.kind == "csv":
@@ -148,6 +150,7 @@ class Sink:
         import pyarrow.parquet as pq
 
         if self.kind == "parquet":
+            table = declared_required(table, self.required)
             if self._writer is None:
                 options = writer_options(table.schema, self.codecs)
                 self._writer = pq.ParquetWriter(str(self.path), table.schema, **options)  # Arrow's own file

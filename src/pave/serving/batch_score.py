@@ -210,18 +210,22 @@ def with_outputs(table: Any, outputs: dict[str, np.ndarray], version: str) -> An
     ``model_version`` appended."""
     import pyarrow as pa
 
+    def append(table: Any, name: str, column: Any) -> Any:
+        # Declared not null: a numpy output has no nulls (NaN is a value), and Parquet then stores
+        # the column without definition levels (``batch_dataset.declared_required``).
+        return table.append_column(pa.field(name, column.type, nullable=False), column)
+
     n_rows = table.num_rows
     for name, values in outputs.items():
         array = np.asarray(values)
         if array.ndim == 2:
             for i in range(array.shape[1]):
-                table = table.append_column(f"{name}_{i}", pa.array(array[:, i]))
+                table = append(table, f"{name}_{i}", pa.array(array[:, i]))
         else:
-            table = table.append_column(
-                name, pa.array(array.reshape(n_rows, -1)[:, 0] if array.ndim > 1 else array)
-            )
+            flat = array.reshape(n_rows, -1)[:, 0] if array.ndim > 1 else array
+            table = append(table, name, pa.array(flat))
     indices = pa.array(np.zeros(n_rows, dtype=np.int32))
-    return table.append_column(VERSION_COLUMN, pa.DictionaryArray.from_arrays(indices, pa.array([version])))
+    return append(table, VERSION_COLUMN, pa.DictionaryArray.from_arrays(indices, pa.array([version])))
 
 
 def _predict(model: LoadedModel, features: Any, source: str) -> dict[str, Any]:
