@@ -137,13 +137,13 @@ def free_port() -> int:
 
 
 def processes_where(match: Callable[[bytes], bool]) -> set[int]:
-    """The processes whose command line (its arguments joined by spaces) ``match`` accepts."""
+    """The processes but this one whose command line (its arguments joined by spaces) ``match`` accepts."""
     found = set()
     for entry in Path("/proc").iterdir():
         with contextlib.suppress(OSError):
             if entry.name.isdigit() and match((entry / "cmdline").read_bytes().replace(b"\0", b" ")):
                 found.add(int(entry.name))
-    return found
+    return found - {os.getpid()}
 
 
 def processes_naming(text: str) -> set[int]:
