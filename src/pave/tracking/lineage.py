@@ -93,32 +93,43 @@ def _git(cwd: Path, *args: str) -> str:
 def environment_lock() -> list[str]:
     """Every installed distribution as ``name==version``, sorted: a ``pip freeze`` without pip.
 
-    Reading every distribution's metadata takes about half a second; the lock is kept for as long
-    as the folders on ``sys.path`` are unchanged (installing or removing a package changes the
-    modification time of the folder it lands in), so a tuning's trials read it once.
+    Reading every distribution's metadata takes about half a second, so what each folder on
+    ``sys.path`` holds is kept while the folder is unchanged (installing or removing a package
+    changes the modification time of the folder it lands in): a tuning's trials read it once. Kept
+    per folder, not for ``sys.path`` as a whole, which changes whenever a run puts its project
+    folder first (``pave tune`` on Ray runs trials in threads, so it always differed: every trial
+    read every distribution again, 0.24 CPU-s of each).
     """
-    key = _path_state()
-    if _LOCK_CACHE.get("key") != key:
-        seen: dict[str, str] = {}
-        for dist in importlib.metadata.distributions():
-            name = dist.metadata["Name"]
-            if name:
-                seen.setdefault(_normalise(name), f"{_normalise(name)}=={dist.version}")
-        _LOCK_CACHE.update(key=key, lock=sorted(seen.values()))
-    return list(_LOCK_CACHE["lock"])
+    seen: dict[str, str] = {}
+    for entry in list(sys.path):  # another thread may add or remove its project folder meanwhile
+        for name, line in _distributions_in(entry):
+            seen.setdefault(name, line)  # the first on sys.path is the one imported
+    return sorted(seen.values())
 
 
-_LOCK_CACHE: dict[str, Any] = {}
+_FOLDERS: dict[str, tuple[Any, tuple[tuple[str, str], ...]]] = {}  # folder -> (its state, its dists)
 
 
-def _path_state() -> tuple[tuple[str, int], ...]:
-    state = []
-    for entry in sys.path:
-        try:
-            state.append((entry, os.stat(entry or ".").st_mtime_ns))
-        except OSError:
-            state.append((entry, -1))
-    return tuple(state)
+def _distributions_in(entry: str) -> tuple[tuple[str, str], ...]:
+    """(normalised name, ``name==version``) of the distributions installed in one ``sys.path`` entry."""
+    folder = os.path.abspath(entry or ".")
+    try:  # the folder's state: its time and the names of its metadata folders (with their versions)
+        state = (os.stat(folder).st_mtime_ns, sorted(n for n in os.listdir(folder) if n.endswith(_INFO)))
+    except OSError:  # a missing entry (python311.zip) or not a folder holds nothing
+        return ()
+    cached = _FOLDERS.get(folder)
+    if cached is not None and cached[0] == state:
+        return cached[1]
+    found: list[tuple[str, str]] = []
+    for dist in importlib.metadata.distributions(path=[folder]):
+        name = dist.metadata["Name"]
+        if name:
+            found.append((_normalise(name), f"{_normalise(name)}=={dist.version}"))
+    _FOLDERS[folder] = (state, tuple(found))
+    return tuple(found)
+
+
+_INFO = (".dist-info", ".egg-info")
 
 
 def environment_hash(lock: list[str]) -> str:
