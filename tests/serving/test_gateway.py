@@ -193,6 +193,37 @@ def test_wrong_method_and_a_bad_binary_request_are_refused(make_client, models):
     assert "Inference-Header-Content-Length is 20" in binary.json()["error"]
 
 
+def test_an_infer_path_answered_before_is_answered_and_refused_as_the_first_time(make_client, models):
+    client, gateway, _ = make_client(settings={"max_request_bytes": 64 * 1024})
+    good = orjson.dumps(columns_request(models.X.head(2)))
+    paths = (INFER, "/v2/models/cancer/versions/1/infer", "/v2/models/cancer/versions/9/infer")
+    paths += ("/v2/models/nothing/infer",)
+    requests = [
+        ("POST", good, "application/json"),
+        ("POST", b"not json", "application/json"),
+        ("POST", b"\x80\x04K\x01.", "application/octet-stream"),  # a pickle: refused unread
+        ("POST", b"[" + b"1," * 40_000 + b"1]", "application/json"),
+        ("GET", b"", "application/json"),
+        ("PUT", good, "application/json"),
+    ]
+
+    def answers():
+        out = []
+        for path in paths:
+            for method, body, media in requests:
+                response = client.request(method, path, content=body, headers={"content-type": media})
+                doc = response.json()
+                doc.pop("id", None)  # each answer's own inference id
+                out.append((path, method, response.status_code, doc))
+        return out
+
+    first = answers()
+    assert set(gateway._infer_routes) == set(paths)  # the second round takes the remembered route
+    assert answers() == first
+    assert [status for _, _, status, _ in first[:6]] == [200, 400, 415, 413, 405, 405]
+    assert {status for path, _, status, _ in first if "nothing" in path} == {404, 400, 415, 413, 405}
+
+
 def test_a_model_that_fails_to_load_answers_503(make_client, models):
     broken = Deployment("broken", (ModelRef("1", "models:/cancer/77"),))
     client, _, _ = make_client(deployment(), broken)

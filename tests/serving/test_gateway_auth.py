@@ -101,6 +101,11 @@ def test_the_gateway_refuses_without_a_token_in_the_protocols_error_shape(
     other = client.post("/v2/models/other/infer", headers=headers, json={"inputs": []})
     assert other.status_code == 403
     assert "other" in other.json()["error"]
+    # an infer path answered before (the gateway remembers it) still checks every request's token
+    body = {"inputs": [{"name": "x", "datatype": "FP64", "shape": [1], "data": [1.0]}]}
+    assert client.post("/v2/models/cancer/infer", headers=headers, json=body).status_code != 401
+    assert client.post("/v2/models/cancer/infer", json=body).json() == refused.json()
+    assert client.post("/v2/models/other/infer", headers=headers, json={"inputs": []}).json() == other.json()
 
 
 def test_the_openapi_document_declares_the_token_where_the_gateway_asks_for_it(

@@ -61,6 +61,7 @@ def _same(body: bytes) -> None:
         _body(values=(1, 2, 3)).replace(b'"data": [1]', b'"data": [-0]'),  # orjson: the integer 0
         _body(values=(1, 2, 3)).replace(b'"data": [1]', b'"data": [123456789012345678901234567]'),
         _body(values=(1, 2, 3)).replace(b'"data": [1]', b'"data": [ 1.0e+2 ]'),
+        _body(parameters={"data": 1}, outputs=[{"name": "p", "parameters": {"data": "x"}}]),
         b'{"id":"x","inputs":[{"name":"mean radius","datatype":"FP64","shape":[1],"data":[1.0]},'
         b'{"name":"b","datatype":"FP64","shape":[1],"data":[2E+2]},'
         b'{"name":"c","datatype":"FP64","shape":[1],"data":[3.25e-01]}],"outputs":[]}',
@@ -90,6 +91,7 @@ def test_the_decoder_equals_the_general_path(body):
         b'{"outputs": [{"name": "p", "x": ' + _body() + b"}], " + b'"inputs": []}',  # nested, two "inputs"
         b'{"parameters": ' + _body() + b"}",  # the inputs array of a nested object only
         b"[" + _body() + b"]",
+        b'{"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [1, 3], "data": [1, 2, 3]}]}',
     ],
 )
 def test_anything_else_is_left_to_the_general_path(body):

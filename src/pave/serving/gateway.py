@@ -50,7 +50,6 @@ from pave.serving.openapi import openapi_document
 from pave.serving.outcomes import Inference, Outcomes, VersionFailed, answered
 from pave.serving.protocol import InferenceRequest, error_body, new_id, output_names
 from pave.serving.runtime import BatchPolicy, ModelRuntime
-from pave.serving.schema import Features
 from pave.serving.shipping import LogShipper
 from pave.serving.table import DeploymentTable, Entry
 
@@ -70,6 +69,7 @@ _INFER_METHODS = ("POST",)
 # nothing at 50,000; cyclic garbage waits a little longer.
 GC_THRESHOLDS = (50_000, 20, 100)
 READ_METHODS = ("GET", "HEAD")
+_MAX_ROUTES = 1024  # infer paths remembered (any model name a caller sends, so bounded)
 
 
 @dataclass(frozen=True)
@@ -154,6 +154,8 @@ class Gateway:
         hosts = settings.allowed_hosts
         self._any_host = "*" in hosts
         self._hosts = frozenset(h.encode("latin-1").lower() for h in hosts)
+        # path -> (model, version or None) of the infer routes asked for: parsed once a path
+        self._infer_routes: dict[str, tuple[str, str | None]] = {}
         self._started = False
         self._start_lock: asyncio.Lock | None = None
         self._poller: asyncio.Task[None] | None = None
@@ -300,8 +302,13 @@ class Gateway:
             return
         path: str = scope["path"]
         method: str = scope["method"]
-        parts = path.strip("/").split("/")
         try:
+            infer = self._infer_routes.get(path)
+            if infer is not None and method in _INFER_METHODS:  # the hot path: a route seen before
+                await self.authorize(scope, infer[0])
+                await self._infer(scope, receive, send, *infer)
+                return
+            parts = path.strip("/").split("/")
             if parts[0] == "v1" and len(parts) > 1:
                 await v1.route(self, scope, receive, send, parts)
                 return
@@ -391,6 +398,8 @@ class Gateway:
         if action == "infer":
             if method not in _INFER_METHODS:
                 raise MethodNotAllowed(method)
+            if len(self._infer_routes) < _MAX_ROUTES:
+                self._infer_routes[scope["path"]] = (name, version)
             await self._infer(scope, receive, send, name, version)
             return
         if method not in READ_METHODS:
@@ -459,7 +468,7 @@ class Gateway:
         request_id: str | None = None
         accept: bytes | None = None
         try:
-            body = await self.read_body(scope, receive)
+            body = await read_body(scope, receive, self.max_body)  # Gateway.read_body, one await fewer
             accept = body.accept_encoding
             request = self.decode(body, name, version)
             request_id = request.id
@@ -532,7 +541,10 @@ class Gateway:
             try:
                 model = runtime.model or await runtime.ensure_loaded()
                 features, n_rows = model.schema.bind_request(request)
-                outputs = await _predict(runtime, features, n_rows, alone)
+                try:
+                    outputs = await runtime.predict(features, n_rows, alone=alone)
+                except _REJECTED as exc:
+                    raise _rejected(runtime, exc) from exc
             except PaveError:
                 raise
             except Exception as exc:
@@ -545,7 +557,10 @@ class Gateway:
                 runtime = self.runtime(entry, fallback)
                 model = runtime.model or await runtime.ensure_loaded()
                 features, n_rows = model.schema.bind_request(request)
-                outputs = await _predict(runtime, features, n_rows, alone)
+                try:
+                    outputs = await runtime.predict(features, n_rows, alone=alone)
+                except _REJECTED as error:
+                    raise _rejected(runtime, error) from error
         except Exception as exc:
             raise VersionFailed(exc, runtime) from exc
         return Inference(request, entry, runtime, model, features, outputs, start)
@@ -574,14 +589,13 @@ class MethodNotAllowed(PaveError):
         super().__init__(f"method {method} is not allowed here")
 
 
-async def _predict(runtime: ModelRuntime, features: Features, n_rows: int, alone: bool) -> dict[str, Any]:
-    try:
-        return await runtime.predict(features, n_rows, alone=alone)
-    except (ValueError, TypeError, KeyError) as exc:
-        # sklearn and pandas say "bad input" with these (NaN, unseen category, wrong width)
-        raise InvalidInput(
-            f"model '{runtime.deployment}' version {runtime.version} rejected the input: {exc}"
-        ) from exc
+# What sklearn and pandas raise for bad input (NaN, an unseen category, the wrong width).
+_REJECTED = (ValueError, TypeError, KeyError)
+
+
+def _rejected(runtime: ModelRuntime, exc: Exception) -> InvalidInput:
+    """The 400 of a model that refused its input (one of ``_REJECTED``)."""
+    return InvalidInput(f"model '{runtime.deployment}' version {runtime.version} rejected the input: {exc}")
 
 
 async def respond(

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from pave.serving.schema import InputSchema
 
 _KEY = b'"inputs"'
+_DATA = b'"data"'
 _NUMBERS = frozenset({float, int})  # the Python types of JSON numbers (a bool is not one here)
 _BEFORE, _AFTER = itemgetter(0), itemgetter(2)
 # The separators of the encoders clients use: Python's json.dumps by default (", " and ": "),
@@ -123,6 +124,10 @@ class Decoder:
                 malformed (the same refusal as the general path's).
         """
         if body.count(_KEY) != 1:  # then the one "inputs" is the top level's (checked below)
+            return None
+        # Each input of the form has a "data" key: a body with fewer (one tensor) is not this shape,
+        # told by one count in C rather than a split per form.
+        if body.count(_DATA) < self._width:
             return None
         for form in self._forms:
             found = form.values(body)
