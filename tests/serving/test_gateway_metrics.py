@@ -4,6 +4,7 @@ multiprocess mode)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from pave.serving.metrics import GatewayMetrics
+from pave.serving.metrics import FOLD_SECONDS, GatewayMetrics
 
 LATENCIES = (0.0001, 0.0005, 0.00051, 0.003, 0.2, 1.0, 10.0, 20.0)
 BATCHES = (1, 2, 3, 64, 256, 300)
@@ -89,3 +90,24 @@ def test_the_fast_path_writes_the_workers_memory_mapped_files(tmp_path: Path) ->
     assert samples[("pave_gateway_requests_total", labels)] == len(LATENCIES)
     assert samples[("pave_gateway_batch_size_count", labels)] == len(BATCHES)
     assert samples[("pave_gateway_errors_total", (("code", "503"), *labels))] == 1
+
+
+def test_counts_made_on_the_event_loop_are_folded_in_a_moment_and_before_every_render() -> None:
+    labels = (("deployment", "churn"), ("version", "4"))
+    reference = GatewayMetrics()
+    _record(reference, hot=False)
+
+    async def scenario() -> None:
+        metrics = GatewayMetrics()
+        version = metrics.version("churn", "4")
+        _record(metrics, hot=True)
+        assert version.requests._value.get() == 0  # counted in Python numbers, not folded yet
+        assert _samples(metrics.render().decode()) == _samples(reference.render().decode())
+        version.answered(0.001)
+        await asyncio.sleep(FOLD_SECONDS * 2)  # the fold, due FOLD_SECONDS after the count, runs first
+        assert version.requests._value.get() == len(LATENCIES) + 1
+        version.answered(0.001)
+        samples = _samples(metrics.render().decode())
+        assert samples[("pave_gateway_requests_total", labels)] == len(LATENCIES) + 2
+
+    asyncio.run(scenario())

@@ -206,6 +206,7 @@ class Gateway:
                 await self._poller
         await self.outcomes.drain(5)
         await self.table.close()
+        self.metrics.fold()  # the last counts, into the worker's file before the loop stops
         await asyncio.get_running_loop().run_in_executor(None, self.inference_log.close)
         if self.shipper is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.shipper.close)

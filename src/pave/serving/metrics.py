@@ -16,15 +16,18 @@ worker's values in memory-mapped files and ``/metrics`` answers, whichever worke
 scrape, the sum of the counters and histograms over the workers and the largest gauge value among
 the live ones (the gauge files of a worker that died are removed at the next scrape).
 
-The per-request series (requests, latency, batch size) are written through ``_Hot``: the same
-memory-mapped values prometheus_client keeps, without its per-write ``os.getpid()`` system call
-(a fork is noticed once, through ``os.register_at_fork``) and with one lock per observation
-instead of one per value. A request is in the worker's file before its answer leaves, so a
-scrape that follows an answer counts it, whichever worker takes the scrape.
+The per-request series (requests, latency, batch size) are counted through ``_Hot``: plain
+Python numbers on the event loop, folded into the memory-mapped values prometheus_client keeps
+``FOLD_SECONDS`` (50 ms) after the first count since the last fold, and before every render. The
+fold writes them without prometheus_client's per-write ``os.getpid()`` system call (a fork is
+noticed once, through ``os.register_at_fork``). So a scrape counts every request its own worker
+answered, and every request another worker answered at least 50 ms before; a worker that dies
+loses at most its last 50 ms of counts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import threading
@@ -41,6 +44,8 @@ from pave.processes import alive
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+# The longest a counted request waits before it is in the worker's memory-mapped file (``_Hot``).
+FOLD_SECONDS = 0.05
 # Read by prometheus_client when it is imported: set it before a worker process starts.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -81,26 +86,69 @@ class _Value:
 
 
 class _Hot:
-    """The per-request series of one version: a counter and two histograms, one lock a call."""
+    """The per-request series of one version: a counter and two histograms.
+
+    Counted in plain Python numbers on the event loop and folded into prometheus_client's values
+    (``_Value``, the worker's memory-mapped file) by one call ``FOLD_SECONDS`` after the first
+    count since the last fold, and before every render of this process. Called with no running
+    event loop (a script, a thread), each count is folded at once.
+    """
 
     def __init__(self, requests: Any, latency: Any, batch: Any) -> None:
         self.lock = threading.Lock()
         self.requests = _Value(requests._value)
         self.latency_bounds, self.latency_sum, self.latency_buckets = _histogram(latency)
         self.batch_bounds, self.batch_sum, self.batch_buckets = _histogram(batch)
+        self._requests = 0
+        self._latency_sum = 0.0
+        self._latency = [0] * len(self.latency_buckets)
+        self._batch_sum = 0
+        self._batch = [0] * len(self.batch_buckets)
+        self._due: asyncio.TimerHandle | None = None  # the fold asked for, until it runs
 
     def answered(self, seconds: float) -> None:
-        bucket = self.latency_buckets[bisect_left(self.latency_bounds, seconds)]
-        with self.lock:
-            self.requests.inc(1.0)
-            self.latency_sum.inc(seconds)
-            bucket.inc(1.0)
+        self._latency[bisect_left(self.latency_bounds, seconds)] += 1
+        self._latency_sum += seconds
+        self._requests += 1
+        if self._due is None:
+            self._schedule()
 
     def batch(self, size: int) -> None:
-        bucket = self.batch_buckets[bisect_left(self.batch_bounds, size)]
+        self._batch[bisect_left(self.batch_bounds, size)] += 1
+        self._batch_sum += size
+        if self._due is None:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.fold()
+            return
+        self._due = loop.call_later(FOLD_SECONDS, self.fold)
+
+    def fold(self) -> None:
+        """Write the counts made since the last fold into prometheus_client's values."""
+        due, self._due = self._due, None
+        if due is not None:
+            due.cancel()  # a no-op when it is the call running now
         with self.lock:
-            self.batch_sum.inc(size)
-            bucket.inc(1.0)
+            if self._requests:
+                self.requests.inc(self._requests)
+                self.latency_sum.inc(self._latency_sum)
+                _fold(self._latency, self.latency_buckets)
+                self._requests, self._latency_sum = 0, 0.0
+            if self._batch_sum:
+                self.batch_sum.inc(self._batch_sum)
+                _fold(self._batch, self.batch_buckets)
+                self._batch_sum = 0
+
+
+def _fold(counts: list[int], values: list[_Value]) -> None:
+    for i, count in enumerate(counts):
+        if count:
+            values[i].inc(count)
+            counts[i] = 0
 
 
 def _histogram(child: Any) -> tuple[list[float], _Value, list[_Value]]:
@@ -126,6 +174,7 @@ class VersionMetrics:
 
     def __post_init__(self) -> None:
         self.hot = _Hot(self.requests, self.latency, self.batch)
+        self.gateway.hot.append(self.hot)
 
     def answered(self, seconds: float) -> None:
         """One inference answered by this version in ``seconds``."""
@@ -145,6 +194,7 @@ class VersionMetrics:
 class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.hot: list[_Hot] = []  # every version's per-request series, folded before a render
         labels = ("deployment", "version")
         r = self.registry
         self.requests = Counter("pave_gateway_requests", "Inference requests answered.", labels, registry=r)
@@ -205,8 +255,14 @@ class GatewayMetrics:
             with contextlib.suppress(KeyError):
                 gauge.remove(deployment, version)
 
+    def fold(self) -> None:
+        """Write every version's counts made since the last fold (a render does, shutdown should)."""
+        for hot in self.hot:
+            hot.fold()
+
     def render(self) -> bytes:
         """The text exposition: this process's registry, or the sum over the gateway's workers."""
+        self.fold()
         if self.multiprocess_dir:
             forget_dead_workers(self.multiprocess_dir)
             registry = CollectorRegistry()
