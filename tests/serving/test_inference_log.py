@@ -117,15 +117,112 @@ def test_a_matrix_is_logged_by_column_as_each_column_alone_would_be():
         assert list(logged) == list(columns)
 
 
-def test_a_burst_larger_than_the_yield_step_is_written_whole(tmp_path):
-    log = InferenceLog(tmp_path)
-    log.start()
+def test_a_burst_is_written_whole_and_in_order_across_size_rotations(tmp_path):
+    log = InferenceLog(tmp_path, max_bytes=20_000)  # one batch spans several files
     base = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
-    count = 2003  # several milliseconds of encoding: the writer yields the GIL many times
-    for i in range(count):
+    count = 2003
+    for i in range(count):  # queued before the writer starts: one batch
         log.record(record(i, base + i / 1000))
+    log.start()
     log.flush()
     assert log.written == count
     log.close()
-    frame = read_inference_log(tmp_path)
-    assert frame["id"].tolist() == [f"r{i}" for i in range(count)]
+    files = sorted(tmp_path.glob("inference-*.jsonl"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+    assert len(files) > 5
+    assert all(path.stat().st_size <= 20_000 for path in files)
+    ids = [orjson.loads(line)["id"] for path in files for line in path.read_bytes().splitlines()]
+    assert ids == [f"r{i}" for i in range(count)]
+    # each file is named by the time of its first record
+    for path in files:
+        first = orjson.loads(path.read_bytes().splitlines()[0])["ts"]
+        stamp = datetime.fromtimestamp(first, UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        assert path.name.startswith(f"inference-{stamp}-")
+
+
+def test_a_line_longer_than_max_bytes_gets_a_file_of_its_own(tmp_path):
+    log = InferenceLog(tmp_path, max_bytes=300)
+    log.record(record(1, 1.0))
+    big = record(2, 2.0)
+    big.inputs = np.zeros((1, 100))
+    big.columns = ()
+    log.record(big)
+    log.record(record(3, 3.0))
+    log.start()
+    log.close()
+    files = sorted(tmp_path.glob("inference-*.jsonl"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+    assert [[orjson.loads(line)["id"] for line in p.read_bytes().splitlines()] for p in files] == [
+        ["r1"],
+        ["r2"],
+        ["r3"],
+    ]
+    assert files[1].stat().st_size > 300
+
+
+def test_records_are_encoded_by_the_caller_so_the_writer_thread_only_writes_bytes(tmp_path):
+    """The gateway calls record() on its event loop: the encoding happens there, not in a thread that
+    would take the GIL from the loop once per record."""
+    encoded_in: list[str] = []
+
+    class Label:
+        def __str__(self):  # orjson's default hook: called while the record is encoded
+            encoded_in.append(threading.current_thread().name)
+            return "label"
+
+    log = InferenceLog(tmp_path)
+    log.start()
+    logged = record(1, 0.0)
+    logged.inputs = {"x": [Label()]}
+    log.record(logged)
+    assert encoded_in == [threading.current_thread().name]
+    log.close()
+    assert read_inference_log(tmp_path)["inputs"].tolist() == [{"x": ["label"]}]
+
+
+def test_the_logged_values_are_those_at_record_time(tmp_path):
+    """A request's arrays may be reused once it is answered; the line was taken before."""
+    log = InferenceLog(tmp_path)
+    logged = record(1, 0.0)
+    log.record(logged)
+    logged.inputs[:] = -1.0
+    logged.outputs["predict"][:] = 7
+    log.start()
+    log.close()
+    [row] = read_inference_log(tmp_path).to_dict("records")
+    assert row["inputs"] == {"a": [1.0], "b": [1.0]}
+    assert row["outputs"] == {"predict": [1]}
+
+
+def test_a_record_that_cannot_be_encoded_is_skipped_without_raising(tmp_path):
+    class Broken:
+        def __str__(self):
+            raise RuntimeError("no text for this")
+
+    log = InferenceLog(tmp_path)
+    log.start()
+    bad = record(1, 0.0)
+    bad.inputs = {"x": [Broken()]}
+    log.record(bad)  # does not raise into the request
+    log.record(record(2, 0.0))
+    log.flush()
+    assert (log.queued, log.written) == (1, 1)
+    log.close()
+    assert read_inference_log(tmp_path)["id"].tolist() == ["r2"]
+
+
+def test_records_from_several_threads_without_an_event_loop_are_all_written(tmp_path):
+    log = InferenceLog(tmp_path, max_bytes=50_000)
+    log.start()
+
+    def produce(offset):
+        for i in range(500):
+            log.record(record(offset + i, float(i)))
+
+    threads = [threading.Thread(target=produce, args=(k * 1000,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    log.flush()
+    log.close()
+    ids = read_inference_log(tmp_path)["id"].tolist()
+    assert sorted(ids) == sorted(f"r{k * 1000 + i}" for k in range(4) for i in range(500))
