@@ -1,13 +1,14 @@
 """The inference log: every (sampled) request and answer, appended to JSON-lines files.
 
 The gateway hands records to ``InferenceLog.record``, which encodes each with orjson in the
-caller's thread (the event loop: a few microseconds, with the record's arrays still in the cache)
-and queues the line. A background thread wakes every ``poll_interval``, appends what is queued to
-the current file in one write, and fsyncs at most once per ``flush_interval``; rotation and the
-``on_closed`` hook (shipping) run there too. It holds the GIL only for a join and a few checks per
-batch, never once per record: an encoding writer thread cost the loop more in GIL hand-offs than
-the encoding itself (docs/benchmarks.md, Serving). Files rotate by size and by age and are named
-by the UTC time of their first record, so a reader can skip whole files outside a window::
+caller's thread (the event loop, after the answer has gone out) and queues the line. A background
+thread wakes every ``poll_interval``, appends what is queued to the current file in one write, and
+fsyncs at most once per ``flush_interval``; rotation and the ``on_closed`` hook (shipping) run
+there too. It holds the GIL only for a join and a few checks per batch, so it never takes the GIL
+from the loop in the middle of a request. The encoding costs the same CPU wherever it runs (about
+20 µs in a busy worker, whose caches other work just used; 6 µs in a tight loop): see
+docs/benchmarks.md, Serving. Files rotate by size and by age and are named by the UTC time of
+their first record, so a reader can skip whole files outside a window::
 
     <directory>/inference-20260102T030405.123456Z-<pid>-<n>.jsonl
 
