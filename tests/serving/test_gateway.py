@@ -1,13 +1,17 @@
 import asyncio
 import pickle
+import threading
 import time
 
 import httpx
+import mlflow
 import numpy as np
 import orjson
 import pytest
+from mlflow.models import infer_signature
 from serving_kit import columns_request, deployment, table_request
 
+from pave.registry.flavors import pip_requirements
 from pave.serving.deployments import Deployment, ModelRef
 from pave.serving.inference_log import read_inference_log
 
@@ -232,6 +236,50 @@ def test_a_model_that_fails_to_load_answers_503(make_client, models):
     assert "'broken' version 1 is not available" in response.json()["error"]
     assert client.get("/v2/models/broken/ready").status_code == 503
     assert client.post(INFER, json=columns_request(models.X.head(1))).status_code == 200
+
+
+OPEN = threading.Event()  # lets SlowToLoad finish loading
+
+
+class SlowToLoad(mlflow.pyfunc.PythonModel):
+    """A model whose loading waits until the test opens the gate."""
+
+    def load_context(self, context):
+        assert OPEN.wait(120), "the test never let the model load"
+
+    def predict(self, context, model_input, params=None):
+        return model_input.sum(axis=1)
+
+
+def test_a_deployment_still_loading_answers_503_retry_not_404(make_client, models):
+    # Another worker of the same gateway may already answer it: "does not exist" would be false.
+    with models.run():
+        slow = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=SlowToLoad(),
+            signature=infer_signature(models.X.head(3), np.zeros(3)),
+            pip_requirements=pip_requirements("pyfunc"),
+        )
+    client, gateway, source = make_client(deployment())
+    OPEN.clear()
+    source.set([deployment(), Deployment("late", (ModelRef("1", slow.model_uri),))])
+    wait_for(lambda: "late" in gateway.table.arriving)
+    body = columns_request(models.X.head(2))
+
+    refused = client.post("/v2/models/late/infer", json=body)
+    assert refused.status_code == 503, refused.text
+    assert "'late' was just deployed and is loading on this gateway" in refused.json()["error"]
+    assert "retry in a few seconds (GET /v2/models/late/ready answers 200" in refused.json()["error"]
+    assert client.get("/v2/models/late/ready").status_code == 503
+    assert client.post("/v2/models/never/infer", json=body).status_code == 404  # unknown: still 404
+    assert client.post(INFER, json=body).status_code == 200  # the others answer meanwhile
+
+    OPEN.set()
+    wait_for(lambda: client.get("/v2/models/late/ready").status_code == 200)
+    assert gateway.table.arriving == frozenset()
+    answered = client.post("/v2/models/late/infer", json=body)
+    assert answered.status_code == 200, answered.text
+    assert outputs(answered)["predict"]["data"] == pytest.approx(models.X.head(2).sum(axis=1).tolist())
 
 
 def test_tensor_model(make_client, models):

@@ -419,6 +419,11 @@ class Gateway:
         if entry is None:
             if not self.table.synced:
                 raise Unavailable("the gateway has not read its deployments yet")
+            if name in self.table.arriving:
+                raise Unavailable(
+                    f"model '{name}' was just deployed and is loading on this gateway: retry in a few "
+                    f"seconds (GET /v2/models/{name}/ready answers 200 once it is loaded)"
+                )
             raise NotFound(f"model '{name}' is not deployed on this gateway")
         return entry
 

@@ -65,6 +65,10 @@ class DeploymentTable:
         self.source = source
         self.entries: dict[str, Entry] = {}
         self.synced = False
+        # Deployments the source lists that this table is loading for the first time: a request for
+        # one is told to retry (503), not that it does not exist (404), while another worker of the
+        # same gateway may already answer it.
+        self.arriving: frozenset[str] = frozenset()
         self._loader = loader
         self._metrics = metrics
         self._batching = batching
@@ -92,6 +96,14 @@ class DeploymentTable:
             return False
         self._last_attempt = now
         deployments = await loop.run_in_executor(None, self.source.deployments)
+        self.arriving = frozenset(d.name for d in deployments) - self.entries.keys()
+        try:
+            return await self._apply(version, deployments)
+        finally:
+            self.arriving = frozenset()
+
+    async def _apply(self, version: int, deployments: list[Deployment]) -> bool:
+        """Load what is new in ``deployments``, swap the table, retire what is gone."""
         current = self.runtimes()
         fresh: list[ModelRuntime] = []
         entries: dict[str, Entry] = {}
