@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,18 +76,13 @@ class Outcomes:
         request, runtime = inference.request, inference.runtime
         sampled = self.inference_log.sampled()
         if sampled:
-            self.inference_log.record(
-                Record(
-                    request.id,
-                    runtime.deployment,
-                    runtime.version,
-                    time.time(),
-                    latency,
-                    inference.features,
-                    inference.model.schema.order,
-                    inference.outputs,
-                    trace_id=telemetry.trace_id(),
-                )
+            self._log(
+                runtime,
+                request.id,
+                latency,
+                inference.features,
+                inference.model.schema.order,
+                inference.outputs,
             )
         shadow = inference.entry.shadow
         if shadow is not None and shadow is not runtime:
@@ -125,18 +121,32 @@ class Outcomes:
             type(exc).__name__,
         )
         runtime.metrics.error(500)
+        error = f"{type(exc).__name__}: {exc}"[:500]
+        self._log(runtime, request.id, time.perf_counter() - start, None, (), {}, error=error)
+
+    def _log(
+        self,
+        runtime: ModelRuntime,
+        request_id: str,
+        latency: float,
+        inputs: Any,
+        columns: Sequence[str],
+        outputs: dict[str, Any],
+        **extra: Any,
+    ) -> None:
+        """One inference log record of ``runtime``'s answer (or failure), with the request's trace."""
         self.inference_log.record(
             Record(
-                request.id,
+                request_id,
                 runtime.deployment,
                 runtime.version,
                 time.time(),
-                time.perf_counter() - start,
-                None,
-                (),
-                {},
-                error=f"{type(exc).__name__}: {exc}"[:500],
+                latency,
+                inputs,
+                columns,
+                outputs,
                 trace_id=telemetry.trace_id(),
+                **extra,
             )
         )
 
@@ -151,20 +161,15 @@ class Outcomes:
             runtime.metrics.shadow_error()
             log.debug("shadow version %s of '%s' failed: %s", runtime.version, runtime.deployment, exc)
             return
-        if sampled:
-            self.inference_log.record(
-                Record(
-                    request.id,
-                    runtime.deployment,
-                    runtime.version,
-                    time.time(),
-                    time.perf_counter() - start,
-                    features,
-                    model.schema.order,
-                    outputs,
-                    shadow=True,
-                    trace_id=telemetry.trace_id(),  # the task runs in the request's context
-                )
+        if sampled:  # the task runs in the request's context: the record gets its trace
+            self._log(
+                runtime,
+                request.id,
+                time.perf_counter() - start,
+                features,
+                model.schema.order,
+                outputs,
+                shadow=True,
             )
         # Counted once its answer is queued for the log: whoever sees the count can flush the log
         # and find the answer there.
