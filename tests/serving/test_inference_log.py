@@ -118,7 +118,9 @@ def test_a_matrix_is_logged_by_column_as_each_column_alone_would_be():
 
 
 def test_a_burst_is_written_whole_and_in_order_across_size_rotations(tmp_path):
-    log = InferenceLog(tmp_path, max_bytes=20_000)  # one batch spans several files
+    """Several milliseconds of encoding (the writer yields the GIL many times) in one batch that
+    spans several files."""
+    log = InferenceLog(tmp_path, max_bytes=20_000)
     base = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
     count = 2003
     for i in range(count):  # queued before the writer starts: one batch
@@ -158,40 +160,6 @@ def test_a_line_longer_than_max_bytes_gets_a_file_of_its_own(tmp_path):
     assert files[1].stat().st_size > 300
 
 
-def test_records_are_encoded_by_the_caller_so_the_writer_thread_only_writes_bytes(tmp_path):
-    """The gateway calls record() on its event loop: the encoding happens there, not in a thread that
-    would take the GIL from the loop once per record."""
-    encoded_in: list[str] = []
-
-    class Label:
-        def __str__(self):  # orjson's default hook: called while the record is encoded
-            encoded_in.append(threading.current_thread().name)
-            return "label"
-
-    log = InferenceLog(tmp_path)
-    log.start()
-    logged = record(1, 0.0)
-    logged.inputs = {"x": [Label()]}
-    log.record(logged)
-    assert encoded_in == [threading.current_thread().name]
-    log.close()
-    assert read_inference_log(tmp_path)["inputs"].tolist() == [{"x": ["label"]}]
-
-
-def test_the_logged_values_are_those_at_record_time(tmp_path):
-    """A request's arrays may be reused once it is answered; the line was taken before."""
-    log = InferenceLog(tmp_path)
-    logged = record(1, 0.0)
-    log.record(logged)
-    logged.inputs[:] = -1.0
-    logged.outputs["predict"][:] = 7
-    log.start()
-    log.close()
-    [row] = read_inference_log(tmp_path).to_dict("records")
-    assert row["inputs"] == {"a": [1.0], "b": [1.0]}
-    assert row["outputs"] == {"predict": [1]}
-
-
 def test_a_record_that_cannot_be_encoded_is_skipped_without_raising(tmp_path):
     class Broken:
         def __str__(self):
@@ -203,8 +171,8 @@ def test_a_record_that_cannot_be_encoded_is_skipped_without_raising(tmp_path):
     bad.inputs = {"x": [Broken()]}
     log.record(bad)  # does not raise into the request
     log.record(record(2, 0.0))
-    log.flush()
-    assert (log.queued, log.written) == (1, 1)
+    log.flush()  # returns: the record that failed counts as done
+    assert log.written == 1
     log.close()
     assert read_inference_log(tmp_path)["id"].tolist() == ["r2"]
 

@@ -1,14 +1,9 @@
 """The inference log: every (sampled) request and answer, appended to JSON-lines files.
 
-The gateway hands records to ``InferenceLog.record``, which encodes each with orjson in the
-caller's thread (the event loop, after the answer has gone out) and queues the line. A background
-thread wakes every ``poll_interval``, appends what is queued to the current file in one write, and
-fsyncs at most once per ``flush_interval``; rotation and the ``on_closed`` hook (shipping) run
-there too. It holds the GIL only for a join and a few checks per batch, so it never takes the GIL
-from the loop in the middle of a request. The encoding costs the same CPU wherever it runs (about
-20 µs in a busy worker, whose caches other work just used; 6 µs in a tight loop): see
-docs/benchmarks.md, Serving. Files rotate by size and by age and are named by the UTC time of
-their first record, so a reader can skip whole files outside a window::
+The gateway hands records to ``InferenceLog.record``, which only puts them on a queue; a
+background thread serialises them with orjson, appends them to the current file, flushes after
+every burst and fsyncs at most once per ``flush_interval``. Files rotate by size and by age and are
+named by the UTC time of their first record, so a reader can skip whole files outside a window::
 
     <directory>/inference-20260102T030405.123456Z-<pid>-<n>.jsonl
 
@@ -44,10 +39,15 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
+# The writer thread yields the GIL to the event loop after this long encoding (seconds): well under
+# the gateway's switch interval (0.5 ms), so an answer waits at most this long for the writer.
+# It yielded every 16 records (about 0.1 ms) before; each hand-off costs both threads a wake-up.
+YIELD_AFTER = 0.00025
+
 
 @dataclass(slots=True)
 class Record:
-    """One request as the gateway saw it; ``InferenceLog.record`` turns it into a JSON line."""
+    """One request as the gateway saw it; turned into JSON in the log thread, not on the hot path."""
 
     id: str
     deployment: str
@@ -105,15 +105,14 @@ def encode(record: Record) -> bytes:
 
 
 class InferenceLog:
-    """Encodes records as they come and appends them to rotating JSON-lines files from a thread.
+    """Appends records to rotating JSON-lines files from a background thread.
 
     Args:
         directory: where the files go (created if missing).
         sample_rate: the share of requests logged, 0..1.
         max_bytes: rotate the file past this size.
         max_age: rotate the file after this many seconds.
-        flush_interval: fsync at most this often (seconds); records reach the OS (readers) every
-            ``poll_interval`` (0.05 s).
+        flush_interval: fsync at most this often (seconds); records are flushed to the OS at once.
         max_queue: records waiting beyond this are dropped (and counted in ``dropped``).
         on_closed: called (in the writer thread) with each file once it is complete: rotated,
             idle past ``max_age`` or closed at shutdown. The shipper (``serving/shipping.py``)
@@ -141,10 +140,9 @@ class InferenceLog:
         self.queued = 0  # records ever accepted by record(); the writer catches up with it
         self.written = 0
         self._dropped_on_write = 0
-        # Encoded lines with their record's time (a new file is named by it). A deque, not a queue:
-        # append never wakes the writer, which drains it in bulk every `poll_interval`. Waking a
-        # thread per record costs a GIL hand-off on every request.
-        self._pending: deque[tuple[float, bytes]] = deque()
+        # A deque, not a queue: append never wakes the writer, which drains it in bulk every
+        # `poll_interval`. Waking a thread per record costs a GIL hand-off on every request.
+        self._pending: deque[Record] = deque()
         self._stop = threading.Event()
         self.poll_interval = 0.05
         self._thread: threading.Thread | None = None
@@ -162,20 +160,11 @@ class InferenceLog:
         return rate >= 1.0 or (rate > 0.0 and self._random.random() < rate)
 
     def record(self, record: Record) -> None:
-        """Encode a record and queue its line for the writer; never blocks and never raises.
-
-        Encoded here, in the caller's thread, so the writer thread needs the GIL only briefly per
-        batch; and a record holds no reference to the request's arrays once it is queued.
-        """
+        """Queue a record; never blocks and never raises."""
         if len(self._pending) >= self.max_queue:
             self.dropped += 1
             return
-        try:
-            line = encode(record)
-        except Exception:  # a value orjson cannot take must not fail the request it logs
-            log.exception("inference log: record %s could not be encoded", record.id)
-            return
-        self._pending.append((record.ts, line))
+        self._pending.append(record)
         self.queued += 1
 
     def start(self) -> None:
@@ -209,15 +198,16 @@ class InferenceLog:
         last_sync = time.monotonic()
         while True:
             stop = self._stop.wait(self.poll_interval)
-            pending = self._pending
-            batch = [pending.popleft() for _ in range(len(pending))]  # appends go on meanwhile
+            batch: list[Record] = []
+            while self._pending:
+                batch.append(self._pending.popleft())
             try:
                 if batch:
                     self._write(batch)
                 if self._file is not None and (stop or time.monotonic() - last_sync >= self.flush_interval):
                     os.fsync(self._file.fileno())
                     last_sync = time.monotonic()
-                if self._file is not None and (stop or self._too_old()):
+                if self._file is not None and (stop or time.time() - self._file_started > self.max_age):
                     self._close_file()  # complete: a quiet gateway's last records ship too
             except Exception:  # a full disk must not kill the thread; the records are lost, said so
                 self._dropped_on_write += len(batch)
@@ -237,28 +227,36 @@ class InferenceLog:
             except Exception:
                 log.exception("inference log: the hook on %s failed", self._path.name)
 
-    def _write(self, batch: list[tuple[float, bytes]]) -> None:
-        lines = [line for _, line in batch]
-        size = sum(map(len, lines))
-        if self._file is not None and self._file_bytes + size <= self.max_bytes and not self._too_old():
-            # The usual case: the whole batch goes in one write (one GIL release and re-acquire;
-            # a write per line would hand the GIL back and forth that often).
-            self._file.write(b"".join(lines))
-            self._file_bytes += size
-        else:
-            for ts, line in batch:
-                full = self._file_bytes and self._file_bytes + len(line) > self.max_bytes
-                if self._file is None or full or self._too_old():
-                    self._rotate(ts)  # a line longer than max_bytes gets a file of its own
-                assert self._file is not None
-                self._file.write(line)
-                self._file_bytes += len(line)
+    def _write(self, batch: list[Record]) -> None:
+        written = 0
+        clock = time.perf_counter
+        yield_at = clock() + YIELD_AFTER
+        for record in batch:
+            try:
+                line = encode(record)
+            except Exception:
+                self._dropped_on_write += 1
+                log.exception("inference log: record %s could not be encoded", record.id)
+                continue
+            if (
+                self._file is None
+                or (self._file_bytes and self._file_bytes + len(line) > self.max_bytes)
+                or time.time() - self._file_started > self.max_age
+            ):
+                self._rotate(record.ts)
+            assert self._file is not None
+            self._file.write(line)
+            self._file_bytes += len(line)
+            written += 1
+            if clock() >= yield_at:
+                # Let the event loop have the GIL now and then: a burst of encoding must not hold
+                # an answer back. Not after every record: each hand-off of the GIL costs both
+                # threads a wake-up, which under load cost more than the encoding itself.
+                time.sleep(0)
+                yield_at = clock() + YIELD_AFTER
         if self._file is not None:
             self._file.flush()
-        self.written += len(batch)  # counted once readable: flush() waits on this
-
-    def _too_old(self) -> bool:
-        return time.time() - self._file_started > self.max_age
+        self.written += written  # counted once readable: flush() waits on this
 
     def _rotate(self, first_ts: float) -> None:
         if self._file is not None:
