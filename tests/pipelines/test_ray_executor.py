@@ -27,7 +27,7 @@ from pave.pipelines import execute_project
 from pave.pipelines.engine import PipelineResult, run_pipeline
 from pave.pipelines.errors import PipelineStepFailed
 from pave.pipelines.spec import load_spec
-from pave_testing import RAY_START_ENV, free_port, need_service, stop_ray_cluster
+from pave_testing import RAY_START_ENV, free_port, need_service, run_pave, stop_ray_cluster
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -300,6 +300,56 @@ def test_tuning_on_ray_prunes_trials_reported_from_the_workers(
         assert trial.run_id is not None
         expected = "pruned" if trial.state == "PRUNED" else "complete"
         assert client.get_run(trial.run_id).data.tags[TAG_STATE] == expected
+
+
+def _pool_workers(address: str) -> set[str]:
+    import ray
+
+    from pave.integrations.ray_pool import NAMESPACE, PREFIX
+
+    ray.init(address=address, namespace="pave-test", log_to_driver=False, configure_logging=False)
+    try:
+        return {
+            a["name"]
+            for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["namespace"] == NAMESPACE and a["name"].startswith(PREFIX)
+        }
+    finally:
+        ray.shutdown()
+
+
+def test_a_tuning_reuses_the_pool_workers_of_the_last_and_pave_down_stops_them(
+    make_project, tracking_uri: str, tmp_path: Path, ray_cluster: str
+) -> None:
+    from test_tune import STEPS, tuning_yaml
+
+    from pave.pipelines.tune import tune_project
+
+    settings = Settings(home=tmp_path / "home", executor="ray", executor_address=ray_cluster)
+    before = _pool_workers(ray_cluster)  # other tests' tunings on this cluster left theirs
+    pools = []
+    # Two projects (the second's steps are not cached), each with its own module `steps`: a warm
+    # worker must import the second's, not run the first's again.
+    edited = STEPS.replace('return {"score": score}', 'return {"score": score + 1000.0}')
+    for name, steps in (("tune-pool-a", STEPS), ("tune-pool-b", edited)):
+        marks = tmp_path / name
+        marks.mkdir()
+        root = make_project({"pave.yaml": tuning_yaml(name, marks, trials=3, parallel=2), "steps.py": steps})
+        result = tune_project(root, tracking_uri=tracking_uri, settings=settings, progress=False)
+        assert [t.state for t in result.trials] == ["COMPLETE"] * 3
+        assert all(t.node and t.node.startswith("ray:") for t in result.trials)
+        assert all((t.value or 0) > 500 for t in result.trials) == (steps is edited)
+        pools.append(_pool_workers(ray_cluster))
+    assert len(pools[0] - before) <= 2  # no more than the tuning's parallel trials
+    assert pools[0]  # the tuning's workers outlive it
+    assert pools[1] == pools[0]  # and the next tuning ran its steps on them, starting none
+
+    env = {**os.environ, "PAVE_HOME": str(tmp_path / "down"), "PAVE_EXECUTOR": "ray"}
+    env["PAVE_EXECUTOR_ADDRESS"] = ray_cluster
+    down = run_pave("down", env=env)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "pooled Ray worker(s) stopped" in down.stdout
+    assert _pool_workers(ray_cluster) == set()  # nothing Pave started is left on the cluster
 
 
 def test_batch_scores_row_groups_on_both_nodes_as_it_does_locally(

@@ -217,8 +217,26 @@ def down(timeout: float = typer.Option(15.0, "--timeout", help="Seconds to wait 
         graceful = stop_process(pid, wait, group=info.get("pgid") == pid)
         console.print(f"{label} {'stopped' if graceful else f'killed after {wait:.0f}s'} (pid {pid})")
         stopped = True
+    stopped = _stop_ray_pool(settings) or stopped
     if not stopped:
         console.print("Pave is not running for " + str(settings.home))
+
+
+def _stop_ray_pool(settings: Settings) -> bool:
+    """Stop the long-lived Ray workers `pave tune` left on the configured cluster (if any)."""
+    if settings.executor != "ray" or not settings.executor_address:
+        return False
+    from pave.errors import PaveError
+    from pave.integrations.ray_pool import stop_pool
+
+    try:
+        workers = stop_pool(settings.executor_address)
+    except PaveError as exc:
+        err_console.print(f"the Ray workers' pool was not stopped: {exc.message} ({exc.hint})")
+        return False
+    if workers:
+        console.print(f"{workers} pooled Ray worker(s) stopped at {settings.executor_address}")
+    return bool(workers)
 
 
 @app.command("status")

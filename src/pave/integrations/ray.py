@@ -86,6 +86,7 @@ class RayExecutor:
         *,
         env: dict[str, str] | None = None,
         working_dir: bool = True,
+        pool: int = 0,
     ) -> None:
         self.project_dir = Path(project_dir).resolve()
         self.address = address
@@ -94,13 +95,18 @@ class RayExecutor:
         # starts the job's workers as the driver connects, and each starts once, not twice (a
         # runtime environment's worker runs Ray's setup script, which imports Ray, before the worker).
         self.working_dir = working_dir
+        # Without a working_dir: up to this many long-lived workers of the pool run the default-sized
+        # steps (pave.integrations.ray_pool); 0: every step is a task of this job's workers.
+        self.pool_size = pool if not working_dir else 0
+        self.pool: Any = None  # the WorkerPool, once connected
+        self._digest = ""  # of the shipped snapshot: a pool worker imports the project afresh when it differs
         self._remote: Any = None
         self._shipped: Any = None  # without a working_dir: the project's snapshot in the object store
         # Epoch seconds: when ray.init returned, the snapshot was put, the first task was submitted.
         self.connected = self.shipped = self.submitted = 0.0
-        self._running: set[Any] = set()  # refs of the tasks submitted and not yet back
+        self._running: dict[Any, Any] = {}  # refs of the tasks submitted and not yet back -> pool worker
         self._lock = threading.RLock()  # re-entrant: cancel() may run in a signal handler
-        self.cancelled = False
+        self._stopped = threading.Event()
         self._largest: dict[str, float] = {}
         self._total: dict[str, float] = {}
 
@@ -141,20 +147,31 @@ class RayExecutor:
 
             self._remote = ray.remote(max_retries=0)(_run_shipped_on_worker)
             with tempfile.TemporaryDirectory(prefix="pave-ray-") as folder:
-                self._shipped = ray.put(make_snapshot(self.project_dir, Path(folder) / ARCHIVE).read_bytes())
+                archive = make_snapshot(self.project_dir, Path(folder) / ARCHIVE).read_bytes()
+            self._digest = hashlib.sha256(archive).hexdigest()
+            self._shipped = ray.put(archive)
             self.shipped = time.time()
         for node in ray.nodes():
             if node.get("Alive"):
                 for name, amount in (node.get("Resources") or {}).items():
                     self._largest[name] = max(self._largest.get(name, 0.0), float(amount))
                     self._total[name] = self._total.get(name, 0.0) + float(amount)
+        if self.pool_size:
+            from pave.integrations.ray_pool import WorkerPool
+
+            # No more workers than the cluster has CPUs: they reserve none (ray_pool's docstring).
+            self.pool = WorkerPool(ray, max(1, min(self.pool_size, int(self._total.get("CPU", 1)))))
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
-        _ray().shutdown()
-        self._remote = self._shipped = None
+        _ray().shutdown()  # the pool's workers are detached: they stay for the next tuning
+        self._remote = self._shipped = self.pool = None
+
+    @property
+    def cancelled(self) -> bool:
+        return self._stopped.is_set()
 
     def run(self, task: StepTask) -> StepOutcome:
         if self._remote is None:
@@ -174,28 +191,62 @@ class RayExecutor:
             memory=resources.memory_bytes,
             name=f"pave-step-{task.name}",
         )
+        worker = None
         try:
             if self._shipped is None:
                 ref = remote.remote(task)
             else:  # the task's step function is imported from the project on the worker: pickled here
                 blob = ray.cloudpickle.dumps(_travelling(task))
-                ref = remote.remote(self._shipped, str(self.project_dir), blob)
+                worker = self._pooled(resources)
+                if self.cancelled:  # while it waited for a pool worker
+                    return StepOutcome(error=StepCancelled(f"step {task.name} was not started: run stopped"))
+                if worker is not None:
+                    ref = worker.run.options(name=f"pave-step-{task.name}").remote(
+                        self._shipped, str(self.project_dir), self._digest, blob
+                    )
+                else:
+                    ref = remote.remote(self._shipped, str(self.project_dir), blob)
         except Exception as exc:  # the step's inputs or function did not pickle
+            if worker is not None:
+                self.pool.give_back(worker)
             return StepOutcome(error=portable(exc), attempts=0)
         finally:
             task.log_path = log_path
         self.submitted = self.submitted or time.time()
+        outcome, log_text = self._wait(task, ref, worker)
+        if isinstance(outcome, _WorkerLost):
+            ref = remote.remote(self._shipped, str(self.project_dir), blob)
+            outcome, log_text = self._wait(task, ref, None)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("a", encoding="utf-8") as stream:
+            stream.write(log_text)
+        return outcome
+
+    def _pooled(self, resources: Any) -> Any:
+        """A pool worker for a step of the default size (one CPU, nothing else), else None (a task)."""
+        if self.pool is None or (resources.cpus, resources.gpus, resources.memory_bytes) != (1, 0, None):
+            return None
+        return self.pool.take(self._stopped)
+
+    def _wait(self, task: StepTask, ref: Any, worker: Any) -> tuple[StepOutcome, str]:
+        """The step's outcome and log; a step over its timeout or cancelled meanwhile is stopped."""
+        ray = _ray()
         with self._lock:
-            self._running.add(ref)
+            self._running[ref] = worker
         if self.cancelled:  # cancel() ran while this task was being submitted
-            ray.cancel(ref, force=True)
+            self._stop(ref, worker)
+        healthy = worker is not None
         try:
             outcome, log_text = ray.get(ref, timeout=task.timeout)
         except ray.exceptions.GetTimeoutError:
-            ray.cancel(ref, force=True)
+            self._stop(ref, worker, replace=True)
+            healthy = False
             outcome = StepOutcome(error=StepTimedOut(task.name, task.timeout or 0.0), attempts=1)
             log_text = f"--- stopped: the step ran longer than its timeout of {task.timeout:g} s ---\n"
         except Exception as exc:  # the task could not run (serialisation, a lost worker): the step failed
+            healthy = False
+            if worker is not None and not self.cancelled and isinstance(exc, ray.exceptions.RayActorError):
+                return _WorkerLost(), ""  # the pool worker ended as it was lent: a task runs the step
             error = StepCancelled(f"step {task.name} was stopped with its run") if self.cancelled else exc
             outcome, log_text = (
                 StepOutcome(error=portable(error), attempts=1),
@@ -203,11 +254,19 @@ class RayExecutor:
             )
         finally:
             with self._lock:
-                self._running.discard(ref)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("a", encoding="utf-8") as stream:
-            stream.write(log_text)
-        return outcome
+                self._running.pop(ref, None)
+        if healthy and not self.cancelled:
+            self.pool.give_back(worker)
+        return outcome, log_text
+
+    def _stop(self, ref: Any, worker: Any, *, replace: bool = False) -> None:
+        """Stop a running step: its task cancelled with force, or its pool worker's process killed
+        (and, with ``replace``, another started in its place)."""
+        with contextlib.suppress(Exception):  # finished meanwhile
+            if worker is not None:
+                self.pool.kill(worker, replace=replace)
+            else:
+                _ray().cancel(ref, force=True)
 
     def cancel(self) -> int:
         """Stop every task of this executor now (their worker processes are stopped) and start no
@@ -215,15 +274,12 @@ class RayExecutor:
 
         Safe from a signal handler and from any thread (``pave tune`` calls it on Ctrl-C).
         """
-        self.cancelled = True
+        self._stopped.set()
         with self._lock:
-            refs = list(self._running)
-        if refs:
-            ray = _ray()
-            for ref in refs:
-                with contextlib.suppress(Exception):  # finished meanwhile
-                    ray.cancel(ref, force=True)
-        return len(refs)
+            running = list(self._running.items())
+        for ref, worker in running:
+            self._stop(ref, worker)
+        return len(running)
 
     def _unschedulable(self, task: StepTask) -> PaveError | None:
         wanted = {
@@ -241,6 +297,11 @@ class RayExecutor:
                     "or add a node that has them to the cluster",
                 )
         return None
+
+
+class _WorkerLost(StepOutcome):
+    """A pool worker ended while it was lent (its idle time ran out, its process died): the step runs
+    once more, as a task of this job."""
 
 
 def _check_reachable(address: str | None) -> None:

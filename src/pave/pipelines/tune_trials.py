@@ -10,8 +10,9 @@ Where trials run (:func:`run_queued`, called by :func:`pave.pipelines.tune.tune_
 - ``parallel: N``, local executor: ``N`` processes, each claiming queued trials of the study (in the
   platform's database) until none is left (:func:`run_trials`).
 - ``parallel: N``, Ray executor: ``N`` threads here, each running a trial at a time, whose steps run
-  as Ray tasks on the cluster's prestarted workers (one :class:`~pave.integrations.ray.RayExecutor`
-  for the tuning, without a runtime environment: the project travels as its snapshot). This process
+  on the cluster (one :class:`~pave.integrations.ray.RayExecutor` for the tuning, without a runtime
+  environment: the project travels as its snapshot): default-sized steps on the long-lived workers
+  of :mod:`pave.integrations.ray_pool`, which the next tuning reuses, others as Ray tasks. This process
   owns the study (ask and tell) and every MLflow write; a Ray worker imports what the steps need and
   Pave's executor, not MLflow or Optuna (only a step that calls ``ctx.report`` opens the study there,
   to report and ask the pruner).
@@ -270,7 +271,11 @@ class Cluster:
         from pave.integrations.ray import RayExecutor
 
         self.phases = phases
-        self.ray = RayExecutor(Path(job.project_dir), settings.executor_address, working_dir=False)
+        # The pool's long-lived workers run the steps (pave.integrations.ray_pool): a tuning after
+        # another on the same cluster does not start and import again.
+        self.ray = RayExecutor(
+            Path(job.project_dir), settings.executor_address, working_dir=False, pool=job.tune.parallel
+        )
         self.shared = threading.Event()
         self._shared, self._ancestors = _shared_steps(job.project_spec)
         self._covered: set[str] = set()
