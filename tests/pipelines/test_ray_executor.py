@@ -328,21 +328,28 @@ def test_a_tuning_reuses_the_pool_workers_of_the_last_and_pave_down_stops_them(
     settings = Settings(home=tmp_path / "home", executor="ray", executor_address=ray_cluster)
     before = _pool_workers(ray_cluster)  # other tests' tunings on this cluster left theirs
     pools = []
-    # Two projects (the second's steps are not cached), each with its own module `steps`: a warm
-    # worker must import the second's, not run the first's again.
+    # A project tuned twice, its code edited in between (the second tuning's steps are not cached):
+    # a warm worker must import the edited module `steps`, not run the first one again. Then another
+    # project, whose steps must not share a process with the first's.
     edited = STEPS.replace('return {"score": score}', 'return {"score": score + 1000.0}')
-    for name, steps in (("tune-pool-a", STEPS), ("tune-pool-b", edited)):
-        marks = tmp_path / name
+    runs = (("tune-pool-a", STEPS), ("tune-pool-a", edited), ("tune-pool-b", STEPS))
+    for index, (name, steps) in enumerate(runs):
+        marks = tmp_path / f"marks-{index}"
         marks.mkdir()
-        root = make_project({"pave.yaml": tuning_yaml(name, marks, trials=3, parallel=2), "steps.py": steps})
-        result = tune_project(root, tracking_uri=tracking_uri, settings=settings, progress=False)
+        root = make_project(
+            {"pave.yaml": tuning_yaml(name, marks, trials=3, parallel=2), "steps.py": steps}, folder=name
+        )
+        result = tune_project(
+            root, tracking_uri=tracking_uri, settings=settings, study=f"{name}-{index}", progress=False
+        )
         assert [t.state for t in result.trials] == ["COMPLETE"] * 3
         assert all(t.node and t.node.startswith("ray:") for t in result.trials)
         assert all((t.value or 0) > 500 for t in result.trials) == (steps is edited)
         pools.append(_pool_workers(ray_cluster))
-    assert len(pools[0] - before) <= 2  # no more than the tuning's parallel trials
     assert pools[0]  # the tuning's workers outlive it
-    assert pools[1] == pools[0]  # and the next tuning ran its steps on them, starting none
+    assert len(pools[0] - before) <= 2  # no more than the tuning's parallel trials
+    assert pools[1] == pools[0]  # the project's next tuning ran its steps on them, starting none
+    assert 1 <= len(pools[2] - pools[1]) <= 2  # another project's tuning started workers of its own
 
     env = {**os.environ, "PAVE_HOME": str(tmp_path / "down"), "PAVE_EXECUTOR": "ray"}
     env["PAVE_EXECUTOR_ADDRESS"] = ray_cluster

@@ -87,6 +87,7 @@ class RayExecutor:
         env: dict[str, str] | None = None,
         working_dir: bool = True,
         pool: int = 0,
+        project: str = "",
     ) -> None:
         self.project_dir = Path(project_dir).resolve()
         self.address = address
@@ -98,6 +99,7 @@ class RayExecutor:
         # Without a working_dir: up to this many long-lived workers of the pool run the default-sized
         # steps (pave.integrations.ray_pool); 0: every step is a task of this job's workers.
         self.pool_size = pool if not working_dir else 0
+        self.project = project  # the pool's workers are this project's (ray_pool.pool_key)
         self.pool: Any = None  # the WorkerPool, once connected
         self._digest = ""  # of the shipped snapshot: a pool worker imports the project afresh when it differs
         self._remote: Any = None
@@ -160,7 +162,8 @@ class RayExecutor:
             from pave.integrations.ray_pool import WorkerPool
 
             # No more workers than the cluster has CPUs: they reserve none (ray_pool's docstring).
-            self.pool = WorkerPool(ray, max(1, min(self.pool_size, int(self._total.get("CPU", 1)))))
+            size = max(1, min(self.pool_size, int(self._total.get("CPU", 1))))
+            self.pool = WorkerPool(ray, size, self.project)
         return self
 
     def __exit__(

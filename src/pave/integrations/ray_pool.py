@@ -4,8 +4,10 @@ Ray starts a job's workers afresh and stops them when the job ends, so every ``p
 worker's start and its imports of the steps' libraries (Ray, numpy, pandas, scikit-learn: about 2.5
 CPU-seconds a worker, four workers on a two-core machine) before its first step. The pool's workers
 are detached actors named ``pave-worker-<key>-<id>`` in Ray namespace ``pave``; ``<key>`` digests
-Pave's version, Python's and the installed packages (:func:`pool_key`), so a worker only ever runs
-steps of the environment it was started for. A tuning takes the pool's live workers (starting the
+the project's name, Pave's version, Python's and the installed packages (:func:`pool_key`), so a
+worker only ever runs steps of the project and the environment it was started for: one project's
+code never shares a process with another's (whatever a step leaves behind in its process, a module
+patched, a cache, a file, stays within its project). A tuning takes the pool's live workers (starting the
 missing ones, spread over the nodes), runs its default-sized steps on them, one step at a time per
 worker, and leaves them running for the next tuning.
 
@@ -15,7 +17,7 @@ worker, and leaves them running for the next tuning.
   jobs wait for): a tuning uses at most as many as the cluster has CPUs, and steps that ask for other
   resources than one CPU run as ordinary Ray tasks, which Ray schedules by their resources.
 - A step's project modules are imported afresh when the project's snapshot differs from the one the
-  worker ran last (edited code, another project): a warm worker never runs stale code.
+  worker ran last (edited code): a warm worker never runs stale code.
 - Stopping a step (Ctrl-C, a timeout) kills its worker's process, as a forced task cancel does; the
   pool starts another next time.
 """
@@ -39,12 +41,13 @@ PREFIX = "pave-worker-"
 IDLE_SECONDS = 600.0  # a worker without a step for this long ends
 
 
-def pool_key() -> str:
-    """What a pool's workers were started for: Pave's version, Python's and the installed packages."""
+def pool_key(project: str) -> str:
+    """What a pool's workers were started for: the project, Pave's version, Python's and the
+    installed packages."""
     from pave.tracking import lineage as L
 
     lock = L.environment_hash(L.environment_lock())
-    text = "\n".join([L.installed_version("pave") or "", platform.python_version(), lock])
+    text = "\n".join([project, L.installed_version("pave") or "", platform.python_version(), lock])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -65,7 +68,7 @@ class PoolWorker:
         try:
             folder = str(project_here(archive, Path(project_dir)))
             if self._project is not None and self._project != (digest, folder):
-                _forget(Path(self._project[1]))  # another project, or this one's code changed
+                _forget(Path(self._project[1]))  # the project's code changed
             self._project = (digest, folder)
             return _run_shipped_on_worker(archive, project_dir, task)
         finally:
@@ -100,9 +103,9 @@ def _forget(project: Path) -> None:
 class WorkerPool:
     """The tuning's share of the pool: up to ``size`` workers, each lent to one step at a time."""
 
-    def __init__(self, ray: Any, size: int, *, idle_seconds: float = IDLE_SECONDS) -> None:
+    def __init__(self, ray: Any, size: int, project: str, *, idle_seconds: float = IDLE_SECONDS) -> None:
         self._ray = ray
-        self.key = pool_key()
+        self.key = pool_key(project)
         self._idle: queue.Queue[Any] = queue.Queue()
         self.reused = 0  # workers of an earlier tuning taken up
         names = [n for n in _pool_names(ray) if n.startswith(f"{PREFIX}{self.key}-")][:size]

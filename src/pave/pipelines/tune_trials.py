@@ -271,10 +271,14 @@ class Cluster:
         from pave.integrations.ray import RayExecutor
 
         self.phases = phases
-        # The pool's long-lived workers run the steps (pave.integrations.ray_pool): a tuning after
-        # another on the same cluster does not start and import again.
+        # The project's pool of long-lived workers runs the steps (pave.integrations.ray_pool): a
+        # tuning of the project after another on the same cluster does not start and import again.
         self.ray = RayExecutor(
-            Path(job.project_dir), settings.executor_address, working_dir=False, pool=job.tune.parallel
+            Path(job.project_dir),
+            settings.executor_address,
+            working_dir=False,
+            pool=job.tune.parallel,
+            project=job.project_spec.name,
         )
         self.shared = threading.Event()
         self._shared, self._ancestors = _shared_steps(job.project_spec)
