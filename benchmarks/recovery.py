@@ -231,7 +231,7 @@ def prepare_gateway(root: Path) -> tuple[Platform, bytes]:
         "the deployment",
         180,
     )
-    # every worker loads a new deployment on its own: until all have, some answer 404. A run of
+    # every worker loads a new deployment on its own: until all have, some answer 404 or 503. A run of
     # answers on new connections (spread over the workers) says they all serve it.
     streak = 0
 

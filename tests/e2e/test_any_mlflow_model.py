@@ -88,7 +88,8 @@ def test_the_seeds_mlflow_model_is_adopted_and_served(shared_server: PaveServer,
     deadline = time.monotonic() + 900  # the first load builds the model's environment
     while True:
         answer = httpx.post(f"{gateway}/v2/models/iris/infer", json=body, headers=auth, timeout=900)
-        if answer.status_code != 404 or time.monotonic() > deadline:
+        # 404 until the gateway reads the deployment, then 503 while it loads the model
+        if answer.status_code not in (404, 503) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     assert answer.status_code == 200, answer.text
