@@ -111,3 +111,16 @@ def test_counts_made_on_the_event_loop_are_folded_in_a_moment_and_before_every_r
         assert samples[("pave_gateway_requests_total", labels)] == len(LATENCIES) + 2
 
     asyncio.run(scenario())
+
+
+def test_a_version_loaded_again_keeps_one_set_of_counts() -> None:
+    # every rollout makes a new runtime of the version: the series folded before each render must
+    # not grow with them, and both runtimes count into the same series
+    metrics = GatewayMetrics()
+    first, again = metrics.version("churn", "1"), metrics.version("churn", "1")
+    assert first.hot is again.hot
+    assert list(metrics.hot) == [("churn", "1")]
+    first.answered(0.001)
+    again.answered(0.002)
+    rendered = metrics.render().decode()
+    assert 'pave_gateway_requests_total{deployment="churn",version="1"} 2.0' in rendered

@@ -173,8 +173,13 @@ class VersionMetrics:
     hot: _Hot = field(init=False)
 
     def __post_init__(self) -> None:
-        self.hot = _Hot(self.requests, self.latency, self.batch)
-        self.gateway.hot.append(self.hot)
+        # One per (deployment, version) for the process's life, however often the version is
+        # loaded again: every render folds them all.
+        key = (self.deployment, self.version)
+        hot = self.gateway.hot.get(key)
+        if hot is None:
+            hot = self.gateway.hot[key] = _Hot(self.requests, self.latency, self.batch)
+        self.hot = hot
 
     def answered(self, seconds: float) -> None:
         """One inference answered by this version in ``seconds``."""
@@ -194,7 +199,8 @@ class VersionMetrics:
 class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.hot: list[_Hot] = []  # every version's per-request series, folded before a render
+        # each version's per-request series, folded before a render
+        self.hot: dict[tuple[str, str], _Hot] = {}
         labels = ("deployment", "version")
         r = self.registry
         self.requests = Counter("pave_gateway_requests", "Inference requests answered.", labels, registry=r)
@@ -257,7 +263,7 @@ class GatewayMetrics:
 
     def fold(self) -> None:
         """Write every version's counts made since the last fold (a render does, shutdown should)."""
-        for hot in self.hot:
+        for hot in self.hot.values():
             hot.fold()
 
     def render(self) -> bytes:
