@@ -6,7 +6,15 @@ gateway's. Here both run at once on the same store (`pave up`: token on, default
 inference log on; and `pave serve --workers 1`) and the cells alternate, A B A B ..., each client
 (our own and `wrk`) at concurrency 8 for ``--seconds``, with the load average beside every cell.
 
+Both clients are closed loops: each connection sends its next request when the last is answered,
+so every cell runs the machine flat out, and on two cores two workers and the load generator are
+three busy processes on two cores. ``--paced`` adds open-loop cells nearer to how a gateway is
+used: the same eight connections send at a fixed rate, a share of what one worker answered flat
+out, and a request's latency counts from when it was due, not from when it was sent (a late
+answer delays the next send; counting from the schedule keeps that wait in the percentiles).
+
     .venv/bin/python benchmarks/gateway_workers.py --rounds 3 --seconds 10
+    .venv/bin/python benchmarks/gateway_workers.py --rounds 3 --seconds 10 --paced 0.5 --paced 0.8
 """
 
 from __future__ import annotations
@@ -16,12 +24,15 @@ import asyncio
 import statistics
 import tempfile
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from harness import load_average
 
 from serving import (
     Result,
+    Server,
     _sample_spread,
     console,
     load_raw,
@@ -38,12 +49,81 @@ from serving import (
 CONCURRENCY = 8
 
 
+async def load_paced(server: Server, concurrency: int, seconds: float, rate: float) -> Result:
+    """``rate`` requests a second over ``concurrency`` keep-alive connections, each on its own
+    schedule (staggered), latency counted from the moment a request was due; answers checked 200."""
+    host = server.url.removeprefix("http://")
+    extra = "".join(f"{k}: {v}\r\n" for k, v in server.headers.items())
+    path, body = server.request(0)
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{extra}"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    latencies: list[float] = []
+    errors = 0
+    interval = concurrency / rate  # each connection's gap between two due times
+
+    async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        await reader.readexactly(length)
+        return head.split(b" ", 2)[1] == b"200"
+
+    streams = [await asyncio.open_connection(*host.split(":")) for _ in range(concurrency)]
+    for i in range(200):  # warm-up, not measured
+        await exchange(*streams[i % concurrency])
+    start_at = time.perf_counter()
+    deadline = start_at + seconds
+
+    async def connection(index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal errors
+        due = start_at + index * interval / concurrency
+        while due < deadline:
+            pause = due - time.perf_counter()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            try:
+                ok = await exchange(reader, writer)
+            except (OSError, asyncio.IncompleteReadError, ValueError):
+                ok = False
+            latencies.append(time.perf_counter() - due)
+            errors += not ok
+            due += interval
+
+    await asyncio.gather(*(connection(i, r, w) for i, (r, w) in enumerate(streams)))
+    elapsed = time.perf_counter() - start_at
+    for _, writer in streams:
+        writer.close()
+    ordered = sorted(latencies)
+    return Result(
+        server.name,
+        f"paced {rate:,.0f}/s",
+        concurrency,
+        len(latencies),
+        elapsed,
+        ordered[len(ordered) // 2] * 1000,
+        ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1000,
+        errors,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--paced",
+        type=float,
+        action="append",
+        default=[],
+        help="Also open-loop cells at this share of one worker's closed-loop req/s (repeatable).",
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="pave-bench-workers-"))
     model, X, model_dir, joblib_dir = train(workdir)
@@ -60,34 +140,58 @@ def main() -> None:
         procs = {s.name: start(s, workdir / f"{s.name.split()[-1].strip(')')}.log") for s in pair}
         started = [p for s, p in zip(pair, procs.values(), strict=True) if s.process is None]
         results: dict[tuple[str, str], list[Result]] = {}
+
+        def cell(round_: int, client: str, server: Server, run: Callable[[], Result | None]) -> None:
+            root = serving_root(procs[server.name].pid)
+            port = int(server.url.rsplit(":", 1)[1])
+            spread: list[str] = []
+            sampler = threading.Timer(args.seconds / 2, _sample_spread, args=(spread, root, port))
+            before = tree_cpu(root)
+            sampler.start()
+            result = run()
+            sampler.join()
+            if result is None or not result.requests:
+                return
+            result.cpu_us = (tree_cpu(root) - before) / result.requests * 1e6
+            result.spread = spread[0] if spread else ""
+            result.load = load_average()
+            results.setdefault((client, server.name), []).append(result)
+            console.print(
+                f"round {round_ + 1} {client} {server.name}: p99 {result.p99:.2f} ms, "
+                f"p50 {result.p50:.2f} ms, "
+                f"{result.throughput:,.0f} req/s, CPU {result.cpu_us:.0f} µs/request, "
+                f"connections {result.spread}, {result.errors} errors, load {result.load}"
+            )
+
         for round_ in range(args.rounds):
-            for client in ("own", "wrk"):
+            for server in pair:
+                cell(
+                    round_,
+                    "own",
+                    server,
+                    lambda s=server: asyncio.run(load_raw(s, expected, CONCURRENCY, args.seconds)),
+                )
+            for server in pair:
+                cell(round_, "wrk", server, lambda s=server: load_wrk(s, CONCURRENCY, args.seconds, workdir))
+        clients = ["own", "wrk"]
+        flat_out = (
+            statistics.median(r.throughput for r in results.get(("own", pair[1].name), []))
+            if args.paced
+            else 0
+        )
+        for share in args.paced:
+            rate = share * flat_out
+            client = f"paced {share:.0%} of one worker ({rate:,.0f}/s)"
+            clients.append(client)
+            for round_ in range(args.rounds):
                 for server in pair:
-                    root = serving_root(procs[server.name].pid)
-                    port = int(server.url.rsplit(":", 1)[1])
-                    spread: list[str] = []
-                    sampler = threading.Timer(args.seconds / 2, _sample_spread, args=(spread, root, port))
-                    before = tree_cpu(root)
-                    sampler.start()
-                    if client == "own":
-                        result: Result | None = asyncio.run(
-                            load_raw(server, expected, CONCURRENCY, args.seconds)
-                        )
-                    else:
-                        result = load_wrk(server, CONCURRENCY, args.seconds, workdir)
-                    sampler.join()
-                    if result is None or not result.requests:
-                        continue
-                    result.cpu_us = (tree_cpu(root) - before) / result.requests * 1e6
-                    result.spread = spread[0] if spread else ""
-                    result.load = load_average()
-                    results.setdefault((client, server.name), []).append(result)
-                    console.print(
-                        f"round {round_ + 1} {client} {server.name}: p99 {result.p99:.2f} ms, "
-                        f"{result.throughput:,.0f} req/s, CPU {result.cpu_us:.0f} µs/request, "
-                        f"connections {result.spread}, {result.errors} errors, load {result.load}"
+                    cell(
+                        round_,
+                        client,
+                        server,
+                        lambda s=server, r=rate: asyncio.run(load_paced(s, CONCURRENCY, args.seconds, r)),
                     )
-        for client in ("own", "wrk"):
+        for client in clients:
             default, one = (results.get((client, s.name), []) for s in pair)
             if not default or not one:
                 continue
