@@ -3,17 +3,18 @@
 Routes::
 
     GET  /v2/health/live                                 {"live": true}
-    GET  /v2/health/ready                                {"ready": true} once deployments are synced
+    GET  /v2/health/ready                                {"ready": true} once every worker synced
     GET  /v2                                             server metadata
     GET  /v2/models/{name}[/versions/{version}]          model metadata (from the MLflow signature)
-    GET  /v2/models/{name}[/versions/{version}]/ready    {"name", "ready"} or 503
+    GET  /v2/models/{name}[/versions/{version}]/ready    {"name", "ready"} or 503 (every worker's)
     POST /v2/models/{name}[/versions/{version}]/infer    inference; the router picks the version
     GET  /v2/openapi.json                                this API in OpenAPI 3.1 (``openapi.py``)
     GET  /metrics                                        Prometheus metrics (summed over workers)
 
 Errors answer ``{"error": "..."}`` with 400 (bad input), 404 (unknown model or version), 405,
 413 (body too large), 415 (a body that is not JSON: a pickle is refused unread) or 503 (not
-ready). Every inference answer carries the version that answered
+ready). A ready answer holds for every worker process of the gateway (``readiness.py``). Every
+inference answer carries the version that answered
 (``model_version`` and the ``pave-model-version`` header) and an inference id (``id``: the
 request's, else a new one; also the ``pave-inference-id`` header).
 
@@ -49,6 +50,7 @@ from pave.serving.metrics import CONTENT_TYPE, GatewayMetrics
 from pave.serving.openapi import openapi_document
 from pave.serving.outcomes import Inference, Outcomes, VersionFailed, answered
 from pave.serving.protocol import InferenceRequest, error_body, new_id, output_names
+from pave.serving.readiness import Workers, model_unready, server_unready, state
 from pave.serving.runtime import BatchPolicy, ModelRuntime
 from pave.serving.shipping import LogShipper
 from pave.serving.table import DeploymentTable, Entry
@@ -131,7 +133,9 @@ class Gateway:
             self.metrics,
             BatchPolicy(options.max_batch_size, options.max_batch_wait),
             options.load_retry_after,
+            on_change=self.publish,
         )
+        self.workers = Workers.from_env()  # the gateway's other workers, for the ready answers
         log_dir, max_age = options.log_dir or settings.inference_log_dir, options.log_max_age
         self.shipper: LogShipper | None = None
         if options.ship_log:
@@ -184,6 +188,7 @@ class Gateway:
                 await self.table.refresh()
             except Exception:
                 log.exception("gateway: the first read of the deployments failed; retrying")
+            self.publish()
             # Everything alive now (libraries, models) lives as long as the process: keep it out of
             # the garbage collector's full passes, whose pauses otherwise show up as tail latency.
             gc.freeze()
@@ -204,6 +209,7 @@ class Gateway:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
+        self.workers.withdraw()
         await self.outcomes.drain(5)
         await self.table.close()
         self.metrics.fold()  # the last counts, into the worker's file before the loop stops
@@ -223,7 +229,12 @@ class Gateway:
                 self.table.reap()
             except Exception:
                 log.exception("gateway: syncing the deployments failed; the current ones stay")
+            self.publish()  # what requests loaded or unloaded, or a load that failed, since the last
             await self._heartbeat()
+
+    def publish(self) -> None:
+        """Publish what this worker can answer for to the gateway's other workers (``readiness.py``)."""
+        self.workers.publish(state(self.table))
 
     async def _heartbeat(self) -> None:
         """Tell the store this gateway is alive and what it has loaded (a store source only)."""
@@ -340,8 +351,7 @@ class Gateway:
             elif parts[1:] == ["health", "live"]:
                 await respond(send, 200, b'{"live":true}')
             elif parts[1:] == ["health", "ready"]:
-                if not self.table.synced:
-                    raise Unavailable("the gateway has not read its deployments yet")
+                self.check_server_ready()
                 await respond(send, 200, b'{"ready":true}')
         except Disconnected:
             return
@@ -405,12 +415,11 @@ class Gateway:
             return
         if method not in READ_METHODS:
             raise MethodNotAllowed(method)
-        entry = self.entry(name)
-        runtime = self.runtime(entry, version or entry.main_version)
         if action == "ready":
-            await self.ready(send, entry, version)
-        else:
-            await self.metadata(send, entry, runtime)
+            await self.ready(send, name, version)
+            return
+        entry = self.entry(name)
+        await self.metadata(send, entry, self.runtime(entry, version or entry.main_version))
 
     # --- model endpoints -----------------------------------------------------------------------------
 
@@ -437,9 +446,32 @@ class Gateway:
             )
         return runtime
 
+    def check_server_ready(self) -> None:
+        """Raise Unavailable unless every worker of the gateway has read the deployments."""
+        if not self.table.synced:
+            raise Unavailable("the gateway has not read its deployments yet")
+        reason = server_unready([state(self.table), *self.workers.others()])
+        if reason is not None:
+            raise Unavailable(reason)
+
+    def check_model_ready(self, name: str, version: str | None) -> Entry:
+        """The deployment's entry; raise unless its version (default: every routed one) can answer
+        now in every worker of the gateway (NotFound: not deployed, or no such version)."""
+        entry = self.entry(name)
+        if version is not None and (name, version) in self.table.loading:
+            raise Unavailable(f"model '{name}' version {version} is loading on this gateway")
+        if version is not None:
+            self.runtime(entry, version)
+        self.check_ready(entry, version)
+        reason = model_unready([state(self.table), *self.workers.others()], name, version)
+        if reason is not None:
+            raise Unavailable(reason)
+        return entry
+
     @staticmethod
     def check_ready(entry: Entry, version: str | None) -> None:
-        """Raise Unavailable unless the version (default: every routed one) can answer now."""
+        """Raise Unavailable unless the version (default: every routed one) can answer now in this
+        worker."""
         versions = [version] if version else [ref.version for ref in entry.deployment.versions]
         for v in versions:
             runtime = entry.runtimes[v]
@@ -447,9 +479,9 @@ class Gateway:
                 raise Unavailable(runtime.error or f"model '{entry.deployment.name}' version {v} is loading")
         # a scaled-to-zero version is ready: the next request loads it and is answered
 
-    async def ready(self, send: Any, entry: Entry, version: str | None) -> None:
-        self.check_ready(entry, version)
-        await respond(send, 200, orjson.dumps({"name": entry.deployment.name, "ready": True}))
+    async def ready(self, send: Any, name: str, version: str | None) -> None:
+        self.check_model_ready(name, version)
+        await respond(send, 200, orjson.dumps({"name": name, "ready": True}))
 
     @staticmethod
     async def describe(entry: Entry, runtime: ModelRuntime) -> dict[str, Any]:

@@ -198,7 +198,11 @@ class InferenceService:
         return MESSAGES["ServerLiveResponse"](live=True)
 
     async def ServerReady(self, request: Any, context: Any) -> Any:
-        return MESSAGES["ServerReadyResponse"](ready=self.gateway.table.synced)
+        try:
+            self.gateway.check_server_ready()
+        except PaveError:
+            return MESSAGES["ServerReadyResponse"](ready=False)
+        return MESSAGES["ServerReadyResponse"](ready=True)
 
     async def ServerMetadata(self, request: Any, context: Any) -> Any:
         return MESSAGES["ServerMetadataResponse"](
@@ -208,11 +212,7 @@ class InferenceService:
     async def ModelReady(self, request: Any, context: Any) -> Any:
         try:
             await self._authorize(context, request.name)
-            entry = self.gateway.entry(request.name)
-            version = request.version or None
-            if version is not None:
-                self.gateway.runtime(entry, version)
-            self.gateway.check_ready(entry, version)
+            self.gateway.check_model_ready(request.name, request.version or None)
         except PaveError as exc:
             if exc.status_code == 503:
                 return MESSAGES["ModelReadyResponse"](ready=False)

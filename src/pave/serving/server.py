@@ -16,6 +16,7 @@ from pave.serving.deployments import DeploymentSource, JsonFileDeployments
 from pave.serving.gateway import Gateway, GatewayOptions, create_gateway
 from pave.serving.http import OneWriteHttpToolsProtocol
 from pave.serving.metrics import MULTIPROC_ENV
+from pave.serving.readiness import READINESS_ENV
 from pave.serving.shipping import ships
 
 # How worker processes find their deployments (uvicorn builds the app again in each worker):
@@ -131,6 +132,9 @@ def run_gateway(
         # the workers share new connections through their own accept loop (pave.serving.accept)
         (shared / "connections").mkdir()
         os.environ[CONNECTIONS_ENV] = str(shared / "connections")
+        # each worker publishes what it has loaded there: a ready answer holds for every worker
+        (shared / "readiness").mkdir()
+        os.environ[READINESS_ENV] = str(shared / "readiness")
         common["loop"] = "pave.serving.accept:BalancedLoop"
         if sock is None:
             uvicorn.run("pave.serving.server:app_from_env", factory=True, workers=count, **common)  # type: ignore[arg-type]

@@ -61,6 +61,7 @@ class DeploymentTable:
         metrics: GatewayMetrics,
         batching: BatchPolicy,
         retry_after: float = 10.0,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.source = source
         self.entries: dict[str, Entry] = {}
@@ -69,6 +70,11 @@ class DeploymentTable:
         # one is told to retry (503), not that it does not exist (404), while another worker of the
         # same gateway may already answer it.
         self.arriving: frozenset[str] = frozenset()
+        # (deployment, version) a sync is loading for the first time (a retry of a version that
+        # failed is not): not in the table yet, so not ready in this worker (``readiness.py``).
+        self.loading: frozenset[tuple[str, str]] = frozenset()
+        self._on_change = on_change or (lambda: None)  # called when loading starts and ends
+        self._failed: set[tuple[str, str, str]] = set()  # the keys that failed at the last sync
         self._loader = loader
         self._metrics = metrics
         self._batching = batching
@@ -100,7 +106,8 @@ class DeploymentTable:
         try:
             return await self._apply(version, deployments)
         finally:
-            self.arriving = frozenset()
+            self.arriving, self.loading = frozenset(), frozenset()
+            self._on_change()
 
     async def _apply(self, version: int, deployments: list[Deployment]) -> bool:
         """Load what is new in ``deployments``, swap the table, retire what is gone."""
@@ -127,6 +134,9 @@ class DeploymentTable:
             entries[deployment.name] = Entry(deployment, Router(deployment), runtimes)
 
         # 1. load what is new, while the old table keeps answering
+        self.loading = frozenset(rt.key[:2] for rt in fresh if rt.key not in self._failed)
+        if self.loading:
+            self._on_change()
         failed: set[tuple[str, str, str]] = set()
         for runtime in fresh:
             try:
@@ -157,6 +167,7 @@ class DeploymentTable:
         self.entries = entries
         self._seen_version = version
         self._incomplete = incomplete
+        self._failed = failed
         self.synced = True
         for entry in entries.values():
             for v, runtime in entry.runtimes.items():

@@ -171,7 +171,7 @@ async def route(gateway: Gateway, scope: Scope, receive: Any, send: Any, parts: 
     if verb is None:
         if method not in READ_METHODS:
             raise MethodNotAllowed(method)
-        await gateway.ready(send, entry, None)
+        await gateway.ready(send, name, None)
         return
     if method != "POST":
         raise MethodNotAllowed(method)
