@@ -7,6 +7,7 @@ that ``pave up`` writes (``$PAVE_HOME/credentials.json``); for the URL, the conf
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -83,6 +84,14 @@ def _status_filter(project: str | None, include_resolved: bool) -> dict[str, Any
     if project:
         params["project"] = project
     return params
+
+
+def _error_message(response: httpx.Response) -> str:
+    """A gateway's answer in a sentence: its ``{"error": ...}`` or the status."""
+    try:
+        return f"{response.status_code} {response.json()['error']}"
+    except (ValueError, KeyError, TypeError):
+        return f"{response.status_code} {response.reason_phrase}"
 
 
 def _traced(request: httpx.Request) -> None:
@@ -479,6 +488,40 @@ class Client:
 
     def get_deployment(self, project: str) -> DeploymentOut:
         return self.one(DeploymentOut, "GET", f"/api/v1/projects/{quote(project, safe='')}/deployment")
+
+    def wait_served(self, gateway: str, deployment: str, versions: list[str], timeout: float) -> None:
+        """Return once the gateway at ``gateway`` serves each version of the deployment.
+
+        Polls ``GET /v2/models/NAME/versions/V/ready``, which answers 200 only when every worker
+        process of that gateway has the version loaded (docs/serving.md, Readiness).
+
+        Raises:
+            Unavailable: still not ready after ``timeout`` seconds; the message has its last answer.
+        """
+        deadline = time.monotonic() + timeout
+        headers = {"Authorization": f"Bearer {self.token}"}
+        pending = list(versions)
+        last = "no answer yet"
+        with httpx.Client(base_url=gateway.rstrip("/"), headers=headers, timeout=10.0) as http:
+            while pending:
+                path = f"/v2/models/{quote(deployment, safe='')}/versions/{quote(pending[0], safe='')}/ready"
+                try:
+                    response = http.get(path)
+                except httpx.TransportError as exc:
+                    response, last = None, f"no answer ({type(exc).__name__})"
+                if response is not None and response.status_code == 200:
+                    pending.pop(0)
+                    continue
+                if response is not None:
+                    last = _error_message(response)
+                if time.monotonic() >= deadline:
+                    raise Unavailable(
+                        f"gateway {gateway} does not serve '{deployment}' version {pending[0]} after "
+                        f"{timeout:g}s: {last}",
+                        hint="look at the gateway's log (`pave status` names it; under `pave up`: "
+                        "$PAVE_HOME/logs/gateway.log); the deployment stays in place",
+                    )
+                time.sleep(0.2)
 
     def list_processes(self) -> list[ProcessOut]:
         """The platform's control planes, gateways and workers, each with ``healthy``."""

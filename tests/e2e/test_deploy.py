@@ -31,16 +31,6 @@ def _infer(gateway: str, model: str, frame: pd.DataFrame, headers: dict[str, str
     return httpx.post(f"{gateway}/v2/models/{model}/infer", json=body, headers=headers, timeout=60)
 
 
-def _wait_served(gateway: str, model: str, version: str, auth: dict[str, str], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        response = httpx.get(f"{gateway}/v2/models/{model}/versions/{version}/ready", headers=auth, timeout=5)
-        if response.status_code == 200:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{model} v{version} not ready on the gateway after {timeout}s")
-
-
 def test_deploy_serves_the_models_own_predictions(shared_server: PaveServer, tmp_path: Path) -> None:
     env = shared_server.env | {"PAVE_URL": shared_server.url, "PAVE_TOKEN": shared_server.token}
     project = tmp_path / "served"
@@ -55,17 +45,20 @@ def test_deploy_serves_the_models_own_predictions(shared_server: PaveServer, tmp
     refused = run_pave("deploy", "served", env=env)  # no champion yet
     assert refused.returncode == 1
     assert "champion" in refused.stderr
-    deployed = run_pave("deploy", "served", "--version", version, env=env)
+    deployed = run_pave("deploy", "served", "--version", version, "--wait", env=env)
     assert deployed.returncode == 0, deployed.stderr
     # the URL printed is the one the gateway registered, where it really answers
     assert f"infer: POST {shared_server.gateway_url}/v2/models/served/infer" in deployed.stdout
+    # --wait returns once every worker of that gateway serves the version
+    assert f"served by {shared_server.gateway_url}: v{version} (every worker ready)" in deployed.stdout
     listed = json.loads(run_pave("deployments", "--json", env=env).stdout)
     # the platform is shared by the tests of this worker: other deployments may be listed
     [served] = [d for d in listed if d["name"] == "served"]
     assert [v["version"] for v in served["spec"]["versions"]] == [version]
 
     gateway, auth = shared_server.wait_gateway(), shared_server.gateway_headers
-    _wait_served(gateway, "served", version, auth)
+    ready = httpx.get(f"{gateway}/v2/models/served/versions/{version}/ready", headers=auth, timeout=5)
+    assert ready.status_code == 200, ready.text
     rows = pd.read_csv(project / "data" / "train.csv").drop(columns=["target"]).head(25)
 
     # the gateway needs a token that may read the project, like the control plane

@@ -23,6 +23,8 @@ import pytest
 import tritonclient.grpc as triton_grpc
 from mlflow.models import infer_signature
 
+from pave.client import Client
+from pave.errors import Unavailable
 from pave.processes import alive
 from pave.registry.flavors import pip_requirements
 from pave.serving.readiness import Workers, model_unready, server_unready
@@ -173,7 +175,15 @@ def test_ready_waits_for_every_worker_of_the_gateway(gated_model, tmp_path):
             finally:
                 client.close()
 
+        # `pave deploy --wait` polls the versioned ready route: it waits, and says for what
+        client = Client(url="http://127.0.0.1:9", token="a file's gateway checks none")
+        with pytest.raises(
+            Unavailable, match=r"does not serve 'gated' version 1 after 0.5s: 503 model 'gated'"
+        ):
+            client.wait_served(url, "gated", ["1"], timeout=0.5)
+
         (gate / f"{loading}.open").touch()
+        client.wait_served(url, "gated", ["1"], timeout=120)
         wait_for(
             lambda: status(httpx, f"{url}/v2/models/gated/ready") == 200,
             "the gateway did not get ready",

@@ -21,6 +21,9 @@ from pave.config import load_settings
 from pave.schemas.serving import RolloutOut
 
 app = typer.Typer()
+# The longest `pave deploy --wait` waits for a gateway (a model in an environment of its own may
+# have a virtualenv built first: minutes).
+WAIT_SECONDS = 600.0
 
 
 def _describe(spec: dict[str, Any]) -> str:
@@ -54,6 +57,12 @@ def deploy(
         help="A model registered with plain MLflow: NAME/VERSION or NAME@ALIAS. It is adopted into "
         "the project (created if needed) and served.",
     ),
+    wait: bool = typer.Option(
+        False,
+        "--wait",
+        help=f"Return once every running gateway (each of its workers) serves the versions deployed "
+        f"(at most {WAIT_SECONDS:g} s).",
+    ),
 ) -> None:
     """Serve a project's model on the inference gateway (Open Inference Protocol v2)."""
     options = {
@@ -69,13 +78,20 @@ def deploy(
     with Client() as client:
         row = client.deploy(project, **{k: v for k, v in options.items() if v is not None})
         gateways = [p.url for p in client.list_processes() if p.role == "gateway" and p.healthy]
-    console.print(f"deployed {project}: {_describe(row.spec)}")
-    for url in gateways:  # where the gateways registered themselves, not a guess
-        console.print(f"infer: POST {url}/v2/models/{project}/infer")
-    if not gateways:
-        err_console.print(
-            "no gateway is running: it is served once one starts (`pave up`, or `pave serve` on any host)"
-        )
+        console.print(f"deployed {project}: {_describe(row.spec)}")
+        for url in gateways:  # where the gateways registered themselves, not a guess
+            console.print(f"infer: POST {url}/v2/models/{project}/infer")
+        if not gateways:
+            err_console.print(
+                "no gateway is running: it is served once one starts (`pave up`, or `pave serve` on any host)"
+            )
+        if wait:
+            versions = [str(v["version"]) for v in row.spec.get("versions") or []]
+            if isinstance(row.spec.get("shadow"), dict):
+                versions.append(str(row.spec["shadow"]["version"]))
+            for url in gateways:
+                client.wait_served(url, row.name, versions, WAIT_SECONDS)
+                console.print(f"served by {url}: {', '.join(f'v{v}' for v in versions)} (every worker ready)")
 
 
 @app.command("undeploy")
