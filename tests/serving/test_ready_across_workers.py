@@ -27,7 +27,7 @@ from pave.client import Client
 from pave.errors import Unavailable
 from pave.processes import alive
 from pave.registry.flavors import pip_requirements
-from pave.serving.readiness import Workers, model_unready, server_unready
+from pave.serving.readiness import Workers, gateway_models, model_unready, server_unready
 
 GATE_ENV = "PAVE_TEST_GATE"
 # The model, as code (MLflow's models from code): each worker process loading it says so with a
@@ -229,3 +229,22 @@ def test_the_state_of_a_worker_that_died_is_ignored(tmp_path):
     assert model_unready([ready], "m", None) is None  # scaled to zero: a request loads it
     assert "version 2 is not loaded yet" in model_unready([ready], "m", "2")
     assert "not loaded in gateway worker 1" in model_unready([ready], "other", None)
+
+
+def test_the_heartbeat_shows_every_worker_of_the_gateway():
+    """`pave status` reads one row a gateway, which every worker writes: it holds all their states."""
+
+    def worker(pid: int, versions: dict[str, str], loading: list[list[str]] | None = None) -> dict:
+        return {
+            "pid": pid,
+            "synced": True,
+            "loading": loading or [],
+            "models": {"m": {"routed": ["1"], "versions": versions}} if versions else {},
+        }
+
+    both = [worker(1, {"1": "loaded"}), worker(2, {"1": "loaded"})]
+    assert gateway_models(both) == {"m": {"1": "loaded"}}
+    split = [worker(1, {"1": "loaded", "2": "loaded"}), worker(2, {"1": "loaded"}, [["m", "2"]])]
+    assert gateway_models(split) == {"m": {"1": "loaded", "2": "loaded in 1 of 2 workers, loading in 1"}}
+    arriving = [worker(1, {}, [["m", "1"]]), worker(2, {}), worker(3, {"1": "failed"})]
+    assert gateway_models(arriving) == {"m": {"1": "failed in 1 of 3 workers, loading in 1, not loaded in 1"}}

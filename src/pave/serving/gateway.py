@@ -50,7 +50,7 @@ from pave.serving.metrics import CONTENT_TYPE, GatewayMetrics
 from pave.serving.openapi import openapi_document
 from pave.serving.outcomes import Inference, Outcomes, VersionFailed, answered
 from pave.serving.protocol import InferenceRequest, error_body, new_id, output_names
-from pave.serving.readiness import Workers, model_unready, server_unready, state
+from pave.serving.readiness import Workers, gateway_models, model_unready, server_unready, state
 from pave.serving.runtime import BatchPolicy, ModelRuntime
 from pave.serving.shipping import LogShipper
 from pave.serving.table import DeploymentTable, Entry
@@ -242,10 +242,8 @@ class Gateway:
         due = getattr(source, "heartbeat_due", None)
         if due is None or not due():
             return
-        models = {
-            name: {version: runtime.state for version, runtime in entry.runtimes.items()}
-            for name, entry in self.table.entries.items()
-        }
+        # every worker writes the gateway's one row: what all the live workers have, not its own only
+        models = gateway_models([state(self.table), *self.workers.others()])
         info = {"models": models, "synced": self.table.synced, "version": pave.__version__}
         try:
             await asyncio.to_thread(source.heartbeat, info)  # type: ignore[attr-defined]

@@ -154,6 +154,33 @@ def model_unready(states: Iterable[State], name: str, version: str | None) -> st
     return None
 
 
+def gateway_models(states: list[State]) -> dict[str, dict[str, str]]:
+    """Each deployment's versions and their state across the gateway's workers (the heartbeat's
+    ``models``, shown by ``pave status``): a state all workers share as it is, else how many
+    workers are in each, e.g. ``{"churn": {"2": "loaded in 1 of 2 workers, loading in 1"}}``."""
+    known = {(name, v) for w in states for name, model in w["models"].items() for v in model["versions"]}
+    known |= {(name, version) for w in states for name, version in w["loading"]}
+    merged: dict[str, dict[str, str]] = {}
+    for name in sorted({name for name, _ in known}):
+        versions = sorted(v for n, v in known if n == name)
+        merged[name] = {}
+        for version in versions:
+            counts: dict[str, int] = {}
+            for worker in states:
+                current = worker["models"].get(name, {}).get("versions", {}).get(version, "not loaded")
+                if [name, version] in worker["loading"]:
+                    current = "loading"
+                counts[current] = counts.get(current, 0) + 1
+            if len(counts) == 1:
+                merged[name][version] = next(iter(counts))
+            else:
+                first, *rest = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+                merged[name][version] = f"{first[0]} in {first[1]} of {len(states)} workers" + "".join(
+                    f", {state} in {count}" for state, count in rest
+                )
+    return merged
+
+
 def _loading(name: str, version: str, worker: State) -> str:
     return (
         f"model '{name}' version {version} is loading in gateway worker {worker['pid']}: "
