@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pave.pipelines.engine import run_pipeline
-from pave.pipelines.spec import parse_spec
+from pave.pipelines.spec_file import parse_spec
 
 VENV = Path.home() / ".cache" / "pave-bench" / "prefect"
 

@@ -458,7 +458,7 @@ class Client:
         """Evaluate ``version`` of a prompt of the project in ``project_dir`` (its ``pave.yaml``
         ``prompts:``), here: ``mlflow.genai.evaluate``, the gates, the result on the prompt version,
         and the alias moved when every gate passes (docs/prompts.md)."""
-        from pave.pipelines.spec import load_spec
+        from pave.pipelines.spec_file import load_spec
         from pave.registry.prompts import evaluate_prompt
 
         folder = Path(project_dir)

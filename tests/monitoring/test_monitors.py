@@ -21,7 +21,7 @@ from monitoring_kit import (
 from pave.data.profile import profile_frame
 from pave.errors import InvalidInput
 from pave.monitoring.scheduler import Monitoring, Scheduler
-from pave.pipelines.spec import parse_spec
+from pave.pipelines.spec_file import parse_spec
 from pave.store.tables import DeploymentRow
 
 FEATURES = ["age", "income", "tenure"]

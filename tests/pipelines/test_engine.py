@@ -8,7 +8,8 @@ import pytest
 from pave.pipelines.dag import build_dag
 from pave.pipelines.engine import PipelineResult, run_pipeline
 from pave.pipelines.errors import PipelineDefinitionError, PipelineStepFailed
-from pave.pipelines.spec import ProjectSpec, parse_spec
+from pave.pipelines.spec import ProjectSpec
+from pave.pipelines.spec_file import parse_spec
 
 ProjectFactory = Callable[..., Path]
 

@@ -12,7 +12,7 @@ from pave.errors import InvalidInput
 from pave.pipelines.engine import PipelineResult, run_pipeline
 from pave.pipelines.errors import PipelineStepFailed
 from pave.pipelines.executor import LocalExecutor
-from pave.pipelines.spec import parse_spec
+from pave.pipelines.spec_file import parse_spec
 
 ProjectFactory = Callable[..., Path]
 

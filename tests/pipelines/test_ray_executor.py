@@ -27,7 +27,7 @@ from pave.integrations.ray import RayExecutor, RayUnavailable
 from pave.pipelines import execute_project
 from pave.pipelines.engine import PipelineResult, run_pipeline
 from pave.pipelines.errors import PipelineStepFailed
-from pave.pipelines.spec import load_spec
+from pave.pipelines.spec_file import load_spec
 from pave_testing import RAY_START_ENV, free_port, need_service, run_pave, stop_ray_cluster
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

@@ -25,7 +25,7 @@ from pave.data.sources import SourceSpec
 from pave.errors import InvalidInput, MissingExtra, PaveError
 from pave.governance.egress import EgressPolicy
 from pave.pipelines import execute_project, reproduce
-from pave.pipelines.spec import parse_spec
+from pave.pipelines.spec_file import parse_spec
 from pave_testing import POSTGRES_URL, S3Server, drop_schemas, free_port
 
 ProjectFactory = Callable[..., Path]

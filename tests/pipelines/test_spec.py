@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from pave.errors import InvalidInput, NotFound
-from pave.pipelines.spec import SCHEMA_FILE, json_schema, load_spec, parse_spec
+from pave.pipelines.spec_file import SCHEMA_FILE, json_schema, load_spec, parse_spec
 
 GOOD = """\
 name: churn-model
@@ -131,5 +131,5 @@ def test_duplicate_keys_are_refused() -> None:
 
 def test_the_committed_json_schema_is_up_to_date() -> None:
     on_disk = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
-    assert on_disk == json_schema(), "run `python -m pave.pipelines.spec` to refresh pave.schema.json"
+    assert on_disk == json_schema(), "run `python -m pave.pipelines.spec_file` to refresh pave.schema.json"
     assert "steps" in on_disk["required"]

@@ -16,7 +16,7 @@ from pave.automation.jobs import Job, job_environment
 from pave.config import Settings
 from pave.pipelines.engine import run_pipeline
 from pave.pipelines.executor import LocalExecutor
-from pave.pipelines.spec import parse_spec
+from pave.pipelines.spec_file import parse_spec
 from pave_testing import OtlpReceiver
 
 ProjectFactory = Callable[..., Path]

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from pave.errors import Conflict, InvalidInput, NotFound
-from pave.pipelines.spec import load_spec
+from pave.pipelines.spec_file import load_spec
 from pave.templates import generate, get_template
 
 GOOD = {"project_name": "churn-model", "owner": "alice"}

@@ -20,7 +20,8 @@ import pytest
 import yaml
 
 from pave.pipelines import StepContext
-from pave.pipelines.spec import ProjectSpec, load_spec
+from pave.pipelines.spec import ProjectSpec
+from pave.pipelines.spec_file import load_spec
 
 SCHEMAS = Path(__file__).resolve().parents[2].parent / "shared" / "schemas"
 PROJECT_MODULES = ("steps", "schema", "make_data")

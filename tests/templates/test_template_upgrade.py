@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from pave.errors import Conflict, InvalidInput, NotFound
-from pave.pipelines.spec import load_spec
+from pave.pipelines.spec_file import load_spec
 from pave.templates import generate, upgrade
 
 ANSWERS = {"project_name": "churn-model", "owner": "alice"}

@@ -23,11 +23,12 @@ __all__ = [
 if TYPE_CHECKING:
     from pave.pipelines.project import RunResult, execute_project
     from pave.pipelines.reproduction import ReproduceResult, reproduce
-    from pave.pipelines.spec import ProjectSpec, load_spec
+    from pave.pipelines.spec import ProjectSpec
+    from pave.pipelines.spec_file import load_spec
 
 _LAZY = {
     "ProjectSpec": "pave.pipelines.spec",
-    "load_spec": "pave.pipelines.spec",
+    "load_spec": "pave.pipelines.spec_file",
     "RunResult": "pave.pipelines.project",
     "ReproduceResult": "pave.pipelines.reproduction",
     "execute_project": "pave.pipelines.project",

@@ -52,7 +52,8 @@ from pave.pipelines.errors import PipelineStepFailed
 from pave.pipelines.executor import Executor, LocalExecutor
 from pave.pipelines.modules import local_top_level_names, project_imports, resolve
 from pave.pipelines.snapshot import ARCHIVE, make_snapshot
-from pave.pipelines.spec import ProjectSpec, load_spec
+from pave.pipelines.spec import ProjectSpec
+from pave.pipelines.spec_file import load_spec
 from pave.registry import fairness, flavors
 from pave.registry.gates import GateResult, all_passed, check_gate_metrics, evaluate_gates
 from pave.registry.versions import CANDIDATE, champion_metrics, register_version, version_with_tag

@@ -33,7 +33,8 @@ from pave.errors import InvalidInput
 from pave.pipelines.datasets import pin_sources
 from pave.pipelines.executor import Executor
 from pave.pipelines.project import RunResult, apply_overrides, direct_objects, project_experiment, run_spec
-from pave.pipelines.spec import ProjectSpec, TuneSpec, load_spec
+from pave.pipelines.spec import ProjectSpec, TuneSpec
+from pave.pipelines.spec_file import load_spec
 from pave.pipelines.tune_trials import (
     TAG_STATE,
     TAG_STUDY,
