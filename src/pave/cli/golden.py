@@ -204,7 +204,7 @@ def _check_out(client: Client, run_id: str, folder: Path) -> Path:
     """Bring run ``run_id`` (its code snapshot, data versions and effective spec) into ``folder``."""
     import yaml
 
-    from pave.pipelines.project import TAG_SNAPSHOT
+    from pave.pipelines.mlflow_run import TAG_SNAPSHOT
     from pave.pipelines.reproduction import check_out
     from pave.tracking import lineage
 

@@ -17,20 +17,19 @@ after the project:
 Any failure (invalid data, a raising step, a missing file) ends the run FAILED with tag
 ``pave.error`` and artifact ``error.json``; nothing is registered and no alias moves.
 
+This module holds the run itself: its result, the order of its parts, the snapshot, the data, the
+steps and their executor. What it writes to MLflow (the experiment, the record names, the failure
+record) is in :mod:`pave.pipelines.mlflow_run`; the metrics, model, gates and registration (4 and
+5) in :mod:`pave.pipelines.registration`.
+
 Dataset versions and code snapshots go to an :class:`~pave.data.objects.ObjectStore`: the
 platform's routes for a client (``pave run``), the store itself for code with direct access.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import re
 import tempfile
-import time
-import traceback
-import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -50,27 +49,30 @@ from pave.pipelines.datasets import load_sources
 from pave.pipelines.engine import PipelineResult, StepRecord, run_pipeline
 from pave.pipelines.errors import PipelineStepFailed
 from pave.pipelines.executor import Executor, LocalExecutor
-from pave.pipelines.modules import local_top_level_names, project_imports, resolve
+from pave.pipelines.mlflow_run import (
+    PROFILE_ARTIFACT,
+    SPEC_ARTIFACT,
+    TAG_SNAPSHOT,
+    VALIDATION_ARTIFACT,
+    VERSIONS_ARTIFACT,
+    as_outage,
+    ensure_experiment,
+    flatten_params,
+    log_batch,
+    log_dir_artifacts,
+    log_steps,
+    record_failure,
+)
+from pave.pipelines.modules import project_imports, resolve
+from pave.pipelines.registration import model_and_gates, run_metrics
 from pave.pipelines.snapshot import ARCHIVE, make_snapshot
 from pave.pipelines.spec import ProjectSpec
 from pave.pipelines.spec_file import load_spec
-from pave.registry import fairness, flavors
-from pave.registry.gates import GateResult, all_passed, check_gate_metrics, evaluate_gates
-from pave.registry.versions import CANDIDATE, champion_metrics, register_version, version_with_tag
+from pave.registry import fairness
+from pave.registry.gates import GateResult
 from pave.storage import open_storage
 from pave.tracking import lineage as L
 from pave.tracking import stores
-
-TAG_SNAPSHOT = "pave.code.snapshot"  # sha256 of the run's code archive in the object store
-
-SPEC_ARTIFACT = "pave/spec.json"
-STEPS_ARTIFACT = "pave/steps.json"  # each step: status, node, start and end, CPU-seconds, peak memory
-PROFILE_ARTIFACT = "data/profile.json"
-VALIDATION_ARTIFACT = "data/validation.json"
-VERSIONS_ARTIFACT = "data/versions.json"
-GATES_ARTIFACT = "gates.json"
-ERROR_ARTIFACT = "error.json"
-TAG_MODEL_KEY = "pave.model.key"  # on a model version: what makes two runs' models the same
 
 
 @dataclass
@@ -212,7 +214,7 @@ def project_experiment(spec: ProjectSpec, *, tracking_uri: str, settings: Settin
     """The id of the project's MLflow experiment (created when missing)."""
     import mlflow
 
-    return _experiment(mlflow.MlflowClient(tracking_uri=tracking_uri), spec, tracking_uri, settings)
+    return ensure_experiment(mlflow.MlflowClient(tracking_uri=tracking_uri), spec, tracking_uri, settings)
 
 
 def apply_overrides(spec: ProjectSpec, overrides: Mapping[str, Any]) -> ProjectSpec:
@@ -274,7 +276,7 @@ def _run(
     from mlflow.exceptions import MlflowException
 
     try:
-        experiment_id = _experiment(client, spec, tracking_uri, settings)
+        experiment_id = ensure_experiment(client, spec, tracking_uri, settings)
     except MlflowException as exc:
         raise Unavailable(
             f"MLflow tracking at {mask_url(tracking_uri)} did not answer: {exc.message[:300]}",
@@ -331,7 +333,7 @@ def _run(
         mlflow.log_text("\n".join(lock) + "\n", L.ENV_LOCK_ARTIFACT)
         mlflow.log_dict(spec.model_dump(mode="json", by_alias=True), SPEC_ARTIFACT)
         _snapshot(spec, project, objects, result)
-        _log_batch(client, run_id, params=params, tags={TAG_SNAPSHOT: result.code_snapshot or ""})
+        log_batch(client, run_id, params=params, tags={TAG_SNAPSHOT: result.code_snapshot or ""})
         frames = _load_data(spec, project, objects, data_files, result, pinned or {})
         data_tags = {f"{L.TAG_DATA_PREFIX}{k}": v for k, v in result.data_versions.items()}
         data_tags |= {f"{L.TAG_FINGERPRINT_PREFIX}{k}": v[:5000] for k, v in result.fingerprints.items()}
@@ -343,7 +345,7 @@ def _run(
         pipeline = _run_steps(
             spec, project, frames, result, settings, from_step, progress, cache, log_dir, executor
         )
-        result.metrics = _metrics(spec, pipeline)
+        result.metrics = run_metrics(spec, pipeline)
         if spec.fairness is not None and spec.model is not None:
             source = str(spec.fairness.data_from or spec.model.input_example_from)
             report = fairness.evaluate_model(
@@ -351,15 +353,15 @@ def _run(
             )
             mlflow.log_dict(report, fairness.FAIRNESS_ARTIFACT)
             result.metrics.update({k: v for k, v in report["metrics"].items() if v is not None})
-        _log_batch(
+        log_batch(
             client, run_id, metrics=result.metrics, tags={L.TAG_CACHED_STEPS: ",".join(pipeline.cached)}
         )
-        _model_and_gates(spec, pipeline, client, result, register, project, settings)
+        model_and_gates(spec, pipeline, client, result, register, project, settings)
     except BaseException as caught:
-        error = _outage(caught, tracking_uri) or caught
+        error = as_outage(caught, tracking_uri) or caught
         if isinstance(error, Unavailable):  # the object store, MLflow or the platform went away
             error.hint = _resume_hint(error.hint, project, from_step)
-        _fail(client, run_id, error, log_dir)
+        record_failure(client, run_id, error, log_dir)
         if isinstance(error, PaveError):
             error.run_id = run_id  # type: ignore[attr-defined]
             if isinstance(error.details, dict):
@@ -369,28 +371,10 @@ def _run(
         if error is caught:
             raise
         raise error from caught
-    _log_dir_artifacts(client, run_id, log_dir)
+    log_dir_artifacts(client, run_id, log_dir)
     mlflow.end_run("FINISHED")
     result.status = "FINISHED"
     return result
-
-
-def _outage(exc: BaseException, tracking_uri: str) -> Unavailable | None:
-    """An MLflow request that found no answer (the platform, or the object store behind its
-    artifact proxy, is down: MLflow gave up after its retries) as Unavailable; None otherwise."""
-    from mlflow.exceptions import MlflowException
-
-    message = str(exc)
-    if not (isinstance(exc, MlflowException) and message.startswith("API request to ")):
-        return None
-    artifact = re.search(r"/artifacts/(?:[^/ ]+/)*?artifacts/(\S+?) failed with", message)
-    status = re.search(r"too many (\d{3}) error responses", message)
-    what = f"the run's artifact {artifact.group(1)}" if artifact else "the run"
-    answer = f"answered {status.group(1)} to every try" if status else "did not answer"
-    return Unavailable(
-        f"{what} was not stored: MLflow at {mask_url(tracking_uri)} {answer}",
-        hint="the platform or its object store is down (`pave status` says which)",
-    )
 
 
 def _resume_hint(hint: str | None, project: Path, from_step: str | None) -> str:
@@ -398,39 +382,6 @@ def _resume_hint(hint: str | None, project: Path, from_step: str | None) -> str:
     again = f"pave run {project}" + (f" --from-step {from_step}" if from_step else "")
     first = f"{hint}; then" if hint else "when it is back,"
     return f"{first} run `{again}` again (the steps that finished come from the cache)"
-
-
-def flatten_params(spec: ProjectSpec) -> dict[str, str]:
-    """Step params as MLflow params ``<step>.<param>`` (values as text), plus ``seed``."""
-    out = {"seed": str(spec.seed)}
-    for step in spec.steps:
-        for key, value in step.params.items():
-            text = value if isinstance(value, str) else json.dumps(value, default=repr)
-            out[f"{step.name}.{key}"] = text[:6000]
-    return out
-
-
-def _experiment(client: Any, spec: ProjectSpec, tracking_uri: str, settings: Settings) -> str:
-    experiment = client.get_experiment_by_name(spec.name)
-    if experiment is not None:
-        return str(experiment.experiment_id)
-    location = None
-    if not tracking_uri.startswith(("http://", "https://")):
-        # A direct database URI has no artifact proxy: keep artifacts under Pave's artifact root.
-        root = settings.artifacts
-        location = (
-            root.rstrip("/") + f"/mlflow/{spec.name}"
-            if "://" in root
-            else ((Path(root).expanduser().resolve() / "mlflow" / spec.name).as_uri())
-        )
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return str(
-            client.create_experiment(spec.name, artifact_location=location, tags={L.TAG_PROJECT: spec.name})
-        )
-    except MlflowException:  # created meanwhile by a concurrent run
-        return str(client.get_experiment_by_name(spec.name).experiment_id)
 
 
 def _snapshot(spec: ProjectSpec, project: Path, objects: ObjectStore, result: RunResult) -> None:
@@ -447,26 +398,6 @@ def _snapshot(spec: ProjectSpec, project: Path, objects: ObjectStore, result: Ru
         if not objects.has("code", sha):
             objects.put("code", sha, archive, {"filename": ARCHIVE, "project": spec.name})
     result.code_snapshot = sha
-
-
-def _log_batch(
-    client: Any,
-    run_id: str,
-    *,
-    params: Mapping[str, str] | None = None,
-    metrics: Mapping[str, float] | None = None,
-    tags: Mapping[str, str] | None = None,
-) -> None:
-    """Params, metrics and tags in one write (a tuning trial's run makes few: each is a commit)."""
-    from mlflow.entities import Metric, Param, RunTag
-
-    now = int(time.time() * 1000)
-    client.log_batch(
-        run_id,
-        metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
-        params=[Param(k, str(v)) for k, v in (params or {}).items()],
-        tags=[RunTag(k, v) for k, v in (tags or {}).items()],
-    )
 
 
 def _load_data(
@@ -529,17 +460,11 @@ def _run_steps(
     except PipelineStepFailed as exc:
         if exc.result is not None:
             result.steps = exc.result.steps
-            _log_steps(result.steps)
+            log_steps(result.steps)
         raise
     result.steps = pipeline.steps
-    _log_steps(result.steps)
+    log_steps(result.steps)
     return pipeline
-
-
-def _log_steps(steps: list[StepRecord]) -> None:
-    import mlflow
-
-    mlflow.log_dict({"steps": [s.to_dict() for s in steps]}, STEPS_ARTIFACT)
 
 
 @contextmanager
@@ -560,221 +485,3 @@ def _executor(settings: Settings, project: Path, given: Executor | None) -> Iter
 
     with RayExecutor(project, settings.executor_address) as executor:
         yield executor
-
-
-def _metrics(spec: ProjectSpec, pipeline: PipelineResult) -> dict[str, float]:
-    metrics = dict(pipeline.metrics)
-    if spec.metrics is None:
-        return metrics
-    returned = pipeline.output(spec.metrics.step)
-    if not isinstance(returned, Mapping):
-        raise InvalidInput(
-            f"metrics step {spec.metrics.step} returned a {type(returned).__name__}, not a dict of numbers",
-            hint=f"make {spec.metrics.step} return e.g. {{'{spec.metrics.primary}': 0.91}}",
-        )
-    for key, value in returned.items():
-        try:
-            metrics[str(key)] = float(value)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(
-                f"metrics step {spec.metrics.step}: metric {key} is {value!r}, not a number",
-                hint="return only numbers in the metrics dict; log other things with ctx.logger",
-            ) from exc
-    if spec.metrics.primary not in metrics:
-        raise InvalidInput(
-            f"the primary metric {spec.metrics.primary} was not logged "
-            f"(got: {', '.join(sorted(metrics)) or 'none'})",
-            hint=f"return it from {spec.metrics.step}, or fix metrics.primary in pave.yaml",
-        )
-    return metrics
-
-
-def _model_and_gates(
-    spec: ProjectSpec,
-    pipeline: PipelineResult,
-    client: Any,
-    result: RunResult,
-    register: bool,
-    project: Path,
-    settings: Settings,
-) -> None:
-    import mlflow
-
-    if spec.model is None:
-        result.gates_passed = True
-        return
-    check_gate_metrics(spec.gates, result.metrics)
-    name = spec.model_name
-    champion = champion_metrics(client, name) if any(g.compare_to for g in spec.gates) else None
-    direction = spec.metrics.direction if spec.metrics else "maximize"
-    result.gates = evaluate_gates(
-        spec.gates,
-        result.metrics,
-        direction=direction,
-        champion=champion[1] if champion else None,
-        champion_version=champion[0] if champion else None,
-    )
-    result.gates_passed = all_passed(result.gates)
-    mlflow.log_dict(
-        {"passed": result.gates_passed, "gates": [g.to_dict() for g in result.gates]}, GATES_ARTIFACT
-    )
-    mlflow.set_tag(L.TAG_GATES, "passed" if result.gates_passed else "failed")
-    model_key = _model_key(spec, pipeline, result.env_hash)
-    cached = pipeline.record(spec.model.step).status == "cached"  # the very output a version was made of
-    same = version_with_tag(client, name, TAG_MODEL_KEY, model_key) if register and cached else None
-    if same is not None:
-        result.model_uri, result.reused = same.source, True
-        result.warnings.append(
-            f"nothing changed since version {same.version} (run {same.run_id}): no new version registered"
-        )
-        _set_version(client, result, name, str(same.version))
-        return
-    model = pipeline.output(spec.model.step)
-    example = None
-    if spec.model.input_example_from:
-        example = flavors.input_example(pipeline.output(spec.model.input_example_from))
-        if example is None:
-            result.warnings.append(
-                f"no input example found in the output of {spec.model.input_example_from} (see docs/spec.md)"
-            )
-    with _pickle_project_by_value(project):
-        info = flavors.log_model(spec.model.flavor, model, example=example)
-    result.model_uri = info.model_uri
-    _log_importances(spec, pipeline, info.model_uri, result, settings)
-    if not register:
-        return
-    run_id = result.run_id
-    tags = {
-        "pave.run_id": run_id,
-        L.TAG_PROJECT: spec.name,
-        L.TAG_ENV_HASH: result.env_hash,
-        L.TAG_GATES: "passed" if result.gates_passed else "failed",
-        "pave.profile": f"runs:/{run_id}/{PROFILE_ARTIFACT}",
-        **{f"{L.TAG_DATA_PREFIX}{k}": v for k, v in result.data_versions.items()},
-        **({L.TAG_GIT_COMMIT: result.git_commit} if result.git_commit else {}),
-        **({L.TAG_GIT_DIRTY: str(result.git_dirty).lower()} if result.git_dirty is not None else {}),
-        TAG_MODEL_KEY: model_key,
-    }
-    version = register_version(
-        client, name=name, model_uri=info.model_uri, run_id=run_id, model_id=info.model_id, tags=tags
-    )
-    _set_version(client, result, name, str(version.version))
-
-
-def _log_importances(
-    spec: ProjectSpec, pipeline: PipelineResult, model_uri: str, result: RunResult, settings: Settings
-) -> None:
-    """Global importances (mean |SHAP| per feature) of the logged model on the reference sample."""
-    import mlflow
-
-    from pave.serving.attributions import IMPORTANCES_ARTIFACT, REFERENCE_ROWS, importances_of_uri
-
-    source = spec.model.input_example_from if spec.model else None
-    rows = flavors.input_example(pipeline.output(source), rows=REFERENCE_ROWS) if source else None
-    if rows is None:
-        return
-    try:
-        found = importances_of_uri(
-            model_uri,
-            rows,
-            tracking_uri=mlflow.get_tracking_uri(),
-            home=settings.home,
-            envs_dir=settings.envs_dir,
-        )
-    except (PaveError, ValueError, TypeError) as exc:  # a model SHAP cannot explain still registers
-        result.warnings.append(f"no global importances: {exc}")
-        return
-    mlflow.log_dict(found, IMPORTANCES_ARTIFACT)
-
-
-def _set_version(client: Any, result: RunResult, name: str, version: str) -> None:
-    """Link the run to its model version; the gates passed -> alias ``candidate`` on it."""
-    import mlflow
-
-    result.model_name, result.model_version = name, version
-    mlflow.set_tags({L.TAG_MODEL_NAME: name, L.TAG_MODEL_VERSION: version})
-    if result.gates_passed:
-        client.set_registered_model_alias(name, CANDIDATE, version)
-        result.alias = CANDIDATE
-
-
-def _model_key(spec: ProjectSpec, pipeline: PipelineResult, env_hash: str) -> str:
-    """What makes two runs' models the same: the model step's cache key (its code, params, seed and
-    inputs), where its input example comes from, its flavor and the environment it pins."""
-    assert spec.model is not None
-    example = spec.model.input_example_from
-    payload = {
-        "model": pipeline.record(spec.model.step).key,
-        "example": pipeline.record(example).key if example else None,
-        "flavor": spec.model.flavor,
-        "env": env_hash,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-@contextmanager
-def _pickle_project_by_value(project: Path) -> Iterator[None]:
-    """Pickle the project's own classes (a PythonModel in steps.py) into the model, not by reference."""
-    import sys
-
-    import cloudpickle
-
-    local = local_top_level_names(project)
-    modules = [m for n, m in list(sys.modules.items()) if n.partition(".")[0] in local and m is not None]
-    registered = []
-    for module in modules:
-        try:
-            cloudpickle.register_pickle_by_value(module)
-            registered.append(module)
-        except ValueError:
-            continue
-    try:
-        yield
-    finally:
-        for module in registered:
-            cloudpickle.unregister_pickle_by_value(module)
-
-
-def _fail(client: Any, run_id: str, exc: BaseException, log_dir: Path) -> None:
-    """Record the cause on the run and end it FAILED; never hide the original error.
-
-    The tags go first: they live in the tracking store, which may answer when the object store
-    holding ``error.json`` and the logs does not (the failure may be that store's outage).
-    """
-    import mlflow
-
-    body: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
-    if isinstance(exc, PaveError):
-        body.update({"message": exc.message, "hint": exc.hint, "code": exc.code, "details": exc.details})
-    body["traceback"] = "".join(traceback.format_exception(exc))
-    records = [
-        lambda: client.set_tag(run_id, L.TAG_ERROR, (body["message"] or type(exc).__name__)[:4000]),
-        lambda: client.set_tag(run_id, L.TAG_ERROR_CODE, body.get("code", "internal")),
-        lambda: (
-            client.set_tag(run_id, L.TAG_FAILED_STEP, exc.step)
-            if isinstance(exc, PipelineStepFailed)
-            else None
-        ),
-        lambda: client.log_text(run_id, json.dumps(body, indent=2, default=str), ERROR_ARTIFACT),
-        lambda: _log_dir_artifacts(client, run_id, log_dir),
-    ]
-    unrecorded = []
-    try:
-        for record in records:
-            try:
-                record()
-            except Exception as error:  # recorded as far as the stores allow; the cause is raised
-                unrecorded.append(str(error))
-        if unrecorded:
-            warnings.warn(
-                f"run {run_id}: {len(unrecorded)} part(s) of the failure's record could not be stored "
-                f"(first: {unrecorded[0][:200]})",
-                stacklevel=2,
-            )
-    finally:
-        mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-
-
-def _log_dir_artifacts(client: Any, run_id: str, log_dir: Path) -> None:
-    if log_dir.is_dir() and any(log_dir.iterdir()):
-        client.log_artifacts(run_id, str(log_dir), "logs")

@@ -23,7 +23,8 @@ from pave.data.errors import DataFileMissing
 from pave.data.objects import ObjectStore
 from pave.data.versioning import stored_file
 from pave.errors import NotFound
-from pave.pipelines.project import SPEC_ARTIFACT, TAG_SNAPSHOT, RunResult, _execute, direct_objects
+from pave.pipelines.mlflow_run import SPEC_ARTIFACT, TAG_SNAPSHOT
+from pave.pipelines.project import RunResult, _execute, direct_objects
 from pave.pipelines.snapshot import restore_snapshot
 from pave.pipelines.spec import ProjectSpec
 from pave.tracking import lineage as L
