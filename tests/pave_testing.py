@@ -254,8 +254,13 @@ class PaveServer:
         """`pave up` on ``home`` (SQLite unless ``env`` names a database), on free ports, ready."""
         return cls(home=home, port=free_port(), env=pave_env(home, **env)).start(*extra)
 
-    def start(self, *extra: str, timeout: float = 120) -> PaveServer:
+    def start(self, *extra: str, timeout: float = 120, attempts: int = 3) -> PaveServer:
+        """Start `pave up` and wait until it is ready. A port picked free may be taken by the time
+        `pave up` binds it (another test's server, an outgoing connection's ephemeral port): then
+        `pave up` says so and exits, and this tries again on fresh ports."""
         self.home.mkdir(parents=True, exist_ok=True)
+        self.log.touch()
+        written = self.log.stat().st_size
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "pave", "up", "--port", str(self.port), *extra],
@@ -266,6 +271,13 @@ class PaveServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                said = self.log.read_bytes()[written:].decode(errors="replace")
+                if "Address already in use" in said and attempts > 1:
+                    self.port = free_port()
+                    for name in ("PAVE_GATEWAY_PORT", "PAVE_GATEWAY_GRPC_PORT"):
+                        if name in self.env:
+                            self.env[name] = str(free_port())
+                    return self.start(*extra, timeout=timeout, attempts=attempts - 1)
                 raise RuntimeError(f"pave up exited with {self.process.returncode}:\n{self.log.read_text()}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
