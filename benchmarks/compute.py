@@ -37,7 +37,13 @@ parallel: 4``: the fixed costs of ``ray.init`` and the workers' start spread ove
 2. ``pave tune`` with ``parallel: 1`` (every trial an MLflow child run, the study in SQLite, the data
    step cached after the first trial);
 3. ``pave tune`` with ``parallel: 4`` on a two-node Ray cluster started here (two CPUs per node;
-   this machine has two cores, so at most two trials really run at once).
+   this machine has two cores, so at most two trials really run at once). The small objective runs
+   there twice: first as the cluster's first tuning (**cold**: the cluster's first driver, no pool
+   worker of the project yet, so four workers start and import Ray, numpy, pandas and
+   scikit-learn; this process imports Ray), then again (**warm**: the project's pool is up and this
+   process has Ray imported, as for a data scientist's next tuning of the project in a notebook).
+   The realistic and spec cells come after, warm too. Plain Optuna's small study runs once more
+   after the Ray cells, so that the warm cell has a peer measured under the same load.
 
 The platform's databases (MLflow's and the study storage) are created before the tuning cells are
 timed, as ``pave up`` made them before anyone tunes. Every cell repeats until it has run for at
@@ -310,7 +316,8 @@ _PROJECT = Path()
 def pave_tune(
     folder: Path, trials: int, parallel: int, address: str | None, rows: int
 ) -> tuple[float, dict[str, float]]:
-    """Seconds ``pave tune`` took, and its phases (seconds after its start when each was reached)."""
+    """Seconds ``pave tune`` took, and its phases (seconds after its start when each was reached),
+    with ``driver CPU`` (CPU-seconds of this process's threads meanwhile)."""
     from pave.config import Settings
     from pave.pipelines.tune import open_storage, tune_project
 
@@ -323,12 +330,12 @@ def pave_tune(
     settings = Settings(home=folder / f"home-{name}", artifact_root=str(folder / "artifacts"), **extra)
     # The platform's databases exist before anyone tunes (`pave up` made them): not timed.
     open_storage(settings.tuning_db_url).engine.dispose()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     result = tune_project(
         project, tracking_uri=f"sqlite:///{folder / 'tune.db'}", settings=settings, study=name, progress=False
     )
     assert len(result.trials) == trials
-    return time.perf_counter() - started, result.phases
+    return time.perf_counter() - started, result.phases | {"driver CPU": time.process_time() - cpu}
 
 
 @contextlib.contextmanager
@@ -403,17 +410,54 @@ def tuning(folder: Path, objectives: dict[str, tuple[int, int]]) -> dict[str, di
         print(f"  tune {name:>9} plain Optuna, 1 at a time: {seconds:6.1f} s", flush=True)
         results[name]["pave parallel 1"] = seconds = pave_tune(folder, trials, 1, None, rows)[0]
         print(f"  tune {name:>9} pave tune, parallel 1:     {seconds:6.1f} s", flush=True)
+    # The small study twice: the cluster's first tuning (cold), then the project's next (warm).
+    cells = [
+        ("small", "cold"),
+        ("small", "warm"),
+        *((name, "warm") for name in objectives if name != "small"),
+    ]
     with ray_cluster() as address:
-        for name, (rows, trials) in objectives.items():
+        for name, pool in cells:
+            rows, trials = objectives[name]
             seconds, phases = pave_tune(folder, trials, 4, address, rows)
-            results[name]["pave parallel 4 (ray)"] = seconds
-            print(f"  tune {name:>9} pave tune, parallel 4 Ray: {seconds:6.1f} s", flush=True)
+            results[name][f"pave parallel 4 (ray, {pool})"] = seconds
+            cpu = phases.pop("driver CPU")
+            print(
+                f"  tune {name:>9} pave tune, parallel 4 Ray, {pool} pool: {seconds:6.1f} s "
+                f"(driver {cpu:.2f} CPU-s)",
+                flush=True,
+            )
             print(f"  tune {name:>9}   phases (s after start): {_phases(phases)}", flush=True)
+    rows, trials = objectives["small"]
+    results["small"]["optuna again"] = seconds = plain_optuna(trials, rows)
+    print(f"  tune {'small':>9} plain Optuna again, after the Ray cells: {seconds:6.1f} s", flush=True)
     return results
 
 
 def _phases(phases: dict[str, float]) -> str:
     return ", ".join(f"{name} {at:.2f}" for name, at in sorted(phases.items(), key=lambda item: item[1]))
+
+
+def _summary(name: str, tuned: dict[str, float], trials: int) -> None:
+    per_trial = (tuned["pave parallel 1"] - tuned["optuna"]) / trials
+    serial = tuned["pave parallel 1"] / tuned["optuna"]
+    ideal = tuned["pave parallel 1"] / 2  # two cores: at most two trials really run at once
+    wide = "; ".join(
+        f"parallel 4 on the cluster, {pool} pool, {tuned[key] / tuned['optuna']:.2f}x"
+        + (
+            f" ({tuned[key] / tuned['optuna again']:.2f}x the run after the Ray cells)"
+            if "optuna again" in tuned
+            else ""
+        )
+        for pool in ("cold", "warm")
+        if (key := f"pave parallel 4 (ray, {pool})") in tuned
+    )
+    print(
+        f"  tune {name}: pave tune parallel 1 takes {serial:.2f}x plain Optuna's wall time "
+        f"({per_trial:.2f} s of overhead per trial); {wide} "
+        f"(ideal on 2 cores, parallel 1 / 2: {ideal:.1f} s, {ideal / tuned['optuna']:.2f}x)",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -451,17 +495,7 @@ def main() -> None:
         if args.spec_trials:
             objectives["spec"] = (20_000, args.spec_trials)
         for name, tuned in tuning(folder, objectives).items():
-            trials = objectives[name][1]
-            per_trial = (tuned["pave parallel 1"] - tuned["optuna"]) / trials
-            serial = tuned["pave parallel 1"] / tuned["optuna"]
-            wide = tuned["pave parallel 4 (ray)"] / tuned["optuna"]
-            ideal = tuned["pave parallel 1"] / 2  # two cores: at most two trials really run at once
-            print(
-                f"  tune {name}: pave tune parallel 1 takes {serial:.2f}x plain Optuna's wall time "
-                f"({per_trial:.2f} s of overhead per trial); parallel 4 on the cluster {wide:.2f}x "
-                f"(ideal on 2 cores, parallel 1 / 2: {ideal:.1f} s, {ideal / tuned['optuna']:.2f}x)",
-                flush=True,
-            )
+            _summary(name, tuned, objectives[name][1])
     print(f"load average after: {load_average()}", flush=True)
 
 

@@ -365,6 +365,29 @@ def test_a_tuning_reuses_the_pool_workers_of_the_last_and_pave_down_stops_them(
     assert _pool_workers(ray_cluster) == set()  # nothing Pave started is left on the cluster
 
 
+def test_a_cold_pool_lends_a_worker_only_once_its_process_is_up(ray_cluster: str) -> None:
+    import threading
+
+    import ray
+    from ray._private import state
+
+    from pave.integrations.ray_pool import NAMESPACE, WorkerPool
+
+    ray.init(address=ray_cluster, namespace=NAMESPACE, log_to_driver=False, configure_logging=False)
+    try:
+        # A project no tuning ran: every worker is started now (a new process each, on either node).
+        pool = WorkerPool(ray, 2, f"pool-up-{secrets.token_hex(4)}", idle_seconds=60.0)
+        assert pool.reused == 0
+        lent = [pool.take(threading.Event()) for _ in range(2)]
+        # Lent at once, a worker would still be starting its process (PENDING_CREATION): a step
+        # would wait for it while another worker may be up already.
+        assert [state.actors(w._actor_id.hex())["State"] for w in lent] == ["ALIVE", "ALIVE"]
+        for worker in lent:
+            ray.kill(worker, no_restart=True)
+    finally:
+        ray.shutdown()
+
+
 def test_batch_scores_row_groups_on_both_nodes_as_it_does_locally(
     tracking_uri: str, tmp_path: Path, ray_cluster: str
 ) -> None:

@@ -142,6 +142,18 @@ class RayExecutor:
                 'on a cluster node or "ray://HEAD:10001" from outside',
             ) from exc
         self.connected = time.time()
+        for node in ray.nodes():
+            if node.get("Alive"):
+                for name, amount in (node.get("Resources") or {}).items():
+                    self._largest[name] = max(self._largest.get(name, 0.0), float(amount))
+                    self._total[name] = self._total.get(name, 0.0) + float(amount)
+        if self.pool_size:
+            from pave.integrations.ray_pool import WorkerPool
+
+            # No more workers than the cluster has CPUs: they reserve none (ray_pool's docstring).
+            # Asked for before the snapshot is made: a worker that must start begins now.
+            size = max(1, min(self.pool_size, int(self._total.get("CPU", 1))))
+            self.pool = WorkerPool(ray, size, self.project)
         if self.working_dir:
             self._remote = ray.remote(max_retries=0)(_run_on_worker)
         else:
@@ -153,17 +165,6 @@ class RayExecutor:
             self._digest = hashlib.sha256(archive).hexdigest()
             self._shipped = ray.put(archive)
             self.shipped = time.time()
-        for node in ray.nodes():
-            if node.get("Alive"):
-                for name, amount in (node.get("Resources") or {}).items():
-                    self._largest[name] = max(self._largest.get(name, 0.0), float(amount))
-                    self._total[name] = self._total.get(name, 0.0) + float(amount)
-        if self.pool_size:
-            from pave.integrations.ray_pool import WorkerPool
-
-            # No more workers than the cluster has CPUs: they reserve none (ray_pool's docstring).
-            size = max(1, min(self.pool_size, int(self._total.get("CPU", 1))))
-            self.pool = WorkerPool(ray, size, self.project)
         return self
 
     def __exit__(

@@ -20,6 +20,9 @@ worker, and leaves them running for the next tuning.
   worker ran last (edited code): a warm worker never runs stale code.
 - Stopping a step (Ctrl-C, a timeout) kills its worker's process, as a forced task cancel does; the
   pool starts another next time.
+- A worker it starts is lent once its process is up (its constructor ran), not in the order the
+  workers were asked for: a cold pool's first steps go to the workers that came up first (on a node
+  where Ray had started a worker process already, at once), not to one still starting its process.
 """
 
 from __future__ import annotations
@@ -60,6 +63,10 @@ class PoolWorker:
         self._busy = False
         self._project: tuple[str, str] | None = None  # (snapshot digest, its folder) imported last
         threading.Thread(target=self._watch, name="pave-pool-idle", daemon=True).start()
+
+    def ready(self) -> bool:
+        """Answered once the worker's process is up: the pool lends it from then on."""
+        return True
 
     def run(self, archive: bytes, project_dir: str, digest: str, task: bytes) -> tuple[Any, str]:
         from pave.integrations.ray import _run_shipped_on_worker, project_here
@@ -126,8 +133,11 @@ class WorkerPool:
             self._start()
 
     def _start(self) -> None:
+        """Start a worker; it joins the idle ones once its process is up (or its start failed: then
+        the step lent to it runs as a task, as for a worker that ended while lent)."""
         name = f"{PREFIX}{self.key}-{uuid.uuid4().hex[:8]}"
-        self._idle.put(self._actor.options(name=name, **self._options).remote(self._idle_seconds))
+        worker = self._actor.options(name=name, **self._options).remote(self._idle_seconds)
+        worker.ready.remote().future().add_done_callback(lambda _: self._idle.put(worker))
 
     def take(self, cancelled: threading.Event) -> Any | None:
         """An idle worker (waiting for one), or None once ``cancelled`` is set."""
