@@ -14,6 +14,7 @@ sources are merged, so setting only ``PAVE_HOME`` moves everything.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import tomllib
 from functools import cached_property
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from pave.errors import ConfigError
@@ -370,6 +371,18 @@ class Settings(BaseSettings):
                 raise ValueError(f"{role!r} is not a role (use {', '.join(TOKEN_ROLES)})")
             if rate < 0:
                 raise ValueError(f"the rate of {role} is negative (0 means unlimited)")
+        return value
+
+    @field_validator("prices", "budgets", "cpu_hours_per_day", mode="after")
+    @classmethod
+    def _check_amounts(cls, value: dict[str, float], info: ValidationInfo) -> dict[str, float]:
+        # A negative or infinite budget would open its alerts at once and (hard stop) refuse all work.
+        for key, amount in value.items():
+            if not math.isfinite(amount) or amount < 0:
+                raise ValueError(
+                    f"{key} = {amount!r}: {info.field_name} are amounts from 0 "
+                    f"(a project left out has {'no limit' if info.field_name != 'prices' else 'price 0'})"
+                )
         return value
 
     @field_validator("egress_allowed_networks", mode="after")

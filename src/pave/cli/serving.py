@@ -215,6 +215,16 @@ def _print_rollout(r: RolloutOut) -> None:
     console.print(table)
 
 
+def _steps(text: str) -> list[float]:
+    """``--steps 10,50,100`` as numbers; anything else is a usage error (exit 2) naming the value."""
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not a list of percents: write e.g. 10,50,100", param_hint="'--steps'"
+        ) from None
+
+
 @rollout_app.command("start")
 def rollout_start(
     project: str = typer.Argument(...),
@@ -229,7 +239,7 @@ def rollout_start(
     """Start a progressive rollout (defaults: pave.yaml's deploy.rollout, then Pave's)."""
     policy = _policy_from_spec(project_dir)
     flags = {
-        "steps": [float(s) for s in steps.split(",")] if steps else None,
+        "steps": _steps(steps) if steps else None,
         "interval_seconds": interval,
         "min_requests": min_requests,
         "max_error_rate": max_error_rate,

@@ -61,6 +61,30 @@ class Usage:
         return cls(kind=item["kind"], ref=str(item.get("ref", ""))[:300], **values)
 
 
+def parse_since(value: str | None, *, now: datetime | None = None) -> datetime | None:
+    """The moment a report starts from: an ISO date or time (UTC unless it names its zone), in the past.
+
+    Raises:
+        InvalidInput: words, or a moment after ``now`` (a report of nothing, not an answer).
+    """
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidInput(
+            f"since={value!r} is not an ISO date or time", hint="e.g. --since 2026-12-01 or 2026-12-01T09:00"
+        ) from None
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    at = now or datetime.now(UTC)
+    if moment > at:
+        raise InvalidInput(
+            f"since={value!r} is in the future (it is {at:%Y-%m-%d %H:%M} UTC now): nothing was used yet",
+            hint=f"pass a past date, e.g. --since {month_start(at):%Y-%m-%d} (the start of this month)",
+        )
+    return moment
+
+
 def record(session: Session, project: str, items: Iterable[Usage], *, now: datetime | None = None) -> int:
     """Store usage reports of ``project``; returns how many."""
     at = now or datetime.now(UTC)

@@ -18,10 +18,16 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from pave.errors import Conflict, Forbidden
+from pave.errors import Conflict, Forbidden, NotFound
 from pave.governance.scope import registry_project
 from pave.governance.tokens import Principal
 from pave.store.tables import Project, utcnow
+
+
+def require_project(session: Session, name: str) -> None:
+    """Raise NotFound (naming ``pave projects``) when no project is called ``name``."""
+    if session.scalar(select(Project.id).where(Project.name == name)) is None:
+        raise NotFound(f"project {name!r} does not exist", hint="`pave projects` lists them")
 
 
 def existing_projects(session: Session, names: Iterable[str | None]) -> set[str]:

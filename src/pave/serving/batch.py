@@ -48,6 +48,7 @@ from pave.serving.batch_io import (
     open_sink,
     output_format,
     publish,
+    refuse_overwriting_input,
     staged_output,
     table_format,
 )
@@ -180,6 +181,7 @@ def score_table(
     started = time.perf_counter()
     cpu_before, _ = _usage()
     in_kind, out_kind = table_format(input_uri), output_format(output_uri)
+    refuse_overwriting_input(input_uri, output_uri)
     resolved, location = _version(project, version, alias, tracking_uri)
     uri = f"models:/{project}/{resolved}"
     workers = workers or len(os.sched_getaffinity(0))

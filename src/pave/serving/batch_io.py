@@ -53,11 +53,59 @@ def output_format(uri: str) -> str:
 
 def split_uri(uri: str) -> tuple[str, str]:
     """An object-store URI as (store root, key): ``s3://b/k/x.pq`` -> (``s3://b``, ``k/x.pq``)."""
+    from pave.storage import BACKENDS
+
     scheme, _, rest = uri.partition("://")
+    if scheme not in BACKENDS or scheme == "file":
+        stores = ", ".join(f"{s}://" for s in BACKENDS if s != "file")
+        raise InvalidInput(
+            f"{uri}: batch scoring reads and writes local files and {stores} objects, not {scheme}://",
+            hint="copy the table to a local path or to s3://BUCKET/KEY",
+        )
     bucket, _, key = rest.partition("/")
     if not bucket or not key:
         raise InvalidInput(f"{uri} names no object", hint="write it as s3://BUCKET/path/file.parquet")
     return f"{scheme}://{bucket}", key
+
+
+def refuse_overwriting_input(input_uri: str, output_uri: str) -> None:
+    """Refuse an output that would replace the input (the same file or object, or a folder output
+    holding it): the input would be lost once the output is published."""
+
+    def place(uri: str) -> str:
+        path = local_output(uri)
+        return str(path.resolve()) + ("/" if uri.endswith("/") else "") if path is not None else uri
+
+    source, target = place(input_uri), place(output_uri)
+    if source == target or (target.endswith("/") and source.startswith(target)):
+        raise InvalidInput(
+            f"--output {output_uri} would replace the input {input_uri}",
+            hint="write the scored table to another file or folder, e.g. --output scored.parquet",
+        )
+
+
+def check_readable(path: Path, kind: str, uri: str) -> None:
+    """Refuse an input that is not a table of its format (empty, another format, unreadable), before
+    a model is loaded or anything written."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        if kind == "parquet":
+            pq.read_schema(path)
+        else:
+            pd.read_csv(path, nrows=1)
+    except pd.errors.EmptyDataError:
+        raise InvalidInput(
+            f"--input {uri} is empty: no header line, no rows",
+            hint="pass a CSV file with a header line of column names (or a Parquet file)",
+        ) from None
+    except (pa.ArrowException, pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
+        raise InvalidInput(
+            f"--input {uri} cannot be read as {kind}: {str(exc).splitlines()[0][:200]}",
+            hint=f"check that it is a {kind} file (the format is told by the name's extension)",
+        ) from None
 
 
 @contextlib.contextmanager
@@ -67,6 +115,7 @@ def local_input(uri: str, folder: Path) -> Iterator[Path]:
         path = Path(uri.removeprefix("file://")).expanduser()
         if not path.is_file():
             raise NotFound(f"no input file at {path}", hint="check the --input path")
+        check_readable(path, table_format(uri), uri)
         yield path
         return
     from pave.storage import open_storage
@@ -75,7 +124,9 @@ def local_input(uri: str, folder: Path) -> Iterator[Path]:
     store = open_storage(root)
     if store.head(key) is None:
         raise NotFound(f"no object at {uri}", hint="check the --input URI (s3://BUCKET/KEY)")
-    yield store.download(key, folder / PurePosixPath(key).name)
+    local = store.download(key, folder / PurePosixPath(key).name)
+    check_readable(local, table_format(uri), uri)
+    yield local
 
 
 def sha256(path: Path) -> str:
@@ -211,23 +262,57 @@ def staged_output(output_uri: str, kind: str, folder: Path) -> Iterator[Path]:
     name (renamed into place, no copy), in ``folder`` for object storage (uploaded). Removed when
     the job fails."""
     target = local_output(output_uri)
+    if target is None:
+        _probe_bucket(output_uri)
     if kind == "dataset":
         if target is None:
             s3_target(output_uri)  # a prefix holding someone's objects is refused before scoring
             yield folder / "output"
             return
+        _writable_folder(target.parent, output_uri)
         with staged_folder(target) as staged:
             yield staged
         return
     if target is None:
         yield folder / f"output.{kind}"
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _writable_folder(target.parent, output_uri)
     staged = target.with_name(f".{target.name}.partial-{os.getpid()}")
     try:
         yield staged
     finally:
         staged.unlink(missing_ok=True)
+
+
+def _writable_folder(folder: Path, output_uri: str) -> None:
+    """Create the output's folder if missing, and prove this user may write there, before any
+    scoring (not after the whole table is scored)."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.NamedTemporaryFile(dir=folder, prefix=".pave-check-").close()
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise InvalidInput(
+            f"--output {output_uri} cannot be written: {exc.strerror or exc}{where}",
+            hint="pass an --output path in a folder you may write (it is created if missing)",
+        ) from None
+
+
+def _probe_bucket(output_uri: str) -> None:
+    """Refuse an object-store output whose bucket does not exist before scoring, not at the upload."""
+    from pave.storage import open_storage
+    from pave.storage.base import BucketMissing
+
+    root, key = split_uri(output_uri)
+    try:
+        next(iter(open_storage(root).list(key)), None)
+    except BucketMissing:
+        raise NotFound(
+            f"--output {output_uri}: the bucket {root.partition('://')[2]} does not exist",
+            hint=f"create it (aws s3 mb {root}) or check the --output URI",
+        ) from None
 
 
 def publish(staged: Path, output_uri: str, manifest: dict[str, Any] | None = None) -> None:

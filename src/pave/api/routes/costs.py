@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Query
@@ -10,8 +9,8 @@ from pydantic import BaseModel, Field
 
 from pave.api.deps import PlatformDep, SessionDep
 from pave.automation import budgets
-from pave.errors import InvalidInput
 from pave.governance import costs
+from pave.governance.projects import require_project
 from pave.monitoring.alerts import alert_dict
 from pave.schemas.platform import Admission, CostReport, UsageRecorded
 
@@ -22,18 +21,6 @@ SinceQuery = Query(default=None, max_length=40, description="ISO date or time (U
 
 class UsageReport(BaseModel):
     items: list[dict[str, Any]] = Field(min_length=1, max_length=10_000, description="Usage items.")
-
-
-def _since(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise InvalidInput(
-            f"since={value!r} is not an ISO date or time", hint="e.g. since=2026-12-01"
-        ) from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @router.post("/api/v1/projects/{name}/usage", operation_id="record_usage")
@@ -53,7 +40,9 @@ def project_costs(
     name: str, session: SessionDep, platform: PlatformDep, since: str | None = SinceQuery
 ) -> CostReport:
     """The project's usage and cost per kind and per day, and its budget."""
-    found = costs.report(session, platform.settings, projects=[name], since=_since(since))
+    found = costs.report(session, platform.settings, projects=[name], since=costs.parse_since(since))
+    if name not in found.projects:  # no usage: a project that exists used nothing, or it is a typo
+        require_project(session, name)
     return CostReport.model_validate(found.to_dict())
 
 
@@ -67,4 +56,5 @@ def admit(name: str, session: SessionDep, platform: PlatformDep) -> Admission:
 @router.get("/api/v1/costs", operation_id="get_costs", response_model_exclude_unset=True)
 def all_costs(session: SessionDep, platform: PlatformDep, since: str | None = SinceQuery) -> CostReport:
     """Every project's usage and cost (platform admins)."""
-    return CostReport.model_validate(costs.report(session, platform.settings, since=_since(since)).to_dict())
+    found = costs.report(session, platform.settings, since=costs.parse_since(since))
+    return CostReport.model_validate(found.to_dict())

@@ -1,0 +1,76 @@
+"""A careless user's batch jobs: each mistake is one clear error, said before any scoring, and
+nothing already stored (the input) is lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pave.errors import InvalidInput, NotFound
+from pave.serving.batch import score_table
+from pave.serving.batch_io import local_input, refuse_overwriting_input, split_uri, staged_output
+
+
+def test_an_empty_csv_input_is_refused_naming_it(tmp_path: Path) -> None:
+    empty = tmp_path / "in.csv"
+    empty.write_text("")
+    with pytest.raises(InvalidInput, match=r"in\.csv is empty"), local_input(str(empty), tmp_path):
+        pass
+
+
+def test_a_file_that_is_not_parquet_is_refused_naming_the_format(tmp_path: Path) -> None:
+    garbage = tmp_path / "in.parquet"
+    garbage.write_text("not a table\n")
+    with (
+        pytest.raises(InvalidInput, match="cannot be read as parquet") as caught,
+        local_input(str(garbage), tmp_path),
+    ):
+        pass
+    assert "parquet file" in (caught.value.hint or "")
+
+
+def test_an_output_that_is_the_input_is_refused_and_the_input_kept(tmp_path: Path) -> None:
+    table = tmp_path / "in.csv"
+    table.write_text("a,b\n1,2\n")
+    # the same file by another spelling: refused before the registry is even asked
+    with pytest.raises(InvalidInput, match="would replace the input"):
+        score_table(
+            "churn",
+            input_uri=str(table),
+            output_uri=str(tmp_path / "." / "in.csv"),
+            tracking_uri="http://127.0.0.1:9",
+            cache_dir=tmp_path / "cache",
+        )
+    assert table.read_text() == "a,b\n1,2\n"
+    with pytest.raises(InvalidInput, match="would replace the input"):
+        refuse_overwriting_input(str(table), f"{tmp_path}/")  # a folder output holding the input
+    with pytest.raises(InvalidInput, match="would replace the input"):
+        refuse_overwriting_input("s3://b/in/x.csv", "s3://b/in/x.csv")
+    refuse_overwriting_input(str(table), str(tmp_path / "out.csv"))
+    refuse_overwriting_input("s3://b/in/x.csv", "s3://b/out/")
+
+
+@pytest.mark.parametrize("output", ["/proc/pave-out.csv", "/proc/pave-out/", "{tmp}/in.csv/out.csv"])
+def test_an_output_that_cannot_be_written_is_refused_before_scoring(tmp_path: Path, output: str) -> None:
+    (tmp_path / "in.csv").write_text("a\n1\n")
+    uri = output.format(tmp=tmp_path)
+    kind = "dataset" if uri.endswith("/") else "csv"
+    with pytest.raises(InvalidInput, match="cannot be written") as caught, staged_output(uri, kind, tmp_path):
+        pass
+    assert "folder you may write" in (caught.value.hint or "")
+
+
+def test_another_object_store_is_named_as_unsupported() -> None:
+    with pytest.raises(InvalidInput, match="not gs://"):
+        split_uri("gs://bucket/x.csv")
+
+
+def test_an_output_bucket_that_does_not_exist_is_said_before_scoring(s3: object, tmp_path: Path) -> None:
+    for uri, kind in (("s3://no-such-bucket/out.csv", "csv"), ("s3://no-such-bucket/out/", "dataset")):
+        with (
+            pytest.raises(NotFound, match="bucket no-such-bucket does not exist") as caught,
+            staged_output(uri, kind, tmp_path),
+        ):
+            pass
+        assert "aws s3 mb s3://no-such-bucket" in (caught.value.hint or "")
