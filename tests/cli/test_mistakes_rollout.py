@@ -13,5 +13,6 @@ def test_steps_that_are_not_numbers_are_a_usage_error(tmp_path: Path) -> None:
         "rollout", "start", "churn", "--version", "2", "--steps", "10,abc", env=pave_env(tmp_path)
     )
     assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "internal error" not in result.stderr
     assert "'10,abc' is not a list of percents: write e.g. 10,50,100" in result.stderr

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import Models
 from pave.errors import InvalidInput, NotFound
-from pave.serving.batch import score_table
+from pave.serving.batch import BatchResult, score_table
 from pave.serving.batch_io import local_input, refuse_overwriting_input, split_uri, staged_output
 
 
@@ -74,3 +75,36 @@ def test_an_output_bucket_that_does_not_exist_is_said_before_scoring(s3: object,
         ):
             pass
         assert "aws s3 mb s3://no-such-bucket" in (caught.value.hint or "")
+
+
+def _score(models: Models, tmp_path: Path, source: Path, project: str = "cancer") -> BatchResult:
+    return score_table(
+        project,
+        input_uri=str(source),
+        output_uri=str(tmp_path / "out.csv"),
+        tracking_uri=models.tracking_uri,
+        cache_dir=tmp_path.parent / "batch-model-cache",
+        version="1" if project == "cancer" else None,
+    )
+
+
+def test_text_in_a_numeric_column_is_named_with_its_line_and_value(models: Models, tmp_path: Path) -> None:
+    frame = models.X.head(20).astype(object)
+    frame.iloc[5, 3] = "abc"
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    column = models.X.columns[3]
+    with pytest.raises(InvalidInput, match=f"column '{column}' holds 'abc' on line 7, not a number"):
+        _score(models, tmp_path, tmp_path / "in.csv")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_csv_with_a_header_and_no_rows_scores_no_rows(models: Models, tmp_path: Path) -> None:
+    models.X.head(0).to_csv(tmp_path / "in.csv", index=False)
+    assert _score(models, tmp_path, tmp_path / "in.csv").rows == 0  # was: "holds BYTES"
+
+
+def test_a_project_with_no_registered_model_is_named_as_such(models: Models, tmp_path: Path) -> None:
+    models.X.head(3).to_csv(tmp_path / "in.csv", index=False)
+    with pytest.raises(NotFound, match="no model is registered as 'no-such-project'") as caught:
+        _score(models, tmp_path, tmp_path / "in.csv", project="no-such-project")
+    assert "`pave projects`" in (caught.value.hint or "")

@@ -18,6 +18,7 @@ from pave import logs
 from pave.cli.console import console, err_console, print_json
 from pave.client import Client
 from pave.config import load_settings
+from pave.errors import Unavailable
 from pave.schemas.serving import RolloutOut
 
 app = typer.Typer()
@@ -81,6 +82,11 @@ def deploy(
         console.print(f"deployed {project}: {_describe(row.spec)}")
         for url in gateways:  # where the gateways registered themselves, not a guess
             console.print(f"infer: POST {url}/v2/models/{project}/infer")
+        if not gateways and wait:  # nothing to wait for: a script's next request would fail
+            raise Unavailable(
+                f"no gateway is running: {project} is deployed, and served once one starts",
+                hint="start one (`pave up`, or `pave serve` on any host), then `pave deploy --wait` again",
+            )
         if not gateways:
             err_console.print(
                 "no gateway is running: it is served once one starts (`pave up`, or `pave serve` on any host)"

@@ -254,11 +254,30 @@ def _pydantic_problem(err: Any, node: yaml.Node) -> dict[str, Any]:
         fix = _REFERENCE_HELP if pattern == REFERENCE else f"the value must match {pattern}"
     elif kind == "literal_error":
         fix = f"use one of {ctx.get('expected', '')}"
+    elif kind in ("model_type", "model_attributes_type", "dict_type"):
+        # pydantic names the class ("instance of FairnessSpec"): the user wrote YAML, not Python
+        message = f"must be a mapping of keys (key: value lines under it), not {_yaml_kind(err.get('input'))}"
+        fix = f"write `{field}:` with its keys indented under it (docs/spec.md lists them)"
     elif kind.endswith("_type") or kind.endswith("_parsing"):
         fix = f"`{field}` {message.lower()}"
     else:
         fix = f"fix `{dotted(loc)}`: {message}"
     return {"field": dotted(loc), "line": line_of(node, loc), "message": message, "fix": fix}
+
+
+def _yaml_kind(value: Any) -> str:
+    """What a YAML value is, in the file's words (``a string 'yes'``, ``a list``)."""
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    if value is None:
+        return "empty"
+    if isinstance(value, str):
+        return f"the text {value[:40]!r}"
+    return type(value).__name__
 
 
 # --- JSON schema for editors ------------------------------------------------------------------------

@@ -60,6 +60,7 @@ from pave.serving.batch_score import (
     frame_columns,
     joined,
     predict_rows,
+    refuse_text_in_numbers,
     score_arrow,
     slices,
     with_outputs,
@@ -261,6 +262,13 @@ def _version(project: str, version: str | None, alias: str | None, tracking_uri:
                 resolved = str(max(int(v.version) for v in found))
         return resolved, str(client.get_model_version_download_uri(project, resolved))
     except MlflowException as exc:
+        try:
+            client.get_registered_model(project)
+        except MlflowException:
+            raise NotFound(
+                f"no model is registered as {project!r}: no such project, or it has not registered one",
+                hint="`pave projects` lists the projects; `pave run` in its folder registers its model",
+            ) from exc
         which = f"version {version}" if version else f"alias {alias or 'champion'}"
         raise NotFound(
             f"project {project} has no model {which}",
@@ -488,6 +496,9 @@ def _score_csv(
         first = index * CSV_CHUNK_ROWS + 2  # the file's line of the chunk's first row (after the header)
         where = f"{source} (rows from line {first})"
         frame = chunk.reset_index(drop=True)
+        if frame.empty:  # a header and no rows: nothing to score (its columns' types are unknown)
+            continue
+        refuse_text_in_numbers(model.schema, frame, first, where)
         check_columns(model.schema, frame_columns(frame), where)
         sink.write(score_arrow(model, pa.Table.from_pandas(frame, preserve_index=False), version, where))
         if progress:

@@ -70,6 +70,25 @@ def check_columns(schema: InputSchema, columns: dict[str, str], source: str) -> 
             )
 
 
+def refuse_text_in_numbers(schema: InputSchema, frame: pd.DataFrame, first_line: int, source: str) -> None:
+    """Name the first value that is not a number in a column the model reads as numbers (a CSV
+    column with one such value is read as text whole): its column, its line and the value."""
+    for column in schema.columns:
+        if column.name not in frame.columns or column.dtype.kind not in "fiu":
+            continue
+        values = frame[column.name]
+        if values.dtype != object:
+            continue
+        bad = (values.notna() & pd.to_numeric(values, errors="coerce").isna()).to_numpy()
+        if bad.any():
+            row = int(bad.argmax())
+            raise InvalidInput(
+                f"{source}: column '{column.name}' holds {str(values.iloc[row])[:60]!r} on line "
+                f"{first_line + row}, not a number; the model expects {column.datatype} values",
+                hint=f"fix or remove the values of '{column.name}' that are not numbers, then run again",
+            )
+
+
 def frame_columns(frame: pd.DataFrame) -> dict[str, str]:
     """A DataFrame's column name -> OIP datatype, for :func:`check_columns`."""
     return {str(c): datatype_of(frame[c].to_numpy()[:0]) for c in frame.columns}
