@@ -42,6 +42,9 @@ parallel: 4``: the fixed costs of ``ray.init`` and the workers' start spread ove
    worker of the project yet, so four workers start and import Ray, numpy, pandas and
    scikit-learn; this process imports Ray), then again (**warm**: the project's pool is up and this
    process has Ray imported, as for a data scientist's next tuning of the project in a notebook).
+   Then once more after its pool was stopped (``stopped``: a cold pool on a cluster that had a
+   driver before, as after the pool's 10 idle minutes: Ray's wait for the first driver of a cluster,
+   which starts a worker process per CPU of the head before ``ray.init`` returns, is not paid).
    The realistic and spec cells come after, warm too. Plain Optuna's small study runs once more
    after the Ray cells, so that the warm cell has a peer measured under the same load.
 
@@ -410,15 +413,19 @@ def tuning(folder: Path, objectives: dict[str, tuple[int, int]]) -> dict[str, di
         print(f"  tune {name:>9} plain Optuna, 1 at a time: {seconds:6.1f} s", flush=True)
         results[name]["pave parallel 1"] = seconds = pave_tune(folder, trials, 1, None, rows)[0]
         print(f"  tune {name:>9} pave tune, parallel 1:     {seconds:6.1f} s", flush=True)
-    # The small study twice: the cluster's first tuning (cold), then the project's next (warm).
+    # The small study three times: the cluster's first tuning (cold), the project's next (warm), and
+    # once more after its pool was stopped (stopped: as after 10 idle minutes; not the first driver).
     cells = [
         ("small", "cold"),
         ("small", "warm"),
+        ("small", "stopped"),
         *((name, "warm") for name in objectives if name != "small"),
     ]
     with ray_cluster() as address:
         for name, pool in cells:
             rows, trials = objectives[name]
+            if pool == "stopped":
+                _stop_pool(address)
             seconds, phases = pave_tune(folder, trials, 4, address, rows)
             results[name][f"pave parallel 4 (ray, {pool})"] = seconds
             cpu = phases.pop("driver CPU")
@@ -432,6 +439,21 @@ def tuning(folder: Path, objectives: dict[str, tuple[int, int]]) -> dict[str, di
     results["small"]["optuna again"] = seconds = plain_optuna(trials, rows)
     print(f"  tune {'small':>9} plain Optuna again, after the Ray cells: {seconds:6.1f} s", flush=True)
     return results
+
+
+def _stop_pool(address: str) -> None:
+    """Stop the project's pool workers (what ``pave down`` does) and wait until Ray lists none."""
+    import ray
+
+    from pave.integrations.ray_pool import NAMESPACE, PREFIX, stop_pool
+
+    stop_pool(address)
+    ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, configure_logging=False)
+    try:
+        while any(a["name"].startswith(PREFIX) for a in ray.util.list_named_actors(all_namespaces=True)):
+            time.sleep(0.2)
+    finally:
+        ray.shutdown()
 
 
 def _phases(phases: dict[str, float]) -> str:
@@ -449,7 +471,7 @@ def _summary(name: str, tuned: dict[str, float], trials: int) -> None:
             if "optuna again" in tuned
             else ""
         )
-        for pool in ("cold", "warm")
+        for pool in ("cold", "stopped", "warm")
         if (key := f"pave parallel 4 (ray, {pool})") in tuned
     )
     print(
