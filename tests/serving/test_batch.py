@@ -141,7 +141,7 @@ def test_s3_in_and_out_and_a_failure_half_way_leaves_no_object(
         _score(
             models, tmp_path, f"s3://{bucket}/inputs/bad.csv", f"s3://{bucket}/outputs/bad.csv", version="1"
         )
-    assert "column 'worst area' holds BYTES" in info.value.message
+    assert "column 'worst area' holds 'unknown' on line 162, not a number" in info.value.message
     assert "rows from line 102" in info.value.message
     assert store.head("outputs/bad.csv") is None
     assert [o.key for o in store.list("outputs/")] == ["outputs/scored.parquet"]
@@ -285,7 +285,7 @@ def test_a_failed_folder_job_leaves_nothing_and_a_folder_of_other_files_is_refus
     frame = models.X.head(250).astype(object)
     frame.loc[160, "worst area"] = "unknown"
     frame.to_csv(tmp_path / "bad.csv", index=False)
-    with pytest.raises(InvalidInput, match="column 'worst area' holds BYTES"):
+    with pytest.raises(InvalidInput, match="column 'worst area' holds 'unknown' on line 162, not a number"):
         _score(models, tmp_path, str(tmp_path / "bad.csv"), str(tmp_path / "out") + "/", version="1")
     # the first part was written, then removed with its hidden folder
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]
