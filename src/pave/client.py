@@ -514,6 +514,12 @@ class Client:
                     continue
                 if response is not None:
                     last = _error_message(response)
+                    if response.headers.get("pave-load-failed"):  # serving.readiness.LOAD_FAILED_HEADER
+                        raise Unavailable(
+                            f"gateway {gateway} could not load '{deployment}' version {pending[0]}: {last}",
+                            hint="fix the model (the gateway's log has the traceback: `pave status` names "
+                            "the gateway) and deploy again, or deploy another version",
+                        )
                 if time.monotonic() >= deadline:
                     raise Unavailable(
                         f"gateway {gateway} does not serve '{deployment}' version {pending[0]} after "

@@ -50,7 +50,15 @@ from pave.serving.metrics import CONTENT_TYPE, GatewayMetrics
 from pave.serving.openapi import openapi_document
 from pave.serving.outcomes import Inference, Outcomes, VersionFailed, answered
 from pave.serving.protocol import InferenceRequest, error_body, new_id, output_names
-from pave.serving.readiness import Workers, gateway_models, model_unready, server_unready, state
+from pave.serving.readiness import (
+    LOAD_FAILED_HEADER,
+    LoadFailed,
+    Workers,
+    gateway_models,
+    model_unready,
+    server_unready,
+    state,
+)
 from pave.serving.runtime import BatchPolicy, ModelRuntime
 from pave.serving.shipping import LogShipper
 from pave.serving.table import DeploymentTable, Entry
@@ -356,6 +364,8 @@ class Gateway:
         except PaveError as exc:
             self.metrics.unrouted_errors.labels(str(exc.status_code)).inc()
             extra = [(b"retry-after", exc.retry_after_header)] if isinstance(exc, RateLimited) else None
+            if isinstance(exc, LoadFailed):
+                extra = [(LOAD_FAILED_HEADER.encode(), b"1")]
             await respond(send, exc.status_code, error_body(exc.message), extra=extra)
 
     async def authorize(self, scope: Scope, deployment: str) -> None:
@@ -459,6 +469,12 @@ class Gateway:
         if version is not None and (name, version) in self.table.loading:
             raise Unavailable(f"model '{name}' version {version} is loading on this gateway")
         if version is not None:
+            refused = self.table.refused.get((name, version))
+            if refused is not None and version not in entry.runtimes:
+                raise LoadFailed(
+                    f"{refused}; the gateway keeps serving version {', '.join(entry.runtimes)} "
+                    "(and retries the load)"
+                )
             self.runtime(entry, version)
         self.check_ready(entry, version)
         reason = model_unready([state(self.table), *self.workers.others()], name, version)
@@ -473,8 +489,11 @@ class Gateway:
         versions = [version] if version else [ref.version for ref in entry.deployment.versions]
         for v in versions:
             runtime = entry.runtimes[v]
-            if runtime.state in ("failed", "loading"):
-                raise Unavailable(runtime.error or f"model '{entry.deployment.name}' version {v} is loading")
+            if runtime.state == "failed":
+                name = entry.deployment.name
+                raise LoadFailed(runtime.error or f"model '{name}' version {v} failed to load")
+            if runtime.state == "loading":
+                raise Unavailable(f"model '{entry.deployment.name}' version {v} is loading")
         # a scaled-to-zero version is ready: the next request loads it and is answered
 
     async def ready(self, send: Any, name: str, version: str | None) -> None:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from pave.errors import Unavailable
 from pave.processes import alive
 
 if TYPE_CHECKING:
@@ -42,6 +43,17 @@ log = logging.getLogger(__name__)
 
 # The directory of the workers' published states; set by ``run_gateway`` before the workers start.
 READINESS_ENV = "PAVE_GATEWAY_READINESS"
+# The header of a ready probe's 503 when the version failed to load (not: is still loading), so a
+# waiting client (`pave deploy --wait`) stops with the reason instead of polling until its timeout.
+LOAD_FAILED_HEADER = "pave-load-failed"
+
+
+class LoadFailed(Unavailable):
+    """A version the gateway tried to load and could not: the deployment keeps its previous ones."""
+
+    code = "load_failed"
+
+
 NOT_READY = ("loading", "failed")  # a scaled-to-zero ("unloaded") version is ready: a request loads it
 
 State = dict[str, Any]

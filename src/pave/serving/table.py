@@ -75,6 +75,9 @@ class DeploymentTable:
         self.loading: frozenset[tuple[str, str]] = frozenset()
         self._on_change = on_change or (lambda: None)  # called when loading starts and ends
         self._failed: set[tuple[str, str, str]] = set()  # the keys that failed at the last sync
+        # (deployment, version) -> why, for the versions a sync refused (the deployment kept its
+        # previous ones): a ready probe for such a version says so (``pave deploy --wait`` ends)
+        self.refused: dict[tuple[str, str], str] = {}
         self._loader = loader
         self._metrics = metrics
         self._batching = batching
@@ -138,11 +141,14 @@ class DeploymentTable:
         if self.loading:
             self._on_change()
         failed: set[tuple[str, str, str]] = set()
+        errors: dict[tuple[str, str], str] = {}
         for runtime in fresh:
             try:
                 await runtime.ensure_loaded()
-            except Unavailable:
+            except Unavailable as exc:
                 failed.add(runtime.key)
+                errors[runtime.key[:2]] = exc.message
+        refused: dict[tuple[str, str], str] = {}
         incomplete = False
         for name, entry in list(entries.items()):
             shadow = entry.deployment.shadow
@@ -158,6 +164,7 @@ class DeploymentTable:
                     ", ".join(broken),
                 )
                 entries[name] = self.entries[name]
+                refused |= {(name, v): errors.get((name, v), "failed to load") for v in broken}
                 incomplete = True
             elif broken:
                 incomplete = True
@@ -168,6 +175,7 @@ class DeploymentTable:
         self._seen_version = version
         self._incomplete = incomplete
         self._failed = failed
+        self.refused = refused
         self.synced = True
         for entry in entries.values():
             for v, runtime in entry.runtimes.items():
