@@ -119,7 +119,7 @@ def test_another_projects_model_is_not_adopted(shared_server: PaveServer, tmp_pa
     # a refused adoption leaves no empty project behind, and neither does a missing version
     missing = run_pave("deploy", "ghost", "--model", "NoSuchModel/1", env=admin)
     assert missing.returncode != 0
-    assert "has no version 1" in missing.stderr
+    assert "no MLflow model is registered as 'NoSuchModel'" in missing.stderr
     with shared_server.client() as api:
         names = {p["name"] for p in api.get("/api/v1/projects").json()}
     assert not {"thief", "ghost"} & names

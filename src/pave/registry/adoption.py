@@ -92,6 +92,13 @@ def locate(
             else client.get_model_version(name, version)
         )
     except MlflowException as exc:
+        try:
+            client.get_registered_model(name)
+        except MlflowException:
+            raise NotFound(
+                f"no MLflow model is registered as {name!r}",
+                hint="the MLflow UI at /mlflow lists registered models (names are case-sensitive)",
+            ) from exc
         what = f"alias {alias!r}" if alias else f"version {version}"
         raise NotFound(
             f"registered model {name!r} has no {what}",
