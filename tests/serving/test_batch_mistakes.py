@@ -108,3 +108,20 @@ def test_a_project_with_no_registered_model_is_named_as_such(models: Models, tmp
     with pytest.raises(NotFound, match="no model is registered as 'no-such-project'") as caught:
         _score(models, tmp_path, tmp_path / "in.csv", project="no-such-project")
     assert "`pave projects`" in (caught.value.hint or "")
+
+
+def test_a_table_scored_before_is_refused_instead_of_scored_into_duplicate_columns(
+    models: Models, tmp_path: Path
+) -> None:
+    models.X.head(5).to_csv(tmp_path / "in.csv", index=False)
+    _score(models, tmp_path, tmp_path / "in.csv")
+    (tmp_path / "out.csv").rename(tmp_path / "scored.csv")
+    with pytest.raises(InvalidInput, match="that scoring adds: a table scored before") as caught:
+        _score(models, tmp_path, tmp_path / "scored.csv")
+    assert "model_version" in caught.value.message
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_tsv_input_is_read_with_tabs(models: Models, tmp_path: Path) -> None:
+    models.X.head(7).to_csv(tmp_path / "in.tsv", sep="\t", index=False)
+    assert _score(models, tmp_path, tmp_path / "in.tsv").rows == 7  # was: every column "missing"

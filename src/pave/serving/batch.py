@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from pave.errors import InvalidInput, NotFound
 from pave.serving.batch_dataset import DatasetSink, input_codecs, null_free_columns
@@ -48,6 +47,7 @@ from pave.serving.batch_io import (
     open_sink,
     output_format,
     publish,
+    read_csv,
     refuse_overwriting_input,
     staged_output,
     table_format,
@@ -492,7 +492,7 @@ def _score_csv(
 ) -> None:
     import pyarrow as pa
 
-    for index, chunk in enumerate(pd.read_csv(local, chunksize=CSV_CHUNK_ROWS)):
+    for index, chunk in enumerate(read_csv(local, chunksize=CSV_CHUNK_ROWS)):
         first = index * CSV_CHUNK_ROWS + 2  # the file's line of the chunk's first row (after the header)
         where = f"{source} (rows from line {first})"
         frame = chunk.reset_index(drop=True)
@@ -518,7 +518,7 @@ def _monitoring(
     from pave.serving.batch_monitor import BatchLog
 
     parquet = table_format(str(local)) == "parquet"
-    given = set(pq.read_schema(local).names if parquet else pd.read_csv(local, nrows=0).columns)
+    given = set(pq.read_schema(local).names if parquet else read_csv(local, nrows=0).columns)
     log = BatchLog(
         directory,
         deployment=project,

@@ -54,9 +54,9 @@ def input_codecs(path: Path, kind: str) -> dict[str, str]:
     import pyarrow.parquet as pq
 
     if kind != "parquet":
-        import pandas as pd
+        from pave.serving.batch_io import read_csv
 
-        return dict.fromkeys(map(str, pd.read_csv(path, nrows=0).columns), "snappy")
+        return dict.fromkeys(map(str, read_csv(path, nrows=0).columns), "snappy")
     metadata = pq.ParquetFile(path).metadata
     plain: dict[str, int] = {}
     packed: dict[str, int] = {}

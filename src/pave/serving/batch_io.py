@@ -29,6 +29,7 @@ from pave.serving.batch_dataset import (
     staged_folder,
     writer_options,
 )
+from pave.serving.batch_score import VERSION_COLUMN
 
 
 def table_format(uri: str) -> str:
@@ -43,6 +44,13 @@ def table_format(uri: str) -> str:
         hint="name a .parquet or .csv file (local path or s3://BUCKET/KEY), "
         "or a folder for Parquet part files ending with / (output only)",
     )
+
+
+def read_csv(path: Path, **options: Any) -> Any:
+    """``pandas.read_csv`` of a CSV input: tab-separated for a ``.tsv`` name, commas otherwise."""
+    import pandas as pd
+
+    return pd.read_csv(path, sep="\t" if path.name.lower().endswith(".tsv") else ",", **options)
 
 
 def output_format(uri: str) -> str:
@@ -92,10 +100,7 @@ def check_readable(path: Path, kind: str, uri: str) -> None:
     import pyarrow.parquet as pq
 
     try:
-        if kind == "parquet":
-            pq.read_schema(path)
-        else:
-            pd.read_csv(path, nrows=1)
+        columns = list(pq.read_schema(path).names if kind == "parquet" else read_csv(path, nrows=0).columns)
     except pd.errors.EmptyDataError:
         raise InvalidInput(
             f"--input {uri} is empty: no header line, no rows",
@@ -106,6 +111,14 @@ def check_readable(path: Path, kind: str, uri: str) -> None:
             f"--input {uri} cannot be read as {kind}: {str(exc).splitlines()[0][:200]}",
             hint=f"check that it is a {kind} file (the format is told by the name's extension)",
         ) from None
+    scored = [
+        c for c in map(str, columns) if c == VERSION_COLUMN or c == "predict" or c.startswith("predict_")
+    ]
+    if scored:
+        raise InvalidInput(
+            f"--input {uri} has the column(s) {', '.join(scored)} that scoring adds: a table scored before?",
+            hint="score the table it was scored from, or drop those columns from the input",
+        )
 
 
 @contextlib.contextmanager
