@@ -125,3 +125,13 @@ def test_a_table_scored_before_is_refused_instead_of_scored_into_duplicate_colum
 def test_a_tsv_input_is_read_with_tabs(models: Models, tmp_path: Path) -> None:
     models.X.head(7).to_csv(tmp_path / "in.tsv", sep="\t", index=False)
     assert _score(models, tmp_path, tmp_path / "in.tsv").rows == 7  # was: every column "missing"
+
+
+def test_an_empty_cell_the_model_cannot_take_is_named(models: Models, tmp_path: Path) -> None:
+    frame = models.X.head(10).copy()
+    frame.iloc[3, 2] = None
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    with pytest.raises(InvalidInput, match=f"line 5, column '{models.X.columns[2]}' is empty") as caught:
+        _score(models, tmp_path, tmp_path / "in.csv")
+    assert "Input X contains NaN" in caught.value.message
+    assert "\n" not in caught.value.message  # the model's own paragraph cut to its first line

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from pave.errors import InvalidInput, NotFound
 from pave.serving.batch_dataset import DatasetSink, input_codecs, null_free_columns
@@ -500,9 +501,31 @@ def _score_csv(
             continue
         refuse_text_in_numbers(model.schema, frame, first, where)
         check_columns(model.schema, frame_columns(frame), where)
-        sink.write(score_arrow(model, pa.Table.from_pandas(frame, preserve_index=False), version, where))
+        try:
+            scored = score_arrow(model, pa.Table.from_pandas(frame, preserve_index=False), version, where)
+        except InvalidInput as exc:
+            raise _with_first_missing(exc, model, frame, first, where) from exc.__cause__
+        sink.write(scored)
         if progress:
             progress(sink.rows, sink.parts)
+
+
+def _with_first_missing(
+    error: InvalidInput, model: LoadedModel, frame: pd.DataFrame, first: int, where: str
+) -> InvalidInput:
+    """The model's refusal of a CSV part, naming the line and column of its first missing value (an
+    empty cell) when the part has one: what a model that takes no NaN refuses, and what to fix."""
+    columns = [c.name for c in model.schema.columns if c.name in frame.columns]
+    missing = frame[columns].isna().to_numpy()
+    if not missing.any():
+        return error
+    row, column = divmod(int(missing.argmax()), len(columns))
+    said = str(error.__cause__ or error.message).strip().splitlines()[0][:200]
+    return InvalidInput(
+        f"{where}: line {first + row}, column '{columns[column]}' is empty, and the model failed on "
+        f"the missing value ({type(error.__cause__).__name__}: {said})",
+        hint="fill or drop the rows with empty cells (or train a model that takes missing values)",
+    )
 
 
 @contextlib.contextmanager
