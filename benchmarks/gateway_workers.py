@@ -37,11 +37,13 @@ from serving import (
     console,
     load_raw,
     load_wrk,
+    read_answer,
     servers,
     serving_root,
     start,
     start_pave,
     stop,
+    summarise,
     train,
     tree_cpu,
 )
@@ -65,13 +67,7 @@ async def load_paced(server: Server, concurrency: int, seconds: float, rate: flo
 
     async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        await reader.readexactly(length)
-        return head.split(b" ", 2)[1] == b"200"
+        return (await read_answer(reader))[0] == 200
 
     streams = [await asyncio.open_connection(*host.split(":")) for _ in range(concurrency)]
     for i in range(200):  # warm-up, not measured
@@ -98,17 +94,7 @@ async def load_paced(server: Server, concurrency: int, seconds: float, rate: flo
     elapsed = time.perf_counter() - start_at
     for _, writer in streams:
         writer.close()
-    ordered = sorted(latencies)
-    return Result(
-        server.name,
-        f"paced {rate:,.0f}/s",
-        concurrency,
-        len(latencies),
-        elapsed,
-        ordered[len(ordered) // 2] * 1000,
-        ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1000,
-        errors,
-    )
+    return summarise(server, f"paced {rate:,.0f}/s", concurrency, latencies, elapsed, errors)
 
 
 def main() -> None:

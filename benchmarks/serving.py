@@ -565,13 +565,7 @@ async def load_raw(server: Server, expected: list[int], concurrency: int, second
 
     async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int) -> bool:
         writer.write(requests[i])
-        head = await reader.readuntil(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        body = await reader.readexactly(length)
+        status, body = await read_answer(reader)
         return status == 200 and (server.label is None or server.label(json.loads(body)) == expected[i])
 
     streams = [await asyncio.open_connection(*host.split(":")) for _ in range(concurrency)]
@@ -597,10 +591,27 @@ async def load_raw(server: Server, expected: list[int], concurrency: int, second
     elapsed = time.perf_counter() - start_at
     for _, writer in streams:
         writer.close()
+    return summarise(server, "own", concurrency, latencies, elapsed, errors)
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One HTTP/1.1 answer framed by its content length: (status, body)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    return int(head.split(b" ", 2)[1]), await reader.readexactly(length)
+
+
+def summarise(
+    server: Server, client: str, concurrency: int, latencies: list[float], elapsed: float, errors: int
+) -> Result:
+    """A cell's result from its latencies (seconds): the median and the 99th percentile in ms."""
     ordered = sorted(latencies)
     return Result(
         server.name,
-        "own",
+        client,
         concurrency,
         len(latencies),
         elapsed,
