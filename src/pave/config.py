@@ -13,6 +13,7 @@ sources are merged, so setting only ``PAVE_HOME`` moves everything.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import math
 import os
@@ -56,11 +57,14 @@ class _TomlFile(PydanticBaseSettingsSource):
         section = data.get("pave", data)
         if not isinstance(section, dict):
             raise ConfigError(f"config file {self.path}: [pave] must be a table", hint="see docs/config.md")
-        unknown = sorted(set(section) - set(self.settings_cls.model_fields))
+        names = self.settings_cls.model_fields
+        unknown = sorted(set(section) - set(names))
         if unknown:
+            near = [f"{u} -> {m[0]}" for u in unknown if (m := difflib.get_close_matches(u, names, n=1))]
             raise ConfigError(
                 f"config file {self.path} has unknown setting(s): {', '.join(unknown)}",
-                hint="run `pave config show` for the valid names",
+                hint=(f"did you mean {', '.join(near)}? " if near else "")
+                + "every setting is listed in docs/config.md",
             )
         return section
 
@@ -596,14 +600,28 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        problems = []
+        problems, fixes = [], []
         for err in exc.errors():
             name = ".".join(str(p) for p in err["loc"]) or "settings"
-            problems.append(f"{name}: {err['msg']}")
-        raise ConfigError(
-            "invalid setting " + "; ".join(problems),
-            hint="check the PAVE_* environment variables and the config file (`pave config show`)",
-        ) from exc
+            origin, fix = _origin(str(err["loc"][0]) if err["loc"] else "", overrides)
+            problems.append(f"{name}: {err['msg']}{origin}")
+            if fix not in fixes:
+                fixes.append(fix)
+        raise ConfigError("invalid setting " + "; ".join(problems), hint="; ".join(fixes)) from exc
+
+
+def _origin(field: str, overrides: dict[str, Any]) -> tuple[str, str]:
+    """Where a setting's bad value came from (" (from ...)") and how to fix it there."""
+    variable = f"PAVE_{field.upper()}"
+    path = config_file_path()
+    if field and overrides.get(field) is not None:
+        flag = f"--{field.replace('_', '-')}"
+        return f" (given as {flag})", f"pass another {flag}"
+    if field and variable in os.environ:
+        return f" (from {variable}={os.environ[variable]!r})", f"fix or unset {variable}"
+    if path is not None and path.is_file():
+        return f" (from {path})", f"fix {field or 'it'} in {path}"
+    return "", "check the PAVE_* environment variables and the config file (docs/config.md)"
 
 
 # --- credentials file ------------------------------------------------------------------------------

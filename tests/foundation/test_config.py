@@ -49,8 +49,9 @@ def test_malformed_config_file_names_the_line(home: Path) -> None:
 
 def test_unknown_setting_and_bad_values_are_named(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (home / "config.toml").write_text("[pave]\nprot = 1\n")
-    with pytest.raises(ConfigError, match="prot"):
+    with pytest.raises(ConfigError, match="prot") as raised:
         load_settings()
+    assert raised.value.hint.startswith("did you mean prot -> port?")
     (home / "config.toml").unlink()
     monkeypatch.setenv("PAVE_PORT", "99999")
     with pytest.raises(ConfigError, match="port"):
@@ -59,6 +60,26 @@ def test_unknown_setting_and_bad_values_are_named(home: Path, monkeypatch: pytes
     monkeypatch.setenv("PAVE_DATABASE_URL", "mysql://root@localhost/x")
     with pytest.raises(ConfigError, match="database_url"):
         load_settings()
+
+
+def test_a_bad_value_is_traced_to_where_it_was_set(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The error says which source gave the bad value and how to fix it there (not `pave config
+    show`, which reads the same settings and fails the same way)."""
+    monkeypatch.setenv("PAVE_PORT", "0")
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert "(from PAVE_PORT='0')" in raised.value.message
+    assert raised.value.hint == "fix or unset PAVE_PORT"
+    monkeypatch.delenv("PAVE_PORT")
+    (home / "config.toml").write_text("[pave]\nport = -3\n")
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert f"(from {home / 'config.toml'})" in raised.value.message
+    assert raised.value.hint == f"fix port in {home / 'config.toml'}"
+    with pytest.raises(ConfigError) as raised:
+        load_settings(port=70000)
+    assert "(given as --port)" in raised.value.message
+    assert raised.value.hint == "pass another --port"
 
 
 def test_egress_allow_list_takes_networks_and_names_a_bad_one(home: Path) -> None:
