@@ -615,8 +615,7 @@ def _origin(field: str, overrides: dict[str, Any]) -> tuple[str, str]:
     variable = f"PAVE_{field.upper()}"
     path = config_file_path()
     if field and overrides.get(field) is not None:
-        flag = f"--{field.replace('_', '-')}"
-        return f" (given as {flag})", f"pass another {flag}"
+        return " (given on the command line)", f"pass another value for {field} on the command line"
     if field and variable in os.environ:
         return f" (from {variable}={os.environ[variable]!r})", f"fix or unset {variable}"
     if path is not None and path.is_file():
