@@ -42,7 +42,12 @@ def private_file(path: Path) -> None:
     file's mode when it creates them; those left by an older install are tightened too.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    with contextlib.suppress(FileExistsError):
+        # Only a file that does not exist yet is opened (and closed) here. Closing any descriptor of
+        # a file drops every POSIX lock this process holds on it, SQLite's own included: a second
+        # engine made in a process whose connections use the database (a tuning's study, the
+        # control plane's store) would let other processes write under them and corrupt it.
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
     for item in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         with contextlib.suppress(OSError):  # absent, or another user's file: left as it is
             if item.stat().st_mode & 0o077:
