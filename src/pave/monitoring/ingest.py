@@ -100,11 +100,11 @@ def _index(session: Session, data: bytes) -> int:
         )
         for r in rows.values()
     ]
-    marks = ", ".join(["?" if dialect.paramstyle == "qmark" else "%s"] * len(_COLUMNS))
-    if dialect.name == "postgresql":
-        marks = marks[: -len("%s")] + "CAST(%s AS JSON)"
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    outputs = f"CAST({mark} AS JSON)" if dialect.name == "postgresql" else mark  # JSON text, not JSON
+    marks = [mark] * (len(_COLUMNS) - 1) + [outputs]
     statement = (  # constants only: the table's and columns' names, placeholders
-        f"INSERT INTO {table.name} ({', '.join(_COLUMNS)}) VALUES ({marks}) "  # noqa: S608
+        f"INSERT INTO {table.name} ({', '.join(_COLUMNS)}) VALUES ({', '.join(marks)}) "  # noqa: S608
         "ON CONFLICT (inference_id) DO NOTHING"
     )
     inserted = 0
